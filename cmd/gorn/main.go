@@ -1,0 +1,192 @@
+// Command gorn is a pre-fork server for Python WSGI applications, with
+// gunicorn's command line:
+//
+//	gorn [flags] APP
+//
+// The same binary runs as a worker when the master re-executes it with the
+// GORN_WORKER environment variable set.
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/alecthomas/kong"
+
+	"github.com/gorn-project/gorn/config"
+	"github.com/gorn-project/gorn/logs"
+	"github.com/gorn-project/gorn/master"
+	"github.com/gorn-project/gorn/worker"
+)
+
+// cli is the command line. Flag names, meanings and defaults are
+// gunicorn's; durations are in seconds as in gunicorn, with Go duration
+// syntax ("500ms") also accepted.
+type cli struct {
+	App string `arg:"" optional:"" name:"APP" help:"The WSGI application: module, module:attr or module:factory(args)."`
+
+	Bind            []string `short:"b" name:"bind" sep:"none" placeholder:"ADDRESS" help:"The socket to bind: HOST, HOST:PORT, [IPv6]:PORT, unix:PATH or fd://FD. Repeatable. Default 127.0.0.1:8000, or 0.0.0.0:$PORT when PORT is set."`
+	Workers         int      `short:"w" name:"workers" env:"WEB_CONCURRENCY" default:"1" placeholder:"INT" help:"The number of worker processes. Default 1, or $WEB_CONCURRENCY."`
+	Threads         int      `name:"threads" default:"1" placeholder:"INT" help:"The number of requests one worker runs at once in its Python runtime."`
+	Backlog         int      `name:"backlog" default:"2048" placeholder:"INT" help:"The maximum number of pending connections."`
+	Chdir           string   `name:"chdir" placeholder:"DIR" help:"Change directory to DIR before loading the app."`
+	PythonPath      string   `name:"pythonpath" placeholder:"STRING" help:"Comma-separated directories to add to the Python path, e.g. '/home/djangoprojects/myproject,/home/python/mylibrary'."`
+	Env             []string `short:"e" name:"env" sep:"none" placeholder:"ENV" help:"Set environment variable (key=value). Repeatable."`
+	Timeout         seconds  `short:"t" name:"timeout" default:"30" placeholder:"INT" help:"Requests running in Python longer than this many seconds are killed. 0 disables."`
+	GracefulTimeout seconds  `name:"graceful-timeout" default:"30" placeholder:"INT" help:"Seconds stopping workers get to finish their requests before they are killed."`
+	KeepAlive       seconds  `name:"keep-alive" default:"2" placeholder:"INT" help:"Seconds to wait for the next request on a keep-alive connection. 0 disables keep-alive."`
+	BootTimeout     seconds  `name:"boot-timeout" default:"120" placeholder:"INT" help:"Seconds a worker's runtime may take to import the app."`
+	AccessLogfile   string   `name:"access-logfile" placeholder:"FILE" help:"The access log file to write to. '-' means log to stdout."`
+	ErrorLogfile    string   `name:"error-logfile" aliases:"log-file" default:"-" placeholder:"FILE" help:"The error log file to write to. '-' means log to stderr."`
+	LogLevel        string   `name:"log-level" default:"info" placeholder:"LEVEL" help:"The granularity of error log outputs: debug, info, warning, error, critical."`
+	Name            string   `short:"n" name:"name" placeholder:"STRING" help:"A base to use for process names (ps, top). Default gorn."`
+	Pid             string   `short:"p" name:"pid" placeholder:"FILE" help:"A filename to use for the PID file."`
+	Python          string   `name:"python" placeholder:"PATH" help:"The Python interpreter that runs the app. Default $VIRTUAL_ENV/bin/python, else python3 on PATH."`
+	Version         bool     `short:"v" name:"version" help:"Show program's version number and exit."`
+}
+
+// seconds is a duration given as gunicorn does, in (possibly fractional)
+// seconds, or as a Go duration.
+type seconds time.Duration
+
+// UnmarshalText implements encoding.TextUnmarshaler for kong.
+func (s *seconds) UnmarshalText(b []byte) error {
+	text := strings.TrimSpace(string(b))
+	if f, err := strconv.ParseFloat(text, 64); err == nil {
+		*s = seconds(time.Duration(f * float64(time.Second)))
+		return nil
+	}
+	d, err := time.ParseDuration(text)
+	if err != nil {
+		return fmt.Errorf("expected seconds, not %q", text)
+	}
+	*s = seconds(d)
+	return nil
+}
+
+func main() {
+	os.Exit(run(os.Args, os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if spec := os.Getenv(worker.SpecEnv); spec != "" {
+		return runWorker(spec)
+	}
+	var c cli
+	parser, err := kong.New(&c,
+		kong.Name("gorn"),
+		kong.Description("A pre-fork server for Python WSGI applications, with gunicorn's flags.\n\nExample: gorn -w 4 -b 0.0.0.0:8000 myproject.wsgi:application"),
+		kong.Writers(stdout, stderr),
+		kong.Exit(func(code int) { panic(exitCode(code)) }),
+		kong.ConfigureHelp(kong.HelpOptions{Compact: true, NoExpandSubcommands: true}),
+	)
+	if err != nil {
+		fmt.Fprintf(stderr, "gorn: error: %v\n", err)
+		return 1
+	}
+	code, done := parse(parser, args[1:], stderr)
+	if done {
+		return code
+	}
+	if c.Version {
+		fmt.Fprintf(stdout, "gorn (version %s)\n", config.Version)
+		return 0
+	}
+	cfg := &config.Config{
+		App:             c.App,
+		Binds:           c.Bind,
+		Workers:         c.Workers,
+		Threads:         c.Threads,
+		Backlog:         c.Backlog,
+		Chdir:           c.Chdir,
+		Env:             c.Env,
+		Timeout:         time.Duration(c.Timeout),
+		GracefulTimeout: time.Duration(c.GracefulTimeout),
+		KeepAlive:       time.Duration(c.KeepAlive),
+		BootTimeout:     time.Duration(c.BootTimeout),
+		AccessLog:       c.AccessLogfile,
+		ErrorLog:        c.ErrorLogfile,
+		LogLevel:        c.LogLevel,
+		Name:            c.Name,
+		PidFile:         c.Pid,
+		Python:          c.Python,
+	}
+	for _, p := range strings.Split(c.PythonPath, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			cfg.PythonPath = append(cfg.PythonPath, p)
+		}
+	}
+	if cfg.Chdir != "" {
+		if err := os.Chdir(cfg.Chdir); err != nil {
+			fmt.Fprintf(stderr, "gorn: error: --chdir: %v\n", err)
+			return 1
+		}
+	}
+	if err := cfg.Finish(os.Getenv); err != nil {
+		fmt.Fprintf(stderr, "gorn: error: %v\n", err)
+		return 1
+	}
+	for _, kv := range cfg.Env {
+		k, v, _ := strings.Cut(kv, "=")
+		os.Setenv(k, v)
+	}
+
+	errFile, err := logs.Open(cfg.ErrorLog, os.Stderr)
+	if err != nil {
+		fmt.Fprintf(stderr, "gorn: error: --error-logfile: %v\n", err)
+		return 1
+	}
+	log := slog.New(logs.NewHandler(errFile, logs.ParseLevel(cfg.LogLevel), os.Getpid()))
+	m, err := master.New(cfg, master.Options{Log: log, ErrorLog: errFile, Argv: args})
+	if err != nil {
+		log.Error(err.Error())
+		return 1
+	}
+	return m.Run()
+}
+
+type exitCode int
+
+// parse runs kong; done means the process should exit with code (help,
+// or a bad command line: one line on stderr and exit 1).
+func parse(parser *kong.Kong, args []string, stderr io.Writer) (code int, done bool) {
+	defer func() {
+		if r := recover(); r != nil {
+			c, ok := r.(exitCode)
+			if !ok {
+				panic(r)
+			}
+			code, done = int(c), true
+		}
+	}()
+	ctx, err := parser.Parse(args)
+	if err != nil {
+		var pe *kong.ParseError
+		if errors.As(err, &pe) {
+			fmt.Fprintf(stderr, "gorn: error: %v (see gorn --help)\n", pe.Unwrap())
+		} else {
+			fmt.Fprintf(stderr, "gorn: error: %v\n", err)
+		}
+		return 1, true
+	}
+	_ = ctx
+	return 0, false
+}
+
+// runWorker is the worker mode of the binary.
+func runWorker(specText string) int {
+	os.Unsetenv(worker.SpecEnv)
+	spec, err := worker.DecodeSpec(specText)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "gorn worker: %v\n", err)
+		return 1
+	}
+	log := slog.New(logs.NewHandler(os.Stderr, logs.ParseLevel(spec.Config.LogLevel), os.Getpid()))
+	return worker.Main(spec, log)
+}

@@ -1,0 +1,155 @@
+// Package config holds gorn's settings: what the command line parsed, after
+// defaults from the environment, in the form the master hands to every
+// worker.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// Version is gorn's version, printed by --version and in "Starting gorn".
+const Version = "0.1.0"
+
+// Config is the whole configuration. The zero value is not usable; the
+// command line fills it and Finish applies the rules that depend on the
+// environment. It is serialized as JSON to hand it to workers.
+type Config struct {
+	// App is the WSGI application: "module", "module:attr" or
+	// "module:factory(literal args)". Required.
+	App string `json:"app"`
+	// Binds are the addresses to listen on: HOST:PORT, [V6]:PORT,
+	// unix:PATH or fd://N. Default 127.0.0.1:8000, or 0.0.0.0:$PORT when
+	// PORT is set.
+	Binds []string `json:"binds"`
+	// Workers is the number of worker processes. Default 1, or
+	// $WEB_CONCURRENCY.
+	Workers int `json:"workers"`
+	// Threads is how many requests one worker runs at once in its runtime.
+	// Default 1.
+	Threads int `json:"threads"`
+	// Backlog is the listen(2) backlog of every TCP and unix listener.
+	// Default 2048.
+	Backlog int `json:"backlog"`
+	// Chdir is the directory the master changes to before loading the app.
+	Chdir string `json:"chdir"`
+	// PythonPath are directories put at the front of sys.path, in order.
+	PythonPath []string `json:"pythonpath"`
+	// Env are KEY=VALUE pairs set in the environment of the app.
+	Env []string `json:"env"`
+	// Timeout bounds one request in Python; 0 disables. Default 30s.
+	Timeout time.Duration `json:"timeout"`
+	// GracefulTimeout is how long a stopping worker may finish its
+	// in-flight requests before it is killed. Default 30s.
+	GracefulTimeout time.Duration `json:"graceful_timeout"`
+	// KeepAlive is how long an idle keep-alive connection stays open;
+	// 0 disables keep-alive. Default 2s.
+	KeepAlive time.Duration `json:"keep_alive"`
+	// BootTimeout bounds the import of the app in a new runtime. Default
+	// 120s.
+	BootTimeout time.Duration `json:"boot_timeout"`
+	// AccessLog is the access log path; "-" is standard output, empty
+	// disables it (the default).
+	AccessLog string `json:"access_log"`
+	// ErrorLog is the error log path; "-" (the default) is standard error.
+	ErrorLog string `json:"error_log"`
+	// LogLevel is debug, info, warning, error or critical. Default info.
+	LogLevel string `json:"log_level"`
+	// Name is the process name shown in ps and in the runtime's sys.argv.
+	// Default "gorn".
+	Name string `json:"name"`
+	// PidFile is where the master writes its pid; empty for none.
+	PidFile string `json:"pid_file"`
+	// Python is the interpreter that runs the app runtime. Default
+	// $VIRTUAL_ENV/bin/python, else python3 on PATH.
+	Python string `json:"python"`
+}
+
+// LogLevels are the accepted values of LogLevel.
+var LogLevels = []string{"debug", "info", "warning", "error", "critical"}
+
+// Finish fills what depends on the environment, resolves paths and checks
+// the configuration. getenv is os.Getenv in production.
+func (c *Config) Finish(getenv func(string) string) error {
+	if c.App == "" {
+		return errors.New("no application module specified")
+	}
+	if len(c.Binds) == 0 {
+		if port := getenv("PORT"); port != "" {
+			c.Binds = []string{"0.0.0.0:" + port}
+		} else {
+			c.Binds = []string{"127.0.0.1:8000"}
+		}
+	}
+	if c.Workers < 1 {
+		return fmt.Errorf("--workers must be at least 1, not %d", c.Workers)
+	}
+	if c.Threads < 1 {
+		return fmt.Errorf("--threads must be at least 1, not %d", c.Threads)
+	}
+	if c.Backlog < 1 {
+		return fmt.Errorf("--backlog must be at least 1, not %d", c.Backlog)
+	}
+	for name, d := range map[string]time.Duration{"--timeout": c.Timeout, "--graceful-timeout": c.GracefulTimeout, "--keep-alive": c.KeepAlive, "--boot-timeout": c.BootTimeout} {
+		if d < 0 {
+			return fmt.Errorf("%s must not be negative", name)
+		}
+	}
+	level := strings.ToLower(c.LogLevel)
+	if level == "warn" {
+		level = "warning"
+	}
+	ok := false
+	for _, l := range LogLevels {
+		ok = ok || l == level
+	}
+	if !ok {
+		return fmt.Errorf("--log-level must be one of %s, not %q", strings.Join(LogLevels, ", "), c.LogLevel)
+	}
+	c.LogLevel = level
+	for _, kv := range c.Env {
+		if k, _, ok := strings.Cut(kv, "="); !ok || k == "" {
+			return fmt.Errorf("--env wants KEY=VALUE, not %q", kv)
+		}
+	}
+	if c.Name == "" {
+		c.Name = "gorn"
+	}
+	python, err := FindPython(c.Python, getenv)
+	if err != nil {
+		return err
+	}
+	c.Python = python
+	for i, p := range c.PythonPath {
+		if abs, err := filepath.Abs(p); err == nil {
+			c.PythonPath[i] = abs
+		}
+	}
+	return nil
+}
+
+// FindPython picks the interpreter for the app runtime: explicit if set,
+// else $VIRTUAL_ENV/bin/python, else python3 on PATH. It returns an
+// absolute path.
+func FindPython(explicit string, getenv func(string) string) (string, error) {
+	candidate := explicit
+	if candidate == "" {
+		if venv := getenv("VIRTUAL_ENV"); venv != "" {
+			candidate = filepath.Join(venv, "bin", "python")
+		} else {
+			candidate = "python3"
+		}
+	}
+	path, err := exec.LookPath(candidate)
+	if err != nil {
+		return "", fmt.Errorf("cannot find the Python interpreter %q (set --python): %w", candidate, err)
+	}
+	if abs, err := filepath.Abs(path); err == nil {
+		path = abs
+	}
+	return path, nil
+}

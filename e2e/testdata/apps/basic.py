@@ -1,0 +1,53 @@
+"""Test apps for gorn's end-to-end tests: one WSGI app routing on PATH_INFO."""
+import json
+import os
+import sys
+import time
+
+
+def _json(start_response, obj, status="200 OK"):
+    body = json.dumps(obj, sort_keys=True).encode()
+    start_response(status, [("Content-Type", "application/json"),
+                            ("Content-Length", str(len(body)))])
+    return [body]
+
+
+def app(environ, start_response):
+    path = environ["PATH_INFO"]
+    if path == "/environ":
+        env = {k: v for k, v in environ.items() if isinstance(v, (str, bool, int, tuple))}
+        return _json(start_response, env)
+    if path == "/echo":
+        body = environ["wsgi.input"].read()
+        start_response("200 OK", [("Content-Type", "application/octet-stream"),
+                                  ("Content-Length", str(len(body)))])
+        return [body]
+    if path == "/count":
+        # Streams the upload through, counting bytes, holding one block.
+        n = 0
+        inp = environ["wsgi.input"]
+        while True:
+            block = inp.read(65536)
+            if not block:
+                break
+            n += len(block)
+        return _json(start_response, {"bytes": n})
+    if path == "/stream":
+        # /stream?n=COUNT&size=BYTES yields COUNT chunks of BYTES bytes.
+        q = dict(p.split("=", 1) for p in environ["QUERY_STRING"].split("&") if "=" in p)
+        n, size = int(q.get("n", "10")), int(q.get("size", "10"))
+        start_response("200 OK", [("Content-Type", "application/octet-stream")])
+        chunk = b"x" * size
+        return (chunk for _ in range(n))
+    if path == "/sleep":
+        time.sleep(float(environ["QUERY_STRING"] or "1"))
+        return _json(start_response, {"slept": environ["QUERY_STRING"], "pid": os.getpid()})
+    if path == "/pid":
+        return _json(start_response, {"pid": os.getpid()})
+    if path == "/crash":
+        sys.stderr.flush()
+        os._exit(1)
+    if path == "/raise":
+        raise RuntimeError("boom from the app")
+    start_response("404 Not Found", [("Content-Type", "text/plain")])
+    return [b"not found\n"]

@@ -1,0 +1,199 @@
+// Package logs writes gorn's error log in gunicorn's line format and its
+// access log in gunicorn's default access-log format.
+package logs
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+	"sync"
+	"time"
+)
+
+// LevelCritical is gunicorn's CRITICAL level, above slog.LevelError.
+const LevelCritical = slog.Level(12)
+
+// ParseLevel maps a --log-level name (debug, info, warning, error,
+// critical) to a slog level; unknown names give info.
+func ParseLevel(name string) slog.Level {
+	switch strings.ToLower(name) {
+	case "debug":
+		return slog.LevelDebug
+	case "warning", "warn":
+		return slog.LevelWarn
+	case "error":
+		return slog.LevelError
+	case "critical":
+		return LevelCritical
+	}
+	return slog.LevelInfo
+}
+
+func levelName(l slog.Level) string {
+	switch {
+	case l >= LevelCritical:
+		return "CRITICAL"
+	case l >= slog.LevelError:
+		return "ERROR"
+	case l >= slog.LevelWarn:
+		return "WARNING"
+	case l >= slog.LevelInfo:
+		return "INFO"
+	}
+	return "DEBUG"
+}
+
+// Handler is a slog.Handler writing lines such as
+//
+//	[2026-11-24 08:15:20 +0000] [1234] [INFO] Booting worker with pid: 1235
+//
+// with attributes appended as key=value. Each record is one write, so lines
+// from several processes sharing the file do not interleave.
+type Handler struct {
+	mu    *sync.Mutex
+	w     io.Writer
+	level slog.Leveler
+	pid   int
+	attrs string
+}
+
+// NewHandler returns a Handler writing records at or above level to w,
+// stamped with pid.
+func NewHandler(w io.Writer, level slog.Leveler, pid int) *Handler {
+	return &Handler{mu: new(sync.Mutex), w: w, level: level, pid: pid}
+}
+
+// Enabled implements slog.Handler.
+func (h *Handler) Enabled(_ context.Context, l slog.Level) bool {
+	return l >= h.level.Level()
+}
+
+// Handle implements slog.Handler.
+func (h *Handler) Handle(_ context.Context, r slog.Record) error {
+	t := r.Time
+	if t.IsZero() {
+		t = time.Now()
+	}
+	var b strings.Builder
+	b.WriteString(t.Format("[2006-01-02 15:04:05 -0700] "))
+	fmt.Fprintf(&b, "[%d] [%s] %s", h.pid, levelName(r.Level), r.Message)
+	b.WriteString(h.attrs)
+	r.Attrs(func(a slog.Attr) bool {
+		writeAttr(&b, a)
+		return true
+	})
+	b.WriteByte('\n')
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	_, err := io.WriteString(h.w, b.String())
+	return err
+}
+
+func writeAttr(b *strings.Builder, a slog.Attr) {
+	if a.Equal(slog.Attr{}) {
+		return
+	}
+	v := a.Value.Resolve()
+	if a.Key == "traceback" {
+		// Tracebacks are printed as gunicorn prints them: on their own lines.
+		b.WriteByte('\n')
+		b.WriteString(strings.TrimRight(v.String(), "\n"))
+		return
+	}
+	s := v.String()
+	if strings.ContainsAny(s, " \t\"=") || s == "" {
+		s = fmt.Sprintf("%q", s)
+	}
+	fmt.Fprintf(b, " %s=%s", a.Key, s)
+}
+
+// WithAttrs implements slog.Handler.
+func (h *Handler) WithAttrs(attrs []slog.Attr) slog.Handler {
+	var b strings.Builder
+	b.WriteString(h.attrs)
+	for _, a := range attrs {
+		writeAttr(&b, a)
+	}
+	h2 := *h
+	h2.attrs = b.String()
+	return &h2
+}
+
+// WithGroup implements slog.Handler; groups are flattened.
+func (h *Handler) WithGroup(string) slog.Handler { return h }
+
+// Open opens a log destination: "-" is the given standard stream, anything
+// else a file opened for appending (created 0644 if missing).
+func Open(path string, std *os.File) (*os.File, error) {
+	if path == "" || path == "-" {
+		return std, nil
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("opening log file: %w", err)
+	}
+	return f, nil
+}
+
+// AccessEntry is what the access log records about one request.
+type AccessEntry struct {
+	RemoteAddr string    // client address, without the port
+	Time       time.Time // when the request started
+	Method     string
+	RequestURI string // as sent, such as /path?q=1
+	Proto      string // such as HTTP/1.1
+	Status     int
+	Bytes      int64 // response body bytes sent
+	Referer    string
+	UserAgent  string
+}
+
+// AppendAccess appends the entry in gunicorn's default access log format,
+//
+//	%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s"
+//
+// and a newline, to dst.
+func AppendAccess(dst []byte, e *AccessEntry) []byte {
+	dash := func(s string) string {
+		if s == "" {
+			return "-"
+		}
+		return s
+	}
+	dst = append(dst, dash(e.RemoteAddr)...)
+	dst = append(dst, " - - "...)
+	dst = e.Time.AppendFormat(append(dst, '['), "02/Jan/2006:15:04:05 -0700")
+	dst = append(dst, "] \""...)
+	dst = appendEscaped(dst, e.Method+" "+e.RequestURI+" "+e.Proto)
+	dst = fmt.Appendf(dst, "\" %d ", e.Status)
+	if e.Bytes > 0 {
+		dst = fmt.Appendf(dst, "%d", e.Bytes)
+	} else {
+		dst = append(dst, '-')
+	}
+	dst = append(dst, " \""...)
+	dst = appendEscaped(dst, dash(e.Referer))
+	dst = append(dst, "\" \""...)
+	dst = appendEscaped(dst, dash(e.UserAgent))
+	return append(dst, "\"\n"...)
+}
+
+// appendEscaped escapes quotes, backslashes and control bytes so a client
+// cannot forge access log lines.
+func appendEscaped(dst []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c == '"' || c == '\\':
+			dst = append(dst, '\\', c)
+		case c < ' ' || c == 0x7f:
+			dst = fmt.Appendf(dst, "\\x%02x", c)
+		default:
+			dst = append(dst, c)
+		}
+	}
+	return dst
+}

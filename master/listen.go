@@ -1,0 +1,151 @@
+package master
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/gorn-project/gorn/worker"
+)
+
+// listener is one bound socket, open for the master's whole life.
+type listener struct {
+	ln   net.Listener
+	file *os.File // a dup handed to every worker as an inherited fd
+	info worker.Listener
+	url  string // for "Listening at:"
+}
+
+// ParseBind splits a --bind value into a network and an address:
+// unix:PATH, fd://N, [V6]:PORT, HOST:PORT, HOST (port 8000) or tcp://HOST:PORT.
+func ParseBind(bind string) (network, addr string, err error) {
+	switch {
+	case strings.HasPrefix(bind, "unix:"):
+		path := strings.TrimPrefix(strings.TrimPrefix(bind, "unix:"), "//")
+		if path == "" {
+			return "", "", fmt.Errorf("invalid bind %q: unix: needs a path", bind)
+		}
+		return "unix", path, nil
+	case strings.HasPrefix(bind, "fd://"):
+		n, err := strconv.Atoi(strings.TrimPrefix(bind, "fd://"))
+		if err != nil || n < 0 {
+			return "", "", fmt.Errorf("invalid bind %q: fd:// needs a descriptor number", bind)
+		}
+		return "fd", strconv.Itoa(n), nil
+	}
+	bind = strings.TrimPrefix(bind, "tcp://")
+	host, port := bind, "8000"
+	if strings.HasPrefix(bind, "[") {
+		i := strings.Index(bind, "]")
+		if i < 0 {
+			return "", "", fmt.Errorf("invalid bind %q: unterminated [", bind)
+		}
+		host = bind[1:i]
+		rest := bind[i+1:]
+		if rest != "" {
+			if !strings.HasPrefix(rest, ":") {
+				return "", "", fmt.Errorf("invalid bind %q", bind)
+			}
+			port = rest[1:]
+		}
+		if net.ParseIP(host) == nil || !strings.Contains(host, ":") {
+			return "", "", fmt.Errorf("invalid bind %q: %q is not an IPv6 address", bind, host)
+		}
+	} else if i := strings.LastIndexByte(bind, ':'); i >= 0 {
+		host, port = bind[:i], bind[i+1:]
+		if strings.Contains(host, ":") {
+			return "", "", fmt.Errorf("invalid bind %q: put an IPv6 address in brackets", bind)
+		}
+	}
+	if host == "" {
+		host = "0.0.0.0"
+	}
+	if p, err := strconv.Atoi(port); err != nil || p < 0 || p > 65535 {
+		return "", "", fmt.Errorf("invalid bind %q: bad port %q", bind, port)
+	}
+	network = "tcp"
+	if ip := net.ParseIP(host); ip != nil {
+		if ip.To4() != nil {
+			network = "tcp4"
+		} else {
+			network = "tcp6"
+		}
+	}
+	return network, net.JoinHostPort(host, port), nil
+}
+
+// bind opens one --bind address with the given listen backlog.
+func bind(spec string, backlog int) (*listener, error) {
+	network, addr, err := ParseBind(spec)
+	if err != nil {
+		return nil, err
+	}
+	var ln net.Listener
+	switch network {
+	case "fd":
+		n, _ := strconv.Atoi(addr)
+		f := os.NewFile(uintptr(n), "fd://"+addr)
+		if f == nil {
+			return nil, fmt.Errorf("fd://%s is not an open descriptor", addr)
+		}
+		ln, err = net.FileListener(f)
+		f.Close()
+		if err != nil {
+			return nil, fmt.Errorf("fd://%s is not a listening socket: %w", addr, err)
+		}
+	case "unix":
+		if fi, err := os.Lstat(addr); err == nil && fi.Mode()&os.ModeSocket != 0 {
+			os.Remove(addr) // a stale socket from an earlier run
+		}
+		ln, err = net.Listen("unix", addr)
+	default:
+		ln, err = net.Listen(network, addr)
+	}
+	if err != nil {
+		if errors.Is(err, syscall.EADDRINUSE) {
+			return nil, fmt.Errorf("Connection in use: %s", addr)
+		}
+		return nil, fmt.Errorf("Can't connect to %s: %w", addr, errors.Unwrap(errors.Unwrap(err)))
+	}
+	sc, ok := ln.(syscall.Conn)
+	if !ok {
+		ln.Close()
+		return nil, fmt.Errorf("%s: not a socket listener", spec)
+	}
+	raw, err := sc.SyscallConn()
+	if err == nil && network != "fd" {
+		// Go listens with the kernel's somaxconn; listen(2) again with
+		// the configured backlog (Linux applies it to a listening socket).
+		raw.Control(func(fd uintptr) { err = unix.Listen(int(fd), backlog) })
+	}
+	if err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("setting the backlog of %s: %w", spec, err)
+	}
+	f, err := ln.(interface{ File() (*os.File, error) }).File()
+	if err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("duplicating the listener %s: %w", spec, err)
+	}
+	l := &listener{ln: ln, file: f}
+	switch a := ln.Addr().(type) {
+	case *net.UnixAddr:
+		l.info = worker.Listener{Network: "unix", Addr: a.Name}
+		l.url = "unix:" + a.Name
+	default:
+		l.info = worker.Listener{Network: "tcp", Addr: a.String()}
+		l.url = "http://" + a.String()
+	}
+	return l, nil
+}
+
+func (l *listener) close() {
+	l.file.Close()
+	l.ln.Close() // a unix listener created here also removes its socket file
+}

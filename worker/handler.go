@@ -1,0 +1,515 @@
+package worker
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gorn-project/gorn/config"
+	"github.com/gorn-project/gorn/logs"
+	"github.com/gorn-project/gorn/protocol"
+)
+
+// initialBody is the largest request body sent along with the Request
+// frame; larger and chunked bodies are pulled by the runtime with Read.
+const initialBody = 64 << 10
+
+// hopByHop are the response headers (RFC 9110 section 7.6.1) that describe
+// the app's connection, not the response, and are dropped. Connection: close
+// is honoured by closing the client connection after the response.
+var hopByHop = map[string]bool{
+	"connection": true, "keep-alive": true, "proxy-authenticate": true,
+	"proxy-authorization": true, "te": true, "trailers": true, "trailer": true,
+	"transfer-encoding": true, "upgrade": true,
+}
+
+type ctxKey struct{}
+
+// handler turns HTTP requests on one listener into runtime calls.
+type handler struct {
+	sup        *supervisor
+	slots      *slots
+	log        *slog.Logger
+	access     *accessLog
+	scriptName string
+	serverName string // from the listener, for requests without Host
+	serverPort string
+	frames     sync.Pool // *[]protocol.Frame
+	bufs       sync.Pool // *[]byte of initialBody bytes
+}
+
+type requestState struct {
+	rw          http.ResponseWriter
+	r           *http.Request
+	rt          *runtimeProc
+	c           *call
+	headersSent bool
+	status      int
+	written     int64
+	unacked     int
+}
+
+func (h *handler) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	st := &requestState{rw: rw, r: r}
+	if h.access != nil {
+		defer func() { h.access.write(r, start, st.status, st.written) }()
+	}
+	h.serve(st)
+}
+
+func (h *handler) serve(st *requestState) {
+	r := st.r
+	ctx := r.Context()
+	if sc, ok := ctx.Value(ctxKey{}).(*slotConn); !ok || !sc.take() {
+		if err := h.slots.acquire(ctx); err != nil {
+			st.status = 499
+			return
+		}
+	}
+	pathInfo := r.URL.Path
+	if h.scriptName != "" {
+		if !strings.HasPrefix(pathInfo, h.scriptName) {
+			h.slots.release()
+			h.plainError(st, http.StatusNotFound)
+			return
+		}
+		pathInfo = pathInfo[len(h.scriptName):]
+	}
+
+	// The first write: environ and, for a small body, the whole body.
+	var body []byte
+	end := r.ContentLength == 0 || r.Body == nil || r.Body == http.NoBody
+	var bufp *[]byte
+	if !end && r.ContentLength > 0 && r.ContentLength <= initialBody {
+		bufp = h.getBuf()
+		defer h.putBuf(bufp)
+		n, err := io.ReadFull(r.Body, (*bufp)[:r.ContentLength])
+		if err != nil {
+			h.slots.release()
+			h.bodyError(st, err)
+			return
+		}
+		body, end = (*bufp)[:n], true
+	}
+	rt, err := h.sup.get(ctx)
+	if err != nil {
+		h.slots.release()
+		st.status = 499
+		return
+	}
+	c := rt.newCall(h.slots.release)
+	if c == nil {
+		h.slots.release()
+		h.plainError(st, http.StatusBadGateway)
+		return
+	}
+	st.rt, st.c = rt, c
+
+	var env protocol.Environ
+	env.Reset()
+	h.environ(&env, r, pathInfo)
+	e := env.Bytes()
+	flags := protocol.Flags(0)
+	if end {
+		flags = protocol.FlagEnd
+	}
+	frame := protocol.AppendHeader(make([]byte, 0, protocol.HeaderSize+4+len(e)+len(body)), protocol.Request, flags, c.id, 4+len(e)+len(body))
+	frame = binary.LittleEndian.AppendUint32(frame, uint32(len(e)))
+	frame = append(frame, e...)
+	frame = append(frame, body...)
+	if err := rt.send(frame); err != nil {
+		h.runtimeGone(st)
+		return
+	}
+	h.pump(st)
+}
+
+// pump runs the call's events until the response is complete.
+func (h *handler) pump(st *requestState) {
+	c, rt := st.c, st.rt
+	ctx := st.r.Context()
+	fp := h.frames.Get()
+	var events []protocol.Frame
+	if fp != nil {
+		events = (*fp.(*[]protocol.Frame))[:0]
+	}
+	defer func() {
+		clear(events)
+		events = events[:0]
+		h.frames.Put(&events)
+	}()
+	for {
+		select {
+		case <-c.notify:
+		case <-rt.done:
+			// The reader may have delivered the last frames just before
+			// it stopped: drain them first.
+			events = c.take(events[:0])
+			if len(events) > 0 && h.handle(st, events) {
+				return
+			}
+			h.runtimeGone(st)
+			return
+		case <-ctx.Done():
+			h.abandon(st)
+			return
+		}
+		events = c.take(events[:0])
+		if h.handle(st, events) {
+			return
+		}
+	}
+}
+
+// handle applies frames to the response; true once the call is over.
+func (h *handler) handle(st *requestState, events []protocol.Frame) bool {
+	for _, f := range events {
+		switch f.Type {
+		case protocol.Start:
+			head, body, err := protocol.ParseStart(f.Payload)
+			if err != nil {
+				h.log.Error("The app sent an invalid response head; answering 500", "uri", st.r.RequestURI, "err", err)
+				h.cancel(st)
+				h.plainError(st, http.StatusInternalServerError)
+				return true
+			}
+			if !h.writeHead(st, head) {
+				h.cancel(st)
+				h.plainError(st, http.StatusInternalServerError)
+				return true
+			}
+			if !h.writeBody(st, body, f.End()) {
+				return true
+			}
+			if f.End() {
+				return true
+			}
+		case protocol.Data:
+			if !st.headersSent {
+				h.log.Error("The app runtime sent data before the response head", "uri", st.r.RequestURI)
+				h.cancel(st)
+				h.plainError(st, http.StatusBadGateway)
+				return true
+			}
+			if !h.writeBody(st, f.Payload, f.End()) {
+				return true
+			}
+			if f.End() {
+				return true
+			}
+		case protocol.Read:
+			n, err := protocol.Uint32Payload(f.Payload)
+			if err != nil {
+				h.log.Error("The app runtime sent a bad read request", "err", err)
+				n = initialBody
+			}
+			if !h.sendBody(st, int(min(n, initialBody))) {
+				return true
+			}
+		case protocol.Error:
+			if !st.headersSent {
+				h.plainError(st, http.StatusInternalServerError)
+				return true
+			}
+			// Headers are out: the only honest signal left is to cut
+			// the connection, so the client sees an incomplete response.
+			panic(http.ErrAbortHandler)
+		}
+	}
+	return false
+}
+
+// writeHead sets the response status and headers; false if they are not
+// valid to send.
+func (h *handler) writeHead(st *requestState, head protocol.ResponseHead) bool {
+	if head.Code < 200 {
+		h.log.Error("The app returned an informational status as its response; answering 500", "uri", st.r.RequestURI, "status", head.Status)
+		return false
+	}
+	hdr := st.rw.Header()
+	for _, kv := range head.Headers {
+		name := kv[0]
+		lower := strings.ToLower(name)
+		if hopByHop[lower] {
+			if lower == "connection" && strings.EqualFold(strings.TrimSpace(kv[1]), "close") {
+				hdr.Set("Connection", "close")
+			}
+			continue
+		}
+		hdr[http.CanonicalHeaderKey(name)] = append(hdr[http.CanonicalHeaderKey(name)], kv[1])
+	}
+	if cl := hdr.Get("Content-Length"); cl != "" {
+		if n, err := strconv.ParseInt(cl, 10, 64); err != nil || n < 0 || len(hdr["Content-Length"]) > 1 {
+			h.log.Error("The app sent an invalid Content-Length; answering 500", "uri", st.r.RequestURI, "content_length", cl)
+			for k := range hdr {
+				delete(hdr, k)
+			}
+			return false
+		}
+	}
+	st.rw.WriteHeader(head.Code)
+	st.status = head.Code
+	st.headersSent = true
+	return true
+}
+
+// writeBody writes response bytes to the client, flushing unless the
+// response is complete, and returns response credit to the runtime.
+// False if the client is gone.
+func (h *handler) writeBody(st *requestState, b []byte, end bool) bool {
+	if len(b) > 0 {
+		n, err := st.rw.Write(b)
+		st.written += int64(n)
+		if err != nil && !errors.Is(err, http.ErrBodyNotAllowed) {
+			h.abandon(st)
+			return false
+		}
+		st.unacked += len(b)
+	}
+	if end {
+		return true
+	}
+	if err := http.NewResponseController(st.rw).Flush(); err != nil {
+		h.abandon(st)
+		return false
+	}
+	if st.unacked >= protocol.InitialWindow/4 {
+		if err := st.rt.send(protocol.AppendUint32Frame(nil, protocol.Window, st.c.id, uint32(st.unacked))); err != nil {
+			h.runtimeGone(st)
+			return false
+		}
+		st.unacked = 0
+	}
+	return true
+}
+
+// sendBody answers a Read: up to n bytes of the request body.
+func (h *handler) sendBody(st *requestState, n int) bool {
+	bufp := h.getBuf()
+	defer h.putBuf(bufp)
+	buf := (*bufp)[:protocol.HeaderSize+n]
+	var m int
+	var err error
+	for m == 0 && err == nil {
+		m, err = st.r.Body.Read(buf[protocol.HeaderSize:])
+	}
+	flags := protocol.Flags(0)
+	if err == io.EOF {
+		flags, err = protocol.FlagEnd, nil
+	}
+	if err != nil {
+		h.bodyError(st, err)
+		return false
+	}
+	frame := protocol.AppendHeader(buf[:0], protocol.Body, flags, st.c.id, m)[:protocol.HeaderSize+m]
+	if err := st.rt.send(frame); err != nil {
+		h.runtimeGone(st)
+		return false
+	}
+	return true
+}
+
+// bodyError handles a failed read of the request body: a client that went
+// away is let go; a malformed body (bad chunked encoding, short body) gets
+// 400.
+func (h *handler) bodyError(st *requestState, err error) {
+	if st.c != nil {
+		h.cancel(st)
+	}
+	st.rw.Header().Set("Connection", "close")
+	if st.r.Context().Err() != nil || errors.Is(err, net.ErrClosed) {
+		st.status = 499
+		return
+	}
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) {
+		h.plainError(st, http.StatusRequestEntityTooLarge)
+		return
+	}
+	h.log.Debug("Invalid request body", "uri", st.r.RequestURI, "err", err)
+	h.plainError(st, http.StatusBadRequest)
+}
+
+// cancel tells the runtime to stop the app's response; the stream's slot
+// is freed when the runtime ends it.
+func (h *handler) cancel(st *requestState) {
+	st.rt.send(protocol.AppendFrame(nil, protocol.Cancel, 0, st.c.id, nil))
+}
+
+// abandon gives up on a client that went away.
+func (h *handler) abandon(st *requestState) {
+	h.cancel(st)
+	if st.status == 0 {
+		st.status = 499
+	}
+	if st.headersSent {
+		panic(http.ErrAbortHandler)
+	}
+}
+
+// runtimeGone answers a request whose runtime died: 502 when nothing was
+// sent yet, else the connection is cut.
+func (h *handler) runtimeGone(st *requestState) {
+	if st.headersSent {
+		panic(http.ErrAbortHandler)
+	}
+	h.plainError(st, http.StatusBadGateway)
+}
+
+// plainError sends a short error page, as gunicorn does.
+func (h *handler) plainError(st *requestState, code int) {
+	if st.headersSent {
+		panic(http.ErrAbortHandler)
+	}
+	hdr := st.rw.Header()
+	for k := range hdr {
+		if k != "Connection" {
+			delete(hdr, k)
+		}
+	}
+	text := http.StatusText(code)
+	body := "<html>\n  <head>\n    <title>" + text + "</title>\n  </head>\n  <body>\n    <h1><p>" + text + "</p></h1>\n  </body>\n</html>\n"
+	hdr.Set("Content-Type", "text/html")
+	hdr.Set("Content-Length", strconv.Itoa(len(body)))
+	st.rw.WriteHeader(code)
+	n, _ := io.WriteString(st.rw, body)
+	st.status = code
+	st.written = int64(n)
+	st.headersSent = true
+}
+
+func (h *handler) getBuf() *[]byte {
+	if b, ok := h.bufs.Get().(*[]byte); ok {
+		return b
+	}
+	b := make([]byte, protocol.HeaderSize+initialBody)
+	return &b
+}
+
+func (h *handler) putBuf(b *[]byte) { h.bufs.Put(b) }
+
+// environ adds the CGI variables of PEP 3333 and gunicorn to e; the runtime
+// adds the wsgi.* entries.
+func (h *handler) environ(e *protocol.Environ, r *http.Request, pathInfo string) {
+	e.Add("REQUEST_METHOD", r.Method)
+	e.Add("SCRIPT_NAME", h.scriptName)
+	e.Add("PATH_INFO", pathInfo)
+	e.Add("QUERY_STRING", r.URL.RawQuery)
+	e.Add("RAW_URI", r.RequestURI)
+	e.Add("SERVER_PROTOCOL", r.Proto)
+	e.Add("SERVER_SOFTWARE", "gorn/"+config.Version)
+	if host, port, err := net.SplitHostPort(r.RemoteAddr); err == nil {
+		e.Add("REMOTE_ADDR", host)
+		e.Add("REMOTE_PORT", port)
+	} else {
+		e.Add("REMOTE_ADDR", r.RemoteAddr)
+	}
+	name, port := h.serverName, h.serverPort
+	if r.Host != "" {
+		name, port = splitHost(r.Host, "80")
+	}
+	e.Add("SERVER_NAME", name)
+	e.Add("SERVER_PORT", port)
+	if r.Host != "" {
+		e.Add("HTTP_HOST", r.Host)
+	}
+	if len(r.TransferEncoding) > 0 {
+		e.Add("HTTP_TRANSFER_ENCODING", strings.Join(r.TransferEncoding, ","))
+	}
+	var key []byte
+	for k, vs := range r.Header {
+		switch k {
+		case "Content-Type":
+			e.Add("CONTENT_TYPE", strings.Join(vs, ","))
+			continue
+		case "Content-Length":
+			e.Add("CONTENT_LENGTH", vs[0])
+			continue
+		}
+		if strings.IndexByte(k, '_') >= 0 {
+			continue // X_Forwarded_For must not pose as X-Forwarded-For
+		}
+		key = append(key[:0], "HTTP_"...)
+		for i := 0; i < len(k); i++ {
+			c := k[i]
+			switch {
+			case c == '-':
+				c = '_'
+			case c >= 'a' && c <= 'z':
+				c -= 'a' - 'A'
+			}
+			key = append(key, c)
+		}
+		e.Add(string(key), strings.Join(vs, ","))
+	}
+}
+
+// splitHost splits a Host header into name and port, defaulting the port.
+func splitHost(host, defPort string) (string, string) {
+	if strings.HasPrefix(host, "[") {
+		if i := strings.LastIndex(host, "]"); i > 0 {
+			if strings.HasPrefix(host[i+1:], ":") && len(host) > i+2 {
+				return host[:i+1], host[i+2:]
+			}
+			return host[:i+1], defPort
+		}
+	}
+	if i := strings.LastIndexByte(host, ':'); i >= 0 {
+		return host[:i], host[i+1:]
+	}
+	return host, defPort
+}
+
+// connContext lets the handler find the connection's slot reservation.
+func connContext(ctx context.Context, c net.Conn) context.Context {
+	if sc, ok := c.(*slotConn); ok {
+		return context.WithValue(ctx, ctxKey{}, sc)
+	}
+	return ctx
+}
+
+// connState returns an unused reservation when a connection closes before
+// its first request.
+func connState(c net.Conn, s http.ConnState) {
+	if s == http.StateClosed || s == http.StateHijacked {
+		if sc, ok := c.(*slotConn); ok {
+			sc.drop()
+		}
+	}
+}
+
+// accessLog writes gunicorn-format access log lines.
+type accessLog struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (a *accessLog) write(r *http.Request, start time.Time, status int, written int64) {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		host = r.RemoteAddr
+	}
+	line := logs.AppendAccess(make([]byte, 0, 256), &logs.AccessEntry{
+		RemoteAddr: host,
+		Time:       start,
+		Method:     r.Method,
+		RequestURI: r.RequestURI,
+		Proto:      r.Proto,
+		Status:     status,
+		Bytes:      written,
+		Referer:    r.Header.Get("Referer"),
+		UserAgent:  r.Header.Get("User-Agent"),
+	})
+	a.mu.Lock()
+	a.w.Write(line)
+	a.mu.Unlock()
+}

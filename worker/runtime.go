@@ -1,0 +1,345 @@
+package worker
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/gorn-project/gorn/config"
+	"github.com/gorn-project/gorn/internal/proc"
+	"github.com/gorn-project/gorn/protocol"
+	pyruntime "github.com/gorn-project/gorn/worker/runtime"
+)
+
+// BootError is an app that failed to load: Code is gunicorn's exit code (3
+// when importing the module raised, 4 when it holds no usable app) and
+// Message the traceback or reason.
+type BootError struct {
+	Code    int    `json:"code"`
+	Message string `json:"message"`
+}
+
+func (e *BootError) Error() string { return e.Message }
+
+// ReadyInfo is the payload of the runtime's Ready frame.
+type ReadyInfo struct {
+	Protocol int    `json:"protocol"`
+	Python   string `json:"python"`
+	Pid      int    `json:"pid"`
+}
+
+// runtimeProc is one running app runtime: the python3 child and the
+// socketpair to it. Its reader goroutine owns the frames coming back and
+// hands each to the call it belongs to.
+type runtimeProc struct {
+	cmd  *exec.Cmd
+	conn *net.UnixConn
+	info ReadyInfo
+	log  *slog.Logger
+
+	wmu sync.Mutex // serializes writes to conn; see send
+
+	mu     sync.Mutex // guards calls and nextID
+	calls  map[uint32]*call
+	nextID uint32
+
+	done   chan struct{} // closed when the reader stops: the runtime is gone
+	exited chan struct{} // closed once cmd.Wait has returned
+	status error         // cmd.Wait's result, set before exited is closed
+}
+
+// call is one request's stream on a runtime.
+type call struct {
+	id      uint32
+	mu      sync.Mutex
+	events  []protocol.Frame
+	notify  chan struct{} // capacity 1: "events has something"
+	release func()        // frees the worker slot; called exactly once
+}
+
+func (c *call) push(f protocol.Frame) {
+	c.mu.Lock()
+	c.events = append(c.events, f)
+	c.mu.Unlock()
+	select {
+	case c.notify <- struct{}{}:
+	default:
+	}
+}
+
+func (c *call) take(dst []protocol.Frame) []protocol.Frame {
+	c.mu.Lock()
+	dst = append(dst, c.events...)
+	clear(c.events)
+	c.events = c.events[:0]
+	c.mu.Unlock()
+	return dst
+}
+
+// runtimeConfig is the JSON the runtime reads from its argv.
+type runtimeConfig struct {
+	App          string   `json:"app"`
+	Threads      int      `json:"threads"`
+	PythonPath   []string `json:"pythonpath"`
+	LogLevel     string   `json:"log_level"`
+	LogPid       int      `json:"log_pid"`
+	Multiprocess bool     `json:"multiprocess"`
+	URLScheme    string   `json:"url_scheme"`
+	Argv         []string `json:"argv"`
+	FD           int      `json:"fd"`
+	SourceFD     int      `json:"source_fd"`
+}
+
+// startRuntime starts a runtime and waits, up to cfg.BootTimeout, for it to
+// import the app. A *BootError says the app failed to load.
+func startRuntime(cfg *config.Config, log *slog.Logger, argv []string) (*runtimeProc, error) {
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("creating the runtime socketpair: %w", err)
+	}
+	parent := os.NewFile(uintptr(fds[0]), "runtime")
+	child := os.NewFile(uintptr(fds[1]), "runtime-child")
+	defer child.Close()
+	fc, err := net.FileConn(parent)
+	parent.Close()
+	if err != nil {
+		return nil, fmt.Errorf("wrapping the runtime socket: %w", err)
+	}
+	conn := fc.(*net.UnixConn)
+
+	src, err := sourceFile()
+	if err != nil {
+		conn.Close()
+		return nil, err
+	}
+	defer src.Close()
+
+	rc := runtimeConfig{
+		App:          cfg.App,
+		Threads:      cfg.Threads,
+		PythonPath:   cfg.PythonPath,
+		LogLevel:     cfg.LogLevel,
+		LogPid:       os.Getpid(),
+		Multiprocess: cfg.Workers > 1,
+		URLScheme:    "http",
+		Argv:         argv,
+		FD:           3,
+		SourceFD:     4,
+	}
+	js, _ := json.Marshal(rc)
+	cmd := exec.Command(cfg.Python, "-c", pyruntime.Loader, string(js))
+	cmd.ExtraFiles = []*os.File{child, src}
+	cmd.Stdout = os.Stdout
+	cmd.Stderr = os.Stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := proc.Start(cmd); err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("starting the app runtime %s: %w", cfg.Python, err)
+	}
+	rt := &runtimeProc{
+		cmd:    cmd,
+		conn:   conn,
+		log:    log,
+		calls:  make(map[uint32]*call),
+		done:   make(chan struct{}),
+		exited: make(chan struct{}),
+	}
+	go func() {
+		rt.status = cmd.Wait()
+		close(rt.exited)
+	}()
+
+	r := protocol.NewReader(conn)
+	if cfg.BootTimeout > 0 {
+		conn.SetReadDeadline(time.Now().Add(cfg.BootTimeout))
+	}
+	f, err := r.ReadFrame()
+	conn.SetReadDeadline(time.Time{})
+	if err != nil {
+		rt.kill()
+		conn.Close()
+		<-rt.exited
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			return nil, fmt.Errorf("the app did not load within --boot-timeout %s", cfg.BootTimeout)
+		}
+		if err == io.EOF || errors.Is(err, io.ErrUnexpectedEOF) {
+			return nil, fmt.Errorf("the app runtime exited before it was ready: %s", describeExit(rt.status))
+		}
+		return nil, fmt.Errorf("reading the runtime handshake: %w", err)
+	}
+	switch f.Type {
+	case protocol.Ready:
+		if err := json.Unmarshal(f.Payload, &rt.info); err != nil || rt.info.Protocol != protocol.Version {
+			rt.kill()
+			conn.Close()
+			<-rt.exited
+			return nil, fmt.Errorf("the app runtime speaks another protocol: %q", f.Payload)
+		}
+	case protocol.BootError:
+		be := &BootError{Code: 3}
+		if err := json.Unmarshal(f.Payload, be); err != nil {
+			be.Message = string(f.Payload)
+		}
+		conn.Close()
+		select {
+		case <-rt.exited:
+		case <-time.After(5 * time.Second):
+			rt.kill()
+			<-rt.exited
+		}
+		return nil, be
+	default:
+		rt.kill()
+		conn.Close()
+		<-rt.exited
+		return nil, fmt.Errorf("the app runtime sent %s before ready", f.Type)
+	}
+	go rt.readLoop(r)
+	return rt, nil
+}
+
+// sourceFile returns a memfd holding the runtime's source, positioned at 0,
+// so nothing is written to disk.
+func sourceFile() (*os.File, error) {
+	fd, err := unix.MemfdCreate("gorn_runtime.py", unix.MFD_CLOEXEC)
+	if err != nil {
+		return nil, fmt.Errorf("creating a memfd for the runtime source: %w", err)
+	}
+	f := os.NewFile(uintptr(fd), "gorn_runtime.py")
+	if _, err := f.Write(pyruntime.Source); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("writing the runtime source: %w", err)
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("rewinding the runtime source: %w", err)
+	}
+	return f, nil
+}
+
+func describeExit(err error) string {
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			return "killed by signal " + ws.Signal().String()
+		}
+		return fmt.Sprintf("exit code %d", ee.ExitCode())
+	}
+	if err == nil {
+		return "exit code 0"
+	}
+	return err.Error()
+}
+
+// readLoop owns the reading side of the socket until it fails; then it
+// marks the runtime gone and releases every call's slot.
+func (rt *runtimeProc) readLoop(r *protocol.Reader) {
+	defer rt.fail()
+	for {
+		f, err := r.ReadFrame()
+		if err != nil {
+			if err != io.EOF && !errors.Is(err, net.ErrClosed) {
+				rt.log.Error("Reading from the app runtime failed", "pid", rt.info.Pid, "err", err)
+			}
+			return
+		}
+		switch f.Type {
+		case protocol.Start, protocol.Data, protocol.Read, protocol.Error:
+		default:
+			rt.log.Error("The app runtime sent an unexpected frame", "pid", rt.info.Pid, "type", f.Type.String())
+			rt.kill()
+			return
+		}
+		terminal := f.Type == protocol.Error || (f.End() && f.Type != protocol.Read)
+		rt.mu.Lock()
+		c := rt.calls[f.ID]
+		if terminal {
+			delete(rt.calls, f.ID)
+		}
+		rt.mu.Unlock()
+		if c == nil {
+			continue
+		}
+		c.push(f)
+		if terminal {
+			c.release()
+		}
+	}
+}
+
+// fail marks the runtime gone: every outstanding call's slot is released and
+// its handler sees done closed.
+func (rt *runtimeProc) fail() {
+	rt.mu.Lock()
+	calls := rt.calls
+	rt.calls = nil
+	rt.mu.Unlock()
+	close(rt.done)
+	for _, c := range calls {
+		c.release()
+	}
+	rt.conn.Close()
+}
+
+// newCall registers a stream; release is called once when the runtime ends
+// the stream or dies. It returns nil if the runtime is already gone.
+func (rt *runtimeProc) newCall(release func()) *call {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	if rt.calls == nil {
+		return nil
+	}
+	rt.nextID++
+	var once sync.Once
+	c := &call{id: rt.nextID, notify: make(chan struct{}, 1), release: func() { once.Do(release) }}
+	rt.calls[c.id] = c
+	return c
+}
+
+// send writes frames to the runtime. Holding wmu across the write cannot
+// deadlock: the runtime only lets its socket fill while it waits for a frame
+// from us, and the large frames we send (Body) are bounded by what it asked
+// for with Read.
+func (rt *runtimeProc) send(b []byte) error {
+	rt.wmu.Lock()
+	defer rt.wmu.Unlock()
+	_, err := rt.conn.Write(b)
+	return err
+}
+
+// alive reports whether the runtime is still serving.
+func (rt *runtimeProc) alive() bool {
+	select {
+	case <-rt.done:
+		return false
+	default:
+		return true
+	}
+}
+
+func (rt *runtimeProc) pid() int { return rt.cmd.Process.Pid }
+
+func (rt *runtimeProc) kill() { rt.cmd.Process.Signal(syscall.SIGKILL) }
+
+// stop asks the runtime to exit once its requests are done and waits up to
+// grace for it, then kills it.
+func (rt *runtimeProc) stop(grace time.Duration) {
+	rt.send(protocol.AppendFrame(nil, protocol.Shutdown, 0, 0, nil))
+	select {
+	case <-rt.exited:
+	case <-time.After(grace):
+		rt.kill()
+		<-rt.exited
+	}
+	rt.conn.Close()
+}

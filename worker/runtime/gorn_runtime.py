@@ -1,0 +1,729 @@
+"""gorn's app runtime: imports a WSGI application and serves the requests a
+gorn worker sends it over the socketpair on fd 3.
+
+Standard library only, Python >= 3.9. The wire format is specified in
+docs/protocol.md; the worker starts this file as
+
+    python -c <loader> '<json config>'
+
+with the socket on fd 3. The runtime never touches the network: the worker
+speaks HTTP, the runtime builds PEP 3333 environs, calls the app and streams
+what it returns back as frames.
+"""
+
+import io
+import json
+import marshal
+import os
+import queue
+import signal
+import socket
+import struct
+import sys
+import threading
+import time
+import traceback
+
+PROTOCOL_VERSION = 1
+
+HEADER = struct.Struct("<IBBI")
+HEADER_SIZE = HEADER.size
+U32 = struct.Struct("<I")
+MAX_PAYLOAD = 16 << 20
+
+# worker -> runtime
+T_REQUEST = 0x01
+T_BODY = 0x02
+T_WINDOW = 0x03
+T_CANCEL = 0x04
+T_SHUTDOWN = 0x05
+T_STACKS = 0x06
+# runtime -> worker
+T_READY = 0x10
+T_BOOT_ERROR = 0x11
+T_START = 0x12
+T_DATA = 0x13
+T_READ = 0x14
+T_ERROR = 0x15
+
+F_END = 0x01
+
+INITIAL_WINDOW = 256 << 10
+READ_CHUNK = 64 << 10
+MAX_DATA = 256 << 10
+
+WORKER_BOOT_ERROR = 3
+APP_LOAD_ERROR = 4
+
+LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40, "critical": 50}
+
+
+class ProtocolError(Exception):
+    """The worker sent something this runtime cannot decode."""
+
+
+class ClientDisconnected(IOError):
+    """The client went away; raised from the app's write to stop it."""
+
+
+class AppImportError(Exception):
+    """The module imported but holds no usable app (exit code 4)."""
+
+
+# ----------------------------------------------------------------- codec
+
+def pack_frame(ftype, flags, sid, payload=b""):
+    """Returns one frame as bytes."""
+    return HEADER.pack(len(payload), ftype, flags, sid) + payload
+
+
+def unpack_frames(buf, start=0):
+    """Decodes the complete frames in buf from start.
+
+    Returns (frames, offset): a list of (type, flags, id, payload) and the
+    offset of the first byte not consumed.
+    """
+    frames = []
+    n = len(buf)
+    off = start
+    while n - off >= HEADER_SIZE:
+        size, ftype, flags, sid = HEADER.unpack_from(buf, off)
+        if size > MAX_PAYLOAD:
+            raise ProtocolError("frame payload of %d bytes exceeds 16 MiB" % size)
+        end = off + HEADER_SIZE + size
+        if end > n:
+            break
+        frames.append((ftype, flags, sid, bytes(buf[off + HEADER_SIZE:end])))
+        off = end
+    return frames, off
+
+
+def decode_request(payload):
+    """Splits a Request payload into (environ dict, first body bytes)."""
+    if len(payload) < 4:
+        raise ProtocolError("request frame too short")
+    (n,) = U32.unpack_from(payload)
+    if n > len(payload) - 4:
+        raise ProtocolError("request environ truncated")
+    environ = marshal.loads(payload[4:4 + n])
+    if type(environ) is not dict:
+        raise ProtocolError("request environ is not a dict")
+    return environ, payload[4 + n:]
+
+
+def encode_start(sid, flags, status, headers, body=b""):
+    """Returns a Start frame: status and headers (latin-1, NUL-separated),
+    then the first body bytes."""
+    parts = [status]
+    for name, value in headers:
+        parts.append(name)
+        parts.append(value)
+    head = "\0".join(parts).encode("latin-1")
+    payload = U32.pack(len(head)) + head + body
+    return HEADER.pack(len(payload), T_START, flags, sid) + payload
+
+
+# ----------------------------------------------------------------- logging
+
+class Log:
+    """Writes gunicorn-style error log lines to standard error."""
+
+    def __init__(self, level, pid):
+        self.level = LEVELS.get(level, 20)
+        self.pid = pid
+        self.lock = threading.Lock()
+
+    def log(self, level, msg, exc=False):
+        if LEVELS[level] < self.level:
+            return
+        stamp = time.strftime("[%Y-%m-%d %H:%M:%S %z]")
+        text = "%s [%d] [%s] %s\n" % (stamp, self.pid, level.upper(), msg)
+        if exc:
+            text += traceback.format_exc()
+        with self.lock:
+            try:
+                sys.stderr.write(text)
+                sys.stderr.flush()
+            except (OSError, ValueError):
+                pass
+
+    def debug(self, msg):
+        self.log("debug", msg)
+
+    def info(self, msg):
+        self.log("info", msg)
+
+    def error(self, msg, exc=False):
+        self.log("error", msg, exc)
+
+
+# ----------------------------------------------------------------- app loading
+
+def load_app(spec):
+    """Imports `module`, `module:attr` or `module:factory(literal args)`.
+
+    Raises whatever importing the module raises (a boot error, exit code 3)
+    and AppImportError when the module holds no callable app (exit code 4),
+    with gunicorn's messages.
+    """
+    import ast
+    import importlib
+
+    module, _, obj = spec.partition(":")
+    if not obj:
+        obj = "application"
+    try:
+        expression = ast.parse(obj, mode="eval").body
+    except SyntaxError:
+        raise AppImportError(
+            "Failed to parse %r as an attribute name or function call." % obj)
+    if isinstance(expression, ast.Name):
+        name, args, kwargs = expression.id, None, None
+    elif isinstance(expression, ast.Call) and isinstance(expression.func, ast.Name):
+        name = expression.func.id
+        try:
+            args = [ast.literal_eval(a) for a in expression.args]
+            kwargs = {k.arg: ast.literal_eval(k.value) for k in expression.keywords}
+        except ValueError:
+            raise AppImportError(
+                "Function arguments must be literal values: %r" % obj)
+    else:
+        raise AppImportError(
+            "Failed to parse %r as an attribute name or function call." % obj)
+
+    try:
+        mod = importlib.import_module(module)
+    except ImportError:
+        if module.endswith(".py") and os.path.exists(module):
+            raise ImportError("Failed to find application, did you mean '%s:%s'?"
+                              % (module.rsplit(".", 1)[0], obj))
+        raise
+    try:
+        app = getattr(mod, name)
+    except AttributeError:
+        raise AppImportError("Failed to find attribute %r in %r." % (name, module))
+    if args is not None:
+        try:
+            app = app(*args, **kwargs)
+        except TypeError as e:
+            if sys.exc_info()[2].tb_next is None:
+                raise AppImportError("Error while loading app %r: %s" % (obj, e))
+            raise
+    if app is None:
+        raise AppImportError("Failed to find application object: %r" % obj)
+    if not callable(app):
+        raise AppImportError("Application object must be callable.")
+    return app
+
+
+# ----------------------------------------------------------------- WSGI objects
+
+class FileWrapper:
+    """wsgi.file_wrapper: iterates a file-like object in blocks."""
+
+    def __init__(self, filelike, blksize=65536):
+        self.filelike = filelike
+        self.blksize = blksize
+        if hasattr(filelike, "close"):
+            self.close = filelike.close
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        data = self.filelike.read(self.blksize)
+        if data:
+            return data
+        raise StopIteration
+
+
+class ErrorStream:
+    """wsgi.errors: text written here goes to gorn's error log."""
+
+    def flush(self):
+        sys.stderr.flush()
+
+    def write(self, s):
+        sys.stderr.write(s)
+
+    def writelines(self, seq):
+        for s in seq:
+            sys.stderr.write(s)
+
+
+class Input:
+    """wsgi.input: the request body, pulled from the worker on demand.
+
+    The runtime asks for at most READ_CHUNK bytes at a time with a Read
+    frame, so neither side buffers more than that for one request.
+    """
+
+    def __init__(self, req):
+        self._req = req
+        self._buf = bytearray()
+
+    def _more(self):
+        """Moves the next arrived chunk into the buffer; False at the end."""
+        req = self._req
+        if not req.body and not req.body_done:
+            if not req.read_pending:
+                req.read_pending = True
+                req.conn.send(HEADER.pack(4, T_READ, 0, req.sid) + U32.pack(READ_CHUNK))
+            req.conn.wait(req.has_body)
+        if req.body:
+            with req.conn.lock:
+                chunks, req.body = req.body, []
+            for c in chunks:
+                self._buf += c
+            return True
+        return False
+
+    def read(self, size=-1):
+        if size is None or size < 0:
+            while self._more():
+                pass
+            data = bytes(self._buf)
+            self._buf.clear()
+            return data
+        while len(self._buf) < size and self._more():
+            pass
+        data = bytes(self._buf[:size])
+        del self._buf[:size]
+        return data
+
+    def readline(self, size=-1):
+        start = 0
+        while True:
+            i = self._buf.find(b"\n", start)
+            if i >= 0:
+                n = i + 1
+                break
+            if size is not None and 0 <= size <= len(self._buf):
+                n = size
+                break
+            start = len(self._buf)
+            if not self._more():
+                n = len(self._buf)
+                break
+        if size is not None and 0 <= size < n:
+            n = size
+        data = bytes(self._buf[:n])
+        del self._buf[:n]
+        return data
+
+    def readlines(self, hint=-1):
+        lines = []
+        total = 0
+        while True:
+            line = self.readline()
+            if not line:
+                return lines
+            lines.append(line)
+            total += len(line)
+            if hint is not None and 0 < hint <= total:
+                return lines
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        line = self.readline()
+        if not line:
+            raise StopIteration
+        return line
+
+
+# ----------------------------------------------------------------- requests
+
+class Request:
+    """The state of one request, shared by the frame reader and the thread
+    running the app."""
+
+    __slots__ = ("conn", "sid", "environ", "body", "body_done", "read_pending",
+                 "credit", "cancelled")
+
+    def __init__(self, conn, sid, environ, body, done):
+        self.conn = conn
+        self.sid = sid
+        self.environ = environ
+        self.body = [body] if body else []
+        self.body_done = done
+        self.read_pending = False
+        self.credit = INITIAL_WINDOW
+        self.cancelled = False
+
+    def has_body(self):
+        return bool(self.body) or self.body_done or self.cancelled
+
+    def has_credit(self):
+        return self.credit > 0 or self.cancelled
+
+
+class Responder:
+    """Runs the app for one request and streams its response."""
+
+    def __init__(self, server, req):
+        self.server = server
+        self.req = req
+        self.status = None
+        self.headers = None
+        self.headers_sent = False
+
+    def start_response(self, status, headers, exc_info=None):
+        if exc_info:
+            try:
+                if self.headers_sent:
+                    raise exc_info[1].with_traceback(exc_info[2])
+            finally:
+                exc_info = None
+        elif self.status is not None:
+            raise AssertionError("start_response called a second time without exc_info")
+        if type(status) is not str:
+            raise TypeError("status must be a str, not %s" % type(status).__name__)
+        if len(status) < 4 or not status[:3].isdigit() or status[3] != " ":
+            raise ValueError("invalid status %r: want a 3-digit code, a space and a reason" % status)
+        if type(headers) is not list:
+            raise TypeError("headers must be a list, not %s" % type(headers).__name__)
+        for item in headers:
+            if type(item) is not tuple or len(item) != 2:
+                raise TypeError("each header must be a (name, value) tuple, not %r" % (item,))
+            name, value = item
+            if type(name) is not str or type(value) is not str:
+                raise TypeError("header names and values must be str: %r" % (item,))
+            if "\r" in name or "\n" in name or "\0" in name or ":" in name or not name:
+                raise ValueError("invalid header name %r" % name)
+            if "\r" in value or "\n" in value or "\0" in value:
+                raise ValueError("invalid value for header %r: %r" % (name, value))
+        self.status = status
+        self.headers = headers
+        return self.write
+
+    def _head_frame(self, flags, body):
+        try:
+            return encode_start(self.req.sid, flags, self.status, self.headers, body)
+        except UnicodeEncodeError as e:
+            raise ValueError("response status and headers must be latin-1: %s" % e)
+
+    def write(self, data):
+        """The write() callable, and how every body chunk is sent."""
+        if self.status is None:
+            raise AssertionError("write() before start_response()")
+        if type(data) is not bytes:
+            if isinstance(data, (bytearray, memoryview)):
+                data = bytes(data)
+            else:
+                raise TypeError("response body must be bytes, not %s" % type(data).__name__)
+        req = self.req
+        conn = req.conn
+        if req.cancelled:
+            raise ClientDisconnected("client disconnected")
+        if not self.headers_sent:
+            with conn.lock:
+                n = max(min(req.credit, MAX_DATA, len(data)), 0)
+                req.credit -= n
+            frame = self._head_frame(0, data[:n])
+            self.headers_sent = True
+            conn.send(frame)
+            data = data[n:]
+        while data:
+            if req.credit <= 0:
+                conn.wait(req.has_credit)
+                if req.cancelled:
+                    raise ClientDisconnected("client disconnected")
+            with conn.lock:
+                n = min(req.credit, MAX_DATA, len(data))
+                req.credit -= n
+            conn.send(HEADER.pack(n, T_DATA, 0, req.sid) + data[:n])
+            data = data[n:]
+
+    def run(self, app):
+        req = self.req
+        environ = req.environ
+        server = self.server
+        environ["wsgi.input"] = Input(req)
+        environ.update(server.wsgi_vars)
+        result = None
+        try:
+            result = app(environ, self.start_response)
+            if type(result) is list and len(result) == 1 and not self.headers_sent:
+                # One write for the whole response: the common case.
+                body = result[0]
+                if type(body) is not bytes:
+                    raise TypeError("response body must be bytes, not %s" % type(body).__name__)
+                if self.status is None:
+                    raise AssertionError("the app returned without calling start_response()")
+                if len(body) <= req.credit and len(body) <= MAX_DATA:
+                    frame = self._head_frame(F_END, body)
+                    self.headers_sent = True
+                    self._close(result)
+                    result = None
+                    req.conn.send(frame)
+                    return
+            for chunk in result:
+                if chunk:
+                    self.write(chunk)
+                elif type(chunk) is not bytes:
+                    raise TypeError("response body must be bytes, not %s" % type(chunk).__name__)
+            if self.status is None:
+                raise AssertionError("the app returned without calling start_response()")
+            if self.headers_sent:
+                end = HEADER.pack(0, T_DATA, F_END, req.sid)
+            else:
+                end = self._head_frame(F_END, b"")
+                self.headers_sent = True
+            self._close(result)
+            result = None
+            req.conn.send(end)
+        except ClientDisconnected:
+            server.log.debug("Ignoring EPIPE: client went away during %s"
+                             % environ.get("RAW_URI", ""))
+            self._close(result)
+            req.conn.send(pack_frame(T_ERROR, 0, req.sid, b"client disconnected"))
+        except Exception as e:
+            server.log.error("Error handling request %s" % environ.get("RAW_URI", ""), exc=True)
+            self._close(result)
+            msg = ("%s: %s" % (type(e).__name__, e)).encode("utf-8", "replace")
+            req.conn.send(pack_frame(T_ERROR, 0, req.sid, msg))
+
+    def _close(self, result):
+        if result is not None and hasattr(result, "close"):
+            try:
+                result.close()
+            except Exception:
+                self.server.log.error("Error closing the response of %s"
+                                      % self.req.environ.get("RAW_URI", ""), exc=True)
+
+
+# ----------------------------------------------------------------- connection
+
+class Connection:
+    """The socketpair to the worker: frame reading and dispatch.
+
+    With one thread the app runs on the thread that reads frames, which
+    reads on demand (conn.wait); with several, a reader thread dispatches
+    frames and app threads wait on a condition.
+    """
+
+    def __init__(self, sock, threaded):
+        self.sock = sock
+        self.threaded = threaded
+        self.wlock = threading.Lock()
+        self.lock = threading.Lock()
+        self.cond = threading.Condition(self.lock)
+        self.rbuf = bytearray()
+        self.roff = 0
+        self.requests = {}
+        self.pending = []  # requests not yet started, single-thread mode
+        self.on_request = None
+        self.closed = False
+        self.shutdown = False
+
+    def send(self, data):
+        with self.wlock:
+            self.sock.sendall(data)
+
+    def read_once(self):
+        """Reads what the socket has and dispatches every complete frame."""
+        try:
+            data = self.sock.recv(262144)
+        except InterruptedError:
+            return
+        if not data:
+            self.closed = True
+            if self.threaded:
+                with self.cond:
+                    self.cond.notify_all()
+            return
+        if self.roff == len(self.rbuf):
+            self.rbuf = bytearray(data)
+            self.roff = 0
+        else:
+            self.rbuf += data
+        frames, self.roff = unpack_frames(self.rbuf, self.roff)
+        if frames:
+            if self.threaded:
+                with self.cond:
+                    self.dispatch(frames)
+                    self.cond.notify_all()
+            else:
+                self.dispatch(frames)
+        if self.roff > 1 << 20:
+            del self.rbuf[:self.roff]
+            self.roff = 0
+
+    def dispatch(self, frames):
+        requests = self.requests
+        for ftype, flags, sid, payload in frames:
+            if ftype == T_REQUEST:
+                environ, body = decode_request(payload)
+                req = Request(self, sid, environ, body, bool(flags & F_END))
+                requests[sid] = req
+                self.on_request(req)
+                continue
+            req = requests.get(sid)
+            if ftype == T_BODY:
+                if req is not None:
+                    req.read_pending = False
+                    if payload:
+                        req.body.append(payload)
+                    if flags & F_END:
+                        req.body_done = True
+            elif ftype == T_WINDOW:
+                if req is not None:
+                    req.credit += U32.unpack(payload)[0]
+            elif ftype == T_CANCEL:
+                if req is not None:
+                    req.cancelled = True
+            elif ftype == T_SHUTDOWN:
+                self.shutdown = True
+            elif ftype == T_STACKS:
+                dump_stacks()
+            else:
+                raise ProtocolError("unexpected frame type 0x%02x" % ftype)
+
+    def wait(self, predicate):
+        """Returns once predicate() is true, reading frames as needed."""
+        if self.threaded:
+            with self.cond:
+                while not predicate():
+                    if self.closed:
+                        worker_gone()
+                    self.cond.wait()
+            return
+        while not predicate():
+            if self.closed:
+                worker_gone()
+            self.read_once()
+
+    def finish(self, req):
+        if self.threaded:
+            with self.lock:
+                self.requests.pop(req.sid, None)
+        else:
+            self.requests.pop(req.sid, None)
+
+
+def worker_gone():
+    """The worker closed the socket: it is gone, and so is every client."""
+    os._exit(0)
+
+
+def dump_stacks():
+    import faulthandler
+    faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
+
+
+# ----------------------------------------------------------------- server
+
+class Server:
+    def __init__(self, conn, app, cfg, log):
+        self.conn = conn
+        self.app = app
+        self.log = log
+        self.threads = max(1, int(cfg.get("threads", 1)))
+        self.wsgi_vars = {
+            "wsgi.version": (1, 0),
+            "wsgi.url_scheme": cfg.get("url_scheme", "http"),
+            "wsgi.errors": ErrorStream(),
+            "wsgi.multithread": self.threads > 1,
+            "wsgi.multiprocess": bool(cfg.get("multiprocess", False)),
+            "wsgi.run_once": False,
+            "wsgi.input_terminated": True,
+            "wsgi.file_wrapper": FileWrapper,
+        }
+
+    def handle(self, req):
+        try:
+            Responder(self, req).run(self.app)
+        finally:
+            self.conn.finish(req)
+
+    def serve(self):
+        conn = self.conn
+        if self.threads == 1:
+            conn.on_request = conn.pending.append
+            pending = conn.pending
+            while True:
+                while pending:
+                    self.handle(pending.pop(0))
+                if conn.shutdown:
+                    return
+                if conn.closed:
+                    worker_gone()
+                conn.read_once()
+        work = queue.SimpleQueue()
+        conn.on_request = work.put
+
+        def run():
+            while True:
+                req = work.get()
+                if req is None:
+                    return
+                self.handle(req)
+
+        pool = [threading.Thread(target=run, name="gorn-app-%d" % i, daemon=True)
+                for i in range(self.threads)]
+        for t in pool:
+            t.start()
+        while not conn.closed and not conn.shutdown:
+            conn.read_once()
+        if conn.closed:
+            worker_gone()
+        for _ in pool:
+            work.put(None)
+        for t in pool:
+            t.join()
+
+
+def main(argv):
+    cfg = json.loads(argv[1])
+    sys.argv = cfg.get("argv") or ["gorn"]
+    log = Log(cfg.get("log_level", "info"), int(cfg.get("log_pid") or os.getpid()))
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the worker decides when we stop
+    sock = socket.socket(fileno=int(cfg.get("fd", 3)))
+    for path in reversed(cfg.get("pythonpath") or []):
+        sys.path.insert(0, path)
+    if "" in sys.path:
+        sys.path.remove("")
+    sys.path.insert(0, os.getcwd())
+
+    try:
+        app = load_app(cfg["app"])
+    except AppImportError as e:
+        boot_error(sock, APP_LOAD_ERROR, str(e))
+    except BaseException:
+        boot_error(sock, WORKER_BOOT_ERROR, traceback.format_exc())
+
+    threads = max(1, int(cfg.get("threads", 1)))
+    conn = Connection(sock, threads > 1)
+    server = Server(conn, app, cfg, log)
+    info = {
+        "protocol": PROTOCOL_VERSION,
+        "python": "%d.%d.%d" % sys.version_info[:3],
+        "pid": os.getpid(),
+    }
+    conn.send(pack_frame(T_READY, 0, 0, json.dumps(info).encode()))
+    try:
+        server.serve()
+    except ProtocolError as e:
+        log.error("gorn runtime protocol error: %s" % e)
+        os._exit(1)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
+
+
+def boot_error(sock, code, text):
+    """Reports a failed app load to the worker and exits with code."""
+    payload = json.dumps({"code": code, "message": text}).encode()
+    try:
+        sock.sendall(pack_frame(T_BOOT_ERROR, 0, 0, payload))
+    except OSError:
+        sys.stderr.write(text + "\n")
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+if __name__ == "__main__":
+    main(sys.argv)
