@@ -7,6 +7,7 @@
 package master
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -23,6 +24,7 @@ import (
 
 	"github.com/gorn-project/gorn/config"
 	"github.com/gorn-project/gorn/internal/proc"
+	"github.com/gorn-project/gorn/logs"
 	"github.com/gorn-project/gorn/protocol"
 	"github.com/gorn-project/gorn/signals"
 	"github.com/gorn-project/gorn/worker"
@@ -52,8 +54,10 @@ type workerProc struct {
 	pid     int
 	cmd     *exec.Cmd
 	ctrl    net.Conn
-	ready   bool
-	started time.Time
+	ready    bool
+	started  time.Time
+	lastSeen time.Time // last control message (heartbeats every --timeout/4)
+	aborted  bool      // sent SIGABRT for a missed heartbeat
 }
 
 type exitEvent struct {
@@ -146,8 +150,16 @@ func (m *Master) Run() int {
 	}
 	respawn := time.NewTimer(time.Hour)
 	respawn.Stop()
+	checkEvery := time.Second
+	if m.cfg.Timeout > 0 {
+		checkEvery = min(max(m.cfg.Timeout/4, 100*time.Millisecond), time.Second)
+	}
+	check := time.NewTicker(checkEvery)
+	defer check.Stop()
 	for {
 		select {
+		case <-check.C:
+			m.checkHeartbeats(time.Now())
 		case s := <-sigs:
 			action := signals.ForMaster(s)
 			m.log.Info("Handling signal: " + signals.Name(s))
@@ -233,7 +245,8 @@ func (m *Master) spawn() {
 		m.respawnAt = time.Now().Add(backoff(m.failures))
 		return
 	}
-	w := &workerProc{pid: cmd.Process.Pid, cmd: cmd, ctrl: ctrl, started: time.Now()}
+	now := time.Now()
+	w := &workerProc{pid: cmd.Process.Pid, cmd: cmd, ctrl: ctrl, started: now, lastSeen: now}
 	m.workers[w.pid] = w
 	m.log.Info(fmt.Sprintf("Booting worker with pid: %d", w.pid))
 	go func() {
@@ -252,8 +265,34 @@ func (m *Master) spawn() {
 	}()
 }
 
+// checkHeartbeats kills workers whose Go side has stopped heart-beating for
+// --timeout (and booting workers stuck past --boot-timeout), as gunicorn:
+// SIGABRT first (a Go worker prints its goroutines), SIGKILL on the next
+// check.
+func (m *Master) checkHeartbeats(now time.Time) {
+	for _, w := range m.workers {
+		limit := m.cfg.Timeout
+		if !w.ready {
+			limit = m.cfg.BootTimeout + 10*time.Second
+		}
+		if limit <= 0 || now.Sub(w.lastSeen) <= limit {
+			continue
+		}
+		if w.aborted {
+			w.cmd.Process.Signal(syscall.SIGKILL)
+			continue
+		}
+		m.log.Log(context.Background(), logs.LevelCritical, fmt.Sprintf("WORKER TIMEOUT (pid:%d)", w.pid))
+		w.aborted = true
+		w.cmd.Process.Signal(syscall.SIGABRT)
+	}
+}
+
 // control handles a message from a worker.
 func (m *Master) control(ev ctrlEvent) {
+	if _, ok := m.workers[ev.w.pid]; ok {
+		ev.w.lastSeen = time.Now()
+	}
 	switch ev.f.Type {
 	case protocol.WorkerReady:
 		ev.w.ready = true
@@ -291,7 +330,7 @@ func (m *Master) reap(ev exitEvent) (code int, reason string, halt bool) {
 		if status.signal == syscall.SIGKILL {
 			m.log.Error(fmt.Sprintf("Worker (pid:%d) was sent SIGKILL! Perhaps out of memory?", w.pid))
 		} else {
-			m.log.Error(fmt.Sprintf("Worker (pid:%d) was sent %s!", w.pid, signals.Name(status.signal)))
+			m.log.Error(fmt.Sprintf("Worker (pid:%d) was sent %s!", w.pid, unix.SignalName(status.signal)))
 		}
 	case status.code != 0:
 		m.log.Error(fmt.Sprintf("Worker (pid:%d) exited with code %d", w.pid, status.code))

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -40,6 +41,7 @@ type handler struct {
 	log        *slog.Logger
 	access     *accessLog
 	scriptName string
+	timeout    time.Duration // --timeout; 0 disables
 	serverName string // from the listener, for requests without Host
 	serverPort string
 	frames     sync.Pool // *[]protocol.Frame
@@ -147,8 +149,26 @@ func (h *handler) pump(st *requestState) {
 		events = events[:0]
 		h.frames.Put(&events)
 	}()
+	// --timeout bounds the time the request waits on Python; time spent
+	// on the client (reading its body, writing to it) does not count.
+	var timeout <-chan time.Time
+	var timer *time.Timer
+	var waited time.Duration
+	if h.timeout > 0 {
+		timer = time.NewTimer(h.timeout)
+		defer timer.Stop()
+		timeout = timer.C
+	}
 	for {
+		var t0 time.Time
+		if timer != nil {
+			t0 = time.Now()
+			timer.Reset(h.timeout - waited)
+		}
 		select {
+		case <-timeout:
+			h.timedOut(st)
+			return
 		case <-c.notify:
 		case <-rt.done:
 			// The reader may have delivered the last frames just before
@@ -163,11 +183,28 @@ func (h *handler) pump(st *requestState) {
 			h.abandon(st)
 			return
 		}
+		if timer != nil {
+			waited += time.Since(t0)
+		}
 		events = c.take(events[:0])
 		if h.handle(st, events) {
 			return
 		}
 	}
+}
+
+// timedOut ends a request that ran in Python longer than --timeout: the
+// runtime's stacks go to the error log, the runtime is killed (the
+// supervisor starts a fresh one) and the client gets 504, or a cut
+// connection if the response had begun.
+func (h *handler) timedOut(st *requestState) {
+	h.log.Error(fmt.Sprintf("Request timed out after %s in the app; killing its runtime (pid: %d)", h.timeout, st.rt.pid()), "uri", st.r.RequestURI)
+	st.rt.killForTimeout()
+	if st.headersSent {
+		panic(http.ErrAbortHandler)
+	}
+	st.rw.Header().Set("Connection", "close")
+	h.plainError(st, http.StatusGatewayTimeout)
 }
 
 // handle applies frames to the response; true once the call is over.

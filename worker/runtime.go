@@ -49,6 +49,8 @@ type runtimeProc struct {
 
 	wmu sync.Mutex // serializes writes to conn; see send
 
+	timeoutOnce sync.Once
+
 	mu     sync.Mutex // guards calls and nextID
 	calls  map[uint32]*call
 	nextID uint32
@@ -231,7 +233,7 @@ func describeExit(err error) string {
 	var ee *exec.ExitError
 	if errors.As(err, &ee) {
 		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-			return "killed by signal " + ws.Signal().String()
+			return "killed by " + unix.SignalName(ws.Signal())
 		}
 		return fmt.Sprintf("exit code %d", ee.ExitCode())
 	}
@@ -330,6 +332,20 @@ func (rt *runtimeProc) alive() bool {
 func (rt *runtimeProc) pid() int { return rt.cmd.Process.Pid }
 
 func (rt *runtimeProc) kill() { rt.cmd.Process.Signal(syscall.SIGKILL) }
+
+// killForTimeout makes the runtime dump every thread's Python stack to the
+// error log (faulthandler, on SIGUSR1, works even while the app holds the
+// interpreter), then kills it. Only the first call acts.
+func (rt *runtimeProc) killForTimeout() {
+	rt.timeoutOnce.Do(func() {
+		rt.cmd.Process.Signal(syscall.SIGUSR1)
+		select {
+		case <-rt.exited:
+		case <-time.After(200 * time.Millisecond):
+		}
+		rt.kill()
+	})
+}
 
 // stop asks the runtime to exit once its requests are done and waits up to
 // grace for it, then kills it.

@@ -124,7 +124,7 @@ func Main(spec *Spec, log *slog.Logger) int {
 	var servers []*http.Server
 	serveErr := make(chan error, len(lns))
 	for i, ln := range lns {
-		h := &handler{sup: sup, slots: sl, log: log, access: access, scriptName: scriptName}
+		h := &handler{sup: sup, slots: sl, log: log, access: access, scriptName: scriptName, timeout: cfg.Timeout}
 		h.serverName, h.serverPort = listenerName(spec.Listeners[i])
 		srv := &http.Server{
 			Handler:           h,

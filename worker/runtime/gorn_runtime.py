@@ -270,6 +270,8 @@ class Input:
                 req.read_pending = True
                 req.conn.send(HEADER.pack(4, T_READ, 0, req.sid) + U32.pack(READ_CHUNK))
             req.conn.wait(req.has_body)
+        if req.cancelled and not req.body:
+            raise ClientDisconnected("client disconnected while sending the body")
         if req.body:
             with req.conn.lock:
                 chunks, req.body = req.body, []
@@ -634,6 +636,9 @@ class Server:
 
     def handle(self, req):
         try:
+            if req.cancelled:  # the client left before the app started
+                self.conn.send(pack_frame(T_ERROR, 0, req.sid, b"client disconnected"))
+                return
             Responder(self, req).run(self.app)
         finally:
             self.conn.finish(req)
@@ -680,6 +685,11 @@ def main(argv):
     sys.argv = cfg.get("argv") or ["gorn"]
     log = Log(cfg.get("log_level", "info"), int(cfg.get("log_pid") or os.getpid()))
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the worker decides when we stop
+    # On --timeout the worker sends SIGUSR1 before it kills us: every
+    # thread's Python stack goes to the error log, even while the app holds
+    # the interpreter in a long C call.
+    import faulthandler
+    faulthandler.register(signal.SIGUSR1, file=sys.stderr, all_threads=True)
     sock = socket.socket(fileno=int(cfg.get("fd", 3)))
     for path in reversed(cfg.get("pythonpath") or []):
         sys.path.insert(0, path)
