@@ -51,9 +51,9 @@ type Options struct {
 
 // workerProc is one worker in the table.
 type workerProc struct {
-	pid     int
-	cmd     *exec.Cmd
-	ctrl    net.Conn
+	pid      int
+	cmd      *exec.Cmd
+	ctrl     net.Conn
 	ready    bool
 	started  time.Time
 	lastSeen time.Time // last control message (heartbeats every --timeout/4)

@@ -42,7 +42,7 @@ type handler struct {
 	access     *accessLog
 	scriptName string
 	timeout    time.Duration // --timeout; 0 disables
-	serverName string // from the listener, for requests without Host
+	serverName string        // from the listener, for requests without Host
 	serverPort string
 	frames     sync.Pool // *[]protocol.Frame
 	bufs       sync.Pool // *[]byte of initialBody bytes
