@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -52,6 +53,15 @@ type Config struct {
 	// BootTimeout bounds the import of the app in a new runtime. Default
 	// 120s.
 	BootTimeout time.Duration `json:"boot_timeout"`
+	// MaxRequests is how many requests a worker serves before it is
+	// replaced by a fresh one; 0 (the default) disables recycling.
+	MaxRequests int `json:"max_requests"`
+	// MaxRequestsJitter adds a random 0..N to each worker's MaxRequests so
+	// workers are not all recycled at once. Default 0.
+	MaxRequestsJitter int `json:"max_requests_jitter"`
+	// MaxWorkerMemory is the resident size, in bytes, of a worker plus its
+	// runtime above which the worker is replaced; 0 (the default) disables.
+	MaxWorkerMemory int64 `json:"max_worker_memory"`
 	// AccessLog is the access log path; "-" is standard output, empty
 	// disables it (the default).
 	AccessLog string `json:"access_log"`
@@ -93,6 +103,9 @@ func (c *Config) Finish(getenv func(string) string) error {
 	}
 	if c.Backlog < 1 {
 		return fmt.Errorf("--backlog must be at least 1, not %d", c.Backlog)
+	}
+	if c.MaxRequests < 0 || c.MaxRequestsJitter < 0 || c.MaxWorkerMemory < 0 {
+		return errors.New("--max-requests, --max-requests-jitter and --max-worker-memory must not be negative")
 	}
 	for name, d := range map[string]time.Duration{"--timeout": c.Timeout, "--graceful-timeout": c.GracefulTimeout, "--keep-alive": c.KeepAlive, "--boot-timeout": c.BootTimeout} {
 		if d < 0 {
@@ -152,4 +165,25 @@ func FindPython(explicit string, getenv func(string) string) (string, error) {
 		path = abs
 	}
 	return path, nil
+}
+
+// ParseSize parses a memory size: a number of bytes, or a number with a
+// binary unit K, M, G (or KB, MB, GB, KiB, MiB, GiB; case-insensitive).
+func ParseSize(text string) (int64, error) {
+	s := strings.ToUpper(strings.TrimSpace(text))
+	mult := int64(1)
+	for _, u := range []struct {
+		suffix string
+		mult   int64
+	}{{"KIB", 1 << 10}, {"MIB", 1 << 20}, {"GIB", 1 << 30}, {"KB", 1 << 10}, {"MB", 1 << 20}, {"GB", 1 << 30}, {"K", 1 << 10}, {"M", 1 << 20}, {"G", 1 << 30}, {"B", 1}} {
+		if strings.HasSuffix(s, u.suffix) {
+			s, mult = strings.TrimSpace(strings.TrimSuffix(s, u.suffix)), u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseFloat(s, 64)
+	if err != nil || n < 0 {
+		return 0, fmt.Errorf("invalid size %q: want bytes or a number with K, M or G", text)
+	}
+	return int64(n * float64(mult)), nil
 }

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode"
 )
 
 // LevelCritical is gunicorn's CRITICAL level, above slog.LevelError.
@@ -104,11 +105,15 @@ func writeAttr(b *strings.Builder, a slog.Attr) {
 		return
 	}
 	s := v.String()
-	if strings.ContainsAny(s, " \t\"=") || s == "" {
+	if s == "" || strings.ContainsAny(s, " \"=") || strings.ContainsFunc(s, notPrint) {
 		s = fmt.Sprintf("%q", s)
 	}
 	fmt.Fprintf(b, " %s=%s", a.Key, s)
 }
+
+// notPrint reports control characters (tab, newline...), which must not
+// reach the log unquoted: a value could otherwise forge log lines.
+func notPrint(r rune) bool { return !unicode.IsPrint(r) }
 
 // WithAttrs implements slog.Handler.
 func (h *Handler) WithAttrs(attrs []slog.Attr) slog.Handler {
@@ -196,4 +201,56 @@ func appendEscaped(dst []byte, s string) []byte {
 		}
 	}
 	return dst
+}
+
+// File is a log destination that USR1 can reopen after logrotate moved it.
+// Writes and Reopen are safe from several goroutines.
+type File struct {
+	mu   sync.Mutex
+	path string // "" or "-" for the standard stream
+	f    *os.File
+}
+
+// OpenFile opens path as Open does and returns it as a reopenable File.
+func OpenFile(path string, std *os.File) (*File, error) {
+	f, err := Open(path, std)
+	if err != nil {
+		return nil, err
+	}
+	return &File{path: path, f: f}, nil
+}
+
+// Write writes p to the current file.
+func (f *File) Write(p []byte) (int, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.f.Write(p)
+}
+
+// File returns the current file, for handing to a child process.
+func (f *File) File() *os.File {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.f
+}
+
+// Path is the path the File was opened with ("-" or "" for a standard
+// stream).
+func (f *File) Path() string { return f.path }
+
+// Reopen opens the path again and switches to it; a standard stream is
+// left alone.
+func (f *File) Reopen() error {
+	if f.path == "" || f.path == "-" {
+		return nil
+	}
+	nf, err := os.OpenFile(f.path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	if err != nil {
+		return fmt.Errorf("reopening log file: %w", err)
+	}
+	f.mu.Lock()
+	old := f.f
+	f.f = nf
+	f.mu.Unlock()
+	return old.Close()
 }

@@ -111,7 +111,7 @@ func bind(spec string, backlog int) (*listener, error) {
 		if errors.Is(err, syscall.EADDRINUSE) {
 			return nil, fmt.Errorf("Connection in use: %s", addr)
 		}
-		return nil, fmt.Errorf("Can't connect to %s: %w", addr, errors.Unwrap(errors.Unwrap(err)))
+		return nil, fmt.Errorf("Can't connect to %s: %w", addr, listenCause(err))
 	}
 	sc, ok := ln.(syscall.Conn)
 	if !ok {
@@ -143,6 +143,21 @@ func bind(spec string, backlog int) (*listener, error) {
 		l.url = "http://" + a.String()
 	}
 	return l, nil
+}
+
+// listenCause is why a listen failed, without Go's "listen tcp ADDR:"
+// prefix: the errno when there is one, else the inner error (such as a
+// failed host name lookup).
+func listenCause(err error) error {
+	var oe *net.OpError
+	if errors.As(err, &oe) && oe.Err != nil {
+		err = oe.Err
+	}
+	var se *os.SyscallError
+	if errors.As(err, &se) && se.Err != nil {
+		err = se.Err
+	}
+	return err
 }
 
 func (l *listener) close() {

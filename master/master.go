@@ -1,21 +1,26 @@
 // Package master is gorn's master process: it binds the listeners, starts
 // the workers (the gorn binary re-executed in worker mode, inheriting the
-// listeners), replaces the ones that die, and stops them on a signal.
+// listeners), keeps the right number of them serving through reloads,
+// scaling and faults, and stops them on a signal.
 //
 // One goroutine, Run's loop, owns the worker table; child exits, control
-// messages and signals reach it as messages.
+// messages, signals and timers reach it as messages. What to start and
+// what to retire is decided by Plan, a pure function of the table.
 package master
 
 import (
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
 	"os/signal"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -42,22 +47,29 @@ const (
 type Options struct {
 	// Log is the error log.
 	Log *slog.Logger
-	// ErrorLog is the file workers write their error log lines to (their
-	// standard error).
-	ErrorLog *os.File
+	// ErrorLog is the error log's file: workers and runtimes write their
+	// lines to it (it is their standard error), and USR1 reopens it.
+	ErrorLog *logs.File
 	// Argv is the command line, handed to the app as sys.argv.
 	Argv []string
+	// Reload re-reads the configuration for HUP; nil keeps the current one.
+	Reload func() (*config.Config, error)
 }
 
 // workerProc is one worker in the table.
 type workerProc struct {
+	id       int // spawn order: lower is older
+	gen      int
 	pid      int
 	cmd      *exec.Cmd
 	ctrl     net.Conn
-	ready    bool
+	phase    Phase
+	tired    bool
 	started  time.Time
 	lastSeen time.Time // last control message (heartbeats every --timeout/4)
+	drainAt  time.Time // when it was told to drain
 	aborted  bool      // sent SIGABRT for a missed heartbeat
+	runtime  int       // pid of its app runtime, from heartbeats
 }
 
 type exitEvent struct {
@@ -72,18 +84,24 @@ type ctrlEvent struct {
 
 // Master runs the worker pool.
 type Master struct {
-	cfg       *config.Config
 	opts      Options
 	log       *slog.Logger
 	exe       string
 	listeners []*listener
 	workers   map[int]*workerProc
 	events    chan any
-	desired   int
-	served    bool // some worker has been ready: boot errors no longer halt
-	bootLog   bool // a boot error's traceback has been logged
-	failures  int  // consecutive worker failures before ready
-	respawnAt time.Time
+	nextID    int
+
+	gens     map[int]*config.Config // configuration of each live generation
+	gen      int                    // generation new workers get
+	goodGen  int                    // newest generation that has served
+	desired  int
+	winched  int  // desired count before WINCH, restored by HUP
+	served   bool // some worker has been ready: boot errors no longer halt
+	bootLog  bool // a boot error has been logged while booting
+	failures int  // consecutive worker failures before ready
+	holdTill time.Time
+	lastErr  string // why the latest worker failed before ready
 }
 
 // New binds every listener. A bind error is returned for a one-line
@@ -94,12 +112,14 @@ func New(cfg *config.Config, opts Options) (*Master, error) {
 		return nil, fmt.Errorf("finding the gorn executable: %w", err)
 	}
 	m := &Master{
-		cfg:     cfg,
 		opts:    opts,
 		log:     opts.Log,
 		exe:     exe,
 		workers: make(map[int]*workerProc),
 		events:  make(chan any, 64),
+		gens:    map[int]*config.Config{1: cfg},
+		gen:     1,
+		goodGen: 0,
 		desired: cfg.Workers,
 	}
 	for _, b := range cfg.Binds {
@@ -113,71 +133,51 @@ func New(cfg *config.Config, opts Options) (*Master, error) {
 	return m, nil
 }
 
+func (m *Master) cfg() *config.Config { return m.gens[m.gen] }
+
 func (m *Master) closeListeners() {
 	for _, l := range m.listeners {
 		l.close()
 	}
+	m.listeners = nil
 }
 
 // Run serves until a stop signal or a fatal boot error and returns the
 // process exit code.
 func (m *Master) Run() int {
 	defer m.closeListeners()
+	cfg := m.cfg()
 	pid := os.Getpid()
 	m.log.Info("Starting gorn " + config.Version)
 	for _, l := range m.listeners {
 		m.log.Info(fmt.Sprintf("Listening at: %s (%d)", l.url, pid))
 	}
 	kind := "sync"
-	if m.cfg.Threads > 1 {
+	if cfg.Threads > 1 {
 		kind = "gthread"
 	}
-	m.log.Info(fmt.Sprintf("Using worker: %s (threads: %d, python: %s)", kind, m.cfg.Threads, m.cfg.Python))
-	if m.cfg.PidFile != "" {
-		if err := os.WriteFile(m.cfg.PidFile, []byte(fmt.Sprintf("%d\n", pid)), 0o644); err != nil {
-			m.log.Error("Cannot write the pid file", "path", m.cfg.PidFile, "err", err)
+	m.log.Info(fmt.Sprintf("Using worker: %s (threads: %d, python: %s)", kind, cfg.Threads, cfg.Python))
+	if cfg.PidFile != "" {
+		if err := os.WriteFile(cfg.PidFile, []byte(fmt.Sprintf("%d\n", pid)), 0o644); err != nil {
+			m.log.Error("Cannot write the pid file", "path", cfg.PidFile, "err", err)
 			return ExitError
 		}
-		defer os.Remove(m.cfg.PidFile)
+		defer os.Remove(cfg.PidFile)
 	}
 
 	sigs := make(chan os.Signal, 16)
 	signal.Notify(sigs, signals.Master...)
 	defer signal.Stop(sigs)
 
-	for range m.desired {
-		m.spawn()
-	}
-	respawn := time.NewTimer(time.Hour)
-	respawn.Stop()
-	checkEvery := time.Second
-	if m.cfg.Timeout > 0 {
-		checkEvery = min(max(m.cfg.Timeout/4, 100*time.Millisecond), time.Second)
-	}
-	check := time.NewTicker(checkEvery)
-	defer check.Stop()
+	tick := time.NewTicker(m.checkInterval())
+	defer tick.Stop()
+	m.apply()
 	for {
 		select {
-		case <-check.C:
-			m.checkHeartbeats(time.Now())
 		case s := <-sigs:
-			action := signals.ForMaster(s)
 			m.log.Info("Handling signal: " + signals.Name(s))
-			switch action {
-			case signals.GracefulStop:
-				return m.stop(true, ExitOK, "")
-			case signals.QuickStop:
-				return m.stop(false, ExitOK, "")
-			case signals.AddWorker:
-				m.desired++
-				m.spawn()
-			case signals.RemoveWorker:
-				if m.desired > 1 {
-					m.desired--
-					m.retireOldest()
-				}
-			default:
-				m.log.Info("Signal not handled yet: " + signals.Name(s))
+			if code, stop := m.signal(s); stop {
+				return code
 			}
 		case ev := <-m.events:
 			switch ev := ev.(type) {
@@ -188,25 +188,135 @@ func (m *Master) Run() int {
 			case ctrlEvent:
 				m.control(ev)
 			}
-		case <-respawn.C:
+		case now := <-tick.C:
+			m.check(now)
 		}
-		if n := len(m.workers); n < m.desired {
-			if wait := time.Until(m.respawnAt); wait > 0 {
-				respawn.Reset(wait)
-				continue
-			}
-			for range m.desired - n {
-				m.spawn()
-			}
+		m.apply()
+	}
+}
+
+// checkInterval is how often heartbeats, memory and drain deadlines are
+// checked.
+func (m *Master) checkInterval() time.Duration {
+	if t := m.cfg().Timeout; t > 0 {
+		return min(max(t/4, 100*time.Millisecond), time.Second)
+	}
+	return time.Second
+}
+
+// signal acts on a signal; stop says Run must return code.
+func (m *Master) signal(s os.Signal) (code int, stop bool) {
+	switch signals.ForMaster(s) {
+	case signals.GracefulStop:
+		return m.stop(true, ExitOK, ""), true
+	case signals.QuickStop:
+		return m.stop(false, ExitOK, ""), true
+	case signals.Reload:
+		m.reload()
+	case signals.AddWorker:
+		m.desired++
+		m.log.Info(fmt.Sprintf("Number of workers: %d", m.desired))
+	case signals.RemoveWorker:
+		if m.desired > 1 {
+			m.desired--
+		}
+		m.log.Info(fmt.Sprintf("Number of workers: %d", m.desired))
+	case signals.ReopenLogs:
+		if err := m.opts.ErrorLog.Reopen(); err != nil {
+			m.log.Error("Cannot reopen the error log", "err", err)
+		}
+		for _, w := range m.workers {
+			w.cmd.Process.Signal(syscall.SIGUSR1)
+		}
+	case signals.StopWorkers:
+		if m.desired > 0 {
+			m.winched = m.desired
+		}
+		m.desired = 0
+		m.log.Info("Stopping all workers; the master keeps its listeners (HUP or TTIN starts them again)")
+	case signals.Upgrade:
+		m.log.Warn("USR2 (upgrading the gorn binary in place) is not supported yet; restart the service instead")
+	}
+	return 0, false
+}
+
+// reload starts a new generation of workers with a freshly read
+// configuration. The old generation serves until new workers are ready.
+func (m *Master) reload() {
+	cfg := m.cfg()
+	if m.opts.Reload != nil {
+		next, err := m.opts.Reload()
+		if err != nil {
+			m.log.Error("Reload failed: cannot read the configuration; keeping the current workers", "err", err)
+			return
+		}
+		if !slices.Equal(next.Binds, cfg.Binds) {
+			m.log.Warn("Changing --bind needs a restart; keeping the current listeners")
+			next.Binds = cfg.Binds
+		}
+		cfg = next
+	}
+	if m.desired == 0 && m.winched > 0 {
+		m.desired = m.winched
+	}
+	// Forget generations no worker uses any more.
+	for g := range m.gens {
+		if g != m.gen && g != m.goodGen && !m.genInUse(g) {
+			delete(m.gens, g)
+		}
+	}
+	m.gen++
+	m.gens[m.gen] = cfg
+	m.failures, m.holdTill = 0, time.Time{}
+	m.log.Info(fmt.Sprintf("Reloading: starting %d new workers (generation %d)", m.desired, m.gen))
+}
+
+func (m *Master) genInUse(g int) bool {
+	for _, w := range m.workers {
+		if w.gen == g {
+			return true
+		}
+	}
+	return false
+}
+
+// apply runs Plan on the table and carries out its actions.
+func (m *Master) apply() {
+	view := PoolView{Desired: m.desired, Gen: m.gen, HoldSpawns: time.Now().Before(m.holdTill)}
+	byID := make(map[int]*workerProc, len(m.workers))
+	for _, w := range m.workers {
+		view.Workers = append(view.Workers, WorkerView{ID: w.id, Gen: w.gen, Phase: w.phase, Tired: w.tired})
+		byID[w.id] = w
+	}
+	for _, a := range Plan(view) {
+		switch a.Kind {
+		case Spawn:
+			m.spawn(a.Gen)
+		case Retire:
+			m.retire(byID[a.ID], a.Reason)
 		}
 	}
 }
 
-// spawn starts one worker.
-func (m *Master) spawn() {
+// retire tells a worker to drain: stop accepting, finish its requests
+// within --graceful-timeout and exit.
+func (m *Master) retire(w *workerProc, reason string) {
+	if w == nil || w.phase == Draining {
+		return
+	}
+	m.log.Info(fmt.Sprintf("Retiring worker (pid: %d, reason: %s)", w.pid, reason))
+	w.phase = Draining
+	w.drainAt = time.Now()
+	w.cmd.Process.Signal(syscall.SIGTERM)
+}
+
+// spawn starts one worker of generation gen.
+func (m *Master) spawn(gen int) {
+	cfg := m.gens[gen]
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		m.log.Error("Cannot create a worker control socket", "err", err)
+		m.hold()
 		return
 	}
 	parent := os.NewFile(uintptr(fds[0]), "control")
@@ -216,9 +326,16 @@ func (m *Master) spawn() {
 	parent.Close()
 	if err != nil {
 		m.log.Error("Cannot use a worker control socket", "err", err)
+		m.hold()
 		return
 	}
-	spec := worker.Spec{Config: m.cfg, ControlFD: 3 + len(m.listeners), Argv: m.opts.Argv}
+	spec := worker.Spec{Config: cfg, ControlFD: 3 + len(m.listeners), Argv: m.opts.Argv}
+	if cfg.MaxRequests > 0 {
+		spec.MaxRequests = cfg.MaxRequests
+		if cfg.MaxRequestsJitter > 0 {
+			spec.MaxRequests += rand.IntN(cfg.MaxRequestsJitter + 1)
+		}
+	}
 	files := make([]*os.File, 0, len(m.listeners)+1)
 	for _, l := range m.listeners {
 		spec.Listeners = append(spec.Listeners, l.info)
@@ -229,26 +346,29 @@ func (m *Master) spawn() {
 	if err != nil {
 		ctrl.Close()
 		m.log.Error("Cannot encode the worker spec", "err", err)
+		m.hold()
 		return
 	}
 	cmd := exec.Command(m.exe)
-	cmd.Args = []string{"gorn: worker [" + m.cfg.Name + "]"}
+	cmd.Args = []string{"gorn: worker [" + cfg.Name + "]"}
 	cmd.Env = append(os.Environ(), worker.SpecEnv+"="+string(js))
 	cmd.ExtraFiles = files
 	cmd.Stdout = os.Stdout
-	cmd.Stderr = m.opts.ErrorLog
+	cmd.Stderr = m.opts.ErrorLog.File()
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := proc.Start(cmd); err != nil {
 		ctrl.Close()
 		m.log.Error("Cannot start a worker", "err", err)
-		m.failures++
-		m.respawnAt = time.Now().Add(backoff(m.failures))
+		m.hold()
 		return
 	}
 	now := time.Now()
-	w := &workerProc{pid: cmd.Process.Pid, cmd: cmd, ctrl: ctrl, started: now, lastSeen: now}
+	m.nextID++
+	w := &workerProc{id: m.nextID, gen: gen, pid: cmd.Process.Pid, cmd: cmd, ctrl: ctrl, started: now, lastSeen: now}
 	m.workers[w.pid] = w
 	m.log.Info(fmt.Sprintf("Booting worker with pid: %d", w.pid))
+	// Both goroutines end with the worker: Wait when it exits, the reader
+	// when its control socket closes (reap closes it).
 	go func() {
 		err := cmd.Wait()
 		m.events <- exitEvent{w: w, status: err}
@@ -265,57 +385,130 @@ func (m *Master) spawn() {
 	}()
 }
 
-// checkHeartbeats kills workers whose Go side has stopped heart-beating for
-// --timeout (and booting workers stuck past --boot-timeout), as gunicorn:
-// SIGABRT first (a Go worker prints its goroutines), SIGKILL on the next
-// check.
-func (m *Master) checkHeartbeats(now time.Time) {
+// hold counts a failure before ready and backs spawning off.
+func (m *Master) hold() {
+	m.failures++
+	m.holdTill = time.Now().Add(backoff(m.failures))
+}
+
+// check runs the periodic checks: heartbeats, drain deadlines, memory, and
+// waking up after a back-off.
+func (m *Master) check(now time.Time) {
+	cfg := m.cfg()
 	for _, w := range m.workers {
-		limit := m.cfg.Timeout
-		if !w.ready {
-			limit = m.cfg.BootTimeout + 10*time.Second
-		}
-		if limit <= 0 || now.Sub(w.lastSeen) <= limit {
+		switch w.phase {
+		case Draining:
+			if now.Sub(w.drainAt) > m.gens[w.gen].GracefulTimeout+5*time.Second {
+				m.log.Warn(fmt.Sprintf("Worker (pid:%d) did not drain within --graceful-timeout; killing it", w.pid))
+				w.cmd.Process.Signal(syscall.SIGKILL)
+			}
+			continue
+		case Booting:
+			if bt := m.gens[w.gen].BootTimeout; bt > 0 && now.Sub(w.lastSeen) > bt+10*time.Second {
+				m.timeoutWorker(w)
+			}
 			continue
 		}
-		if w.aborted {
-			w.cmd.Process.Signal(syscall.SIGKILL)
+		if t := m.gens[w.gen].Timeout; t > 0 && now.Sub(w.lastSeen) > t {
+			m.timeoutWorker(w)
 			continue
 		}
-		m.log.Log(context.Background(), logs.LevelCritical, fmt.Sprintf("WORKER TIMEOUT (pid:%d)", w.pid))
-		w.aborted = true
-		w.cmd.Process.Signal(syscall.SIGABRT)
+		if limit := cfg.MaxWorkerMemory; limit > 0 && !w.tired {
+			if rss := residentBytes(w.pid) + residentBytes(w.runtime); rss > limit {
+				w.tired = true
+				m.log.Warn(fmt.Sprintf("Worker (pid:%d) uses %d MiB, over --max-worker-memory; replacing it", w.pid, rss>>20))
+			}
+		}
 	}
+}
+
+// timeoutWorker kills a worker whose Go side stopped heart-beating, as
+// gunicorn: SIGABRT first (a Go worker prints its goroutines), SIGKILL on
+// the next check.
+func (m *Master) timeoutWorker(w *workerProc) {
+	if w.aborted {
+		w.cmd.Process.Signal(syscall.SIGKILL)
+		return
+	}
+	m.log.Log(context.Background(), logs.LevelCritical, fmt.Sprintf("WORKER TIMEOUT (pid:%d)", w.pid))
+	w.aborted = true
+	w.cmd.Process.Signal(syscall.SIGABRT)
+}
+
+// residentBytes is the resident set size of pid, 0 if unknown.
+func residentBytes(pid int) int64 {
+	if pid <= 0 {
+		return 0
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/statm", pid))
+	if err != nil {
+		return 0
+	}
+	return parseStatm(string(b))
+}
+
+// parseStatm reads the resident pages from /proc/PID/statm.
+func parseStatm(s string) int64 {
+	f := strings.Fields(s)
+	if len(f) < 2 {
+		return 0
+	}
+	var pages int64
+	if _, err := fmt.Sscan(f[1], &pages); err != nil {
+		return 0
+	}
+	return pages * int64(os.Getpagesize())
 }
 
 // control handles a message from a worker.
 func (m *Master) control(ev ctrlEvent) {
-	if _, ok := m.workers[ev.w.pid]; ok {
-		ev.w.lastSeen = time.Now()
+	w := ev.w
+	if m.workers[w.pid] != w {
+		return // from a worker already reaped
 	}
+	w.lastSeen = time.Now()
 	switch ev.f.Type {
 	case protocol.WorkerReady:
-		ev.w.ready = true
-		m.served = true
-		m.failures = 0
 		var info worker.ReadyInfo
 		json.Unmarshal(ev.f.Payload, &info)
-		m.log.Debug("Worker ready", "pid", ev.w.pid, "runtime_pid", info.Pid, "python", info.Python)
+		w.runtime = info.Pid
+		if w.phase == Booting {
+			w.phase = Ready
+		}
+		m.served = true
+		m.failures, m.holdTill = 0, time.Time{}
+		if w.gen == m.gen && m.goodGen != m.gen {
+			if m.goodGen != 0 {
+				m.log.Info(fmt.Sprintf("Reload: generation %d is serving", m.gen))
+			}
+			m.goodGen = m.gen
+		}
+		m.log.Debug("Worker ready", "pid", w.pid, "runtime_pid", info.Pid, "python", info.Python)
 	case protocol.WorkerBootError:
 		var be worker.BootError
 		if err := json.Unmarshal(ev.f.Payload, &be); err != nil {
 			be = worker.BootError{Code: ExitBootError, Message: string(ev.f.Payload)}
 		}
-		if m.bootLog && !m.served {
+		msg := strings.TrimRight(be.Message, "\n")
+		m.lastErr = msg
+		if !m.served && m.bootLog {
 			return // one traceback is enough
 		}
 		m.bootLog = true
-		if be.Code == ExitAppLoad {
-			m.log.Error(strings.TrimRight(be.Message, "\n"))
+		if be.Code == ExitAppLoad || !strings.Contains(msg, "Traceback") {
+			m.log.Error(msg)
 		} else {
-			m.log.Error("Exception in worker process", "traceback", be.Message)
+			m.log.Error("Exception in worker process", "traceback", msg)
 		}
 	case protocol.WorkerHeartbeat:
+		if len(ev.f.Payload) >= 4 {
+			w.runtime = int(binary.LittleEndian.Uint32(ev.f.Payload))
+		}
+	case protocol.WorkerTired:
+		if !w.tired {
+			w.tired = true
+			m.log.Info(fmt.Sprintf("Worker (pid:%d) reached --max-requests; replacing it", w.pid))
+		}
 	}
 }
 
@@ -326,19 +519,19 @@ func (m *Master) reap(ev exitEvent) (code int, reason string, halt bool) {
 	w.ctrl.Close()
 	status := exitStatus(ev.status)
 	switch {
+	case status.signaled && w.phase == Draining && status.signal == syscall.SIGKILL:
+		m.log.Warn(fmt.Sprintf("Worker (pid:%d) was killed while draining", w.pid))
+	case status.signaled && status.signal == syscall.SIGKILL:
+		m.log.Error(fmt.Sprintf("Worker (pid:%d) was sent SIGKILL! Perhaps out of memory?", w.pid))
 	case status.signaled:
-		if status.signal == syscall.SIGKILL {
-			m.log.Error(fmt.Sprintf("Worker (pid:%d) was sent SIGKILL! Perhaps out of memory?", w.pid))
-		} else {
-			m.log.Error(fmt.Sprintf("Worker (pid:%d) was sent %s!", w.pid, unix.SignalName(status.signal)))
-		}
+		m.log.Error(fmt.Sprintf("Worker (pid:%d) was sent %s!", w.pid, unix.SignalName(status.signal)))
 	case status.code != 0:
 		m.log.Error(fmt.Sprintf("Worker (pid:%d) exited with code %d", w.pid, status.code))
 	}
-	if !w.ready {
-		m.failures++
-		m.respawnAt = time.Now().Add(backoff(m.failures))
+	if w.phase != Booting {
+		return 0, "", false
 	}
+	// A worker that died before it was ready.
 	if !m.served {
 		switch status.code {
 		case ExitBootError:
@@ -347,26 +540,30 @@ func (m *Master) reap(ev exitEvent) (code int, reason string, halt bool) {
 			return ExitAppLoad, "App failed to load.", true
 		}
 	}
-	return 0, "", false
-}
-
-// retireOldest gracefully stops the longest-running worker.
-func (m *Master) retireOldest() {
-	var oldest *workerProc
-	for _, w := range m.workers {
-		if oldest == nil || w.started.Before(oldest.started) {
-			oldest = w
+	if w.gen == m.gen && m.goodGen != 0 && m.goodGen != m.gen {
+		// The new generation failed: keep the old one serving.
+		why := m.lastErr
+		if why == "" {
+			why = "worker exited with " + describe(status)
 		}
+		m.log.Error(fmt.Sprintf("Reload failed: generation %d did not boot; generation %d keeps serving", m.gen, m.goodGen), "traceback", why)
+		m.gen = m.goodGen
+		m.lastErr = ""
+		return 0, "", false
 	}
-	if oldest != nil {
-		oldest.cmd.Process.Signal(syscall.SIGTERM)
+	if w.gen == m.gen {
+		m.hold()
 	}
+	return 0, "", false
 }
 
 // stop ends every worker, gracefully (TERM, then KILL after
 // --graceful-timeout) or quickly (QUIT), and returns code.
 func (m *Master) stop(graceful bool, code int, reason string) int {
 	m.desired = 0
+	// As gunicorn: close the listeners first, so new connections are
+	// refused (not left in the backlog) while the workers finish.
+	m.closeListeners()
 	sig := syscall.SIGQUIT
 	if graceful {
 		sig = syscall.SIGTERM
@@ -374,7 +571,7 @@ func (m *Master) stop(graceful bool, code int, reason string) int {
 	for _, w := range m.workers {
 		w.cmd.Process.Signal(sig)
 	}
-	deadline := time.NewTimer(m.cfg.GracefulTimeout)
+	deadline := time.NewTimer(m.cfg().GracefulTimeout)
 	defer deadline.Stop()
 	for len(m.workers) > 0 {
 		select {
@@ -409,6 +606,13 @@ type status struct {
 	code     int
 	signaled bool
 	signal   syscall.Signal
+}
+
+func describe(s status) string {
+	if s.signaled {
+		return unix.SignalName(s.signal)
+	}
+	return fmt.Sprintf("code %d", s.code)
 }
 
 func exitStatus(err error) status {

@@ -115,6 +115,9 @@ func DecodeEnviron(b []byte) ([][2]string, error) {
 }
 
 func decodeString(p []byte) (string, []byte, error) {
+	if len(p) == 0 {
+		return "", nil, errors.New("protocol: environ truncated")
+	}
 	var n int
 	code := p[0]
 	switch code {

@@ -53,6 +53,9 @@ const (
 	// Stacks (stream 0) asks the runtime to dump every thread's Python
 	// stack to its standard error.
 	Stacks Type = 0x06
+	// ReopenLogs (stream 0) asks the runtime to reopen the error log file
+	// on its standard error (after USR1).
+	ReopenLogs Type = 0x07
 )
 
 // Frames from the runtime to the worker.
@@ -84,8 +87,12 @@ const (
 	// WorkerBootError: the worker's app failed to load. Payload is a JSON
 	// BootErrorInfo; the worker exits with its code afterwards.
 	WorkerBootError Type = 0x21
-	// WorkerHeartbeat: the worker's Go side is alive. No payload.
+	// WorkerHeartbeat: the worker's Go side is alive. Payload: the uint32
+	// pid of its current app runtime (0 while none runs).
 	WorkerHeartbeat Type = 0x22
+	// WorkerTired: the worker reached --max-requests and asks to be
+	// replaced; it serves on until the master retires it. No payload.
+	WorkerTired Type = 0x23
 )
 
 // Flags modify a frame.
@@ -127,6 +134,10 @@ func (t Type) String() string {
 		return "worker-boot-error"
 	case WorkerHeartbeat:
 		return "worker-heartbeat"
+	case WorkerTired:
+		return "worker-tired"
+	case ReopenLogs:
+		return "reopen-logs"
 	}
 	return fmt.Sprintf("type(0x%02x)", uint8(t))
 }
@@ -231,7 +242,9 @@ func (r *Reader) fill(n int) error {
 }
 
 // ReadFrame reads the next frame. At a clean end of stream it returns io.EOF;
-// a stream cut inside a frame gives io.ErrUnexpectedEOF.
+// a stream cut inside a frame gives io.ErrUnexpectedEOF. After any other
+// error from the underlying reader, such as a deadline, nothing is lost:
+// the next call resumes the same frame.
 func (r *Reader) ReadFrame() (Frame, error) {
 	if err := r.fill(HeaderSize); err != nil {
 		return Frame{}, err
@@ -240,13 +253,15 @@ func (r *Reader) ReadFrame() (Frame, error) {
 	if err != nil {
 		return Frame{}, err
 	}
-	r.off += HeaderSize
-	if err := r.fill(n); err != nil {
+	// The header stays unread until the whole frame is here, so a read
+	// that fails transiently (a deadline) can be retried.
+	if err := r.fill(HeaderSize + n); err != nil {
 		if err == io.EOF {
 			err = io.ErrUnexpectedEOF
 		}
 		return Frame{}, err
 	}
+	r.off += HeaderSize
 	fr := Frame{Type: t, Flags: f, ID: id}
 	if n > 0 {
 		fr.Payload = make([]byte, n)

@@ -6,6 +6,8 @@ import (
 	"os"
 	"strings"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 // Action is what the master does on a signal.
@@ -68,13 +70,5 @@ func Name(s os.Signal) string {
 }
 
 func unixName(s syscall.Signal) string {
-	n := signalNames[s]
-	return strings.ToLower(strings.TrimPrefix(n, "SIG"))
-}
-
-var signalNames = map[syscall.Signal]string{
-	syscall.SIGTERM: "SIGTERM", syscall.SIGINT: "SIGINT", syscall.SIGQUIT: "SIGQUIT",
-	syscall.SIGHUP: "SIGHUP", syscall.SIGTTIN: "SIGTTIN", syscall.SIGTTOU: "SIGTTOU",
-	syscall.SIGUSR1: "SIGUSR1", syscall.SIGUSR2: "SIGUSR2", syscall.SIGWINCH: "SIGWINCH",
-	syscall.SIGKILL: "SIGKILL", syscall.SIGSEGV: "SIGSEGV", syscall.SIGABRT: "SIGABRT",
+	return strings.ToLower(strings.TrimPrefix(unix.SignalName(s), "SIG"))
 }

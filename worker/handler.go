@@ -38,6 +38,7 @@ type ctxKey struct{}
 type handler struct {
 	sup        *supervisor
 	slots      *slots
+	state      *state
 	log        *slog.Logger
 	access     *accessLog
 	scriptName string
@@ -62,8 +63,14 @@ type requestState struct {
 func (h *handler) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	st := &requestState{rw: rw, r: r}
-	if h.access != nil {
-		defer func() { h.access.write(r, start, st.status, st.written) }()
+	defer func() {
+		h.state.requestDone()
+		if h.access != nil {
+			h.access.write(r, start, st.status, st.written)
+		}
+	}()
+	if h.state.draining.Load() {
+		rw.Header().Set("Connection", "close")
 	}
 	h.serve(st)
 }
@@ -285,7 +292,9 @@ func (h *handler) writeHead(st *requestState, head protocol.ResponseHead) bool {
 		hdr[http.CanonicalHeaderKey(name)] = append(hdr[http.CanonicalHeaderKey(name)], kv[1])
 	}
 	if cl := hdr.Get("Content-Length"); cl != "" {
-		if n, err := strconv.ParseInt(cl, 10, 64); err != nil || n < 0 || len(hdr["Content-Length"]) > 1 {
+		// ParseUint, unlike ParseInt, refuses a sign: "+5" is not a valid
+		// Content-Length (RFC 9110: 1*DIGIT) and would be sent as is.
+		if _, err := strconv.ParseUint(cl, 10, 63); err != nil || len(hdr["Content-Length"]) > 1 {
 			h.log.Error("The app sent an invalid Content-Length; answering 500", "uri", st.r.RequestURI, "content_length", cl)
 			for k := range hdr {
 				delete(hdr, k)
@@ -500,8 +509,10 @@ func splitHost(host, defPort string) (string, string) {
 			return host[:i+1], defPort
 		}
 	}
-	if i := strings.LastIndexByte(host, ':'); i >= 0 {
+	if i := strings.LastIndexByte(host, ':'); i >= 0 && i+1 < len(host) {
 		return host[:i], host[i+1:]
+	} else if i >= 0 {
+		return host[:i], defPort // "host:" has the default port (RFC 3986)
 	}
 	return host, defPort
 }
@@ -514,20 +525,10 @@ func connContext(ctx context.Context, c net.Conn) context.Context {
 	return ctx
 }
 
-// connState returns an unused reservation when a connection closes before
-// its first request.
-func connState(c net.Conn, s http.ConnState) {
-	if s == http.StateClosed || s == http.StateHijacked {
-		if sc, ok := c.(*slotConn); ok {
-			sc.drop()
-		}
-	}
-}
-
 // accessLog writes gunicorn-format access log lines.
 type accessLog struct {
 	mu sync.Mutex
-	w  io.Writer
+	w  *logs.File
 }
 
 func (a *accessLog) write(r *http.Request, start time.Time, status int, written int64) {

@@ -98,13 +98,17 @@ type runtimeConfig struct {
 	Multiprocess bool     `json:"multiprocess"`
 	URLScheme    string   `json:"url_scheme"`
 	Argv         []string `json:"argv"`
+	ErrorLog     string   `json:"error_log"`
 	FD           int      `json:"fd"`
 	SourceFD     int      `json:"source_fd"`
 }
 
 // startRuntime starts a runtime and waits, up to cfg.BootTimeout, for it to
 // import the app. A *BootError says the app failed to load.
-func startRuntime(cfg *config.Config, log *slog.Logger, argv []string) (*runtimeProc, error) {
+//
+// started, if not nil, is called with the process as soon as it runs, so a
+// boot can be aborted by killing it.
+func startRuntime(cfg *config.Config, log *slog.Logger, argv []string, started func(*runtimeProc)) (*runtimeProc, error) {
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return nil, fmt.Errorf("creating the runtime socketpair: %w", err)
@@ -135,6 +139,7 @@ func startRuntime(cfg *config.Config, log *slog.Logger, argv []string) (*runtime
 		Multiprocess: cfg.Workers > 1,
 		URLScheme:    "http",
 		Argv:         argv,
+		ErrorLog:     cfg.ErrorLog,
 		FD:           3,
 		SourceFD:     4,
 	}
@@ -160,6 +165,9 @@ func startRuntime(cfg *config.Config, log *slog.Logger, argv []string) (*runtime
 		rt.status = cmd.Wait()
 		close(rt.exited)
 	}()
+	if started != nil {
+		started(rt)
+	}
 
 	r := protocol.NewReader(conn)
 	if cfg.BootTimeout > 0 {

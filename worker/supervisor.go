@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -28,6 +29,31 @@ type supervisor struct {
 	argv  []string
 	cur   atomic.Pointer[generation]
 	fatal chan error // a replacement runtime failed to boot
+
+	bootMu  sync.Mutex
+	booting *runtimeProc // the runtime being started, for abortBoot
+	aborted bool
+}
+
+// trackBoot records the runtime being booted; if the boot was aborted
+// already it is killed at once.
+func (s *supervisor) trackBoot(rt *runtimeProc) {
+	s.bootMu.Lock()
+	defer s.bootMu.Unlock()
+	s.booting = rt
+	if s.aborted {
+		rt.kill()
+	}
+}
+
+// abortBoot kills the runtime being booted, if any, so boot returns.
+func (s *supervisor) abortBoot() {
+	s.bootMu.Lock()
+	defer s.bootMu.Unlock()
+	s.aborted = true
+	if s.booting != nil {
+		s.booting.kill()
+	}
 }
 
 func newSupervisor(cfg *config.Config, log *slog.Logger, argv []string) *supervisor {
@@ -38,7 +64,7 @@ func newSupervisor(cfg *config.Config, log *slog.Logger, argv []string) *supervi
 
 // boot starts the first runtime; its error is the worker's boot failure.
 func (s *supervisor) boot() error {
-	rt, err := startRuntime(s.cfg, s.log, s.argv)
+	rt, err := startRuntime(s.cfg, s.log, s.argv, s.trackBoot)
 	if err != nil {
 		return err
 	}
@@ -69,7 +95,7 @@ func (s *supervisor) run(ctx context.Context) {
 		close(g.next)
 		backoff := 100 * time.Millisecond
 		for {
-			rt, err := startRuntime(s.cfg, s.log, s.argv)
+			rt, err := startRuntime(s.cfg, s.log, s.argv, nil)
 			if err == nil {
 				ng.rt = rt
 				close(ng.ready)

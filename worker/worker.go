@@ -5,6 +5,7 @@ package worker
 
 import (
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -15,8 +16,11 @@ import (
 	"os/signal"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/gorn-project/gorn/config"
 	"github.com/gorn-project/gorn/logs"
@@ -49,6 +53,9 @@ type Spec struct {
 	ControlFD int `json:"control_fd"`
 	// Argv is the master's command line, given to the app as sys.argv.
 	Argv []string `json:"argv"`
+	// MaxRequests is this worker's --max-requests, jitter included; 0
+	// disables recycling.
+	MaxRequests int `json:"max_requests"`
 }
 
 // SpecEnv is the environment variable that holds a worker's Spec; its
@@ -59,6 +66,7 @@ const SpecEnv = "GORN_WORKER"
 func Main(spec *Spec, log *slog.Logger) int {
 	cfg := spec.Config
 	pid := os.Getpid()
+	exiting := func() { log.Info(fmt.Sprintf("Worker exiting (pid: %d)", pid)) }
 
 	ctrlFile := os.NewFile(uintptr(spec.ControlFD), "control")
 	ctrlConn, err := net.FileConn(ctrlFile)
@@ -82,24 +90,52 @@ func Main(spec *Spec, log *slog.Logger) int {
 		lns = append(lns, ln)
 	}
 
-	// Stop signals are handled from the start, so a stop during boot is
-	// not lost.
+	// Signals are handled from the start, so a stop during boot is not
+	// lost: TERM drains, INT and QUIT stop at once, USR1 reopens logs.
 	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGQUIT)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGQUIT, syscall.SIGUSR1)
 	signal.Ignore(syscall.SIGHUP, syscall.SIGTTIN, syscall.SIGTTOU, syscall.SIGWINCH, syscall.SIGUSR2)
+	// The control socket's end means the master is gone.
+	masterGone := make(chan struct{})
+	go ctrl.watch(masterGone)
 
 	sup := newSupervisor(cfg, log, spec.Argv)
-	if err := sup.boot(); err != nil {
-		var be *BootError
-		if errors.As(err, &be) {
+	booted := make(chan error, 1)
+	go func() { booted <- sup.boot() }()
+	for waiting := true; waiting; {
+		select {
+		case err := <-booted:
+			waiting = false
+			if err == nil {
+				break
+			}
+			var be *BootError
+			if !errors.As(err, &be) {
+				// A runtime that died or hung while importing: a boot
+				// failure, as gunicorn's WORKER_BOOT_ERROR.
+				be = &BootError{Code: ExitBootError, Message: err.Error()}
+			}
 			ctrl.sendJSON(protocol.WorkerBootError, be)
-			log.Info(fmt.Sprintf("Worker exiting (pid: %d)", pid))
+			exiting()
 			return be.Code
+		case s := <-sigs:
+			if s == syscall.SIGUSR1 {
+				continue
+			}
+			sup.abortBoot()
+			<-booted
+			if rt := sup.current(); rt != nil {
+				rt.kill()
+				<-rt.exited
+			}
+			exiting()
+			return ExitOK
+		case <-masterGone:
+			sup.abortBoot()
+			<-booted
+			exiting()
+			return ExitOK
 		}
-		log.Error("Worker failed to boot", "err", err)
-		ctrl.sendJSON(protocol.WorkerBootError, &BootError{Code: ExitBootError, Message: err.Error()})
-		log.Info(fmt.Sprintf("Worker exiting (pid: %d)", pid))
-		return ExitBootError
 	}
 	rt := sup.current()
 	ctrl.sendJSON(protocol.WorkerReady, rt.info)
@@ -110,7 +146,7 @@ func Main(spec *Spec, log *slog.Logger) int {
 
 	var access *accessLog
 	if cfg.AccessLog != "" {
-		f, err := logs.Open(cfg.AccessLog, os.Stdout)
+		f, err := logs.OpenFile(cfg.AccessLog, os.Stdout)
 		if err != nil {
 			log.Error("Cannot open the access log", "err", err)
 			return ExitError
@@ -118,13 +154,14 @@ func Main(spec *Spec, log *slog.Logger) int {
 		access = &accessLog{w: f}
 	}
 
-	sl := newSlots(cfg.Threads)
+	st := &state{slots: newSlots(cfg.Threads), maxRequests: int64(spec.MaxRequests), tired: make(chan struct{})}
 	scriptName := strings.TrimRight(os.Getenv("SCRIPT_NAME"), "/")
 	errLog := slog.NewLogLogger(log.Handler(), slog.LevelDebug)
 	var servers []*http.Server
+	var gated []*gatedListener
 	serveErr := make(chan error, len(lns))
 	for i, ln := range lns {
-		h := &handler{sup: sup, slots: sl, log: log, access: access, scriptName: scriptName, timeout: cfg.Timeout}
+		h := &handler{sup: sup, slots: st.slots, state: st, log: log, access: access, scriptName: scriptName, timeout: cfg.Timeout}
 		h.serverName, h.serverPort = listenerName(spec.Listeners[i])
 		srv := &http.Server{
 			Handler:           h,
@@ -132,24 +169,26 @@ func Main(spec *Spec, log *slog.Logger) int {
 			IdleTimeout:       cfg.KeepAlive,
 			ErrorLog:          errLog,
 			ConnContext:       connContext,
-			ConnState:         connState,
+			ConnState:         st.connState,
 		}
 		srv.SetKeepAlivesEnabled(cfg.KeepAlive > 0)
 		servers = append(servers, srv)
-		gl := newGatedListener(ln, sl)
+		gl := newGatedListener(ln, st.slots)
+		gated = append(gated, gl)
 		go func() { serveErr <- srv.Serve(gl) }()
 	}
 
-	// The control socket's end means the master is gone.
-	masterGone := make(chan struct{})
-	go ctrl.watch(masterGone)
+	tired := st.tired
 	heartbeat := time.NewTicker(heartbeatInterval(cfg))
 	defer heartbeat.Stop()
-
 	graceful := true
 	for loop := true; loop; {
 		select {
 		case s := <-sigs:
+			if s == syscall.SIGUSR1 {
+				reopenLogs(cfg, access, sup, log)
+				continue
+			}
 			graceful = s == syscall.SIGTERM
 			loop = false
 		case <-masterGone:
@@ -168,30 +207,32 @@ func Main(spec *Spec, log *slog.Logger) int {
 			for _, srv := range servers {
 				srv.Close()
 			}
-			log.Info(fmt.Sprintf("Worker exiting (pid: %d)", pid))
+			exiting()
 			return code
 		case err := <-serveErr:
-			if !errors.Is(err, http.ErrServerClosed) {
+			if !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
 				log.Error("Serving failed", "err", err)
 			}
+		case <-tired:
+			tired = nil // tell the master once
+			ctrl.send(protocol.WorkerTired, nil)
 		case <-heartbeat.C:
-			ctrl.send(protocol.WorkerHeartbeat, nil)
+			var payload [4]byte
+			if rt := sup.current(); rt != nil {
+				binary.LittleEndian.PutUint32(payload[:], uint32(rt.pid()))
+			}
+			ctrl.send(protocol.WorkerHeartbeat, payload[:])
 		}
 	}
-	cancel() // the supervisor stops replacing the runtime
 
 	if graceful {
-		shutdownCtx, stop := context.WithTimeout(context.Background(), cfg.GracefulTimeout)
-		var wg sync.WaitGroup
-		for _, srv := range servers {
-			wg.Go(func() { srv.Shutdown(shutdownCtx) })
-		}
-		wg.Wait()
-		stop()
+		drain(st, gated, servers, cfg.GracefulTimeout)
+		cancel() // the supervisor stops replacing the runtime
 		if rt := sup.current(); rt != nil {
 			rt.stop(time.Second)
 		}
 	} else {
+		cancel()
 		for _, srv := range servers {
 			srv.Close()
 		}
@@ -200,8 +241,82 @@ func Main(spec *Spec, log *slog.Logger) int {
 			<-rt.exited
 		}
 	}
-	log.Info(fmt.Sprintf("Worker exiting (pid: %d)", pid))
+	exiting()
 	return ExitOK
+}
+
+// drain stops accepting and lets every connection finish: requests in
+// flight complete, each response from now on carries Connection: close,
+// and idle keep-alive connections are answered once more (with
+// Connection: close) or close at their keep-alive timeout, so a client
+// never sees a connection cut under a request it just sent. Whatever is
+// still open after grace is closed.
+func drain(st *state, gated []*gatedListener, servers []*http.Server, grace time.Duration) {
+	st.draining.Store(true)
+	for _, gl := range gated {
+		gl.Close()
+	}
+	deadline := time.Now().Add(grace)
+	for st.open.Load() > 0 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	for _, srv := range servers {
+		srv.Close()
+	}
+}
+
+// reopenLogs reopens the access log, points this worker's standard error
+// at a fresh open of the error log, and tells the runtime to do the same.
+func reopenLogs(cfg *config.Config, access *accessLog, sup *supervisor, log *slog.Logger) {
+	if access != nil {
+		if err := access.w.Reopen(); err != nil {
+			log.Error("Cannot reopen the access log", "err", err)
+		}
+	}
+	if cfg.ErrorLog != "" && cfg.ErrorLog != "-" {
+		fd, err := unix.Open(cfg.ErrorLog, unix.O_WRONLY|unix.O_APPEND|unix.O_CREAT|unix.O_CLOEXEC, 0o644)
+		if err != nil {
+			log.Error("Cannot reopen the error log", "err", err)
+		} else {
+			unix.Dup3(fd, 2, 0)
+			unix.Close(fd)
+		}
+	}
+	if rt := sup.current(); rt != nil {
+		rt.send(protocol.AppendFrame(nil, protocol.ReopenLogs, 0, 0, nil))
+	}
+}
+
+// state is what the handlers of all listeners share.
+type state struct {
+	slots       *slots
+	draining    atomic.Bool  // answer with Connection: close
+	open        atomic.Int64 // open client connections
+	served      atomic.Int64 // requests completed
+	maxRequests int64
+	tired       chan struct{} // closed once maxRequests is reached
+	tiredOnce   sync.Once
+}
+
+// requestDone counts a completed request against --max-requests.
+func (s *state) requestDone() {
+	if n := s.served.Add(1); s.maxRequests > 0 && n >= s.maxRequests {
+		s.tiredOnce.Do(func() { close(s.tired) })
+	}
+}
+
+// connState counts open connections and returns an unused slot
+// reservation when a connection closes before its first request.
+func (s *state) connState(c net.Conn, cs http.ConnState) {
+	switch cs {
+	case http.StateNew:
+		s.open.Add(1)
+	case http.StateClosed, http.StateHijacked:
+		s.open.Add(-1)
+		if sc, ok := c.(*slotConn); ok {
+			sc.drop()
+		}
+	}
 }
 
 // readHeaderTimeout bounds how long a connection may take to send its

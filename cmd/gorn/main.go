@@ -31,24 +31,27 @@ import (
 type cli struct {
 	App string `arg:"" optional:"" name:"APP" help:"The WSGI application: module, module:attr or module:factory(args)."`
 
-	Bind            []string `short:"b" name:"bind" sep:"none" placeholder:"ADDRESS" help:"The socket to bind: HOST, HOST:PORT, [IPv6]:PORT, unix:PATH or fd://FD. Repeatable. Default 127.0.0.1:8000, or 0.0.0.0:$PORT when PORT is set."`
-	Workers         int      `short:"w" name:"workers" env:"WEB_CONCURRENCY" default:"1" placeholder:"INT" help:"The number of worker processes. Default 1, or $WEB_CONCURRENCY."`
-	Threads         int      `name:"threads" default:"1" placeholder:"INT" help:"The number of requests one worker runs at once in its Python runtime."`
-	Backlog         int      `name:"backlog" default:"2048" placeholder:"INT" help:"The maximum number of pending connections."`
-	Chdir           string   `name:"chdir" placeholder:"DIR" help:"Change directory to DIR before loading the app."`
-	PythonPath      string   `name:"pythonpath" placeholder:"STRING" help:"Comma-separated directories to add to the Python path, e.g. '/home/djangoprojects/myproject,/home/python/mylibrary'."`
-	Env             []string `short:"e" name:"env" sep:"none" placeholder:"ENV" help:"Set environment variable (key=value). Repeatable."`
-	Timeout         seconds  `short:"t" name:"timeout" default:"30" placeholder:"INT" help:"Requests running in Python longer than this many seconds are killed. 0 disables."`
-	GracefulTimeout seconds  `name:"graceful-timeout" default:"30" placeholder:"INT" help:"Seconds stopping workers get to finish their requests before they are killed."`
-	KeepAlive       seconds  `name:"keep-alive" default:"2" placeholder:"INT" help:"Seconds to wait for the next request on a keep-alive connection. 0 disables keep-alive."`
-	BootTimeout     seconds  `name:"boot-timeout" default:"120" placeholder:"INT" help:"Seconds a worker's runtime may take to import the app."`
-	AccessLogfile   string   `name:"access-logfile" placeholder:"FILE" help:"The access log file to write to. '-' means log to stdout."`
-	ErrorLogfile    string   `name:"error-logfile" aliases:"log-file" default:"-" placeholder:"FILE" help:"The error log file to write to. '-' means log to stderr."`
-	LogLevel        string   `name:"log-level" default:"info" placeholder:"LEVEL" help:"The granularity of error log outputs: debug, info, warning, error, critical."`
-	Name            string   `short:"n" name:"name" placeholder:"STRING" help:"A base to use for process names (ps, top). Default gorn."`
-	Pid             string   `short:"p" name:"pid" placeholder:"FILE" help:"A filename to use for the PID file."`
-	Python          string   `name:"python" placeholder:"PATH" help:"The Python interpreter that runs the app. Default $VIRTUAL_ENV/bin/python, else python3 on PATH."`
-	Version         bool     `short:"v" name:"version" help:"Show program's version number and exit."`
+	Bind              []string `short:"b" name:"bind" sep:"none" placeholder:"ADDRESS" help:"The socket to bind: HOST, HOST:PORT, [IPv6]:PORT, unix:PATH or fd://FD. Repeatable. Default 127.0.0.1:8000, or 0.0.0.0:$PORT when PORT is set."`
+	Workers           int      `short:"w" name:"workers" env:"WEB_CONCURRENCY" default:"1" placeholder:"INT" help:"The number of worker processes. Default 1, or $WEB_CONCURRENCY."`
+	Threads           int      `name:"threads" default:"1" placeholder:"INT" help:"The number of requests one worker runs at once in its Python runtime."`
+	Backlog           int      `name:"backlog" default:"2048" placeholder:"INT" help:"The maximum number of pending connections."`
+	Chdir             string   `name:"chdir" placeholder:"DIR" help:"Change directory to DIR before loading the app."`
+	PythonPath        string   `name:"pythonpath" placeholder:"STRING" help:"Comma-separated directories to add to the Python path, e.g. '/home/djangoprojects/myproject,/home/python/mylibrary'."`
+	Env               []string `short:"e" name:"env" sep:"none" placeholder:"ENV" help:"Set environment variable (key=value). Repeatable."`
+	Timeout           seconds  `short:"t" name:"timeout" default:"30" placeholder:"INT" help:"Requests running in Python longer than this many seconds are killed. 0 disables."`
+	GracefulTimeout   seconds  `name:"graceful-timeout" default:"30" placeholder:"INT" help:"Seconds stopping workers get to finish their requests before they are killed."`
+	KeepAlive         seconds  `name:"keep-alive" default:"2" placeholder:"INT" help:"Seconds to wait for the next request on a keep-alive connection. 0 disables keep-alive."`
+	BootTimeout       seconds  `name:"boot-timeout" default:"120" placeholder:"INT" help:"Seconds a worker's runtime may take to import the app."`
+	MaxRequests       int      `name:"max-requests" default:"0" placeholder:"INT" help:"Replace a worker after it has served this many requests (its replacement is ready first). 0 disables."`
+	MaxRequestsJitter int      `name:"max-requests-jitter" default:"0" placeholder:"INT" help:"Add a random 0..INT to --max-requests per worker, so workers are not all replaced at once."`
+	MaxWorkerMemory   string   `name:"max-worker-memory" default:"0" placeholder:"SIZE" help:"Replace a worker whose resident memory (worker plus its Python runtime) exceeds SIZE, e.g. 512M or 2G. 0 disables."`
+	AccessLogfile     string   `name:"access-logfile" placeholder:"FILE" help:"The access log file to write to. '-' means log to stdout."`
+	ErrorLogfile      string   `name:"error-logfile" aliases:"log-file" default:"-" placeholder:"FILE" help:"The error log file to write to. '-' means log to stderr."`
+	LogLevel          string   `name:"log-level" default:"info" placeholder:"LEVEL" help:"The granularity of error log outputs: debug, info, warning, error, critical."`
+	Name              string   `short:"n" name:"name" placeholder:"STRING" help:"A base to use for process names (ps, top). Default gorn."`
+	Pid               string   `short:"p" name:"pid" placeholder:"FILE" help:"A filename to use for the PID file."`
+	Python            string   `name:"python" placeholder:"PATH" help:"The Python interpreter that runs the app. Default $VIRTUAL_ENV/bin/python, else python3 on PATH."`
+	Version           bool     `short:"v" name:"version" help:"Show program's version number and exit."`
 }
 
 // seconds is a duration given as gunicorn does, in (possibly fractional)
@@ -98,52 +101,19 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "gorn (version %s)\n", config.Version)
 		return 0
 	}
-	cfg := &config.Config{
-		App:             c.App,
-		Binds:           c.Bind,
-		Workers:         c.Workers,
-		Threads:         c.Threads,
-		Backlog:         c.Backlog,
-		Chdir:           c.Chdir,
-		Env:             c.Env,
-		Timeout:         time.Duration(c.Timeout),
-		GracefulTimeout: time.Duration(c.GracefulTimeout),
-		KeepAlive:       time.Duration(c.KeepAlive),
-		BootTimeout:     time.Duration(c.BootTimeout),
-		AccessLog:       c.AccessLogfile,
-		ErrorLog:        c.ErrorLogfile,
-		LogLevel:        c.LogLevel,
-		Name:            c.Name,
-		PidFile:         c.Pid,
-		Python:          c.Python,
-	}
-	for _, p := range strings.Split(c.PythonPath, ",") {
-		if p = strings.TrimSpace(p); p != "" {
-			cfg.PythonPath = append(cfg.PythonPath, p)
-		}
-	}
-	if cfg.Chdir != "" {
-		if err := os.Chdir(cfg.Chdir); err != nil {
-			fmt.Fprintf(stderr, "gorn: error: --chdir: %v\n", err)
-			return 1
-		}
-	}
-	if err := cfg.Finish(os.Getenv); err != nil {
+	cfg, err := c.config()
+	if err != nil {
 		fmt.Fprintf(stderr, "gorn: error: %v\n", err)
 		return 1
 	}
-	for _, kv := range cfg.Env {
-		k, v, _ := strings.Cut(kv, "=")
-		os.Setenv(k, v)
-	}
-
-	errFile, err := logs.Open(cfg.ErrorLog, os.Stderr)
+	errFile, err := logs.OpenFile(cfg.ErrorLog, os.Stderr)
 	if err != nil {
 		fmt.Fprintf(stderr, "gorn: error: --error-logfile: %v\n", err)
 		return 1
 	}
 	log := slog.New(logs.NewHandler(errFile, logs.ParseLevel(cfg.LogLevel), os.Getpid()))
-	m, err := master.New(cfg, master.Options{Log: log, ErrorLog: errFile, Argv: args})
+	reload := func() (*config.Config, error) { return reloadConfig(args) }
+	m, err := master.New(cfg, master.Options{Log: log, ErrorLog: errFile, Argv: args, Reload: reload})
 	if err != nil {
 		log.Error(err.Error())
 		return 1
@@ -189,4 +159,87 @@ func runWorker(specText string) int {
 	}
 	log := slog.New(logs.NewHandler(os.Stderr, logs.ParseLevel(spec.Config.LogLevel), os.Getpid()))
 	return worker.Main(spec, log)
+}
+
+// config builds the configuration from the parsed command line and the
+// environment. A --chdir is applied here, as gunicorn does before loading.
+func (c *cli) config() (*config.Config, error) {
+	mem, err := config.ParseSize(c.MaxWorkerMemory)
+	if err != nil {
+		return nil, fmt.Errorf("--max-worker-memory: %w", err)
+	}
+	cfg := &config.Config{
+		App:               c.App,
+		Binds:             c.Bind,
+		Workers:           c.Workers,
+		Threads:           c.Threads,
+		Backlog:           c.Backlog,
+		Chdir:             c.Chdir,
+		Env:               c.Env,
+		Timeout:           time.Duration(c.Timeout),
+		GracefulTimeout:   time.Duration(c.GracefulTimeout),
+		KeepAlive:         time.Duration(c.KeepAlive),
+		BootTimeout:       time.Duration(c.BootTimeout),
+		MaxRequests:       c.MaxRequests,
+		MaxRequestsJitter: c.MaxRequestsJitter,
+		MaxWorkerMemory:   mem,
+		AccessLog:         c.AccessLogfile,
+		ErrorLog:          c.ErrorLogfile,
+		LogLevel:          c.LogLevel,
+		Name:              c.Name,
+		PidFile:           c.Pid,
+		Python:            c.Python,
+	}
+	for _, p := range strings.Split(c.PythonPath, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			cfg.PythonPath = append(cfg.PythonPath, p)
+		}
+	}
+	if cfg.Chdir != "" {
+		if err := os.Chdir(cfg.Chdir); err != nil {
+			return nil, fmt.Errorf("--chdir: %w", err)
+		}
+	}
+	// --env applies to the master's environment, which workers and the
+	// app inherit; set before Finish so it may name VIRTUAL_ENV or PATH.
+	for _, kv := range cfg.Env {
+		if k, v, ok := strings.Cut(kv, "="); ok && k != "" {
+			os.Setenv(k, v)
+		}
+	}
+	if err := cfg.Finish(os.Getenv); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+// startDir is the directory gorn started in; a reload resolves a relative
+// --chdir from it again.
+var startDir, _ = os.Getwd()
+
+// reloadConfig reads the command line and the environment again, for HUP.
+func reloadConfig(args []string) (*config.Config, error) {
+	if startDir != "" {
+		if err := os.Chdir(startDir); err != nil {
+			return nil, fmt.Errorf("returning to the start directory: %w", err)
+		}
+	}
+	var c cli
+	parser, err := kong.New(&c, kong.Name("gorn"), kong.Exit(func(code int) { panic(exitCode(code)) }))
+	if err != nil {
+		return nil, err
+	}
+	var parseErr error
+	func() {
+		defer func() {
+			if r := recover(); r != nil {
+				parseErr = fmt.Errorf("the command line no longer parses")
+			}
+		}()
+		_, parseErr = parser.Parse(args[1:])
+	}()
+	if parseErr != nil {
+		return nil, parseErr
+	}
+	return c.config()
 }

@@ -38,6 +38,7 @@ T_WINDOW = 0x03
 T_CANCEL = 0x04
 T_SHUTDOWN = 0x05
 T_STACKS = 0x06
+T_REOPEN = 0x07
 # runtime -> worker
 T_READY = 0x10
 T_BOOT_ERROR = 0x11
@@ -382,7 +383,8 @@ class Responder:
             raise AssertionError("start_response called a second time without exc_info")
         if type(status) is not str:
             raise TypeError("status must be a str, not %s" % type(status).__name__)
-        if len(status) < 4 or not status[:3].isdigit() or status[3] != " ":
+        if (len(status) < 4 or not status[:3].isdigit() or status[3] != " "
+                or "\r" in status or "\n" in status or "\0" in status):
             raise ValueError("invalid status %r: want a 3-digit code, a space and a reason" % status)
         if type(headers) is not list:
             raise TypeError("headers must be a list, not %s" % type(headers).__name__)
@@ -519,6 +521,7 @@ class Connection:
         self.on_request = None
         self.closed = False
         self.shutdown = False
+        self.error_log = None
 
     def send(self, data):
         with self.wlock:
@@ -580,6 +583,8 @@ class Connection:
                 self.shutdown = True
             elif ftype == T_STACKS:
                 dump_stacks()
+            elif ftype == T_REOPEN:
+                reopen_error_log(self.error_log)
             else:
                 raise ProtocolError("unexpected frame type 0x%02x" % ftype)
 
@@ -608,6 +613,21 @@ class Connection:
 def worker_gone():
     """The worker closed the socket: it is gone, and so is every client."""
     os._exit(0)
+
+
+def reopen_error_log(path):
+    """Points standard error at a fresh open of the error log file (USR1,
+    after logrotate moved it)."""
+    if not path or path == "-":
+        return
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    except OSError as e:
+        sys.stderr.write("cannot reopen the error log %s: %s\n" % (path, e))
+        return
+    sys.stderr.flush()
+    os.dup2(fd, 2)
+    os.close(fd)
 
 
 def dump_stacks():
@@ -706,6 +726,7 @@ def main(argv):
 
     threads = max(1, int(cfg.get("threads", 1)))
     conn = Connection(sock, threads > 1)
+    conn.error_log = cfg.get("error_log")
     server = Server(conn, app, cfg, log)
     info = {
         "protocol": PROTOCOL_VERSION,
