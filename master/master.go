@@ -94,6 +94,7 @@ type Master struct {
 
 	gens     map[int]*config.Config // configuration of each live generation
 	gen      int                    // generation new workers get
+	lastGen  int                    // highest generation number used
 	goodGen  int                    // newest generation that has served
 	desired  int
 	winched  int  // desired count before WINCH, restored by HUP
@@ -119,7 +120,7 @@ func New(cfg *config.Config, opts Options) (*Master, error) {
 		events:  make(chan any, 64),
 		gens:    map[int]*config.Config{1: cfg},
 		gen:     1,
-		goodGen: 0,
+		lastGen: 1,
 		desired: cfg.Workers,
 	}
 	for _, b := range cfg.Binds {
@@ -265,7 +266,8 @@ func (m *Master) reload() {
 			delete(m.gens, g)
 		}
 	}
-	m.gen++
+	m.lastGen++
+	m.gen = m.lastGen
 	m.gens[m.gen] = cfg
 	m.failures, m.holdTill = 0, time.Time{}
 	m.log.Info(fmt.Sprintf("Reloading: starting %d new workers (generation %d)", m.desired, m.gen))
@@ -542,11 +544,11 @@ func (m *Master) reap(ev exitEvent) (code int, reason string, halt bool) {
 	}
 	if w.gen == m.gen && m.goodGen != 0 && m.goodGen != m.gen {
 		// The new generation failed: keep the old one serving.
-		why := m.lastErr
-		if why == "" {
-			why = "worker exited with " + describe(status)
+		why := "worker exited with " + describe(status)
+		if lines := strings.Split(strings.TrimSpace(m.lastErr), "\n"); m.lastErr != "" {
+			why = lines[len(lines)-1] // the exception; its traceback is logged above
 		}
-		m.log.Error(fmt.Sprintf("Reload failed: generation %d did not boot; generation %d keeps serving", m.gen, m.goodGen), "traceback", why)
+		m.log.Error(fmt.Sprintf("Reload failed: generation %d did not boot (%s); generation %d keeps serving", m.gen, why, m.goodGen))
 		m.gen = m.goodGen
 		m.lastErr = ""
 		return 0, "", false

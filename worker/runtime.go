@@ -115,7 +115,7 @@ func startRuntime(cfg *config.Config, log *slog.Logger, argv []string, started f
 	}
 	parent := os.NewFile(uintptr(fds[0]), "runtime")
 	child := os.NewFile(uintptr(fds[1]), "runtime-child")
-	defer child.Close()
+	defer child.Close() // on early returns; closed right after the start
 	fc, err := net.FileConn(parent)
 	parent.Close()
 	if err != nil {
@@ -149,7 +149,11 @@ func startRuntime(cfg *config.Config, log *slog.Logger, argv []string, started f
 	cmd.Stdout = os.Stdout
 	cmd.Stderr = os.Stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := proc.Start(cmd); err != nil {
+	err = proc.Start(cmd)
+	// Only the runtime may hold the other end: its exit must read as EOF.
+	child.Close()
+	src.Close()
+	if err != nil {
 		conn.Close()
 		return nil, fmt.Errorf("starting the app runtime %s: %w", cfg.Python, err)
 	}

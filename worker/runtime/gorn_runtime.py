@@ -721,8 +721,8 @@ def main(argv):
         app = load_app(cfg["app"])
     except AppImportError as e:
         boot_error(sock, APP_LOAD_ERROR, str(e))
-    except BaseException:
-        boot_error(sock, WORKER_BOOT_ERROR, traceback.format_exc())
+    except BaseException as e:
+        boot_error(sock, WORKER_BOOT_ERROR, app_traceback(e))
 
     threads = max(1, int(cfg.get("threads", 1)))
     conn = Connection(sock, threads > 1)
@@ -742,6 +742,19 @@ def main(argv):
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(0)
+
+
+def app_traceback(exc):
+    """Formats exc without the runtime's and importlib's own frames, so the
+    traceback starts in the app's code."""
+    tb = exc.__traceback__
+    while tb is not None and (tb.tb_frame.f_code.co_filename in ("gorn_runtime.py", "<string>")
+                              or tb.tb_frame.f_code.co_filename.startswith("<frozen importlib")
+                              or tb.tb_frame.f_globals.get("__name__") == "importlib"):
+        tb = tb.tb_next
+    if tb is None:
+        tb = exc.__traceback__
+    return "".join(traceback.format_exception(type(exc), exc, tb))
 
 
 def boot_error(sock, code, text):
