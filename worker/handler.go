@@ -86,12 +86,13 @@ func (h *handler) serve(st *requestState) {
 	}
 	pathInfo := r.URL.Path
 	if h.scriptName != "" {
-		if !strings.HasPrefix(pathInfo, h.scriptName) {
+		rest, ok := strings.CutPrefix(pathInfo, h.scriptName)
+		if !ok || (rest != "" && rest[0] != '/') { // /application is not under /app
 			h.slots.release()
 			h.plainError(st, http.StatusNotFound)
 			return
 		}
-		pathInfo = pathInfo[len(h.scriptName):]
+		pathInfo = rest
 	}
 
 	// The first write: environ and, for a small body, the whole body.
@@ -256,7 +257,7 @@ func (h *handler) handle(st *requestState, events []protocol.Frame) bool {
 				h.log.Error("The app runtime sent a bad read request", "err", err)
 				n = initialBody
 			}
-			if !h.sendBody(st, int(min(n, initialBody))) {
+			if !h.sendBody(st, int(min(max(n, 1), initialBody))) {
 				return true
 			}
 		case protocol.Error:

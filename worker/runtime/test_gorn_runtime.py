@@ -1,0 +1,907 @@
+"""Unit tests of gorn_runtime.py's codec and WSGI objects.
+
+Standard library only; run with `python3 -m unittest -v test_gorn_runtime`
+from this directory (worker/runtime/runtime_test.go does, with every
+interpreter it finds). The shared vectors are protocol/testdata/vectors.json,
+which the Go codec checks too.
+"""
+
+import importlib.util
+import io
+import json
+import marshal
+import os
+import random
+import shutil
+import socket
+import struct
+import sys
+import tempfile
+import threading
+import unittest
+import uuid
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+VECTORS = os.environ.get("GORN_VECTORS") or os.path.join(
+    HERE, "..", "..", "protocol", "testdata", "vectors.json")
+
+
+def _load_runtime():
+    spec = importlib.util.spec_from_file_location(
+        "gorn_runtime_under_test", os.path.join(HERE, "gorn_runtime.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+rt = _load_runtime()
+
+with open(VECTORS, encoding="utf-8") as _f:
+    V = json.load(_f)
+
+
+def latin1(v):
+    """A vectors.json byte string: latin-1 text or {"hex": ...}."""
+    if isinstance(v, dict):
+        return bytes.fromhex(v["hex"])
+    return v.encode("latin-1")
+
+
+def text(v):
+    """The native string (PEP 3333) a vectors.json byte string becomes."""
+    return latin1(v).decode("latin-1")
+
+
+# ----------------------------------------------------------------- vectors
+
+class VectorTests(unittest.TestCase):
+    def test_sections_present(self):
+        for key in ("frames", "environs", "requests", "starts"):
+            self.assertTrue(V[key], key)
+        for key in ("frames", "environs", "starts"):
+            self.assertTrue(V["invalid"][key], key)
+
+    def test_constants_match_vectors(self):
+        types = {c["name"]: c["type"] for c in V["frames"]}
+        self.assertEqual(types["body chunk"], rt.T_BODY)
+        self.assertEqual(types["window"], rt.T_WINDOW)
+        self.assertEqual(types["cancel"], rt.T_CANCEL)
+        self.assertEqual(types["shutdown"], rt.T_SHUTDOWN)
+        self.assertEqual(types["stacks"], rt.T_STACKS)
+        self.assertEqual(types["reopen logs"], rt.T_REOPEN)
+        self.assertEqual(types["ready"], rt.T_READY)
+        self.assertEqual(types["boot error"], rt.T_BOOT_ERROR)
+        self.assertEqual(types["data"], rt.T_DATA)
+        self.assertEqual(types["read"], rt.T_READ)
+        self.assertEqual(types["error"], rt.T_ERROR)
+        self.assertEqual(rt.HEADER_SIZE, 10)
+        self.assertEqual(rt.MAX_PAYLOAD, 16 << 20)
+        self.assertEqual(rt.INITIAL_WINDOW, 256 << 10)
+        self.assertEqual(rt.READ_CHUNK, 64 << 10)
+
+    def test_frames(self):
+        stream = b""
+        for c in V["frames"]:
+            with self.subTest(c["name"]):
+                payload = bytes.fromhex(c["payload"])
+                enc = bytes.fromhex(c["encoded"])
+                self.assertEqual(rt.pack_frame(c["type"], c["flags"], c["id"], payload), enc)
+                frames, off = rt.unpack_frames(enc)
+                self.assertEqual(frames, [(c["type"], c["flags"], c["id"], payload)])
+                self.assertEqual(off, len(enc))
+                stream += enc
+        # The whole stream, fed a byte at a time as read_once does.
+        buf = bytearray()
+        off = 0
+        got = []
+        for i in range(len(stream)):
+            buf += stream[i:i + 1]
+            frames, off = rt.unpack_frames(buf, off)
+            got.extend(frames)
+        self.assertEqual(off, len(stream))
+        self.assertEqual([f[3] for f in got], [bytes.fromhex(c["payload"]) for c in V["frames"]])
+        self.assertEqual([f[:3] for f in got], [(c["type"], c["flags"], c["id"]) for c in V["frames"]])
+
+    def test_environs(self):
+        for c in V["environs"]:
+            with self.subTest(c["name"]):
+                want = {text(k): text(v) for k, v in c["pairs"]}
+                got = marshal.loads(bytes.fromhex(c["marshal"]))
+                self.assertIs(type(got), dict)
+                self.assertEqual(got, want)
+                for k, v in got.items():
+                    self.assertIs(type(k), str)
+                    self.assertIs(type(v), str)
+                    # Native strings: every code point is one byte.
+                    k.encode("latin-1")
+                    v.encode("latin-1")
+
+    def test_requests(self):
+        for c in V["requests"]:
+            with self.subTest(c["name"]):
+                frames, off = rt.unpack_frames(bytes.fromhex(c["encoded"]))
+                self.assertEqual(len(frames), 1)
+                ftype, flags, sid, payload = frames[0]
+                self.assertEqual((ftype, flags, sid), (rt.T_REQUEST, c["flags"], c["id"]))
+                environ, body = rt.decode_request(payload)
+                self.assertEqual(environ, {text(k): text(v) for k, v in c["pairs"]})
+                self.assertEqual(body, bytes.fromhex(c["body"]))
+
+    def test_starts(self):
+        for c in V["starts"]:
+            with self.subTest(c["name"]):
+                headers = [(k, v) for k, v in c["headers"]]
+                body = bytes.fromhex(c["body"])
+                enc = rt.encode_start(c["id"], c["flags"], c["status"], headers, body)
+                self.assertEqual(enc, bytes.fromhex(c["encoded"]))
+                r = rt.Responder(None, None)
+                err = c.get("start_response_error")
+                if err:
+                    with self.assertRaises({"ValueError": ValueError, "TypeError": TypeError}[err]):
+                        r.start_response(c["status"], headers)
+                else:
+                    self.assertEqual(r.start_response(c["status"], headers), r.write)
+
+    def test_invalid_frames(self):
+        for c in V["invalid"]["frames"]:
+            with self.subTest(c["name"]):
+                data = bytes.fromhex(c["data"])
+                if c["python"] == "protocol_error":
+                    with self.assertRaises(rt.ProtocolError):
+                        rt.unpack_frames(data)
+                    continue
+                self.assertEqual(c["python"], "incomplete")
+                frames, off = rt.unpack_frames(data)
+                self.assertEqual(b"".join(rt.pack_frame(*f) for f in frames), data[:off])
+                rest = data[off:]
+                if len(rest) >= rt.HEADER_SIZE:
+                    (n,) = struct.unpack_from("<I", rest)
+                    self.assertLess(len(rest), rt.HEADER_SIZE + n)
+
+    def test_invalid_environs(self):
+        for c in V["invalid"]["environs"]:
+            with self.subTest(c["name"]):
+                m = bytes.fromhex(c["marshal"])
+                payload = struct.pack("<I", len(m)) + m
+                if c["python"] == "error":
+                    with self.assertRaises((rt.ProtocolError, ValueError, EOFError, TypeError)):
+                        rt.decode_request(payload)
+                else:
+                    # marshal is laxer than Go's DecodeEnviron; the worker
+                    # never sends these.
+                    self.assertEqual(c["python"], "accept")
+                    self.assertIs(type(rt.decode_request(payload)[0]), dict)
+
+    def test_invalid_starts_refused_by_start_response(self):
+        n = 0
+        for c in V["invalid"]["starts"]:
+            err = c.get("start_response_error")
+            if not err:
+                continue  # only Go's ParseStart refuses it: the worker answers 500
+            n += 1
+            with self.subTest(c["name"]):
+                with self.assertRaises(ValueError):
+                    rt.Responder(None, None).start_response(
+                        c["status"], [(k, v) for k, v in c["headers"]])
+        self.assertGreater(n, 5)
+
+    def test_decode_request_errors(self):
+        env = marshal.dumps({"A": "b"})
+        for payload in (b"", b"\x01\x00\x00", struct.pack("<I", len(env) + 1) + env,
+                        struct.pack("<I", 3) + marshal.dumps("str")[:3]):
+            with self.subTest(payload=payload):
+                with self.assertRaises((rt.ProtocolError, ValueError, EOFError)):
+                    rt.decode_request(payload)
+
+
+# ----------------------------------------------------------------- fake worker
+
+class FakeConnection(rt.Connection):
+    """The real Connection (wait, dispatch, locks) without a socket: sent
+    frames are recorded, and each time the runtime would block reading from
+    the worker, step() decides which frames the worker sends."""
+
+    def __init__(self, step=None):
+        rt.Connection.__init__(self, None, False)
+        self.sent = []
+        self.step = step
+        self.on_request = lambda req: None
+
+    def send(self, data):
+        frames, off = rt.unpack_frames(data)
+        assert off == len(data), "send() of a partial frame"
+        self.sent.extend(frames)
+
+    def read_once(self):
+        frames = self.step(self) if self.step else None
+        if not frames:
+            raise AssertionError("the runtime would wait forever: the worker has nothing to send")
+        self.dispatch(frames)
+
+    def sent_of(self, ftype):
+        return [f for f in self.sent if f[0] == ftype]
+
+
+class BodyWorker:
+    """Answers Read frames the way the worker does: one Body frame of at
+    most the asked size per Read, FlagEnd on the last."""
+
+    def __init__(self, sid, chunks, separate_end=False):
+        self.sid = sid
+        self.chunks = list(chunks)
+        self.separate_end = separate_end
+        self.answered = 0
+
+    def __call__(self, conn):
+        reads = conn.sent_of(rt.T_READ)
+        assert len(reads) == self.answered + 1, "%d Reads sent, %d answered" % (len(reads), self.answered)
+        _, flags, sid, payload = reads[-1]
+        assert (flags, sid) == (0, self.sid)
+        (n,) = struct.unpack("<I", payload)
+        assert n == rt.READ_CHUNK, n
+        self.answered += 1
+        if not self.chunks:
+            return [(rt.T_BODY, rt.F_END, self.sid, b"")]
+        chunk = self.chunks.pop(0)
+        assert len(chunk) <= n
+        end = not self.chunks and not self.separate_end
+        return [(rt.T_BODY, rt.F_END if end else 0, self.sid, chunk)]
+
+
+def split(data, sizes):
+    out = []
+    i = 0
+    k = 0
+    while i < len(data):
+        n = sizes[k % len(sizes)]
+        out.append(data[i:i + n])
+        i += n
+        k += 1
+    return out
+
+
+def make_input(data, first=0, sizes=(7,), separate_end=False):
+    """An Input over data: `first` bytes came with the Request frame, the
+    rest arrives in chunks of the given sizes."""
+    worker = BodyWorker(1, split(data[first:], list(sizes)), separate_end)
+    conn = FakeConnection(worker)
+    done = first >= len(data) and not separate_end
+    req = rt.Request(conn, 1, {}, data[:first], done)
+    conn.requests[1] = req
+    return rt.Input(req), conn, worker
+
+
+# ----------------------------------------------------------------- wsgi.input
+
+LINES = b"first line\n\nthird\r\n" + b"x" * 100 + b"\n" + b"a\nb\nc\n" + b"no newline at the end"
+
+
+class InputTests(unittest.TestCase):
+    layouts = [
+        dict(first=0, sizes=(1,)),
+        dict(first=0, sizes=(7,)),
+        dict(first=5, sizes=(3, 11, 1)),
+        dict(first=0, sizes=(1000,)),
+        dict(first=len(LINES), sizes=(1,)),
+        dict(first=3, sizes=(2,), separate_end=True),
+    ]
+
+    def each(self):
+        for layout in self.layouts:
+            with self.subTest(**layout):
+                yield make_input(LINES, **layout)
+
+    def test_read_all(self):
+        for inp, conn, _ in self.each():
+            self.assertEqual(inp.read(), LINES)
+            self.assertEqual(inp.read(), b"")
+            self.assertEqual(inp.read(10), b"")
+            self.assertEqual(inp.readline(), b"")
+
+    def test_read_none(self):
+        for inp, _, _ in self.each():
+            self.assertEqual(inp.read(None), LINES)
+
+    def test_read_n(self):
+        for n in (1, 2, 5, 64, 1000):
+            for inp, _, _ in self.each():
+                parts = []
+                while True:
+                    p = inp.read(n)
+                    if not p:
+                        break
+                    parts.append(p)
+                self.assertEqual(b"".join(parts), LINES)
+                self.assertTrue(all(len(p) == n for p in parts[:-1]))
+                self.assertLessEqual(len(parts[-1]), n)
+
+    def test_read_zero_sends_nothing(self):
+        inp, conn, _ = make_input(LINES)
+        self.assertEqual(inp.read(0), b"")
+        self.assertEqual(conn.sent, [])
+
+    def test_readline(self):
+        want = io.BytesIO(LINES).readlines()
+        for inp, _, _ in self.each():
+            got = []
+            while True:
+                line = inp.readline()
+                if not line:
+                    break
+                got.append(line)
+            self.assertEqual(got, want)
+
+    def test_readline_size(self):
+        for size in (0, 1, 3, 10, 200):
+            for inp, _, _ in self.each():
+                ref = io.BytesIO(LINES)
+                for _ in range(60):
+                    self.assertEqual(inp.readline(size), ref.readline(size))
+                self.assertEqual(inp.read(), ref.read())
+
+    def test_readlines_hint(self):
+        for hint in (-1, 0, 1, 12, 30, 10000):
+            for inp, _, _ in self.each():
+                ref = io.BytesIO(LINES)
+                self.assertEqual(inp.readlines(hint), ref.readlines(hint))
+                self.assertEqual(inp.read(), ref.read())
+
+    def test_iteration(self):
+        for inp, _, _ in self.each():
+            self.assertEqual(list(inp), io.BytesIO(LINES).readlines())
+            self.assertIs(iter(inp), inp)
+
+    def test_random_operations_match_bytesio(self):
+        rnd = random.Random(1234)
+        for trial in range(60):
+            data = bytes(rnd.choice(b"ab\n\r\x00\xff") for _ in range(rnd.randrange(0, 400)))
+            sizes = [rnd.randrange(1, 40) for _ in range(5)]
+            first = rnd.randrange(0, len(data) + 1)
+            inp, _, _ = make_input(data, first, sizes, separate_end=rnd.random() < 0.3)
+            ref = io.BytesIO(data)
+            for _ in range(40):
+                op = rnd.randrange(4)
+                n = rnd.choice([-1, 0, 1, 2, 5, 17, 100])
+                if op == 0:
+                    a, b = inp.read(n), ref.read(n)
+                elif op == 1:
+                    a, b = inp.readline(n), ref.readline(n)
+                elif op == 2:
+                    a, b = inp.readlines(n), ref.readlines(n)
+                else:
+                    a, b = next(inp, None), next(ref, None)
+                self.assertEqual(a, b, "trial %d op %d n %d" % (trial, op, n))
+
+    def test_reads_on_demand(self):
+        # Bytes that came with the Request frame need no Read.
+        inp, conn, worker = make_input(LINES, first=20, sizes=(10,))
+        self.assertEqual(inp.read(20), LINES[:20])
+        self.assertEqual(conn.sent, [])
+        # Then one Read per chunk, never two outstanding.
+        self.assertEqual(inp.read(15), LINES[20:35])
+        self.assertEqual(len(conn.sent_of(rt.T_READ)), 2)
+        self.assertEqual(worker.answered, 2)
+        inp.read()
+        self.assertEqual(len(conn.sent), len(conn.sent_of(rt.T_READ)))
+        # Nothing more is asked once the body has ended.
+        n = len(conn.sent)
+        self.assertEqual(inp.read(), b"")
+        self.assertEqual(len(conn.sent), n)
+
+    def test_complete_body_sends_no_read(self):
+        for data in (b"", b"all of it"):
+            inp, conn, _ = make_input(data, first=len(data))
+            self.assertEqual(inp.read(), data)
+            self.assertEqual(list(inp), [])
+            self.assertEqual(conn.sent, [])
+
+    def test_cancel_while_reading_the_body(self):
+        conn = FakeConnection(lambda c: [(rt.T_CANCEL, 0, 1, b"")])
+        req = rt.Request(conn, 1, {}, b"partial", False)
+        conn.requests[1] = req
+        inp = rt.Input(req)
+        self.assertEqual(inp.read(7), b"partial")
+        with self.assertRaises(rt.ClientDisconnected):
+            inp.read()
+        self.assertTrue(req.cancelled)
+        self.assertEqual(len(conn.sent_of(rt.T_READ)), 1)
+
+    def test_large_body_over_a_real_socketpair(self):
+        """The real Connection, reading on demand from a socket, with a
+        worker thread that answers each Read with one Body frame sent in
+        small pieces."""
+        for threaded in (False, True):
+            with self.subTest(threaded=threaded):
+                self._socketpair_body(threaded)
+
+    def _socketpair_body(self, threaded):
+        data = random.Random(7).randbytes(300000)
+        a, b = socket.socketpair()
+        a.settimeout(10)
+        b.settimeout(10)
+        conn = rt.Connection(a, threaded)
+        conn.on_request = lambda req: None
+        req = rt.Request(conn, 5, {}, data[:1000], False)
+        conn.requests[5] = req
+        errors = []
+
+        def worker():
+            try:
+                buf = bytearray()
+                off = 0
+                pos = 1000
+                while pos < len(data) or pos == len(data):
+                    frames, off = rt.unpack_frames(buf, off)
+                    if not frames:
+                        chunk = b.recv(4096)
+                        if not chunk:
+                            return
+                        buf += chunk
+                        continue
+                    for ftype, flags, sid, payload in frames:
+                        assert (ftype, sid) == (rt.T_READ, 5), (ftype, sid)
+                        (n,) = struct.unpack("<I", payload)
+                        piece = data[pos:pos + n]
+                        pos += len(piece)
+                        end = rt.F_END if pos == len(data) else 0
+                        frame = rt.pack_frame(rt.T_BODY, end, 5, piece)
+                        for i in range(0, len(frame), 3000):
+                            b.sendall(frame[i:i + 3000])
+                        if end:
+                            return
+            except Exception as e:  # reported by the main thread
+                errors.append(e)
+
+        def reader():
+            try:
+                while not conn.closed:
+                    conn.read_once()
+            except OSError:
+                pass
+
+        wt = threading.Thread(target=worker, daemon=True)
+        wt.start()
+        rthread = None
+        if threaded:
+            rthread = threading.Thread(target=reader, daemon=True)
+            rthread.start()
+        try:
+            inp = rt.Input(req)
+            got = inp.read(12345) + inp.readline() + inp.read()
+            self.assertEqual(got, data)
+        finally:
+            wt.join(10)
+            b.close()
+            if rthread:
+                rthread.join(10)
+                self.assertFalse(rthread.is_alive())
+            a.close()
+        self.assertFalse(wt.is_alive())
+        self.assertEqual(errors, [])
+
+
+# ----------------------------------------------------------------- start_response
+
+class StartResponseTests(unittest.TestCase):
+    def sr(self):
+        return rt.Responder(None, None)
+
+    def test_accepts(self):
+        for status, headers in [
+            ("200 OK", []),
+            ("404 Not Found", [("Content-Type", "text/plain")]),
+            ("500 \u00e9rror", [("X-A", "caf\u00e9"), ("X-Empty", ""), ("X-Tab", "a\tb")]),
+        ]:
+            with self.subTest(status=status):
+                r = self.sr()
+                self.assertEqual(r.start_response(status, headers), r.write)
+                self.assertEqual((r.status, r.headers), (status, headers))
+
+    def test_refuses(self):
+        for status, headers, exc in [
+            (b"200 OK", [], TypeError),
+            (200, [], TypeError),
+            ("200", [], ValueError),
+            ("20 OK", [], ValueError),
+            ("abc OK", [], ValueError),
+            ("200OK", [], ValueError),
+            ("200 OK", (), TypeError),
+            ("200 OK", [["X", "y"]], TypeError),
+            ("200 OK", [("X", "y", "z")], TypeError),
+            ("200 OK", [("X", 1)], TypeError),
+            ("200 OK", [(b"X", "y")], TypeError),
+            ("200 OK", [("X", b"y")], TypeError),
+            ("200 OK", [("X", "a\rb")], ValueError),
+            ("200 OK", [("X", "a\nb")], ValueError),
+            ("200 OK", [("X", "a\r\nSet-Cookie: x")], ValueError),
+            ("200 OK", [("X", "a\0b")], ValueError),
+            ("200 OK", [("X\r", "v")], ValueError),
+            ("200 OK", [("X\nY", "v")], ValueError),
+            ("200 OK", [("X:", "v")], ValueError),
+            ("200 OK", [("", "v")], ValueError),
+            ("200 OK\r\nSet-Cookie: x=1", [], ValueError),
+            ("200 OK\n", [], ValueError),
+            ("200 O\0K", [], ValueError),
+        ]:
+            with self.subTest(status=status, headers=headers):
+                r = self.sr()
+                with self.assertRaises(exc):
+                    r.start_response(status, headers)
+                self.assertIsNone(r.status)
+
+    def test_second_call_without_exc_info(self):
+        r = self.sr()
+        r.start_response("200 OK", [])
+        with self.assertRaises(AssertionError):
+            r.start_response("500 Oops", [])
+        self.assertEqual(r.status, "200 OK")
+
+    def test_exc_info_before_headers_sent_replaces(self):
+        r = self.sr()
+        r.start_response("200 OK", [("X-A", "1")])
+        try:
+            raise KeyError("k")
+        except KeyError:
+            r.start_response("500 Internal Server Error", [("X-B", "2")], sys.exc_info())
+        self.assertEqual(r.status, "500 Internal Server Error")
+        self.assertEqual(r.headers, [("X-B", "2")])
+
+    def test_exc_info_first_call(self):
+        r = self.sr()
+        try:
+            raise KeyError("k")
+        except KeyError:
+            r.start_response("500 Internal Server Error", [], sys.exc_info())
+        self.assertEqual(r.status, "500 Internal Server Error")
+
+    def test_exc_info_after_headers_sent_reraises(self):
+        r = self.sr()
+        r.start_response("200 OK", [])
+        r.headers_sent = True
+        err = KeyError("k")
+        try:
+            raise err
+        except KeyError:
+            info = sys.exc_info()
+        with self.assertRaises(KeyError) as cm:
+            r.start_response("500 Internal Server Error", [], info)
+        self.assertIs(cm.exception, err)
+        self.assertEqual(r.status, "200 OK")
+
+    def test_non_latin1_head_is_refused_when_sent(self):
+        conn = FakeConnection()
+        req = rt.Request(conn, 3, {}, b"", True)
+        r = rt.Responder(None, req)
+        r.start_response("200 OK", [("X", "\u20ac")])
+        with self.assertRaises(ValueError):
+            r.write(b"x")
+        self.assertEqual(conn.sent, [])
+
+
+# ----------------------------------------------------------------- responses
+
+class Result:
+    """A response iterable that records close()."""
+
+    def __init__(self, chunks):
+        self.chunks = chunks
+        self.closed = 0
+
+    def __iter__(self):
+        return iter(self.chunks)
+
+    def close(self):
+        self.closed += 1
+
+
+class ResponderTests(unittest.TestCase):
+    def run_app(self, app, step=None, body=b"", environ=None):
+        conn = FakeConnection(step)
+        log = rt.Log("critical", 1)
+        server = rt.Server(conn, app, {"threads": 1}, log)
+        req = rt.Request(conn, 9, dict(environ or {"RAW_URI": "/t"}), body, True)
+        conn.requests[9] = req
+        rt.Responder(server, req).run(app)
+        return conn
+
+    def start_of(self, frame):
+        ftype, flags, sid, payload = frame
+        self.assertEqual((ftype, sid), (rt.T_START, 9))
+        (n,) = struct.unpack_from("<I", payload)
+        head = payload[4:4 + n].decode("latin-1").split("\0")
+        return flags, head, payload[4 + n:]
+
+    def test_small_response_is_one_frame(self):
+        def app(environ, start_response):
+            start_response("200 OK", [("Content-Type", "text/plain")])
+            return [b"hello"]
+        conn = self.run_app(app)
+        self.assertEqual(len(conn.sent), 1)
+        flags, head, body = self.start_of(conn.sent[0])
+        self.assertEqual(flags, rt.F_END)
+        self.assertEqual(head, ["200 OK", "Content-Type", "text/plain"])
+        self.assertEqual(body, b"hello")
+
+    def test_iterable_of_one(self):
+        # Not a list: the runtime cannot know it is the last chunk.
+        res = Result([b"hello"])
+
+        def app(environ, start_response):
+            start_response("200 OK", [])
+            return res
+        conn = self.run_app(app)
+        self.assertEqual([f[:2] for f in conn.sent], [(rt.T_START, 0), (rt.T_DATA, rt.F_END)])
+        self.assertEqual(self.start_of(conn.sent[0])[2], b"hello")
+        self.assertEqual(conn.sent[1][3], b"")
+        self.assertEqual(res.closed, 1)
+
+    def test_list_of_one_is_one_frame(self):
+        def app(environ, start_response):
+            start_response("201 Created", [])
+            return [b"x" * 1000]
+        conn = self.run_app(app)
+        self.assertEqual(len(conn.sent), 1)
+        self.assertEqual(self.start_of(conn.sent[0])[0], rt.F_END)
+
+    def test_empty_response(self):
+        def app(environ, start_response):
+            start_response("204 No Content", [])
+            return []
+        conn = self.run_app(app)
+        self.assertEqual(len(conn.sent), 1)
+        self.assertEqual(self.start_of(conn.sent[0]), (rt.F_END, ["204 No Content"], b""))
+
+    def test_streaming(self):
+        res = Result([b"a", b"", b"bb", b"ccc"])
+
+        def app(environ, start_response):
+            start_response("200 OK", [])
+            return res
+        conn = self.run_app(app)
+        types = [(f[0], f[1]) for f in conn.sent]
+        self.assertEqual(types, [(rt.T_START, 0), (rt.T_DATA, 0), (rt.T_DATA, 0), (rt.T_DATA, rt.F_END)])
+        self.assertEqual(self.start_of(conn.sent[0])[2], b"a")
+        self.assertEqual([f[3] for f in conn.sent[1:]], [b"bb", b"ccc", b""])
+        self.assertEqual(res.closed, 1)
+
+    def test_write_callable(self):
+        def app(environ, start_response):
+            write = start_response("200 OK", [])
+            write(b"one")
+            write(bytearray(b"two"))
+            return [b"three"]
+        conn = self.run_app(app)
+        self.assertEqual([f[0] for f in conn.sent], [rt.T_START, rt.T_DATA, rt.T_DATA, rt.T_DATA])
+        self.assertEqual(self.start_of(conn.sent[0])[2] + b"".join(f[3] for f in conn.sent[1:]), b"onetwothree")
+        self.assertEqual(conn.sent[-1][1], rt.F_END)
+
+    def test_environ(self):
+        seen = {}
+
+        def app(environ, start_response):
+            seen.update(environ)
+            start_response("200 OK", [])
+            return [environ["wsgi.input"].read()]
+        conn = self.run_app(app, body=b"posted", environ={"REQUEST_METHOD": "POST"})
+        self.assertEqual(seen["REQUEST_METHOD"], "POST")
+        self.assertEqual(seen["wsgi.version"], (1, 0))
+        self.assertEqual(seen["wsgi.url_scheme"], "http")
+        self.assertFalse(seen["wsgi.multithread"])
+        self.assertTrue(seen["wsgi.input_terminated"])
+        self.assertIs(seen["wsgi.file_wrapper"], rt.FileWrapper)
+        self.assertEqual(self.start_of(conn.sent[0])[2], b"posted")
+
+    def test_credit(self):
+        """The runtime never sends more body than the worker granted."""
+        chunk = b"z" * 100000
+        granted = [rt.INITIAL_WINDOW]
+        grants = []
+
+        def step(conn):
+            grants.append(len(conn.sent))
+            granted[0] += 50000
+            return [(rt.T_WINDOW, 0, 9, struct.pack("<I", 50000))]
+
+        def app(environ, start_response):
+            start_response("200 OK", [])
+            return (chunk for _ in range(10))
+        conn = self.run_app(app, step)
+        self.assertTrue(grants, "the response never ran out of credit")
+        sent = 0
+        for i, f in enumerate(conn.sent):
+            body = self.start_of(f)[2] if f[0] == rt.T_START else f[3]
+            self.assertLessEqual(len(body), rt.MAX_DATA)
+            sent += len(body)
+        self.assertEqual(sent, len(chunk) * 10)
+        self.assertLessEqual(sent, granted[0])
+        self.assertEqual(conn.sent[-1][:2], (rt.T_DATA, rt.F_END))
+
+    def test_large_single_body_respects_credit(self):
+        body = b"q" * (rt.INITIAL_WINDOW + 10)
+
+        def step(conn):
+            return [(rt.T_WINDOW, 0, 9, struct.pack("<I", 1 << 20))]
+
+        def app(environ, start_response):
+            start_response("200 OK", [])
+            return [body]
+        conn = self.run_app(app, step)
+        self.assertEqual(self.start_of(conn.sent[0])[0], 0)
+        self.assertEqual(len(self.start_of(conn.sent[0])[2]), rt.INITIAL_WINDOW)
+        self.assertEqual(b"".join(f[3] for f in conn.sent[1:]), body[rt.INITIAL_WINDOW:])
+
+    def test_cancel_stops_the_app(self):
+        res = Result([b"y" * rt.INITIAL_WINDOW, b"never sent"])
+
+        def step(conn):
+            return [(rt.T_CANCEL, 0, 9, b"")]
+
+        def app(environ, start_response):
+            start_response("200 OK", [])
+            return res
+        conn = self.run_app(app, step)
+        self.assertEqual([f[0] for f in conn.sent], [rt.T_START, rt.T_ERROR])
+        self.assertEqual(conn.sent[-1][3], b"client disconnected")
+        self.assertEqual(res.closed, 1)
+
+    def test_errors_end_the_stream(self):
+        def before_start(environ, start_response):
+            raise RuntimeError("boom")
+
+        def no_start(environ, start_response):
+            return [b"x"]
+
+        def not_bytes(environ, start_response):
+            start_response("200 OK", [])
+            return ["text"]
+
+        def bad_header(environ, start_response):
+            start_response("200 OK", [("X", "a\nb")])
+            return [b""]
+
+        def mid_stream(environ, start_response):
+            start_response("200 OK", [])
+            yield b"first"
+            raise RuntimeError("later")
+
+        for app, frames, msg in [
+            (before_start, [rt.T_ERROR], b"RuntimeError: boom"),
+            (no_start, [rt.T_ERROR], b"AssertionError"),
+            (not_bytes, [rt.T_ERROR], b"TypeError"),
+            (bad_header, [rt.T_ERROR], b"ValueError"),
+            (mid_stream, [rt.T_START, rt.T_ERROR], b"RuntimeError: later"),
+        ]:
+            with self.subTest(app.__name__):
+                old = sys.stderr
+                sys.stderr = io.StringIO()  # the traceback the runtime logs
+                try:
+                    conn = self.run_app(app)
+                finally:
+                    sys.stderr = old
+                self.assertEqual([f[0] for f in conn.sent], frames)
+                self.assertTrue(conn.sent[-1][3].startswith(msg), conn.sent[-1][3])
+                # Exactly one terminal frame.
+                self.assertEqual(len(conn.sent_of(rt.T_ERROR)), 1)
+
+
+# ----------------------------------------------------------------- load_app
+
+APP_MODULE = '''
+def application(environ, start_response):
+    return [b"default"]
+
+def app(environ, start_response):
+    return [b"app"]
+
+def create_app(name, k=None):
+    def made(environ, start_response):
+        return [name.encode(), repr(k).encode()]
+    made.args = (name, k)
+    return made
+
+def broken_factory():
+    raise TypeError("inside the factory")
+
+not_callable = 42
+nothing = None
+'''
+
+
+class LoadAppTests(unittest.TestCase):
+    def setUp(self):
+        self.dir = tempfile.mkdtemp(prefix="gorn-load-app-")
+        sys.path.insert(0, self.dir)
+        self.names = []
+        self.cwd = os.getcwd()
+
+    def tearDown(self):
+        os.chdir(self.cwd)
+        sys.path.remove(self.dir)
+        for n in self.names:
+            sys.modules.pop(n, None)
+        shutil.rmtree(self.dir)
+
+    def module(self, source):
+        name = "gorn_test_app_%s" % uuid.uuid4().hex
+        with open(os.path.join(self.dir, name + ".py"), "w") as f:
+            f.write(source)
+        importlib.invalidate_caches()
+        self.names.append(name)
+        return name
+
+    def test_loads(self):
+        m = self.module(APP_MODULE)
+        self.assertEqual(rt.load_app(m)(None, None), [b"default"])
+        self.assertEqual(rt.load_app(m + ":app")(None, None), [b"app"])
+        made = rt.load_app(m + ":create_app('x', k=1)")
+        self.assertEqual(made.args, ("x", 1))
+        self.assertEqual(rt.load_app(m + ":create_app(name='y')").args, ("y", None))
+
+    def test_dotted_module(self):
+        pkg = "gorn_test_pkg_%s" % uuid.uuid4().hex
+        os.mkdir(os.path.join(self.dir, pkg))
+        with open(os.path.join(self.dir, pkg, "__init__.py"), "w"):
+            pass
+        with open(os.path.join(self.dir, pkg, "wsgi.py"), "w") as f:
+            f.write(APP_MODULE)
+        importlib.invalidate_caches()
+        self.names += [pkg, pkg + ".wsgi"]
+        self.assertEqual(rt.load_app(pkg + ".wsgi:app")(None, None), [b"app"])
+
+    def test_app_errors(self):
+        m = self.module(APP_MODULE)
+        for spec, msg in [
+            (m + ":missing", "Failed to find attribute 'missing'"),
+            (m + ":not_callable", "must be callable"),
+            (m + ":nothing", "Failed to find application object"),
+            (m + ":create_app(x)", "literal values"),
+            (m + ":create_app()", "Error while loading app"),
+            (m + ":1 + 2", "Failed to parse"),
+            (m + ":a.b", "Failed to parse"),
+            (m + ":(", "Failed to parse"),
+        ]:
+            with self.subTest(spec=spec):
+                with self.assertRaises(rt.AppImportError) as cm:
+                    rt.load_app(spec)
+                self.assertIn(msg, str(cm.exception))
+
+    def test_missing_default_attribute(self):
+        m = self.module("app = None\n")
+        with self.assertRaises(rt.AppImportError) as cm:
+            rt.load_app(m)
+        self.assertIn("'application'", str(cm.exception))
+
+    def test_import_errors_propagate(self):
+        m = self.module("raise RuntimeError('import boom')\n")
+        with self.assertRaises(RuntimeError) as cm:
+            rt.load_app(m + ":app")
+        self.assertEqual(str(cm.exception), "import boom")
+        m = self.module("def (:\n")
+        with self.assertRaises(SyntaxError):
+            rt.load_app(m)
+        with self.assertRaises(ImportError):
+            rt.load_app("gorn_no_such_module_%s:app" % uuid.uuid4().hex)
+        m = self.module(APP_MODULE)
+        with self.assertRaises(TypeError) as cm:
+            rt.load_app(m + ":broken_factory()")
+        self.assertIn("inside the factory", str(cm.exception))
+
+    def test_py_suffix_hint(self):
+        m = self.module(APP_MODULE)
+        os.chdir(self.dir)
+        with self.assertRaises(ImportError) as cm:
+            rt.load_app(m + ".py:app")
+        self.assertIn("did you mean '%s:app'" % m, str(cm.exception))
+
+
+class FileWrapperTests(unittest.TestCase):
+    def test_blocks_and_close(self):
+        f = io.BytesIO(b"abcdefg")
+        w = rt.FileWrapper(f, 3)
+        self.assertEqual(list(w), [b"abc", b"def", b"g"])
+        w.close()
+        self.assertTrue(f.closed)
+
+
+if __name__ == "__main__":
+    unittest.main()
