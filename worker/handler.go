@@ -43,10 +43,10 @@ type handler struct {
 	access     *accessLog
 	scriptName string
 	timeout    time.Duration // --timeout; 0 disables
-	serverName string        // from the listener, for requests without Host
-	serverPort string
-	frames     sync.Pool // *[]protocol.Frame
-	bufs       sync.Pool // *[]byte of initialBody bytes
+	serverName string        // SERVER_NAME: the listener's host, or a unix socket's path
+	serverPort string        // SERVER_PORT: the listener's port; "" on a unix socket
+	frames     sync.Pool     // *[]protocol.Frame
+	bufs       sync.Pool     // *[]byte of initialBody bytes
 }
 
 type requestState struct {
@@ -460,9 +460,14 @@ func (h *handler) environ(e *protocol.Environ, r *http.Request, pathInfo string)
 	} else {
 		e.Add("REMOTE_ADDR", r.RemoteAddr)
 	}
+	// As gunicorn: the listener's address on TCP; on a unix socket, which
+	// has no port, the Host header (else the socket path and port 80).
 	name, port := h.serverName, h.serverPort
-	if r.Host != "" {
-		name, port = splitHost(r.Host, "80")
+	if port == "" {
+		port = "80"
+		if r.Host != "" {
+			name, port = splitHost(r.Host, "80")
+		}
 	}
 	e.Add("SERVER_NAME", name)
 	e.Add("SERVER_PORT", port)

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"os"
 	"strconv"
 	"strings"
@@ -62,7 +63,13 @@ type seconds time.Duration
 func (s *seconds) UnmarshalText(b []byte) error {
 	text := strings.TrimSpace(string(b))
 	if f, err := strconv.ParseFloat(text, 64); err == nil {
-		*s = seconds(time.Duration(f * float64(time.Second)))
+		// NaN, ±Inf and values past ~292 years have no Duration; the
+		// conversion would silently give a garbage (negative) value.
+		ns := f * float64(time.Second)
+		if math.IsNaN(ns) || ns >= math.MaxInt64 || ns <= math.MinInt64 {
+			return fmt.Errorf("expected seconds, not %q", text)
+		}
+		*s = seconds(time.Duration(ns))
 		return nil
 	}
 	d, err := time.ParseDuration(text)

@@ -1,0 +1,224 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+// fakeExecutable creates an executable file at path (and its directory).
+func fakeExecutable(t *testing.T, path string) string {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte("#!/bin/sh\nexit 0\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func env(m map[string]string) func(string) string {
+	return func(k string) string { return m[k] }
+}
+
+func TestFinish(t *testing.T) {
+	python := fakeExecutable(t, filepath.Join(t.TempDir(), "python"))
+	base := func() *Config {
+		return &Config{
+			App:             "app:app",
+			Workers:         1,
+			Threads:         1,
+			Backlog:         2048,
+			Timeout:         30 * time.Second,
+			GracefulTimeout: 30 * time.Second,
+			KeepAlive:       2 * time.Second,
+			BootTimeout:     120 * time.Second,
+			LogLevel:        "info",
+			Python:          python,
+		}
+	}
+	tests := []struct {
+		name    string
+		edit    func(c *Config)
+		env     map[string]string
+		wantErr string // substring; empty means success
+		check   func(t *testing.T, c *Config)
+	}{
+		{
+			name: "defaults",
+			check: func(t *testing.T, c *Config) {
+				if !reflect.DeepEqual(c.Binds, []string{"127.0.0.1:8000"}) {
+					t.Errorf("Binds = %q, want [127.0.0.1:8000]", c.Binds)
+				}
+				if c.Name != "gorn" {
+					t.Errorf("Name = %q, want gorn", c.Name)
+				}
+				if c.LogLevel != "info" {
+					t.Errorf("LogLevel = %q, want info", c.LogLevel)
+				}
+				if c.Python != python {
+					t.Errorf("Python = %q, want %q", c.Python, python)
+				}
+			},
+		},
+		{
+			name: "PORT sets the default bind",
+			env:  map[string]string{"PORT": "5000"},
+			check: func(t *testing.T, c *Config) {
+				if !reflect.DeepEqual(c.Binds, []string{"0.0.0.0:5000"}) {
+					t.Errorf("Binds = %q, want [0.0.0.0:5000]", c.Binds)
+				}
+			},
+		},
+		{
+			name: "explicit binds win over PORT",
+			edit: func(c *Config) { c.Binds = []string{"unix:/tmp/a.sock", "[::1]:9000"} },
+			env:  map[string]string{"PORT": "5000"},
+			check: func(t *testing.T, c *Config) {
+				if !reflect.DeepEqual(c.Binds, []string{"unix:/tmp/a.sock", "[::1]:9000"}) {
+					t.Errorf("Binds = %q", c.Binds)
+				}
+			},
+		},
+		{
+			name: "name kept",
+			edit: func(c *Config) { c.Name = "myapp" },
+			check: func(t *testing.T, c *Config) {
+				if c.Name != "myapp" {
+					t.Errorf("Name = %q, want myapp", c.Name)
+				}
+			},
+		},
+		{name: "no app", edit: func(c *Config) { c.App = "" }, wantErr: "no application module specified"},
+		{name: "zero workers", edit: func(c *Config) { c.Workers = 0 }, wantErr: "--workers must be at least 1, not 0"},
+		{name: "negative workers", edit: func(c *Config) { c.Workers = -3 }, wantErr: "--workers must be at least 1, not -3"},
+		{name: "zero threads", edit: func(c *Config) { c.Threads = 0 }, wantErr: "--threads must be at least 1, not 0"},
+		{name: "zero backlog", edit: func(c *Config) { c.Backlog = 0 }, wantErr: "--backlog must be at least 1, not 0"},
+		{name: "many workers and threads", edit: func(c *Config) { c.Workers, c.Threads, c.Backlog = 64, 32, 1 }},
+		{name: "negative timeout", edit: func(c *Config) { c.Timeout = -time.Second }, wantErr: "--timeout must not be negative"},
+		{name: "negative graceful timeout", edit: func(c *Config) { c.GracefulTimeout = -1 }, wantErr: "--graceful-timeout must not be negative"},
+		{name: "negative keep-alive", edit: func(c *Config) { c.KeepAlive = -time.Millisecond }, wantErr: "--keep-alive must not be negative"},
+		{name: "negative boot timeout", edit: func(c *Config) { c.BootTimeout = -time.Hour }, wantErr: "--boot-timeout must not be negative"},
+		{name: "zero durations", edit: func(c *Config) { c.Timeout, c.GracefulTimeout, c.KeepAlive, c.BootTimeout = 0, 0, 0, 0 }},
+		{name: "log level debug", edit: func(c *Config) { c.LogLevel = "debug" }, check: wantLevel("debug")},
+		{name: "log level warning", edit: func(c *Config) { c.LogLevel = "warning" }, check: wantLevel("warning")},
+		{name: "log level warn", edit: func(c *Config) { c.LogLevel = "warn" }, check: wantLevel("warning")},
+		{name: "log level WARN", edit: func(c *Config) { c.LogLevel = "WARN" }, check: wantLevel("warning")},
+		{name: "log level ERROR", edit: func(c *Config) { c.LogLevel = "ERROR" }, check: wantLevel("error")},
+		{name: "log level Critical", edit: func(c *Config) { c.LogLevel = "Critical" }, check: wantLevel("critical")},
+		{name: "log level unknown", edit: func(c *Config) { c.LogLevel = "verbose" }, wantErr: `--log-level must be one of debug, info, warning, error, critical, not "verbose"`},
+		{name: "log level empty", edit: func(c *Config) { c.LogLevel = "" }, wantErr: "--log-level must be one of"},
+		{name: "env ok", edit: func(c *Config) { c.Env = []string{"A=1", "B=", "C=x=y"} }},
+		{name: "env without =", edit: func(c *Config) { c.Env = []string{"A=1", "B"} }, wantErr: `--env wants KEY=VALUE, not "B"`},
+		{name: "env without key", edit: func(c *Config) { c.Env = []string{"=1"} }, wantErr: `--env wants KEY=VALUE, not "=1"`},
+		{
+			name: "pythonpath made absolute",
+			edit: func(c *Config) { c.PythonPath = []string{"lib", "/abs/dir"} },
+			check: func(t *testing.T, c *Config) {
+				wd, err := os.Getwd()
+				if err != nil {
+					t.Fatal(err)
+				}
+				want := []string{filepath.Join(wd, "lib"), "/abs/dir"}
+				if !reflect.DeepEqual(c.PythonPath, want) {
+					t.Errorf("PythonPath = %q, want %q", c.PythonPath, want)
+				}
+			},
+		},
+		{name: "python missing", edit: func(c *Config) { c.Python = filepath.Join(t.TempDir(), "nope") }, wantErr: "cannot find the Python interpreter"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := base()
+			if tt.edit != nil {
+				tt.edit(c)
+			}
+			err := c.Finish(env(tt.env))
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("Finish() error = %v, want one containing %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("Finish() = %v", err)
+			}
+			if tt.check != nil {
+				tt.check(t, c)
+			}
+		})
+	}
+}
+
+func wantLevel(level string) func(*testing.T, *Config) {
+	return func(t *testing.T, c *Config) {
+		t.Helper()
+		if c.LogLevel != level {
+			t.Errorf("LogLevel = %q, want %q", c.LogLevel, level)
+		}
+	}
+}
+
+func TestFindPython(t *testing.T) {
+	dir := t.TempDir()
+	explicit := fakeExecutable(t, filepath.Join(dir, "explicit", "python3.12"))
+	venv := filepath.Join(dir, "venv")
+	venvPython := fakeExecutable(t, filepath.Join(venv, "bin", "python"))
+	pathDir := filepath.Join(dir, "path")
+	pathPython := fakeExecutable(t, filepath.Join(pathDir, "python3"))
+	emptyDir := filepath.Join(dir, "empty")
+	if err := os.Mkdir(emptyDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	notExec := filepath.Join(dir, "notexec")
+	if err := os.WriteFile(notExec, []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// A relative --python is resolved against the working directory.
+	t.Chdir(filepath.Join(dir, "explicit"))
+
+	tests := []struct {
+		name     string
+		explicit string
+		env      map[string]string
+		path     string
+		want     string
+		wantErr  string
+	}{
+		{name: "explicit path", explicit: explicit, env: map[string]string{"VIRTUAL_ENV": venv}, path: pathDir, want: explicit},
+		{name: "explicit relative path", explicit: "./python3.12", path: pathDir, want: explicit},
+		{name: "explicit name on PATH", explicit: "python3", path: pathDir, want: pathPython},
+		{name: "explicit missing", explicit: filepath.Join(dir, "missing"), path: pathDir, wantErr: "missing"},
+		{name: "explicit not executable", explicit: notExec, path: pathDir, wantErr: "notexec"},
+		{name: "VIRTUAL_ENV", env: map[string]string{"VIRTUAL_ENV": venv}, path: pathDir, want: venvPython},
+		{name: "VIRTUAL_ENV without python", env: map[string]string{"VIRTUAL_ENV": emptyDir}, path: pathDir, wantErr: filepath.Join(emptyDir, "bin", "python")},
+		{name: "python3 on PATH", path: pathDir, want: pathPython},
+		{name: "python3 on PATH, later entry", path: emptyDir + string(os.PathListSeparator) + pathDir, want: pathPython},
+		{name: "not found", path: emptyDir, wantErr: `cannot find the Python interpreter "python3" (set --python)`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Setenv("PATH", tt.path)
+			got, err := FindPython(tt.explicit, env(tt.env))
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("FindPython() = %q, %v; want an error containing %q", got, err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("FindPython() = %v", err)
+			}
+			if got != tt.want {
+				t.Errorf("FindPython() = %q, want %q", got, tt.want)
+			}
+			if !filepath.IsAbs(got) {
+				t.Errorf("FindPython() = %q, not absolute", got)
+			}
+		})
+	}
+}

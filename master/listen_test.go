@@ -1,0 +1,386 @@
+package master
+
+import (
+	"errors"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+func TestParseBind(t *testing.T) {
+	tests := []struct {
+		bind    string
+		network string
+		addr    string
+		wantErr string // substring; empty means success
+	}{
+		{bind: "127.0.0.1:8000", network: "tcp4", addr: "127.0.0.1:8000"},
+		{bind: "127.0.0.1", network: "tcp4", addr: "127.0.0.1:8000"},
+		{bind: "0.0.0.0:80", network: "tcp4", addr: "0.0.0.0:80"},
+		{bind: "127.0.0.1:0", network: "tcp4", addr: "127.0.0.1:0"},
+		{bind: "127.0.0.1:65535", network: "tcp4", addr: "127.0.0.1:65535"},
+		{bind: ":9000", network: "tcp4", addr: "0.0.0.0:9000"},
+		{bind: "", network: "tcp4", addr: "0.0.0.0:8000"},
+		{bind: "localhost:9000", network: "tcp", addr: "localhost:9000"},
+		{bind: "example.com", network: "tcp", addr: "example.com:8000"},
+		{bind: "[::1]:8000", network: "tcp6", addr: "[::1]:8000"},
+		{bind: "[::1]", network: "tcp6", addr: "[::1]:8000"},
+		{bind: "[::]:80", network: "tcp6", addr: "[::]:80"},
+		{bind: "[2001:db8::1]:443", network: "tcp6", addr: "[2001:db8::1]:443"},
+		{bind: "tcp://127.0.0.1:9000", network: "tcp4", addr: "127.0.0.1:9000"},
+		{bind: "tcp://[::1]:9000", network: "tcp6", addr: "[::1]:9000"},
+		{bind: "tcp://localhost", network: "tcp", addr: "localhost:8000"},
+		{bind: "unix:/tmp/gorn.sock", network: "unix", addr: "/tmp/gorn.sock"},
+		{bind: "unix:///tmp/gorn.sock", network: "unix", addr: "/tmp/gorn.sock"},
+		{bind: "unix:gorn.sock", network: "unix", addr: "gorn.sock"},
+		{bind: "fd://3", network: "fd", addr: "3"},
+		{bind: "fd://0", network: "fd", addr: "0"},
+		{bind: "unix:", wantErr: "unix: needs a path"},
+		{bind: "unix://", wantErr: "unix: needs a path"},
+		{bind: "fd://", wantErr: "fd:// needs a descriptor number"},
+		{bind: "fd://x", wantErr: "fd:// needs a descriptor number"},
+		{bind: "fd://-1", wantErr: "fd:// needs a descriptor number"},
+		{bind: "127.0.0.1:http", wantErr: `bad port "http"`},
+		{bind: "127.0.0.1:", wantErr: `bad port ""`},
+		{bind: "127.0.0.1:65536", wantErr: `bad port "65536"`},
+		{bind: "127.0.0.1:-1", wantErr: `bad port "-1"`},
+		{bind: "[::1]:x", wantErr: `bad port "x"`},
+		{bind: "[::1]:", wantErr: `bad port ""`},
+		{bind: "::1", wantErr: "put an IPv6 address in brackets"},
+		{bind: "::1:8000", wantErr: "put an IPv6 address in brackets"},
+		{bind: "[::1", wantErr: "unterminated ["},
+		{bind: "[::1]8000", wantErr: `invalid bind "[::1]8000"`},
+		{bind: "[127.0.0.1]:80", wantErr: "is not an IPv6 address"},
+		{bind: "[localhost]:80", wantErr: "is not an IPv6 address"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.bind, func(t *testing.T) {
+			network, addr, err := ParseBind(tt.bind)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("ParseBind(%q) = %q, %q, %v; want an error containing %q", tt.bind, network, addr, err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("ParseBind(%q) = %v", tt.bind, err)
+			}
+			if network != tt.network || addr != tt.addr {
+				t.Errorf("ParseBind(%q) = %q, %q; want %q, %q", tt.bind, network, addr, tt.network, tt.addr)
+			}
+		})
+	}
+}
+
+// checkServes dials the listener and checks that both the listener and its
+// dup (what workers inherit) are the bound socket.
+func checkServes(t *testing.T, l *listener) {
+	t.Helper()
+	network := l.info.Network
+	dup, err := net.FileListener(l.file)
+	if err != nil {
+		t.Fatalf("the listener's file is not a listener: %v", err)
+	}
+	defer dup.Close()
+	for _, ln := range []net.Listener{l.ln, dup} {
+		c, err := net.Dial(network, l.info.Addr)
+		if err != nil {
+			t.Fatalf("dial %s %s: %v", network, l.info.Addr, err)
+		}
+		s, err := ln.Accept()
+		if err != nil {
+			c.Close()
+			t.Fatalf("accept: %v", err)
+		}
+		if _, err := c.Write([]byte("x")); err != nil {
+			t.Fatal(err)
+		}
+		b := make([]byte, 1)
+		if _, err := s.Read(b); err != nil || b[0] != 'x' {
+			t.Fatalf("read %q, %v", b, err)
+		}
+		c.Close()
+		s.Close()
+	}
+}
+
+func TestBindTCP(t *testing.T) {
+	tests := []struct {
+		name, bind, host string
+	}{
+		{"ipv4", "127.0.0.1:0", "127.0.0.1"},
+		{"ipv4 tcp://", "tcp://127.0.0.1:0", "127.0.0.1"},
+		{"ipv6", "[::1]:0", "[::1]"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if strings.HasPrefix(tt.host, "[") {
+				probe, err := net.Listen("tcp6", "[::1]:0")
+				if err != nil {
+					t.Skipf("no IPv6 loopback: %v", err)
+				}
+				probe.Close()
+			}
+			l, err := bind(tt.bind, 128)
+			if err != nil {
+				t.Fatalf("bind(%q) = %v", tt.bind, err)
+			}
+			defer l.close()
+			port := l.ln.Addr().(*net.TCPAddr).Port
+			if port == 0 {
+				t.Fatal("bound port 0")
+			}
+			wantAddr := tt.host + ":" + strconv.Itoa(port)
+			if l.info.Network != "tcp" || l.info.Addr != wantAddr {
+				t.Errorf("info = %+v, want tcp %s", l.info, wantAddr)
+			}
+			if l.url != "http://"+wantAddr {
+				t.Errorf("url = %q, want http://%s", l.url, wantAddr)
+			}
+			checkServes(t, l)
+		})
+	}
+}
+
+func TestBindInUse(t *testing.T) {
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	l, err := bind(ln.Addr().String(), 128)
+	if err == nil {
+		l.close()
+		t.Fatalf("bind(%s) of a port in use succeeded", ln.Addr())
+	}
+	if want := "Connection in use: " + ln.Addr().String(); err.Error() != want {
+		t.Errorf("bind error = %q, want %q", err, want)
+	}
+}
+
+func TestBindUnix(t *testing.T) {
+	dir := t.TempDir()
+	tests := []struct {
+		name    string
+		prepare func(t *testing.T, path string)
+		wantErr string
+	}{
+		{name: "fresh"},
+		{
+			name: "stale socket replaced",
+			prepare: func(t *testing.T, path string) {
+				ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
+				if err != nil {
+					t.Fatal(err)
+				}
+				ln.SetUnlinkOnClose(false)
+				ln.Close()
+				if fi, err := os.Lstat(path); err != nil || fi.Mode()&os.ModeSocket == 0 {
+					t.Fatalf("no stale socket left: %v", err)
+				}
+			},
+		},
+		{
+			name: "regular file kept",
+			prepare: func(t *testing.T, path string) {
+				if err := os.WriteFile(path, []byte("data"), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			},
+			wantErr: "Connection in use: ",
+		},
+		{
+			name: "missing directory",
+			prepare: func(t *testing.T, path string) {
+				os.Remove(filepath.Dir(path))
+			},
+			wantErr: "Can't connect to ",
+		},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			sub := filepath.Join(dir, strconv.Itoa(i))
+			if err := os.Mkdir(sub, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			path := filepath.Join(sub, "s.sock")
+			if tt.prepare != nil {
+				tt.prepare(t, path)
+			}
+			l, err := bind("unix:"+path, 128)
+			if tt.wantErr != "" {
+				if err == nil {
+					l.close()
+					t.Fatalf("bind(unix:%s) succeeded", path)
+				}
+				if !strings.HasPrefix(err.Error(), tt.wantErr+path) {
+					t.Errorf("bind error = %q, want it to start with %q", err, tt.wantErr+path)
+				}
+				if strings.Contains(err.Error(), "%!") || strings.Contains(err.Error(), "<nil>") {
+					t.Errorf("bind error = %q has no cause", err)
+				}
+				if fi, err := os.Lstat(path); err == nil && fi.Mode().IsRegular() {
+					if b, _ := os.ReadFile(path); string(b) != "data" {
+						t.Errorf("the regular file was changed: %q", b)
+					}
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("bind(unix:%s) = %v", path, err)
+			}
+			if l.info.Network != "unix" || l.info.Addr != path {
+				t.Errorf("info = %+v, want unix %s", l.info, path)
+			}
+			if l.url != "unix:"+path {
+				t.Errorf("url = %q, want unix:%s", l.url, path)
+			}
+			checkServes(t, l)
+			l.close()
+			if _, err := os.Lstat(path); !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("socket file left after close: %v", err)
+			}
+		})
+	}
+}
+
+// TestBindBacklog checks the listen(2) backlog through a unix socket, where
+// Linux refuses a non-blocking connect with EAGAIN once backlog+1
+// connections wait to be accepted.
+func TestBindBacklog(t *testing.T) {
+	dir := t.TempDir()
+	for _, backlog := range []int{1, 5} {
+		t.Run(strconv.Itoa(backlog), func(t *testing.T) {
+			path := filepath.Join(dir, strconv.Itoa(backlog)+".sock")
+			l, err := bind("unix:"+path, backlog)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer l.close()
+			pending := 0
+			for ; pending < 100; pending++ {
+				fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer unix.Close(fd)
+				err = unix.Connect(fd, &unix.SockaddrUnix{Name: path})
+				if err == unix.EAGAIN {
+					break
+				}
+				if err != nil {
+					t.Fatalf("connect: %v", err)
+				}
+			}
+			if pending < backlog || pending > backlog+1 {
+				t.Errorf("%d connections queued with backlog %d", pending, backlog)
+			}
+		})
+	}
+}
+
+// rawListenerFD returns a descriptor of a new 127.0.0.1 listener that no
+// *os.File owns, as a socket inherited from a supervisor would be.
+func rawListenerFD(t *testing.T) (int, string) {
+	t.Helper()
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	raw, err := ln.(*net.TCPListener).SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	fd := -1
+	raw.Control(func(s uintptr) { fd, err = unix.FcntlInt(s, unix.F_DUPFD_CLOEXEC, 0) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fd, ln.Addr().String()
+}
+
+func TestBindFD(t *testing.T) {
+	t.Run("listener", func(t *testing.T) {
+		fd, addr := rawListenerFD(t)
+		l, err := bind("fd://"+strconv.Itoa(fd), 128)
+		if err != nil {
+			unix.Close(fd)
+			t.Fatalf("bind(fd://%d) = %v", fd, err)
+		}
+		defer l.close()
+		if l.info.Network != "tcp" || l.info.Addr != addr {
+			t.Errorf("info = %+v, want tcp %s", l.info, addr)
+		}
+		if l.url != "http://"+addr {
+			t.Errorf("url = %q", l.url)
+		}
+		checkServes(t, l)
+	})
+	t.Run("not a socket", func(t *testing.T) {
+		var p [2]int
+		if err := unix.Pipe2(p[:], unix.O_CLOEXEC); err != nil {
+			t.Fatal(err)
+		}
+		defer unix.Close(p[1])
+		l, err := bind("fd://"+strconv.Itoa(p[0]), 128)
+		if err == nil {
+			l.close()
+			t.Fatal("bind of a pipe succeeded")
+		}
+		if want := "fd://" + strconv.Itoa(p[0]) + " is not a listening socket"; !strings.HasPrefix(err.Error(), want) {
+			t.Errorf("bind error = %q, want it to start with %q", err, want)
+		}
+	})
+}
+
+func TestBindBadSpec(t *testing.T) {
+	for _, spec := range []string{"127.0.0.1:http", "::1", "unix:", "fd://x"} {
+		if l, err := bind(spec, 128); err == nil {
+			l.close()
+			t.Errorf("bind(%q) succeeded", spec)
+		} else if !strings.HasPrefix(err.Error(), "invalid bind") {
+			t.Errorf("bind(%q) = %q, want the ParseBind error", spec, err)
+		}
+	}
+}
+
+func TestListenCause(t *testing.T) {
+	dns := &net.DNSError{Err: "no such host", Name: "nowhere.invalid", IsNotFound: true}
+	plain := errors.New("boom")
+	tests := []struct {
+		name string
+		err  error
+		want error
+	}{
+		{"errno", &net.OpError{Op: "listen", Net: "tcp", Err: os.NewSyscallError("bind", syscall.EADDRNOTAVAIL)}, syscall.EADDRNOTAVAIL},
+		{"lookup", &net.OpError{Op: "listen", Net: "tcp", Err: dns}, dns},
+		{"syscall error", os.NewSyscallError("listen", syscall.EACCES), syscall.EACCES},
+		{"plain", plain, plain},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := listenCause(tt.err); got != tt.want {
+				t.Errorf("listenCause(%v) = %v, want %v", tt.err, got, tt.want)
+			}
+		})
+	}
+}
+
+func TestBindAddressNotAvailable(t *testing.T) {
+	// 192.0.2.1 (TEST-NET-1) is on no interface of this host.
+	l, err := bind("192.0.2.1:0", 128)
+	if err == nil {
+		l.close()
+		t.Skip("this host binds non-local addresses")
+	}
+	if want := "Can't connect to 192.0.2.1:0: " + syscall.EADDRNOTAVAIL.Error(); err.Error() != want {
+		t.Errorf("bind error = %q, want %q", err, want)
+	}
+}

@@ -1,0 +1,360 @@
+package worker
+
+import (
+	"bufio"
+	"errors"
+	"io"
+	"log/slog"
+	"maps"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/gorn-project/gorn/config"
+	"github.com/gorn-project/gorn/protocol"
+)
+
+// readRequest parses a raw HTTP/1.1 request as the server would.
+func readRequest(t *testing.T, raw, remote string) *http.Request {
+	t.Helper()
+	r, err := http.ReadRequest(bufio.NewReader(strings.NewReader(raw)))
+	if err != nil {
+		t.Fatalf("ReadRequest(%q): %v", raw, err)
+	}
+	r.RemoteAddr = remote
+	return r
+}
+
+func TestEnviron(t *testing.T) {
+	software := "gorn/" + config.Version
+	tests := []struct {
+		name       string
+		raw        string
+		remote     string
+		scriptName string
+		pathInfo   string // "" means r.URL.Path
+		unix       bool   // served on a unix socket: SERVER_NAME from Host
+		want       map[string]string
+	}{
+		{
+			name:   "GET with query",
+			raw:    "GET /path/to?x=1&y=%20 HTTP/1.1\r\nHost: example.com:8080\r\nUser-Agent: curl/8\r\nAccept: */*\r\n\r\n",
+			remote: "127.0.0.1:54321",
+			want: map[string]string{
+				"REQUEST_METHOD": "GET", "SCRIPT_NAME": "", "PATH_INFO": "/path/to", "QUERY_STRING": "x=1&y=%20",
+				"RAW_URI": "/path/to?x=1&y=%20", "SERVER_PROTOCOL": "HTTP/1.1", "SERVER_SOFTWARE": software,
+				"REMOTE_ADDR": "127.0.0.1", "REMOTE_PORT": "54321", "SERVER_NAME": "127.0.0.1", "SERVER_PORT": "8000",
+				"HTTP_HOST": "example.com:8080", "HTTP_USER_AGENT": "curl/8", "HTTP_ACCEPT": "*/*",
+			},
+		},
+		{
+			name:   "HTTP/1.0 without Host uses the listener",
+			raw:    "GET / HTTP/1.0\r\n\r\n",
+			remote: "127.0.0.1:1000",
+			want: map[string]string{
+				"REQUEST_METHOD": "GET", "SCRIPT_NAME": "", "PATH_INFO": "/", "QUERY_STRING": "",
+				"RAW_URI": "/", "SERVER_PROTOCOL": "HTTP/1.0", "SERVER_SOFTWARE": software,
+				"REMOTE_ADDR": "127.0.0.1", "REMOTE_PORT": "1000", "SERVER_NAME": "127.0.0.1", "SERVER_PORT": "8000",
+			},
+		},
+		{
+			name:   "Host without port",
+			raw:    "HEAD /x HTTP/1.1\r\nHost: example.com\r\n\r\n",
+			remote: "127.0.0.1:1000",
+			want: map[string]string{
+				"REQUEST_METHOD": "HEAD", "SCRIPT_NAME": "", "PATH_INFO": "/x", "QUERY_STRING": "",
+				"RAW_URI": "/x", "SERVER_PROTOCOL": "HTTP/1.1", "SERVER_SOFTWARE": software,
+				"REMOTE_ADDR": "127.0.0.1", "REMOTE_PORT": "1000", "SERVER_NAME": "127.0.0.1", "SERVER_PORT": "8000",
+				"HTTP_HOST": "example.com",
+			},
+		},
+		{
+			name:   "IPv6",
+			raw:    "GET / HTTP/1.1\r\nHost: [::1]:9000\r\n\r\n",
+			remote: "[::1]:4444",
+			want: map[string]string{
+				"REQUEST_METHOD": "GET", "SCRIPT_NAME": "", "PATH_INFO": "/", "QUERY_STRING": "",
+				"RAW_URI": "/", "SERVER_PROTOCOL": "HTTP/1.1", "SERVER_SOFTWARE": software,
+				"REMOTE_ADDR": "::1", "REMOTE_PORT": "4444", "SERVER_NAME": "127.0.0.1", "SERVER_PORT": "8000",
+				"HTTP_HOST": "[::1]:9000",
+			},
+		},
+		{
+			name:   "unix socket peer",
+			unix:   true,
+			raw:    "GET / HTTP/1.1\r\nHost: app.local\r\n\r\n",
+			remote: "@",
+			want: map[string]string{
+				"REQUEST_METHOD": "GET", "SCRIPT_NAME": "", "PATH_INFO": "/", "QUERY_STRING": "",
+				"RAW_URI": "/", "SERVER_PROTOCOL": "HTTP/1.1", "SERVER_SOFTWARE": software,
+				"REMOTE_ADDR": "@", "SERVER_NAME": "app.local", "SERVER_PORT": "80", "HTTP_HOST": "app.local",
+			},
+		},
+		{
+			name:       "script name",
+			raw:        "GET /app/x/y?q HTTP/1.1\r\nHost: h\r\n\r\n",
+			remote:     "127.0.0.1:1",
+			scriptName: "/app",
+			pathInfo:   "/x/y",
+			want: map[string]string{
+				"REQUEST_METHOD": "GET", "SCRIPT_NAME": "/app", "PATH_INFO": "/x/y", "QUERY_STRING": "q",
+				"RAW_URI": "/app/x/y?q", "SERVER_PROTOCOL": "HTTP/1.1", "SERVER_SOFTWARE": software,
+				"REMOTE_ADDR": "127.0.0.1", "REMOTE_PORT": "1", "SERVER_NAME": "127.0.0.1", "SERVER_PORT": "8000", "HTTP_HOST": "h",
+			},
+		},
+		{
+			name:   "body headers, joined values, dropped underscores",
+			raw:    "POST /submit HTTP/1.1\r\nHost: h:1\r\nContent-Type: application/json\r\nContent-Length: 2\r\nX-Forwarded-For: 10.0.0.1\r\nX-Forwarded-For: 10.0.0.2\r\nX_Forwarded_For: 6.6.6.6\r\nx-lower-case: v\r\nCookie: a=1\r\nCookie: b=2\r\n\r\n{}",
+			remote: "127.0.0.1:2",
+			want: map[string]string{
+				"REQUEST_METHOD": "POST", "SCRIPT_NAME": "", "PATH_INFO": "/submit", "QUERY_STRING": "",
+				"RAW_URI": "/submit", "SERVER_PROTOCOL": "HTTP/1.1", "SERVER_SOFTWARE": software,
+				"REMOTE_ADDR": "127.0.0.1", "REMOTE_PORT": "2", "SERVER_NAME": "127.0.0.1", "SERVER_PORT": "8000", "HTTP_HOST": "h:1",
+				"CONTENT_TYPE": "application/json", "CONTENT_LENGTH": "2",
+				"HTTP_X_FORWARDED_FOR": "10.0.0.1,10.0.0.2", "HTTP_X_LOWER_CASE": "v", "HTTP_COOKIE": "a=1,b=2",
+			},
+		},
+		{
+			name:   "chunked",
+			raw:    "PUT /up HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+			remote: "127.0.0.1:3",
+			want: map[string]string{
+				"REQUEST_METHOD": "PUT", "SCRIPT_NAME": "", "PATH_INFO": "/up", "QUERY_STRING": "",
+				"RAW_URI": "/up", "SERVER_PROTOCOL": "HTTP/1.1", "SERVER_SOFTWARE": software,
+				"REMOTE_ADDR": "127.0.0.1", "REMOTE_PORT": "3", "SERVER_NAME": "127.0.0.1", "SERVER_PORT": "8000", "HTTP_HOST": "h",
+				"HTTP_TRANSFER_ENCODING": "chunked",
+			},
+		},
+		{
+			name:   "percent-decoded path and latin-1 bytes",
+			raw:    "GET /caf%C3%A9%20x HTTP/1.1\r\nHost: h\r\nX-Name: caf\xe9\r\n\r\n",
+			remote: "127.0.0.1:4",
+			want: map[string]string{
+				"REQUEST_METHOD": "GET", "SCRIPT_NAME": "", "PATH_INFO": "/caf\xc3\xa9 x", "QUERY_STRING": "",
+				"RAW_URI": "/caf%C3%A9%20x", "SERVER_PROTOCOL": "HTTP/1.1", "SERVER_SOFTWARE": software,
+				"REMOTE_ADDR": "127.0.0.1", "REMOTE_PORT": "4", "SERVER_NAME": "127.0.0.1", "SERVER_PORT": "8000", "HTTP_HOST": "h",
+				"HTTP_X_NAME": "caf\xe9",
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := &handler{scriptName: tt.scriptName, serverName: "127.0.0.1", serverPort: "8000"}
+			if tt.unix {
+				h.serverName, h.serverPort = "/run/gorn.sock", ""
+			}
+			r := readRequest(t, tt.raw, tt.remote)
+			pathInfo := tt.pathInfo
+			if pathInfo == "" {
+				pathInfo = r.URL.Path
+			}
+			var e protocol.Environ
+			e.Reset()
+			h.environ(&e, r, pathInfo)
+			pairs, err := protocol.DecodeEnviron(e.Bytes())
+			if err != nil {
+				t.Fatalf("DecodeEnviron: %v", err)
+			}
+			got := map[string]string{}
+			for _, kv := range pairs {
+				if _, dup := got[kv[0]]; dup {
+					t.Errorf("%s sent twice", kv[0])
+				}
+				got[kv[0]] = kv[1]
+			}
+			if !maps.Equal(got, tt.want) {
+				for _, k := range slices.Sorted(maps.Keys(got)) {
+					if w, ok := tt.want[k]; !ok || w != got[k] {
+						t.Errorf("%s = %q, want %q (present: %v)", k, got[k], w, ok)
+					}
+				}
+				for _, k := range slices.Sorted(maps.Keys(tt.want)) {
+					if _, ok := got[k]; !ok {
+						t.Errorf("%s missing, want %q", k, tt.want[k])
+					}
+				}
+			}
+		})
+	}
+}
+
+func TestSplitHost(t *testing.T) {
+	tests := []struct {
+		host, name, port string
+	}{
+		{"example.com", "example.com", "80"},
+		{"example.com:8080", "example.com", "8080"},
+		{"example.com:", "example.com", "80"},
+		{"127.0.0.1:9000", "127.0.0.1", "9000"},
+		{"[::1]:9000", "[::1]", "9000"},
+		{"[::1]", "[::1]", "80"},
+		{"[::1]:", "[::1]", "80"},
+		{"[fe80::1%25eth0]:1", "[fe80::1%25eth0]", "1"},
+		{"", "", "80"},
+	}
+	for _, tt := range tests {
+		name, port := splitHost(tt.host, "80")
+		if name != tt.name || port != tt.port {
+			t.Errorf("splitHost(%q) = %q, %q; want %q, %q", tt.host, name, port, tt.name, tt.port)
+		}
+	}
+}
+
+func TestListenerName(t *testing.T) {
+	tests := []struct {
+		l          Listener
+		name, port string
+	}{
+		{Listener{Network: "tcp", Addr: "127.0.0.1:8000"}, "127.0.0.1", "8000"},
+		{Listener{Network: "tcp", Addr: "0.0.0.0:80"}, "0.0.0.0", "80"},
+		{Listener{Network: "tcp", Addr: "[::1]:8000"}, "[::1]", "8000"},
+		{Listener{Network: "tcp", Addr: "[::]:443"}, "[::]", "443"},
+		{Listener{Network: "tcp", Addr: "bogus"}, "bogus", ""},
+		{Listener{Network: "unix", Addr: "/run/gorn.sock"}, "/run/gorn.sock", ""},
+	}
+	for _, tt := range tests {
+		name, port := listenerName(tt.l)
+		if name != tt.name || port != tt.port {
+			t.Errorf("listenerName(%+v) = %q, %q; want %q, %q", tt.l, name, port, tt.name, tt.port)
+		}
+	}
+}
+
+func newTestState(rec *httptest.ResponseRecorder) *requestState {
+	return &requestState{rw: rec, r: httptest.NewRequest("GET", "/x", nil)}
+}
+
+func TestWriteHead(t *testing.T) {
+	tests := []struct {
+		name    string
+		code    int
+		headers [][2]string
+		ok      bool
+		want    http.Header // the response headers; nil means none
+	}{
+		{
+			name: "plain", code: 200, ok: true,
+			headers: [][2]string{{"Content-Type", "text/plain"}, {"content-length", "5"}, {"X-Custom", "a"}},
+			want:    http.Header{"Content-Type": {"text/plain"}, "Content-Length": {"5"}, "X-Custom": {"a"}},
+		},
+		{
+			name: "repeated headers kept in order", code: 201, ok: true,
+			headers: [][2]string{{"Set-Cookie", "a=1"}, {"set-cookie", "b=2"}, {"Vary", "Accept"}},
+			want:    http.Header{"Set-Cookie": {"a=1", "b=2"}, "Vary": {"Accept"}},
+		},
+		{
+			name: "hop-by-hop dropped", code: 200, ok: true,
+			headers: [][2]string{
+				{"Connection", "keep-alive"}, {"Keep-Alive", "timeout=5"}, {"Transfer-Encoding", "chunked"},
+				{"TE", "trailers"}, {"Trailer", "X-Sum"}, {"Trailers", "X-Sum"}, {"Upgrade", "websocket"},
+				{"Proxy-Authenticate", "Basic"}, {"Proxy-Authorization", "Basic eA=="}, {"X-Kept", "1"},
+			},
+			want: http.Header{"X-Kept": {"1"}},
+		},
+		{
+			name: "Connection: close honoured", code: 200, ok: true,
+			headers: [][2]string{{"connection", " Close "}, {"Content-Length", "0"}},
+			want:    http.Header{"Connection": {"close"}, "Content-Length": {"0"}},
+		},
+		{name: "no headers", code: 204, ok: true},
+		{name: "informational status", code: 103, headers: [][2]string{{"Link", "</a.css>"}}, ok: false},
+		{name: "negative Content-Length", code: 200, headers: [][2]string{{"Content-Length", "-1"}, {"X", "y"}}},
+		{name: "non-numeric Content-Length", code: 200, headers: [][2]string{{"Content-Length", "ten"}}},
+		{name: "signed Content-Length", code: 200, headers: [][2]string{{"Content-Length", "+5"}}},
+		{name: "two Content-Lengths", code: 200, headers: [][2]string{{"Content-Length", "5"}, {"Content-Length", "5"}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := &handler{log: slog.New(slog.DiscardHandler)}
+			rec := httptest.NewRecorder()
+			st := newTestState(rec)
+			ok := h.writeHead(st, protocol.ResponseHead{Status: strconv.Itoa(tt.code) + " X", Code: tt.code, Headers: tt.headers})
+			if ok != tt.ok {
+				t.Fatalf("writeHead = %v, want %v", ok, tt.ok)
+			}
+			if !ok {
+				if st.headersSent || st.status != 0 || rec.Code != http.StatusOK || rec.Flushed {
+					t.Errorf("a refused head was sent: headersSent=%v status=%d", st.headersSent, st.status)
+				}
+				if len(rec.Header()) != 0 {
+					t.Errorf("headers left for the error page: %v", rec.Header())
+				}
+				return
+			}
+			if !st.headersSent || st.status != tt.code || rec.Code != tt.code {
+				t.Errorf("headersSent=%v status=%d recorded %d, want %d", st.headersSent, st.status, rec.Code, tt.code)
+			}
+			want := tt.want
+			if want == nil {
+				want = http.Header{}
+			}
+			got := rec.Result().Header
+			if !maps.EqualFunc(got, want, slices.Equal) {
+				t.Errorf("headers = %v, want %v", got, want)
+			}
+		})
+	}
+}
+
+func TestPlainError(t *testing.T) {
+	tests := []struct {
+		code      int
+		keepClose bool // a Connection: close set before survives
+	}{
+		{http.StatusBadRequest, true},
+		{http.StatusNotFound, false},
+		{http.StatusRequestEntityTooLarge, true},
+		{http.StatusInternalServerError, false},
+		{http.StatusBadGateway, false},
+	}
+	for _, tt := range tests {
+		t.Run(strconv.Itoa(tt.code), func(t *testing.T) {
+			h := &handler{}
+			rec := httptest.NewRecorder()
+			st := newTestState(rec)
+			rec.Header().Set("X-App", "partial")
+			if tt.keepClose {
+				rec.Header().Set("Connection", "close")
+			}
+			h.plainError(st, tt.code)
+			res := rec.Result()
+			body, _ := io.ReadAll(res.Body)
+			text := http.StatusText(tt.code)
+			wantBody := "<html>\n  <head>\n    <title>" + text + "</title>\n  </head>\n  <body>\n    <h1><p>" + text + "</p></h1>\n  </body>\n</html>\n"
+			if res.StatusCode != tt.code || string(body) != wantBody {
+				t.Errorf("got %d %q, want %d %q", res.StatusCode, body, tt.code, wantBody)
+			}
+			want := http.Header{"Content-Type": {"text/html"}, "Content-Length": {strconv.Itoa(len(wantBody))}}
+			if tt.keepClose {
+				want["Connection"] = []string{"close"}
+			}
+			if !maps.EqualFunc(res.Header, want, slices.Equal) {
+				t.Errorf("headers = %v, want %v", res.Header, want)
+			}
+			if st.status != tt.code || st.written != int64(len(wantBody)) || !st.headersSent {
+				t.Errorf("state: status=%d written=%d headersSent=%v", st.status, st.written, st.headersSent)
+			}
+		})
+	}
+}
+
+func TestPlainErrorAfterHeadersAborts(t *testing.T) {
+	h := &handler{}
+	rec := httptest.NewRecorder()
+	st := newTestState(rec)
+	st.headersSent = true
+	defer func() {
+		r := recover()
+		err, _ := r.(error)
+		if !errors.Is(err, http.ErrAbortHandler) {
+			t.Errorf("recovered %v, want http.ErrAbortHandler", r)
+		}
+		if rec.Body.Len() != 0 {
+			t.Errorf("an error page was written after the headers: %q", rec.Body)
+		}
+	}()
+	h.plainError(st, http.StatusBadGateway)
+}

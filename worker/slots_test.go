@@ -1,0 +1,264 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"net"
+	"strconv"
+	"sync/atomic"
+	"testing"
+	"testing/synctest"
+)
+
+func TestSlots(t *testing.T) {
+	for _, n := range []int{1, 2, 4} {
+		t.Run(strconv.Itoa(n), func(t *testing.T) {
+			s := newSlots(n)
+			for i := 0; i < n; i++ {
+				if err := s.acquire(context.Background()); err != nil {
+					t.Fatalf("acquire %d of %d: %v", i+1, n, err)
+				}
+				if s.inUse() != i+1 {
+					t.Fatalf("inUse = %d after %d acquires", s.inUse(), i+1)
+				}
+			}
+			// Full: acquire waits until its context is done.
+			ctx, cancel := context.WithCancel(context.Background())
+			cancel()
+			if err := s.acquire(ctx); !errors.Is(err, context.Canceled) {
+				t.Fatalf("acquire on full slots = %v, want context.Canceled", err)
+			}
+			if s.inUse() != n {
+				t.Fatalf("a failed acquire took a slot: inUse = %d", s.inUse())
+			}
+			s.release()
+			if s.inUse() != n-1 {
+				t.Fatalf("inUse = %d after release", s.inUse())
+			}
+			if err := s.acquire(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			if s.inUse() != n {
+				t.Fatalf("inUse = %d, want %d", s.inUse(), n)
+			}
+		})
+	}
+}
+
+// listen returns a real loopback listener, closed at the end of the test.
+func listen(t *testing.T) net.Listener {
+	t.Helper()
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	return ln
+}
+
+func dial(t *testing.T, ln net.Listener) net.Conn {
+	t.Helper()
+	c, err := net.Dial("tcp4", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// countingListener counts the calls to the real listener's Accept: each
+// is one accept(2) attempt, taking a connection out of the kernel backlog.
+type countingListener struct {
+	net.Listener
+	accepts atomic.Int32
+}
+
+func (l *countingListener) Accept() (net.Conn, error) {
+	l.accepts.Add(1)
+	return l.Listener.Accept()
+}
+
+type acceptResult struct {
+	c   net.Conn
+	err error
+}
+
+func acceptAsync(l net.Listener) chan acceptResult {
+	ch := make(chan acceptResult, 1)
+	go func() {
+		c, err := l.Accept()
+		ch <- acceptResult{c, err}
+	}()
+	return ch
+}
+
+// TestGatedListener checks that a worker with n slots accepts only while a
+// slot is free: with every slot reserved or in use, a connection waiting in
+// the kernel backlog stays there. synctest.Wait returns once every goroutine
+// of the bubble is blocked on a channel; a goroutine inside accept(2) is
+// not, so an Accept that wrongly went on to accept(2) is seen returning the
+// waiting connection rather than being blocked.
+func TestGatedListener(t *testing.T) {
+	for _, n := range []int{1, 2, 3} {
+		t.Run(strconv.Itoa(n), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				ln := &countingListener{Listener: listen(t)}
+				s := newSlots(n)
+				gl := newGatedListener(ln, s)
+				defer gl.Close()
+
+				// n connections are accepted, each reserving a slot for
+				// its first request.
+				var conns []*slotConn
+				for i := 0; i < n; i++ {
+					dial(t, ln)
+					c, err := gl.Accept()
+					if err != nil {
+						t.Fatal(err)
+					}
+					sc, ok := c.(*slotConn)
+					if !ok {
+						t.Fatalf("Accept returned %T, want *slotConn", c)
+					}
+					t.Cleanup(func() { sc.Close() })
+					conns = append(conns, sc)
+				}
+				if s.inUse() != n {
+					t.Fatalf("inUse = %d after %d accepts", s.inUse(), n)
+				}
+
+				// One more client: it waits in the backlog.
+				dial(t, ln)
+				res := acceptAsync(gl)
+				synctest.Wait()
+				select {
+				case r := <-res:
+					t.Fatalf("accepted with no free slot: %v, %v", r.c, r.err)
+				default:
+				}
+				if got := ln.accepts.Load(); got != int32(n) {
+					t.Fatalf("%d accept(2) calls with no free slot, want %d", got, n)
+				}
+
+				// The first request takes the reservation: the slot is
+				// still in use, nothing more is accepted.
+				if !conns[0].take() {
+					t.Fatal("take() = false on a fresh reservation")
+				}
+				if conns[0].take() {
+					t.Fatal("take() = true twice")
+				}
+				conns[0].drop() // already taken: must not free the slot
+				if s.inUse() != n {
+					t.Fatalf("inUse = %d after take+drop, want %d", s.inUse(), n)
+				}
+				synctest.Wait()
+				select {
+				case r := <-res:
+					t.Fatalf("accepted with no free slot: %v, %v", r.c, r.err)
+				default:
+				}
+				if got := ln.accepts.Load(); got != int32(n) {
+					t.Fatalf("%d accept(2) calls with no free slot, want %d", got, n)
+				}
+
+				// The request ends: its slot is free, the waiting
+				// connection is accepted and reserves it.
+				s.release()
+				r := <-res
+				if r.err != nil {
+					t.Fatalf("Accept after release: %v", r.err)
+				}
+				sc := r.c.(*slotConn)
+				t.Cleanup(func() { sc.Close() })
+				if s.inUse() != n {
+					t.Fatalf("inUse = %d, want %d", s.inUse(), n)
+				}
+
+				// A connection closed before its first request gives its
+				// reservation back, once.
+				sc.drop()
+				if s.inUse() != n-1 {
+					t.Fatalf("inUse = %d after drop, want %d", s.inUse(), n-1)
+				}
+				if err := s.acquire(context.Background()); err != nil {
+					t.Fatal(err)
+				}
+				sc.drop()
+				if s.inUse() != n {
+					t.Fatalf("a second drop freed a slot: inUse = %d, want %d", s.inUse(), n)
+				}
+				s.release()
+
+				// A free slot: Accept now sits in accept(2) until Close.
+				res = acceptAsync(gl)
+				if err := gl.Close(); err != nil {
+					t.Fatalf("Close = %v", err)
+				}
+				if r := <-res; !errors.Is(r.err, net.ErrClosed) {
+					t.Fatalf("Accept after Close = %v, %v; want net.ErrClosed", r.c, r.err)
+				}
+				if err := gl.Close(); err != nil {
+					t.Fatalf("second Close = %v", err)
+				}
+			})
+		})
+	}
+}
+
+// TestGatedListenerCloseWhileFull checks that Close ends an Accept that
+// waits for a slot, without accepting the waiting connection.
+func TestGatedListenerCloseWhileFull(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ln := &countingListener{Listener: listen(t)}
+		s := newSlots(1)
+		gl := newGatedListener(ln, s)
+		if err := s.acquire(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		dial(t, ln)
+		res := acceptAsync(gl)
+		synctest.Wait()
+		gl.Close()
+		if got := ln.accepts.Load(); got != 0 {
+			t.Errorf("%d accept(2) calls with no free slot", got)
+		}
+		if r := <-res; !errors.Is(r.err, net.ErrClosed) || r.c != nil {
+			t.Fatalf("Accept = %v, %v; want net.ErrClosed", r.c, r.err)
+		}
+		if s.inUse() != 1 {
+			t.Fatalf("inUse = %d, want 1 (the request's)", s.inUse())
+		}
+	})
+}
+
+// TestConnContext checks that a request finds its connection's reservation.
+func TestConnContext(t *testing.T) {
+	ln := listen(t)
+	s := newSlots(1)
+	gl := newGatedListener(ln, s)
+	defer gl.Close()
+	dial(t, ln)
+	c, err := gl.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	tests := []struct {
+		name string
+		conn net.Conn
+		want *slotConn
+	}{
+		{"slot connection", c, c.(*slotConn)},
+		{"plain connection", c.(*slotConn).Conn, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx := connContext(context.Background(), tt.conn)
+			got, _ := ctx.Value(ctxKey{}).(*slotConn)
+			if got != tt.want {
+				t.Errorf("context holds %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
