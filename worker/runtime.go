@@ -262,7 +262,9 @@ func (rt *runtimeProc) readLoop(r *protocol.Reader) {
 	for {
 		f, err := r.ReadFrame()
 		if err != nil {
-			if err != io.EOF && !errors.Is(err, net.ErrClosed) {
+			// A reset is the runtime dying (or killed by a quick stop),
+			// which the supervisor reports; it is not a read failure.
+			if err != io.EOF && !errors.Is(err, net.ErrClosed) && !errors.Is(err, syscall.ECONNRESET) {
 				rt.log.Error("Reading from the app runtime failed", "pid", rt.info.Pid, "err", err)
 			}
 			return

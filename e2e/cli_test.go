@@ -1,0 +1,410 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/gorn-project/gorn/config"
+)
+
+// readyWith waits up to 30 s until client gets a response from url.
+func readyWith(t *testing.T, s *server, client *http.Client, url string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		resp, err := client.Get(url)
+		if err == nil {
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			return
+		}
+		select {
+		case <-s.done:
+			t.Fatalf("gorn exited before serving: %v\n%s", s.err, s.log.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("gorn did not serve %s within 30s: %v\n%s", url, err, s.log.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// stopTerm stops s with SIGTERM and requires exit code 0.
+func stopTerm(t *testing.T, s *server) {
+	t.Helper()
+	s.signal(syscall.SIGTERM)
+	if code := s.wait(30 * time.Second); code != 0 {
+		t.Fatalf("exit code %d after TERM, want 0\n%s", code, s.log.String())
+	}
+}
+
+func TestCLIErrors(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	tests := []struct {
+		name string
+		args []string
+		want string // in the one stderr line
+	}{
+		{"unknown_flag", []string{"--nope", "basic:app"}, "--nope"},
+		{"bad_int", []string{"--workers", "abc", "basic:app"}, "abc"},
+		{"no_app", nil, "no application module specified"},
+		{"no_app_with_flags", []string{"-w", "2"}, "no application module specified"},
+		{"zero_workers", []string{"-w", "0", "basic:app"}, "--workers"},
+		{"missing_python", []string{"--python", "/nonexistent/lc/python3", "basic:app"}, "/nonexistent/lc/python3"},
+		{"address_in_use", []string{"-b", busy.Addr().String(), "basic:app"}, "Connection in use: " + busy.Addr().String()},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			stdout, stderr, code := runGorn(t, nil, tc.args...)
+			if code != 1 {
+				t.Errorf("exit code %d, want 1", code)
+			}
+			if l := lines(stderr); len(l) != 1 || !strings.Contains(l[0], tc.want) {
+				t.Errorf("stderr = %q, want one line containing %q", stderr, tc.want)
+			}
+			if stdout != "" {
+				t.Errorf("stdout = %q, want nothing", stdout)
+			}
+		})
+	}
+}
+
+func TestCLIVersionHelp(t *testing.T) {
+	t.Parallel() // mostly waits for processes to exit
+	tests := []struct {
+		name string
+		args []string
+		want []string
+	}{
+		{"version", []string{"--version"}, []string{config.Version}},
+		{"version_short", []string{"-v"}, []string{config.Version}},
+		{"help", []string{"--help"}, []string{"--bind", "--workers", "--threads", "--python"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			stdout, stderr, code := runGorn(t, nil, tc.args...)
+			if code != 0 {
+				t.Fatalf("exit code %d, want 0\n%s%s", code, stdout, stderr)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(stdout, w) {
+					t.Errorf("stdout lacks %q:\n%s", w, stdout)
+				}
+			}
+		})
+	}
+}
+
+func TestCLIBindUnix(t *testing.T) {
+	t.Parallel() // mostly waits for processes to exit
+	py := python(t)
+	sock := filepath.Join(t.TempDir(), "g.sock")
+	s := startLC(t, lcOpts{}, "--python", py, "-b", "unix:"+sock, "lc_util:app")
+	client := &http.Client{
+		Timeout: 30 * time.Second,
+		Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", sock)
+		}},
+	}
+	readyWith(t, s, client, "http://unix/pid")
+	m := getJSON(t, client, "http://unix/pid")
+	if num(t, m, "pid") <= 0 {
+		t.Fatalf("GET /pid over the unix socket = %v", m)
+	}
+	if !strings.Contains(s.log.String(), "Listening at: unix:"+sock+" (") {
+		t.Errorf("log lacks the unix listener")
+	}
+	stopTerm(t, s)
+	if _, err := os.Lstat(sock); !os.IsNotExist(err) {
+		t.Fatalf("the socket file remains after exit: %v", err)
+	}
+}
+
+func TestCLIBindFD(t *testing.T) {
+	py := python(t)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := l.(*net.TCPListener).File()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := startLC(t, lcOpts{extra: []*os.File{f}}, "--python", py, "-b", "fd://3", "lc_util:app")
+	addr := l.Addr().String()
+	f.Close()
+	l.Close() // gorn holds its own copy
+	s.setAddr(addr)
+	s.ready("/pid")
+	if !strings.Contains(s.log.String(), "Listening at: http://"+addr+" (") {
+		t.Errorf("log lacks the inherited listener %s", addr)
+	}
+	getJSON(t, noKeepAlive, s.URL+"/pid")
+}
+
+func TestCLIBindTCP(t *testing.T) {
+	py := python(t)
+	v6 := func() string {
+		l, err := net.Listen("tcp6", "[::1]:0")
+		if err != nil {
+			return ""
+		}
+		defer l.Close()
+		return l.Addr().String()
+	}
+	tests := []struct {
+		name  string
+		addrs func(t *testing.T) []string // what to bind; all are served
+	}{
+		{"ipv6_loopback", func(t *testing.T) []string {
+			a := v6()
+			if a == "" {
+				t.Skip("no IPv6 loopback")
+			}
+			return []string{a}
+		}},
+		{"several", func(t *testing.T) []string {
+			return []string{
+				fmt.Sprintf("127.0.0.1:%d", freePort(t)),
+				fmt.Sprintf("127.0.0.1:%d", freePort(t)),
+			}
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			addrs := tc.addrs(t)
+			args := []string{"--python", py}
+			for _, a := range addrs {
+				args = append(args, "-b", a)
+			}
+			s := startLC(t, lcOpts{}, append(args, "lc_util:app")...)
+			s.setAddr(addrs[0])
+			s.ready("/pid")
+			for _, a := range addrs {
+				getJSON(t, noKeepAlive, "http://"+a+"/pid")
+				if !strings.Contains(s.log.String(), "Listening at: http://"+a+" (") {
+					t.Errorf("log lacks Listening at %s", a)
+				}
+			}
+		})
+	}
+}
+
+func TestCLIEnvDefaults(t *testing.T) {
+	py := python(t)
+	t.Run("PORT", func(t *testing.T) {
+		port := freePort(t)
+		s := startLC(t, lcOpts{env: []string{"PORT=" + strconv.Itoa(port)}}, "--python", py, "lc_util:app")
+		s.setAddr(fmt.Sprintf("127.0.0.1:%d", port))
+		s.ready("/pid")
+		s.waitLog(fmt.Sprintf(`Listening at: http://0\.0\.0\.0:%d \(`, port), 5*time.Second)
+	})
+	t.Run("WEB_CONCURRENCY", func(t *testing.T) {
+		s := startLC(t, lcOpts{env: []string{"WEB_CONCURRENCY=3"}}, "--python", py, "-b", fmt.Sprintf("127.0.0.1:%d", freePort(t)), "--log-level", "debug", "lc_util:app")
+		s.waitLog(`(?s)Worker ready.*Worker ready.*Worker ready`, 30*time.Second)
+		if n := len(s.workerPids()); n != 3 {
+			t.Fatalf("%d workers booted, want 3\n%s", n, s.log.String())
+		}
+	})
+}
+
+func TestCLIPidfile(t *testing.T) {
+	t.Parallel() // mostly waits for processes to exit
+	py := python(t)
+	pidfile := filepath.Join(t.TempDir(), "gorn.pid")
+	s := start(t, py, "-p", pidfile, "lc_util:app")
+	s.ready("/pid")
+	b, err := os.ReadFile(pidfile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.TrimSpace(string(b)); got != strconv.Itoa(s.cmd.Process.Pid) {
+		t.Fatalf("pid file holds %q, want the master pid %d", got, s.cmd.Process.Pid)
+	}
+	stopTerm(t, s)
+	if _, err := os.Stat(pidfile); !os.IsNotExist(err) {
+		t.Fatalf("the pid file remains after exit: %v", err)
+	}
+}
+
+func TestCLIAppEnvironment(t *testing.T) {
+	py := python(t)
+	apps := appsDir(t)
+	other := t.TempDir()
+	abs := func(p string) string {
+		r, err := filepath.EvalSymlinks(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	tests := []struct {
+		name  string
+		dir   string
+		args  []string
+		path  string
+		check func(t *testing.T, m map[string]any)
+	}{
+		{"env", "", []string{"-e", "LC_KEY=a=b c", "--env", "LC_OTHER=2"}, "/osenv", func(t *testing.T, m map[string]any) {
+			if m["LC_KEY"] != "a=b c" || m["LC_OTHER"] != "2" {
+				t.Errorf("os.environ LC_KEY=%v LC_OTHER=%v", m["LC_KEY"], m["LC_OTHER"])
+			}
+		}},
+		{"chdir", other, []string{"--chdir", apps}, "/cwd", func(t *testing.T, m map[string]any) {
+			if got, _ := m["cwd"].(string); abs(got) != abs(apps) {
+				t.Errorf("app cwd %q, want %q", got, apps)
+			}
+		}},
+		// The app module is not in the working directory: only
+		// --pythonpath finds it.
+		{"pythonpath", other, []string{"--pythonpath", apps}, "/cwd", func(t *testing.T, m map[string]any) {
+			if got, _ := m["cwd"].(string); abs(got) != abs(other) {
+				t.Errorf("app cwd %q, want %q", got, other)
+			}
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			port := freePort(t)
+			args := append([]string{"--python", py, "-b", fmt.Sprintf("127.0.0.1:%d", port)}, tc.args...)
+			s := startLC(t, lcOpts{dir: tc.dir}, append(args, "lc_util:app")...)
+			s.setAddr(fmt.Sprintf("127.0.0.1:%d", port))
+			s.ready("/pid")
+			tc.check(t, getJSON(t, noKeepAlive, s.URL+tc.path))
+		})
+	}
+}
+
+func TestCLIAccessLog(t *testing.T) {
+	py := python(t)
+	stdout := &syncBuffer{}
+	port := freePort(t)
+	s := startLC(t, lcOpts{stdout: stdout}, "--python", py, "-b", fmt.Sprintf("127.0.0.1:%d", port), "--access-logfile", "-", "lc_util:app")
+	s.setAddr(fmt.Sprintf("127.0.0.1:%d", port))
+	s.ready("/pid")
+	req, _ := http.NewRequest("GET", s.URL+"/pid?lc=1", nil)
+	req.Header.Set("User-Agent", "lc-agent/1")
+	req.Header.Set("Referer", "http://ref.example/")
+	resp, err := noKeepAlive.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	re := regexp.MustCompile(`(?m)^127\.0\.0\.1 - - \[\d{2}/\w{3}/\d{4}:\d{2}:\d{2}:\d{2} [+-]\d{4}\] "GET /pid\?lc=1 HTTP/1\.1" 200 \d+ "http://ref\.example/" "lc-agent/1"$`)
+	deadline := time.Now().Add(10 * time.Second)
+	for !re.MatchString(stdout.String()) {
+		if time.Now().After(deadline) {
+			t.Fatalf("stdout has no access log line matching %s:\n%s", re, stdout.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if strings.Contains(stdout.String(), "Booting worker") {
+		t.Errorf("the error log went to stdout:\n%s", stdout.String())
+	}
+}
+
+func TestCLIErrorLogfile(t *testing.T) {
+	t.Parallel() // mostly waits for processes to exit
+	py := python(t)
+	logfile := filepath.Join(t.TempDir(), "error.log")
+	s := start(t, py, "--error-logfile", logfile, "lc_util:app")
+	s.ready("/pid")
+	stopTerm(t, s)
+	b, err := os.ReadFile(logfile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := string(b)
+	for _, want := range []string{`Starting gorn`, `Listening at: http://` + s.Addr, `Booting worker with pid: \d+`, `Worker exiting \(pid: \d+\)`, `Shutting down: Master`} {
+		if !regexp.MustCompile(want).MatchString(text) {
+			t.Errorf("error log file lacks %q:\n%s", want, text)
+		}
+	}
+	if strings.Contains(s.log.String(), "Starting gorn") {
+		t.Errorf("the error log also went to the standard streams:\n%s", s.log.String())
+	}
+}
+
+func TestCLIProcessName(t *testing.T) {
+	py := python(t)
+	s := start(t, py, "-n", "lcname", "lc_util:app")
+	s.ready("/pid")
+	w := s.workerPids()[0]
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", w))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cmdline := strings.ReplaceAll(string(b), "\x00", " "); !strings.Contains(cmdline, "lcname") {
+		t.Fatalf("worker cmdline %q lacks the name", cmdline)
+	}
+}
+
+func TestCLIVirtualEnv(t *testing.T) {
+	py := python(t)
+	venv := t.TempDir()
+	if err := os.Mkdir(filepath.Join(venv, "bin"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	venvPython := filepath.Join(venv, "bin", "python")
+	if err := os.Symlink(py, venvPython); err != nil {
+		t.Fatal(err)
+	}
+	port := freePort(t)
+	s := startLC(t, lcOpts{env: []string{"VIRTUAL_ENV=" + venv}}, "-b", fmt.Sprintf("127.0.0.1:%d", port), "lc_util:app")
+	s.setAddr(fmt.Sprintf("127.0.0.1:%d", port))
+	s.ready("/pid")
+	if !strings.Contains(s.log.String(), "python: "+venvPython+")") {
+		t.Errorf("log does not name %s as the interpreter:\n%s", venvPython, s.log.String())
+	}
+	m := getJSON(t, noKeepAlive, s.URL+"/exe")
+	if got := m["executable"]; got != venvPython {
+		t.Fatalf("sys.executable = %v, want %s", got, venvPython)
+	}
+}
+
+func TestCLILogLines(t *testing.T) {
+	t.Parallel() // mostly waits for processes to exit
+	py := python(t)
+	s := start(t, py, "-w", "2", "lc_util:app")
+	s.ready("/pid")
+	workers := waitWorkers(t, s, 2)
+	master := s.cmd.Process.Pid
+	stopTerm(t, s)
+	out := s.log.String()
+	want := []string{
+		fmt.Sprintf(`\[%d\] \[INFO\] Starting gorn %s`, master, regexp.QuoteMeta(config.Version)),
+		fmt.Sprintf(`\[%d\] \[INFO\] Listening at: http://%s \(%d\)`, master, regexp.QuoteMeta(s.Addr), master),
+	}
+	for _, w := range workers {
+		want = append(want,
+			fmt.Sprintf(`\[%d\] \[INFO\] Booting worker with pid: %d\n`, master, w),
+			fmt.Sprintf(`\[%d\] \[INFO\] Worker exiting \(pid: %d\)\n`, w, w))
+	}
+	for _, w := range want {
+		if !regexp.MustCompile(`(?m)^\[\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2} [+-]\d{4}\] ` + w).MatchString(out) {
+			t.Errorf("log lacks a line matching %q", w)
+		}
+	}
+	if t.Failed() {
+		t.Logf("log:\n%s", out)
+	}
+}

@@ -1,0 +1,2 @@
+"""An app module without the requested attribute: gorn must exit 4."""
+other = None
