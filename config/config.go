@@ -77,6 +77,11 @@ type Config struct {
 	// Python is the interpreter that runs the app runtime. Default
 	// $VIRTUAL_ENV/bin/python, else python3 on PATH.
 	Python string `json:"python"`
+	// MetricsBind is where the master serves /metrics, /healthz and
+	// /readyz: HOST:PORT, [V6]:PORT, unix:PATH or fd://N, as Binds. It
+	// must not be one of Binds. Empty (the default) serves no metrics and
+	// counts nothing.
+	MetricsBind string `json:"metrics_bind"`
 }
 
 // LogLevels are the accepted values of LogLevel.

@@ -128,12 +128,20 @@ func bind(spec string, backlog int) (*listener, error) {
 		ln.Close()
 		return nil, fmt.Errorf("setting the backlog of %s: %w", spec, err)
 	}
-	f, err := ln.(interface{ File() (*os.File, error) }).File()
+	// The dup handed to the workers is made here, not with ln.File(): the
+	// *os.File that returns puts the socket in blocking mode whenever its
+	// Fd method runs, and os.StartProcess runs it at every spawn. The mode
+	// belongs to the socket, shared by every worker, and a worker whose
+	// accept(2) blocks in the kernel cannot close its listener to drain.
+	dup := -1
+	if cerr := raw.Control(func(fd uintptr) { dup, err = unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 0) }); cerr != nil {
+		err = cerr
+	}
 	if err != nil {
 		ln.Close()
 		return nil, fmt.Errorf("duplicating the listener %s: %w", spec, err)
 	}
-	l := &listener{ln: ln, file: f}
+	l := &listener{ln: ln, file: os.NewFile(uintptr(dup), spec)}
 	switch a := ln.Addr().(type) {
 	case *net.UnixAddr:
 		l.info = worker.Listener{Network: "unix", Addr: a.Name}

@@ -30,6 +30,7 @@ import (
 	"github.com/gorn-project/gorn/config"
 	"github.com/gorn-project/gorn/internal/proc"
 	"github.com/gorn-project/gorn/logs"
+	"github.com/gorn-project/gorn/metrics"
 	"github.com/gorn-project/gorn/protocol"
 	"github.com/gorn-project/gorn/signals"
 	"github.com/gorn-project/gorn/worker"
@@ -70,6 +71,9 @@ type workerProc struct {
 	drainAt  time.Time // when it was told to drain
 	aborted  bool      // sent SIGABRT for a missed heartbeat
 	runtime  int       // pid of its app runtime, from heartbeats
+	slot     int       // metrics scoreboard slot; -1 for none
+	retired  string    // why it was retired (Plan's reason), "" if not
+	tiredWhy string    // metrics.ExitMaxRequests or metrics.ExitMemory
 }
 
 type exitEvent struct {
@@ -103,6 +107,8 @@ type Master struct {
 	failures int  // consecutive worker failures before ready
 	holdTill time.Time
 	lastErr  string // why the latest worker failed before ready
+
+	mx masterMetrics // --metrics-bind; see metrics.go
 }
 
 // New binds every listener. A bind error is returned for a one-line
@@ -131,6 +137,10 @@ func New(cfg *config.Config, opts Options) (*Master, error) {
 		}
 		m.listeners = append(m.listeners, l)
 	}
+	if err := m.setupMetrics(cfg); err != nil {
+		m.closeListeners()
+		return nil, err
+	}
 	return m, nil
 }
 
@@ -147,12 +157,14 @@ func (m *Master) closeListeners() {
 // process exit code.
 func (m *Master) Run() int {
 	defer m.closeListeners()
+	defer m.closeMetrics()
 	cfg := m.cfg()
 	pid := os.Getpid()
 	m.log.Info("Starting gorn " + config.Version)
 	for _, l := range m.listeners {
 		m.log.Info(fmt.Sprintf("Listening at: %s (%d)", l.url, pid))
 	}
+	m.serveMetrics()
 	kind := "sync"
 	if cfg.Threads > 1 {
 		kind = "gthread"
@@ -249,6 +261,7 @@ func (m *Master) reload() {
 		next, err := m.opts.Reload()
 		if err != nil {
 			m.log.Error("Reload failed: cannot read the configuration; keeping the current workers", "err", err)
+			m.mx.pool.Reloaded(false, time.Now())
 			return
 		}
 		if !slices.Equal(next.Binds, cfg.Binds) {
@@ -298,6 +311,7 @@ func (m *Master) apply() {
 			m.retire(byID[a.ID], a.Reason)
 		}
 	}
+	m.publish()
 }
 
 // retire tells a worker to drain: stop accepting, finish its requests
@@ -308,6 +322,7 @@ func (m *Master) retire(w *workerProc, reason string) {
 	}
 	m.log.Info(fmt.Sprintf("Retiring worker (pid: %d, reason: %s)", w.pid, reason))
 	w.phase = Draining
+	w.retired = reason
 	w.drainAt = time.Now()
 	w.cmd.Process.Signal(syscall.SIGTERM)
 }
@@ -344,9 +359,11 @@ func (m *Master) spawn(gen int) {
 		files = append(files, l.file)
 	}
 	files = append(files, child)
+	slot := m.attachScoreboard(&spec, &files)
 	js, err := json.Marshal(spec)
 	if err != nil {
 		ctrl.Close()
+		m.mx.board.Release(slot)
 		m.log.Error("Cannot encode the worker spec", "err", err)
 		m.hold()
 		return
@@ -360,22 +377,32 @@ func (m *Master) spawn(gen int) {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := proc.Start(cmd); err != nil {
 		ctrl.Close()
+		m.mx.board.Release(slot)
 		m.log.Error("Cannot start a worker", "err", err)
 		m.hold()
 		return
 	}
 	now := time.Now()
 	m.nextID++
-	w := &workerProc{id: m.nextID, gen: gen, pid: cmd.Process.Pid, cmd: cmd, ctrl: ctrl, started: now, lastSeen: now}
+	w := &workerProc{id: m.nextID, gen: gen, pid: cmd.Process.Pid, cmd: cmd, ctrl: ctrl, started: now, lastSeen: now, slot: slot}
 	m.workers[w.pid] = w
+	m.mx.pool.Spawned()
 	m.log.Info(fmt.Sprintf("Booting worker with pid: %d", w.pid))
 	// Both goroutines end with the worker: Wait when it exits, the reader
 	// when its control socket closes (reap closes it).
+	ctrlDone := make(chan struct{})
 	go func() {
 		err := cmd.Wait()
+		// The worker's last control messages (a boot error's traceback)
+		// are delivered before its exit: its socket ends when it exits.
+		select {
+		case <-ctrlDone:
+		case <-time.After(time.Second):
+		}
 		m.events <- exitEvent{w: w, status: err}
 	}()
 	go func() {
+		defer close(ctrlDone)
 		r := protocol.NewReader(ctrl)
 		for {
 			f, err := r.ReadFrame()
@@ -417,7 +444,7 @@ func (m *Master) check(now time.Time) {
 		}
 		if limit := cfg.MaxWorkerMemory; limit > 0 && !w.tired {
 			if rss := residentBytes(w.pid) + residentBytes(w.runtime); rss > limit {
-				w.tired = true
+				w.tired, w.tiredWhy = true, metrics.ExitMemory
 				m.log.Warn(fmt.Sprintf("Worker (pid:%d) uses %d MiB, over --max-worker-memory; replacing it", w.pid, rss>>20))
 			}
 		}
@@ -476,12 +503,14 @@ func (m *Master) control(ev ctrlEvent) {
 		w.runtime = info.Pid
 		if w.phase == Booting {
 			w.phase = Ready
+			m.mx.pool.Booted(time.Since(w.started), info.Python)
 		}
 		m.served = true
 		m.failures, m.holdTill = 0, time.Time{}
 		if w.gen == m.gen && m.goodGen != m.gen {
 			if m.goodGen != 0 {
 				m.log.Info(fmt.Sprintf("Reload: generation %d is serving", m.gen))
+				m.mx.pool.Reloaded(true, time.Now())
 			}
 			m.goodGen = m.gen
 		}
@@ -508,7 +537,7 @@ func (m *Master) control(ev ctrlEvent) {
 		}
 	case protocol.WorkerTired:
 		if !w.tired {
-			w.tired = true
+			w.tired, w.tiredWhy = true, metrics.ExitMaxRequests
 			m.log.Info(fmt.Sprintf("Worker (pid:%d) reached --max-requests; replacing it", w.pid))
 		}
 	}
@@ -519,6 +548,7 @@ func (m *Master) reap(ev exitEvent) (code int, reason string, halt bool) {
 	w := ev.w
 	delete(m.workers, w.pid)
 	w.ctrl.Close()
+	m.workerExited(w)
 	status := exitStatus(ev.status)
 	switch {
 	case status.signaled && w.phase == Draining && status.signal == syscall.SIGKILL:
@@ -548,6 +578,7 @@ func (m *Master) reap(ev exitEvent) (code int, reason string, halt bool) {
 		if lines := strings.Split(strings.TrimSpace(m.lastErr), "\n"); m.lastErr != "" {
 			why = lines[len(lines)-1] // the exception; its traceback is logged above
 		}
+		m.mx.pool.Reloaded(false, time.Now())
 		m.log.Error(fmt.Sprintf("Reload failed: generation %d did not boot (%s); generation %d keeps serving", m.gen, why, m.goodGen))
 		m.gen = m.goodGen
 		m.lastErr = ""
@@ -562,6 +593,7 @@ func (m *Master) reap(ev exitEvent) (code int, reason string, halt bool) {
 // stop ends every worker, gracefully (TERM, then KILL after
 // --graceful-timeout) or quickly (QUIT), and returns code.
 func (m *Master) stop(graceful bool, code int, reason string) int {
+	m.mx.pool.Stop()
 	m.desired = 0
 	// As gunicorn: close the listeners first, so new connections are
 	// refused (not left in the backlog) while the workers finish.

@@ -16,6 +16,7 @@ import (
 
 	"github.com/gorn-project/gorn/config"
 	"github.com/gorn-project/gorn/logs"
+	"github.com/gorn-project/gorn/metrics"
 	"github.com/gorn-project/gorn/protocol"
 )
 
@@ -47,6 +48,7 @@ type handler struct {
 	serverPort string        // SERVER_PORT: the listener's port; "" on a unix socket
 	frames     sync.Pool     // *[]protocol.Frame
 	bufs       sync.Pool     // *[]byte of initialBody bytes
+	metrics    *metrics.Slot // this worker's scoreboard slot; nil counts nothing
 }
 
 type requestState struct {
@@ -57,14 +59,21 @@ type requestState struct {
 	headersSent bool
 	status      int
 	written     int64
+	bodyRead    int64 // request body bytes read after the first frame
 	unacked     int
 }
 
 func (h *handler) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	st := &requestState{rw: rw, r: r}
+	h.metrics.Begin()
 	defer func() {
 		h.state.requestDone()
+		reqBytes := r.ContentLength
+		if reqBytes < 0 {
+			reqBytes = st.bodyRead
+		}
+		h.metrics.End(r.Method, st.status, time.Since(start), reqBytes, st.written)
 		if h.access != nil {
 			h.access.write(r, start, st.status, st.written)
 		}
@@ -208,6 +217,7 @@ func (h *handler) pump(st *requestState) {
 func (h *handler) timedOut(st *requestState) {
 	h.log.Error(fmt.Sprintf("Request timed out after %s in the app; killing its runtime (pid: %d)", h.timeout, st.rt.pid()), "uri", st.r.RequestURI)
 	st.rt.killForTimeout()
+	h.metrics.Timeout()
 	if st.headersSent {
 		panic(http.ErrAbortHandler)
 	}
@@ -261,6 +271,7 @@ func (h *handler) handle(st *requestState, events []protocol.Frame) bool {
 				return true
 			}
 		case protocol.Error:
+			h.metrics.Exception()
 			if !st.headersSent {
 				h.plainError(st, http.StatusInternalServerError)
 				return true
@@ -348,6 +359,7 @@ func (h *handler) sendBody(st *requestState, n int) bool {
 	var err error
 	for m == 0 && err == nil {
 		m, err = st.r.Body.Read(buf[protocol.HeaderSize:])
+		st.bodyRead += int64(m)
 	}
 	flags := protocol.Flags(0)
 	if err == io.EOF {

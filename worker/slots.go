@@ -77,12 +77,13 @@ func (l *gatedListener) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := l.slots.acquire(l.ctx); err != nil {
-		c.Close()
-		return nil, net.ErrClosed
-	}
+	// A connection accepted is served, even when Close (a drain) came
+	// while it waited for a slot: closing it would lose its request. It
+	// then has no reservation; its request waits for a slot.
 	sc := &slotConn{Conn: c, slots: l.slots}
-	sc.reserved.Store(true)
+	if l.slots.acquire(l.ctx) == nil {
+		sc.reserved.Store(true)
+	}
 	return sc, nil
 }
 

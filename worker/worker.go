@@ -24,6 +24,7 @@ import (
 
 	"github.com/gorn-project/gorn/config"
 	"github.com/gorn-project/gorn/logs"
+	"github.com/gorn-project/gorn/metrics"
 	"github.com/gorn-project/gorn/protocol"
 )
 
@@ -56,6 +57,11 @@ type Spec struct {
 	// MaxRequests is this worker's --max-requests, jitter included; 0
 	// disables recycling.
 	MaxRequests int `json:"max_requests"`
+	// MetricsFD is the inherited metrics scoreboard memfd and MetricsSlot
+	// the worker's slot in it (see package metrics); MetricsFD 0 means
+	// the worker counts nothing.
+	MetricsFD   int `json:"metrics_fd,omitempty"`
+	MetricsSlot int `json:"metrics_slot,omitempty"`
 }
 
 // SpecEnv is the environment variable that holds a worker's Spec; its
@@ -88,6 +94,10 @@ func Main(spec *Spec, log *slog.Logger) int {
 			return ExitError
 		}
 		lns = append(lns, ln)
+	}
+	counts, err := metrics.OpenSlot(spec.MetricsFD, spec.MetricsSlot)
+	if err != nil {
+		log.Warn("Worker cannot count its requests for the metrics", "err", err)
 	}
 
 	// Signals are handled from the start, so a stop during boot is not
@@ -161,7 +171,7 @@ func Main(spec *Spec, log *slog.Logger) int {
 	var gated []*gatedListener
 	serveErr := make(chan error, len(lns))
 	for i, ln := range lns {
-		h := &handler{sup: sup, slots: st.slots, state: st, log: log, access: access, scriptName: scriptName, timeout: cfg.Timeout}
+		h := &handler{sup: sup, slots: st.slots, state: st, log: log, access: access, scriptName: scriptName, timeout: cfg.Timeout, metrics: counts}
 		h.serverName, h.serverPort = listenerName(spec.Listeners[i])
 		srv := &http.Server{
 			Handler:           h,

@@ -52,6 +52,7 @@ type cli struct {
 	Name              string   `short:"n" name:"name" placeholder:"STRING" help:"A base to use for process names (ps, top). Default gorn."`
 	Pid               string   `short:"p" name:"pid" placeholder:"FILE" help:"A filename to use for the PID file."`
 	Python            string   `name:"python" placeholder:"PATH" help:"The Python interpreter that runs the app. Default $VIRTUAL_ENV/bin/python, else python3 on PATH."`
+	MetricsBind       string   `name:"metrics-bind" placeholder:"ADDRESS" help:"Serve Prometheus /metrics, /healthz and /readyz on this address (HOST:PORT, unix:PATH), never an app --bind. Default: off."`
 	Version           bool     `short:"v" name:"version" help:"Show program's version number and exit."`
 }
 
@@ -196,6 +197,7 @@ func (c *cli) config() (*config.Config, error) {
 		Name:              c.Name,
 		PidFile:           c.Pid,
 		Python:            c.Python,
+		MetricsBind:       c.MetricsBind,
 	}
 	for _, p := range strings.Split(c.PythonPath, ",") {
 		if p = strings.TrimSpace(p); p != "" {
