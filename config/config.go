@@ -53,6 +53,17 @@ type Config struct {
 	// BootTimeout bounds the import of the app in a new runtime. Default
 	// 120s.
 	BootTimeout time.Duration `json:"boot_timeout"`
+	// HeaderTimeout bounds the time a client may take to send a request's
+	// head, from the connection's start or its first byte after idling.
+	// Default 10s.
+	HeaderTimeout time.Duration `json:"header_timeout"`
+	// BodyTimeout bounds each wait for request body bytes while the app
+	// reads the body. Default 30s.
+	BodyTimeout time.Duration `json:"body_timeout"`
+	// WorkerConnections is the most client connections one worker keeps
+	// open; past it the worker stops accepting and closes its longest-idle
+	// keep-alive connection. Default (and what 0 means) 1000.
+	WorkerConnections int `json:"worker_connections"`
 	// MaxRequests is how many requests a worker serves before it is
 	// replaced by a fresh one; 0 (the default) disables recycling.
 	MaxRequests int `json:"max_requests"`
@@ -106,13 +117,19 @@ func (c *Config) Finish(getenv func(string) string) error {
 	if c.Threads < 1 {
 		return fmt.Errorf("--threads must be at least 1, not %d", c.Threads)
 	}
+	if c.WorkerConnections == 0 {
+		c.WorkerConnections = 1000
+	}
+	if c.WorkerConnections < 1 {
+		return fmt.Errorf("--worker-connections must be at least 1, not %d", c.WorkerConnections)
+	}
 	if c.Backlog < 1 {
 		return fmt.Errorf("--backlog must be at least 1, not %d", c.Backlog)
 	}
 	if c.MaxRequests < 0 || c.MaxRequestsJitter < 0 || c.MaxWorkerMemory < 0 {
 		return errors.New("--max-requests, --max-requests-jitter and --max-worker-memory must not be negative")
 	}
-	for name, d := range map[string]time.Duration{"--timeout": c.Timeout, "--graceful-timeout": c.GracefulTimeout, "--keep-alive": c.KeepAlive, "--boot-timeout": c.BootTimeout} {
+	for name, d := range map[string]time.Duration{"--timeout": c.Timeout, "--graceful-timeout": c.GracefulTimeout, "--keep-alive": c.KeepAlive, "--boot-timeout": c.BootTimeout, "--header-timeout": c.HeaderTimeout, "--body-timeout": c.BodyTimeout} {
 		if d < 0 {
 			return fmt.Errorf("%s must not be negative", name)
 		}

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -37,18 +38,19 @@ type ctxKey struct{}
 
 // handler turns HTTP requests on one listener into runtime calls.
 type handler struct {
-	sup        *supervisor
-	slots      *slots
-	state      *state
-	log        *slog.Logger
-	access     *accessLog
-	scriptName string
-	timeout    time.Duration // --timeout; 0 disables
-	serverName string        // SERVER_NAME: the listener's host, or a unix socket's path
-	serverPort string        // SERVER_PORT: the listener's port; "" on a unix socket
-	frames     sync.Pool     // *[]protocol.Frame
-	bufs       sync.Pool     // *[]byte of initialBody bytes
-	metrics    *metrics.Slot // this worker's scoreboard slot; nil counts nothing
+	sup         *supervisor
+	slots       *slots
+	state       *state
+	log         *slog.Logger
+	access      *accessLog
+	scriptName  string
+	timeout     time.Duration // --timeout; 0 disables
+	bodyTimeout time.Duration // --body-timeout; 0 disables
+	serverName  string        // SERVER_NAME: the listener's host, or a unix socket's path
+	serverPort  string        // SERVER_PORT: the listener's port; "" on a unix socket
+	frames      sync.Pool     // *[]protocol.Frame
+	bufs        sync.Pool     // *[]byte of initialBody bytes
+	metrics     *metrics.Slot // this worker's scoreboard slot; nil counts nothing
 }
 
 type requestState struct {
@@ -61,6 +63,7 @@ type requestState struct {
 	written     int64
 	bodyRead    int64 // request body bytes read after the first frame
 	unacked     int
+	deadlineSet bool // bodyDeadline set a read deadline: clear it at the end
 }
 
 func (h *handler) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
@@ -68,6 +71,9 @@ func (h *handler) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	st := &requestState{rw: rw, r: r}
 	h.metrics.Begin()
 	defer func() {
+		if st.deadlineSet {
+			http.NewResponseController(rw).SetReadDeadline(time.Time{})
+		}
 		h.state.requestDone()
 		reqBytes := r.ContentLength
 		if reqBytes < 0 {
@@ -87,11 +93,12 @@ func (h *handler) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 func (h *handler) serve(st *requestState) {
 	r := st.r
 	ctx := r.Context()
-	if sc, ok := ctx.Value(ctxKey{}).(*slotConn); !ok || !sc.take() {
-		if err := h.slots.acquire(ctx); err != nil {
-			st.status = 499
-			return
-		}
+	if err := h.slots.acquire(ctx); err != nil {
+		st.status = 499
+		return
+	}
+	if sc, ok := ctx.Value(ctxKey{}).(*slotConn); ok {
+		sc.begin() // the accept loop may go on: this slot is now taken
 	}
 	pathInfo := r.URL.Path
 	if h.scriptName != "" {
@@ -111,6 +118,7 @@ func (h *handler) serve(st *requestState) {
 	if !end && r.ContentLength > 0 && r.ContentLength <= initialBody {
 		bufp = h.getBuf()
 		defer h.putBuf(bufp)
+		h.bodyDeadline(st)
 		n, err := io.ReadFull(r.Body, (*bufp)[:r.ContentLength])
 		if err != nil {
 			h.slots.release()
@@ -358,6 +366,7 @@ func (h *handler) sendBody(st *requestState, n int) bool {
 	var m int
 	var err error
 	for m == 0 && err == nil {
+		h.bodyDeadline(st)
 		m, err = st.r.Body.Read(buf[protocol.HeaderSize:])
 		st.bodyRead += int64(m)
 	}
@@ -385,6 +394,12 @@ func (h *handler) bodyError(st *requestState, err error) {
 		h.cancel(st)
 	}
 	st.rw.Header().Set("Connection", "close")
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		// Checked first: a failed read also cancels the request context.
+		h.log.Debug("Request body timed out (--body-timeout)", "uri", st.r.RequestURI)
+		h.plainError(st, http.StatusRequestTimeout)
+		return
+	}
 	if st.r.Context().Err() != nil || errors.Is(err, net.ErrClosed) {
 		st.status = 499
 		return
@@ -396,6 +411,15 @@ func (h *handler) bodyError(st *requestState, err error) {
 	}
 	h.log.Debug("Invalid request body", "uri", st.r.RequestURI, "err", err)
 	h.plainError(st, http.StatusBadRequest)
+}
+
+// bodyDeadline bounds the next read of the request body by --body-timeout,
+// so a client that stops sending mid-body cannot hold a slot forever.
+func (h *handler) bodyDeadline(st *requestState) {
+	if h.bodyTimeout > 0 {
+		http.NewResponseController(st.rw).SetReadDeadline(time.Now().Add(h.bodyTimeout))
+		st.deadlineSet = true
+	}
 }
 
 // cancel tells the runtime to stop the app's response; the stream's slot
@@ -535,9 +559,9 @@ func splitHost(host, defPort string) (string, string) {
 	return host, defPort
 }
 
-// connContext lets the handler find the connection's slot reservation.
+// connContext lets the handler find the connection's slotConn.
 func connContext(ctx context.Context, c net.Conn) context.Context {
-	if sc, ok := c.(*slotConn); ok {
+	if sc := findSlotConn(c); sc != nil {
 		return context.WithValue(ctx, ctxKey{}, sc)
 	}
 	return ctx

@@ -4,11 +4,11 @@ import (
 	"context"
 	"net"
 	"sync"
-	"sync/atomic"
+	"time"
 )
 
 // slots bounds the requests a worker has in its runtime to --threads. A
-// listener takes a slot before it accepts, so a busy worker leaves new
+// listener accepts only while a slot is free, so a busy worker leaves new
 // connections in the kernel backlog for an idle one, as gunicorn's sync
 // workers do.
 type slots struct {
@@ -31,23 +31,24 @@ func (s *slots) release() { <-s.ch }
 // inUse is the number of slots taken.
 func (s *slots) inUse() int { return len(s.ch) }
 
-// slotConn is an accepted connection that may still hold the slot its
-// listener reserved for its first request.
+// firstRequestGrace is how long the accept loop waits for a new
+// connection's first request to begin before it accepts again. A request
+// that arrives with its connection begins well within it, so the next
+// accept sees its slot taken and a busy worker leaves the next connection
+// to an idle one; a connection that sends nothing (or sends its head byte
+// by byte) holds the loop up only this long.
+const firstRequestGrace = 10 * time.Millisecond
+
+// slotConn is an accepted connection; started is closed once its first
+// request has a slot, or once it closes without one.
 type slotConn struct {
 	net.Conn
-	reserved atomic.Bool
-	slots    *slots
+	started   chan struct{}
+	startOnce sync.Once
 }
 
-// take hands the reserved slot to the caller; false if there is none.
-func (c *slotConn) take() bool { return c.reserved.CompareAndSwap(true, false) }
-
-// drop gives back a reservation that was never used.
-func (c *slotConn) drop() {
-	if c.take() {
-		c.slots.release()
-	}
-}
+// begin marks the connection's first request as started.
+func (c *slotConn) begin() { c.startOnce.Do(func() { close(c.started) }) }
 
 // gatedListener accepts only while a slot is free.
 type gatedListener struct {
@@ -57,6 +58,10 @@ type gatedListener struct {
 	cancel    context.CancelFunc
 	closeOnce sync.Once
 	closeErr  error
+	last      *slotConn // the connection accepted last; only Accept touches it
+	// room, if set, returns once the worker may open one more connection
+	// (--worker-connections).
+	room func(context.Context) error
 }
 
 func newGatedListener(l net.Listener, s *slots) *gatedListener {
@@ -64,11 +69,27 @@ func newGatedListener(l net.Listener, s *slots) *gatedListener {
 	return &gatedListener{Listener: l, slots: s, ctx: ctx, cancel: cancel}
 }
 
-// Accept waits for a free slot, then for a connection, then reserves a
-// slot for the connection's first request. No slot is held while blocked in
-// accept(2), so requests on kept-alive connections are never starved by the
-// accept loop.
+// Accept waits until the previous connection's first request has begun (or
+// firstRequestGrace has passed), then for a free slot, then for a
+// connection. No slot is held across accept(2): requests on kept-alive
+// connections are never starved by the accept loop, and a client that
+// connects and stalls cannot hold a slot.
 func (l *gatedListener) Accept() (net.Conn, error) {
+	if last := l.last; last != nil {
+		l.last = nil
+		t := time.NewTimer(firstRequestGrace)
+		select {
+		case <-last.started:
+		case <-t.C:
+		case <-l.ctx.Done():
+		}
+		t.Stop()
+	}
+	if l.room != nil {
+		if err := l.room(l.ctx); err != nil {
+			return nil, net.ErrClosed
+		}
+	}
 	if err := l.slots.acquire(l.ctx); err != nil {
 		return nil, net.ErrClosed
 	}
@@ -77,13 +98,8 @@ func (l *gatedListener) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	// A connection accepted is served, even when Close (a drain) came
-	// while it waited for a slot: closing it would lose its request. It
-	// then has no reservation; its request waits for a slot.
-	sc := &slotConn{Conn: c, slots: l.slots}
-	if l.slots.acquire(l.ctx) == nil {
-		sc.reserved.Store(true)
-	}
+	sc := &slotConn{Conn: c, started: make(chan struct{})}
+	l.last = sc
 	return sc, nil
 }
 
@@ -95,4 +111,21 @@ func (l *gatedListener) Close() error {
 		l.closeErr = l.Listener.Close()
 	})
 	return l.closeErr
+}
+
+// findSlotConn finds the slotConn under the wrappers stacked on an accepted
+// connection (each exposing the conn it wraps as NetConn, as *tls.Conn
+// does).
+func findSlotConn(c net.Conn) *slotConn {
+	for i := 0; c != nil && i < 8; i++ {
+		if sc, ok := c.(*slotConn); ok {
+			return sc
+		}
+		u, ok := c.(interface{ NetConn() net.Conn })
+		if !ok {
+			return nil
+		}
+		c = u.NetConn()
+	}
+	return nil
 }

@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"testing/synctest"
+	"time"
 )
 
 func TestSlots(t *testing.T) {
@@ -93,11 +94,12 @@ func acceptAsync(l net.Listener) chan acceptResult {
 }
 
 // TestGatedListener checks that a worker with n slots accepts only while a
-// slot is free: with every slot reserved or in use, a connection waiting in
-// the kernel backlog stays there. synctest.Wait returns once every goroutine
-// of the bubble is blocked on a channel; a goroutine inside accept(2) is
-// not, so an Accept that wrongly went on to accept(2) is seen returning the
-// waiting connection rather than being blocked.
+// slot is free, and that after accepting it waits (up to firstRequestGrace)
+// for the new connection's first request to take its slot before it
+// accepts again. synctest.Wait returns once every goroutine of the bubble is
+// blocked on a channel; a goroutine inside accept(2) is not, so an Accept
+// that wrongly went on to accept(2) is seen returning the waiting
+// connection rather than being blocked.
 func TestGatedListener(t *testing.T) {
 	for _, n := range []int{1, 2, 3} {
 		t.Run(strconv.Itoa(n), func(t *testing.T) {
@@ -106,10 +108,18 @@ func TestGatedListener(t *testing.T) {
 				s := newSlots(n)
 				gl := newGatedListener(ln, s)
 				defer gl.Close()
+				pending := func(res chan acceptResult, what string) {
+					t.Helper()
+					synctest.Wait()
+					select {
+					case r := <-res:
+						t.Fatalf("%s: accepted %v, %v", what, r.c, r.err)
+					default:
+					}
+				}
 
-				// n connections are accepted, each reserving a slot for
-				// its first request.
-				var conns []*slotConn
+				// n connections, each of whose first request takes a slot
+				// as soon as it is accepted.
 				for i := 0; i < n; i++ {
 					dial(t, ln)
 					c, err := gl.Accept()
@@ -121,77 +131,67 @@ func TestGatedListener(t *testing.T) {
 						t.Fatalf("Accept returned %T, want *slotConn", c)
 					}
 					t.Cleanup(func() { sc.Close() })
-					conns = append(conns, sc)
-				}
-				if s.inUse() != n {
-					t.Fatalf("inUse = %d after %d accepts", s.inUse(), n)
+					if err := s.acquire(context.Background()); err != nil {
+						t.Fatal(err)
+					}
+					sc.begin()
 				}
 
-				// One more client: it waits in the backlog.
+				// Every slot is in use: one more client waits in the
+				// backlog, accept(2) is not called.
 				dial(t, ln)
 				res := acceptAsync(gl)
-				synctest.Wait()
-				select {
-				case r := <-res:
-					t.Fatalf("accepted with no free slot: %v, %v", r.c, r.err)
-				default:
-				}
+				pending(res, "no free slot")
 				if got := ln.accepts.Load(); got != int32(n) {
 					t.Fatalf("%d accept(2) calls with no free slot, want %d", got, n)
 				}
 
-				// The first request takes the reservation: the slot is
-				// still in use, nothing more is accepted.
-				if !conns[0].take() {
-					t.Fatal("take() = false on a fresh reservation")
-				}
-				if conns[0].take() {
-					t.Fatal("take() = true twice")
-				}
-				conns[0].drop() // already taken: must not free the slot
-				if s.inUse() != n {
-					t.Fatalf("inUse = %d after take+drop, want %d", s.inUse(), n)
-				}
-				synctest.Wait()
-				select {
-				case r := <-res:
-					t.Fatalf("accepted with no free slot: %v, %v", r.c, r.err)
-				default:
-				}
-				if got := ln.accepts.Load(); got != int32(n) {
-					t.Fatalf("%d accept(2) calls with no free slot, want %d", got, n)
-				}
-
-				// The request ends: its slot is free, the waiting
-				// connection is accepted and reserves it.
+				// A request ends: the waiting connection is accepted.
 				s.release()
 				r := <-res
 				if r.err != nil {
 					t.Fatalf("Accept after release: %v", r.err)
 				}
-				sc := r.c.(*slotConn)
-				t.Cleanup(func() { sc.Close() })
-				if s.inUse() != n {
-					t.Fatalf("inUse = %d, want %d", s.inUse(), n)
-				}
+				next := r.c.(*slotConn)
+				t.Cleanup(func() { next.Close() })
 
-				// A connection closed before its first request gives its
-				// reservation back, once.
-				sc.drop()
-				if s.inUse() != n-1 {
-					t.Fatalf("inUse = %d after drop, want %d", s.inUse(), n-1)
+				// Before its first request begins, the next Accept waits.
+				dial(t, ln)
+				res = acceptAsync(gl)
+				pending(res, "before the first request began")
+				if got := ln.accepts.Load(); got != int32(n+1) {
+					t.Fatalf("%d accept(2) calls, want %d", got, n+1)
 				}
+				// Its request takes the last slot: still nothing.
 				if err := s.acquire(context.Background()); err != nil {
 					t.Fatal(err)
 				}
-				sc.drop()
-				if s.inUse() != n {
-					t.Fatalf("a second drop freed a slot: inUse = %d, want %d", s.inUse(), n)
-				}
+				next.begin()
+				next.begin() // idempotent
+				pending(res, "with every slot in use")
 				s.release()
+				r = <-res
+				if r.err != nil {
+					t.Fatal(r.err)
+				}
+				stall := r.c.(*slotConn)
+				t.Cleanup(func() { stall.Close() })
+
+				// A connection that sends nothing holds the loop up for
+				// firstRequestGrace only.
+				dial(t, ln)
+				res = acceptAsync(gl)
+				pending(res, "within the grace")
+				time.Sleep(firstRequestGrace)
+				r = <-res
+				if r.err != nil {
+					t.Fatalf("Accept after the grace: %v", r.err)
+				}
+				r.c.Close()
 
 				// A free slot: Accept now sits in accept(2) until Close.
 				res = acceptAsync(gl)
+				time.Sleep(firstRequestGrace)
 				if err := gl.Close(); err != nil {
 					t.Fatalf("Close = %v", err)
 				}
@@ -232,7 +232,8 @@ func TestGatedListenerCloseWhileFull(t *testing.T) {
 	})
 }
 
-// TestConnContext checks that a request finds its connection's reservation.
+// TestConnContext checks that a request finds its connection's slotConn,
+// also under wrappers that expose the conn they wrap as NetConn.
 func TestConnContext(t *testing.T) {
 	ln := listen(t)
 	s := newSlots(1)
@@ -250,6 +251,7 @@ func TestConnContext(t *testing.T) {
 		want *slotConn
 	}{
 		{"slot connection", c, c.(*slotConn)},
+		{"wrapped", wrapped{wrapped{c}}, c.(*slotConn)},
 		{"plain connection", c.(*slotConn).Conn, nil},
 	}
 	for _, tt := range tests {
@@ -262,3 +264,8 @@ func TestConnContext(t *testing.T) {
 		})
 	}
 }
+
+// wrapped stands for a wrapper such as *tls.Conn.
+type wrapped struct{ net.Conn }
+
+func (w wrapped) NetConn() net.Conn { return w.Conn }

@@ -112,6 +112,7 @@ func Main(spec *Spec, log *slog.Logger) int {
 	sup := newSupervisor(cfg, log, spec.Argv)
 	booted := make(chan error, 1)
 	go func() { booted <- sup.boot() }()
+	reopen := false // USR1 while booting: reopen the logs once booted
 	for waiting := true; waiting; {
 		select {
 		case err := <-booted:
@@ -130,6 +131,7 @@ func Main(spec *Spec, log *slog.Logger) int {
 			return be.Code
 		case s := <-sigs:
 			if s == syscall.SIGUSR1 {
+				reopen = true
 				continue
 			}
 			sup.abortBoot()
@@ -148,6 +150,9 @@ func Main(spec *Spec, log *slog.Logger) int {
 		}
 	}
 	rt := sup.current()
+	if reopen {
+		reopenLogs(cfg, nil, sup, log)
+	}
 	ctrl.sendJSON(protocol.WorkerReady, rt.info)
 
 	ctx, cancel := context.WithCancel(context.Background())
@@ -164,14 +169,15 @@ func Main(spec *Spec, log *slog.Logger) int {
 		access = &accessLog{w: f}
 	}
 
-	st := &state{slots: newSlots(cfg.Threads), maxRequests: int64(spec.MaxRequests), tired: make(chan struct{})}
+	st := &state{slots: newSlots(cfg.Threads), maxRequests: int64(spec.MaxRequests), tired: make(chan struct{}),
+		maxConns: int64(cfg.WorkerConnections), closed: make(chan struct{}, 1)}
 	scriptName := strings.TrimRight(os.Getenv("SCRIPT_NAME"), "/")
 	errLog := slog.NewLogLogger(log.Handler(), slog.LevelDebug)
 	var servers []*http.Server
 	var gated []*gatedListener
 	serveErr := make(chan error, len(lns))
 	for i, ln := range lns {
-		h := &handler{sup: sup, slots: st.slots, state: st, log: log, access: access, scriptName: scriptName, timeout: cfg.Timeout, metrics: counts}
+		h := &handler{sup: sup, slots: st.slots, state: st, log: log, access: access, scriptName: scriptName, timeout: cfg.Timeout, bodyTimeout: cfg.BodyTimeout, metrics: counts}
 		h.serverName, h.serverPort = listenerName(spec.Listeners[i])
 		srv := &http.Server{
 			Handler:           h,
@@ -184,6 +190,7 @@ func Main(spec *Spec, log *slog.Logger) int {
 		srv.SetKeepAlivesEnabled(cfg.KeepAlive > 0)
 		servers = append(servers, srv)
 		gl := newGatedListener(ln, st.slots)
+		gl.room = st.waitRoom
 		gated = append(gated, gl)
 		go func() { serveErr <- srv.Serve(gl) }()
 	}
@@ -306,6 +313,11 @@ type state struct {
 	maxRequests int64
 	tired       chan struct{} // closed once maxRequests is reached
 	tiredOnce   sync.Once
+
+	maxConns int64         // --worker-connections
+	closed   chan struct{} // a connection closed (capacity 1)
+	idleMu   sync.Mutex
+	idle     map[net.Conn]time.Time // idle keep-alive connections, since when
 }
 
 // requestDone counts a completed request against --max-requests.
@@ -315,28 +327,73 @@ func (s *state) requestDone() {
 	}
 }
 
-// connState counts open connections and returns an unused slot
-// reservation when a connection closes before its first request.
+// connState counts open connections, keeps the set of idle keep-alive
+// connections, and lets the accept loop go on when a connection closes
+// before its first request.
 func (s *state) connState(c net.Conn, cs http.ConnState) {
 	switch cs {
 	case http.StateNew:
 		s.open.Add(1)
+	case http.StateIdle:
+		s.idleMu.Lock()
+		if s.idle == nil {
+			s.idle = make(map[net.Conn]time.Time)
+		}
+		s.idle[c] = time.Now()
+		s.idleMu.Unlock()
+	case http.StateActive:
+		s.idleMu.Lock()
+		delete(s.idle, c)
+		s.idleMu.Unlock()
 	case http.StateClosed, http.StateHijacked:
+		s.idleMu.Lock()
+		delete(s.idle, c)
+		s.idleMu.Unlock()
 		s.open.Add(-1)
-		if sc, ok := c.(*slotConn); ok {
-			sc.drop()
+		select {
+		case s.closed <- struct{}{}:
+		default:
+		}
+		if sc := findSlotConn(c); sc != nil {
+			sc.begin()
 		}
 	}
 }
 
-// readHeaderTimeout bounds how long a connection may take to send its
-// request headers.
-func readHeaderTimeout(cfg *config.Config) time.Duration {
-	if cfg.Timeout > 0 {
-		return cfg.Timeout
+// waitRoom returns once the worker has fewer than --worker-connections
+// connections open; while it has not, it closes the longest-idle
+// keep-alive connection, so idle clients cannot crowd out new ones.
+func (s *state) waitRoom(ctx context.Context) error {
+	for s.maxConns > 0 && s.open.Load() >= s.maxConns {
+		s.idleMu.Lock()
+		var oldest net.Conn
+		var since time.Time
+		for c, t := range s.idle {
+			if oldest == nil || t.Before(since) {
+				oldest, since = c, t
+			}
+		}
+		delete(s.idle, oldest)
+		s.idleMu.Unlock()
+		if oldest != nil {
+			oldest.Close()
+		}
+		t := time.NewTimer(100 * time.Millisecond)
+		select {
+		case <-s.closed:
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		}
+		t.Stop()
 	}
-	return 30 * time.Second
+	return nil
 }
+
+// readHeaderTimeout bounds how long a connection may take to send its
+// request headers (--header-timeout; 0 disables).
+func readHeaderTimeout(cfg *config.Config) time.Duration { return cfg.HeaderTimeout }
 
 // heartbeatInterval is how often a worker tells the master it is alive.
 func heartbeatInterval(cfg *config.Config) time.Duration {

@@ -42,6 +42,9 @@ type cli struct {
 	Timeout           seconds  `short:"t" name:"timeout" default:"30" placeholder:"INT" help:"Requests running in Python longer than this many seconds are killed. 0 disables."`
 	GracefulTimeout   seconds  `name:"graceful-timeout" default:"30" placeholder:"INT" help:"Seconds stopping workers get to finish their requests before they are killed."`
 	KeepAlive         seconds  `name:"keep-alive" default:"2" placeholder:"INT" help:"Seconds to wait for the next request on a keep-alive connection. 0 disables keep-alive."`
+	HeaderTimeout     seconds  `name:"header-timeout" default:"10" placeholder:"INT" help:"Seconds a client may take to send a request's headers."`
+	BodyTimeout       seconds  `name:"body-timeout" default:"30" placeholder:"INT" help:"Seconds the app may wait for each piece of a request body from the client."`
+	WorkerConnections int      `name:"worker-connections" default:"1000" placeholder:"INT" help:"The maximum number of client connections one worker keeps open."`
 	BootTimeout       seconds  `name:"boot-timeout" default:"120" placeholder:"INT" help:"Seconds a worker's runtime may take to import the app."`
 	MaxRequests       int      `name:"max-requests" default:"0" placeholder:"INT" help:"Replace a worker after it has served this many requests (its replacement is ready first). 0 disables."`
 	MaxRequestsJitter int      `name:"max-requests-jitter" default:"0" placeholder:"INT" help:"Add a random 0..INT to --max-requests per worker, so workers are not all replaced at once."`
@@ -188,6 +191,9 @@ func (c *cli) config() (*config.Config, error) {
 		GracefulTimeout:   time.Duration(c.GracefulTimeout),
 		KeepAlive:         time.Duration(c.KeepAlive),
 		BootTimeout:       time.Duration(c.BootTimeout),
+		HeaderTimeout:     time.Duration(c.HeaderTimeout),
+		BodyTimeout:       time.Duration(c.BodyTimeout),
+		WorkerConnections: c.WorkerConnections,
 		MaxRequests:       c.MaxRequests,
 		MaxRequestsJitter: c.MaxRequestsJitter,
 		MaxWorkerMemory:   mem,

@@ -1,0 +1,151 @@
+package e2e
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// TestSlowlorisNormalClientsServed opens hundreds of connections that send
+// their request head one byte at a time and checks that a one-worker,
+// one-thread gorn still serves normal clients meanwhile.
+func TestSlowlorisNormalClientsServed(t *testing.T) {
+	s := start(t, python(t), "-w", "1", "--threads", "1", "--header-timeout", "20", "basic:app")
+	s.ready("/pid")
+
+	const slow = 300
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	defer func() {
+		close(stop)
+		wg.Wait()
+	}()
+	opened := make(chan struct{}, slow)
+	for i := 0; i < slow; i++ {
+		wg.Go(func() {
+			c, err := net.DialTimeout("tcp", s.Addr, 5*time.Second)
+			if err != nil {
+				opened <- struct{}{}
+				return
+			}
+			defer c.Close()
+			opened <- struct{}{}
+			head := "GET /pid HTTP/1.1\r\nHost: x\r\nX-Slow: " + strings.Repeat("a", 100)
+			for j := 0; j < len(head); j++ {
+				c.SetWriteDeadline(time.Now().Add(time.Second))
+				if _, err := c.Write([]byte{head[j]}); err != nil {
+					return
+				}
+				select {
+				case <-stop:
+					return
+				case <-time.After(500 * time.Millisecond):
+				}
+			}
+		})
+	}
+	for i := 0; i < slow; i++ {
+		<-opened
+	}
+
+	// Normal clients, each on a new connection, are served while the slow
+	// ones trickle.
+	client := &http.Client{Timeout: 15 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	for i := 0; i < 20; i++ {
+		resp, err := client.Get(s.URL + "/pid")
+		if err != nil {
+			t.Fatalf("normal request %d with %d slow clients: %v", i, slow, err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Fatalf("normal request %d: status %d", i, resp.StatusCode)
+		}
+	}
+}
+
+// TestSlowClientTimeouts checks --header-timeout (a head that never ends is
+// cut off) and --body-timeout (a body that stalls gets 408 and the app's
+// read fails instead of hanging).
+func TestSlowClientTimeouts(t *testing.T) {
+	s := start(t, python(t), "--header-timeout", "1", "--body-timeout", "1", "basic:app")
+	s.ready("/pid")
+
+	t.Run("header", func(t *testing.T) {
+		c, r := s.rawConn()
+		fmt.Fprint(c, "GET /pid HTTP/1.1\r\nHost: x\r\n")
+		began := time.Now()
+		// The server closes the connection (net/http may answer 408
+		// first); the read ends well before the 30 s test deadline.
+		if _, err := io.ReadAll(r); err != nil {
+			t.Fatalf("an unfinished head was not cut off: %v", err)
+		}
+		if time.Since(began) > 10*time.Second {
+			t.Fatalf("an unfinished head held the connection for %s", time.Since(began))
+		}
+	})
+
+	t.Run("body", func(t *testing.T) {
+		c, r := s.rawConn()
+		fmt.Fprint(c, "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\n")
+		c.Write(make([]byte, 1000)) // then nothing more
+		resp, err := http.ReadResponse(bufio.NewReader(r), nil)
+		if err != nil {
+			t.Fatalf("reading the response to a stalled body: %v", err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusRequestTimeout {
+			t.Fatalf("stalled body: status %d, want 408", resp.StatusCode)
+		}
+		if !resp.Close {
+			t.Fatal("the 408 does not close the connection (no Connection: close)")
+		}
+	})
+
+	// The worker serves on.
+	if code, _ := s.get("/pid"); code != 200 {
+		t.Fatalf("after the slow clients: status %d", code)
+	}
+}
+
+// TestWorkerConnectionsBound checks that --worker-connections bounds the
+// connections one worker keeps: idle keep-alive connections are closed to
+// make room, and a new client is served.
+func TestWorkerConnectionsBound(t *testing.T) {
+	s := start(t, python(t), "-w", "1", "--worker-connections", "5", "--keep-alive", "30", "basic:app")
+	s.ready("/pid")
+	// Five idle keep-alive connections fill the worker.
+	var idle []net.Conn
+	for i := 0; i < 5; i++ {
+		c, r := s.rawConn()
+		fmt.Fprint(c, "GET /pid HTTP/1.1\r\nHost: x\r\n\r\n")
+		resp, err := http.ReadResponse(r, nil)
+		if err != nil {
+			t.Fatalf("keep-alive request %d: %v", i, err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		idle = append(idle, c)
+	}
+	// A sixth client is served: the longest-idle connection makes room.
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	resp, err := client.Get(s.URL + "/pid")
+	if err != nil {
+		t.Fatalf("a client beyond --worker-connections: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	// The first idle connection was closed by the server.
+	idle[0].SetReadDeadline(time.Now().Add(5 * time.Second))
+	if n, err := idle[0].Read(make([]byte, 1)); err == nil {
+		t.Fatalf("the longest-idle connection is still open (read %d bytes)", n)
+	}
+}
