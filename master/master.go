@@ -553,6 +553,9 @@ func (m *Master) reap(ev exitEvent) (code int, reason string, halt bool) {
 	switch {
 	case status.signaled && w.phase == Draining && status.signal == syscall.SIGKILL:
 		m.log.Warn(fmt.Sprintf("Worker (pid:%d) was killed while draining", w.pid))
+	case status.signaled && w.phase == Draining && status.signal == syscall.SIGTERM:
+		// Retired before it had installed its signal handlers.
+		m.log.Info(fmt.Sprintf("Worker (pid:%d) stopped before it was ready", w.pid))
 	case status.signaled && status.signal == syscall.SIGKILL:
 		m.log.Error(fmt.Sprintf("Worker (pid:%d) was sent SIGKILL! Perhaps out of memory?", w.pid))
 	case status.signaled:

@@ -5,6 +5,7 @@ package worker
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -26,6 +27,7 @@ import (
 	"github.com/gorn-project/gorn/logs"
 	"github.com/gorn-project/gorn/metrics"
 	"github.com/gorn-project/gorn/protocol"
+	"github.com/gorn-project/gorn/tlsconf"
 )
 
 // Exit codes of a worker, as gunicorn's.
@@ -94,6 +96,14 @@ func Main(spec *Spec, log *slog.Logger) int {
 			return ExitError
 		}
 		lns = append(lns, ln)
+	}
+	// The TLS configuration is built once, shared by every connection. The
+	// master checked the files; one that broke since is a boot failure.
+	tlsCfg, err := tlsconf.New(cfg)
+	if err != nil {
+		ctrl.sendJSON(protocol.WorkerBootError, &BootError{Code: ExitBootError, Message: err.Error()})
+		exiting()
+		return ExitBootError
 	}
 	counts, err := metrics.OpenSlot(spec.MetricsFD, spec.MetricsSlot)
 	if err != nil {
@@ -176,6 +186,7 @@ func Main(spec *Spec, log *slog.Logger) int {
 	var servers []*http.Server
 	var gated []*gatedListener
 	serveErr := make(chan error, len(lns))
+	var serving sync.WaitGroup // the Serve loops; drain waits for them
 	for i, ln := range lns {
 		h := &handler{sup: sup, slots: st.slots, state: st, log: log, access: access, scriptName: scriptName, timeout: cfg.Timeout, bodyTimeout: cfg.BodyTimeout, metrics: counts}
 		h.serverName, h.serverPort = listenerName(spec.Listeners[i])
@@ -186,13 +197,18 @@ func Main(spec *Spec, log *slog.Logger) int {
 			ErrorLog:          errLog,
 			ConnContext:       connContext,
 			ConnState:         st.connState,
+			Protocols:         tlsconf.Protocols(tlsCfg != nil), // h2 only over TLS (ALPN)
 		}
 		srv.SetKeepAlivesEnabled(cfg.KeepAlive > 0)
 		servers = append(servers, srv)
 		gl := newGatedListener(ln, st.slots)
 		gl.room = st.waitRoom
 		gated = append(gated, gl)
-		go func() { serveErr <- srv.Serve(gl) }()
+		serving.Add(1)
+		go func() {
+			defer serving.Done()
+			serveErr <- srv.Serve(serveListener(gl, tlsCfg, log))
+		}()
 	}
 
 	tired := st.tired
@@ -243,7 +259,7 @@ func Main(spec *Spec, log *slog.Logger) int {
 	}
 
 	if graceful {
-		drain(st, gated, servers, cfg.GracefulTimeout)
+		drain(st, gated, servers, &serving, cfg.GracefulTimeout)
 		cancel() // the supervisor stops replacing the runtime
 		if rt := sup.current(); rt != nil {
 			rt.stop(time.Second)
@@ -268,11 +284,15 @@ func Main(spec *Spec, log *slog.Logger) int {
 // Connection: close) or close at their keep-alive timeout, so a client
 // never sees a connection cut under a request it just sent. Whatever is
 // still open after grace is closed.
-func drain(st *state, gated []*gatedListener, servers []*http.Server, grace time.Duration) {
+func drain(st *state, gated []*gatedListener, servers []*http.Server, serving *sync.WaitGroup, grace time.Duration) {
 	st.draining.Store(true)
 	for _, gl := range gated {
 		gl.Close()
 	}
+	// Once the Serve loops have returned, every connection they accepted
+	// has been counted in st.open (StateNew runs before Serve accepts
+	// again), so open == 0 below cannot miss a connection just accepted.
+	serving.Wait()
 	deadline := time.Now().Add(grace)
 	for st.open.Load() > 0 && time.Now().Before(deadline) {
 		time.Sleep(20 * time.Millisecond)
@@ -280,6 +300,16 @@ func drain(st *state, gated []*gatedListener, servers []*http.Server, grace time
 	for _, srv := range servers {
 		srv.Close()
 	}
+}
+
+// serveListener stacks the per-connection wrappers on a gated listener,
+// bottom up: [PROXY protocol] → TLS (when on) → [HTTP/1 guard].
+func serveListener(gl *gatedListener, tlsCfg *tls.Config, log *slog.Logger) net.Listener {
+	var l net.Listener = gl
+	if tlsCfg != nil {
+		l = tlsconf.NewListener(l, tlsCfg, log)
+	}
+	return l
 }
 
 // reopenLogs reopens the access log, points this worker's standard error
