@@ -11,6 +11,10 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/gorn-project/gorn/forwarded"
+	"github.com/gorn-project/gorn/httpguard"
+	"github.com/gorn-project/gorn/proxyproto"
 )
 
 // Version is gorn's version, printed by --version and in "Starting gorn".
@@ -93,6 +97,68 @@ type Config struct {
 	// must not be one of Binds. Empty (the default) serves no metrics and
 	// counts nothing.
 	MetricsBind string `json:"metrics_bind"`
+	// ForwardedAllowIPs are the peers (comma-separated IPs, CIDR networks
+	// or "*") whose secure scheme headers (X-Forwarded-Proto: https and
+	// the like) set wsgi.url_scheme; unix socket peers are always
+	// trusted. The command line's default is "127.0.0.1,::1", or
+	// $FORWARDED_ALLOW_IPS; empty trusts no IP peer.
+	ForwardedAllowIPs string `json:"forwarded_allow_ips"`
+	// ProxyProtocol is gunicorn's --proxy-protocol: "off" (the default;
+	// empty means off), "v1", "v2" or "auto", the PROXY protocol header
+	// versions looked for at the start of connections from
+	// ProxyAllowFrom.
+	ProxyProtocol string `json:"proxy_protocol,omitempty"`
+	// ProxyAllowFrom are the peers (as ForwardedAllowIPs) whose PROXY
+	// protocol header is honoured. The command line's default is
+	// "127.0.0.1,::1".
+	ProxyAllowFrom string `json:"proxy_allow_from,omitempty"`
+	// CertFile is the PEM server certificate (chain); setting it, or
+	// KeyFile, makes every bind serve TLS. Empty (the default): no TLS.
+	CertFile string `json:"certfile,omitempty"`
+	// KeyFile is the PEM private key; empty means it is in CertFile.
+	KeyFile string `json:"keyfile,omitempty"`
+	// CACerts is a PEM bundle of the CAs that sign client certificates.
+	CACerts string `json:"ca_certs,omitempty"`
+	// CertReqs is gunicorn's --cert-reqs: 0 asks no client certificate
+	// (the default), 1 verifies one if sent, 2 requires one.
+	CertReqs int `json:"cert_reqs,omitempty"`
+	// Ciphers is an OpenSSL-style cipher string restricting the TLS 1.2
+	// cipher suites; empty keeps Go's defaults (see docs/tls.md).
+	Ciphers string `json:"ciphers,omitempty"`
+	// LimitRequestLine is the longest request line in bytes (gunicorn's
+	// --limit-request-line); longer get 400. The command line's default is
+	// 4094; 0 means unlimited (within a 1 MiB head) and values over 8190
+	// mean 8190, as in gunicorn.
+	LimitRequestLine int `json:"limit_request_line"`
+	// LimitRequestFields is the most header fields a request may have
+	// (--limit-request-fields); more get 431. The command line's default
+	// is 100; 0 or over 32768 means 32768.
+	LimitRequestFields int `json:"limit_request_fields"`
+	// LimitRequestFieldSize is the largest header field in bytes, CRLF
+	// included (--limit-request-field_size); larger get 431. The command
+	// line's default is 8190; 0 means unlimited (within a 1 MiB head).
+	LimitRequestFieldSize int `json:"limit_request_field_size"`
+	// LimitRequestBody is the largest request body in bytes
+	// (--limit-request-body); larger get 413. 0, the default, is
+	// unlimited.
+	LimitRequestBody int64 `json:"limit_request_body,omitempty"`
+	// HeaderMap is what becomes of request header names containing "_"
+	// (--header-map): "drop" (the default; empty means drop) leaves them
+	// out of the environ, "refuse" answers 400, "dangerous" maps them like
+	// "-" names.
+	HeaderMap string `json:"header_map,omitempty"`
+	// PermitObsoleteFolding accepts obs-fold header continuation lines
+	// (--permit-obsolete-folding); by default they get 400.
+	PermitObsoleteFolding bool `json:"permit_obsolete_folding,omitempty"`
+}
+
+// URLScheme is wsgi.url_scheme for requests on this configuration's
+// binds: "https" when TLS is on (gunicorn serves TLS on every bind).
+func (c *Config) URLScheme() string {
+	if c.CertFile != "" || c.KeyFile != "" {
+		return "https"
+	}
+	return "http"
 }
 
 // LogLevels are the accepted values of LogLevel.
@@ -146,6 +212,23 @@ func (c *Config) Finish(getenv func(string) string) error {
 		return fmt.Errorf("--log-level must be one of %s, not %q", strings.Join(LogLevels, ", "), c.LogLevel)
 	}
 	c.LogLevel = level
+	if _, err := forwarded.ParseAllowList(c.ForwardedAllowIPs); err != nil {
+		return fmt.Errorf("--forwarded-allow-ips: %w", err)
+	}
+	if _, err := forwarded.ParseAllowList(c.ProxyAllowFrom); err != nil {
+		return fmt.Errorf("--proxy-allow-from: %w", err)
+	}
+	if _, err := proxyproto.ParseMode(c.ProxyProtocol); err != nil {
+		return fmt.Errorf("--proxy-protocol: %w", err)
+	}
+	if c.LimitRequestLine < 0 || c.LimitRequestFields < 0 || c.LimitRequestFieldSize < 0 || c.LimitRequestBody < 0 {
+		return errors.New("--limit-request-line, --limit-request-fields, --limit-request-field_size and --limit-request-body must not be negative")
+	}
+	hm, err := httpguard.ParseHeaderMap(c.HeaderMap)
+	if err != nil {
+		return err
+	}
+	c.HeaderMap = string(hm)
 	for _, kv := range c.Env {
 		if k, _, ok := strings.Cut(kv, "="); !ok || k == "" {
 			return fmt.Errorf("--env wants KEY=VALUE, not %q", kv)

@@ -5,20 +5,25 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"html"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/gorn-project/gorn/config"
+	"github.com/gorn-project/gorn/forwarded"
+	"github.com/gorn-project/gorn/httpguard"
 	"github.com/gorn-project/gorn/logs"
 	"github.com/gorn-project/gorn/metrics"
 	"github.com/gorn-project/gorn/protocol"
+	"github.com/gorn-project/gorn/proxyproto"
 )
 
 // initialBody is the largest request body sent along with the Request
@@ -51,6 +56,17 @@ type handler struct {
 	frames      sync.Pool     // *[]protocol.Frame
 	bufs        sync.Pool     // *[]byte of initialBody bytes
 	metrics     *metrics.Slot // this worker's scoreboard slot; nil counts nothing
+	// scheme is wsgi.url_scheme unless a trusted peer's secure scheme
+	// headers say otherwise: http, or https on TLS ("" means http).
+	scheme string
+	// trusted are the peers whose secure scheme headers count
+	// (--forwarded-allow-ips); nil trusts only unix socket peers.
+	trusted *forwarded.AllowList
+	// headerMap is --header-map: what becomes of header names with "_".
+	headerMap httpguard.HeaderMap
+	// bodyLimit is --limit-request-body (0: none); the guard enforces it
+	// on HTTP/1, the handler on HTTP/2.
+	bodyLimit int64
 }
 
 type requestState struct {
@@ -63,12 +79,26 @@ type requestState struct {
 	written     int64
 	bodyRead    int64 // request body bytes read after the first frame
 	unacked     int
-	deadlineSet bool // bodyDeadline set a read deadline: clear it at the end
+	deadlineSet bool   // bodyDeadline set a read deadline: clear it at the end
+	bodyEOF     bool   // the whole request body has been read
+	frame       []byte // the Request frame, when it carries the whole body (for retry)
+	retried     bool
 }
 
 func (h *handler) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
+	if status, msg, ok := httpguard.Rejected(r.Header); ok {
+		h.reject(rw, r, status, msg)
+		return
+	}
+	if r.ProtoMajor == 2 && !h.checkHTTP2(rw, r) {
+		return
+	}
 	start := time.Now()
 	st := &requestState{rw: rw, r: r}
+	// A WSGI app may read wsgi.input while its response streams (an echo):
+	// without this, net/http's HTTP/1 server fails every body read once the
+	// response headers are flushed, and the response is cut short.
+	_ = http.NewResponseController(rw).EnableFullDuplex()
 	h.metrics.Begin()
 	defer func() {
 		if st.deadlineSet {
@@ -88,6 +118,28 @@ func (h *handler) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 		rw.Header().Set("Connection", "close")
 	}
 	h.serve(st)
+	h.discardBody(st)
+}
+
+// discardBody reads what is left of a request body the app did not read,
+// up to 256 KiB as net/http would, so the connection can serve its next
+// request. It must happen here, in the handler: with full duplex enabled
+// net/http would otherwise read it after the response, start its
+// background read of the connection too late, and fail the next request
+// (invalid concurrent Body.Read).
+func (h *handler) discardBody(st *requestState) {
+	r := st.r
+	if st.bodyEOF || r.ProtoMajor != 1 || r.Body == nil || r.Body == http.NoBody {
+		return
+	}
+	if r.Header.Get("Expect") != "" && st.bodyRead == 0 {
+		return // no 100 Continue was sent: net/http closes the connection
+	}
+	if strings.EqualFold(st.rw.Header().Get("Connection"), "close") {
+		return
+	}
+	h.bodyDeadline(st)
+	io.CopyN(io.Discard, r.Body, 256<<10+1)
 }
 
 func (h *handler) serve(st *requestState) {
@@ -110,10 +162,19 @@ func (h *handler) serve(st *requestState) {
 		}
 		pathInfo = rest
 	}
+	scheme, err := h.urlScheme(r)
+	if err != nil { // as gunicorn's InvalidSchemeHeaders
+		h.slots.release()
+		h.log.Debug("Contradictory scheme headers", "uri", r.RequestURI, "peer", r.RemoteAddr)
+		st.rw.Header().Set("Connection", "close")
+		h.plainError(st, http.StatusBadRequest)
+		return
+	}
 
 	// The first write: environ and, for a small body, the whole body.
 	var body []byte
 	end := r.ContentLength == 0 || r.Body == nil || r.Body == http.NoBody
+	st.bodyEOF = end
 	var bufp *[]byte
 	if !end && r.ContentLength > 0 && r.ContentLength <= initialBody {
 		bufp = h.getBuf()
@@ -126,24 +187,24 @@ func (h *handler) serve(st *requestState) {
 			return
 		}
 		body, end = (*bufp)[:n], true
+		st.bodyEOF = true
 	}
-	rt, err := h.sup.get(ctx)
-	if err != nil {
-		h.slots.release()
-		st.status = 499
-		return
-	}
-	c := rt.newCall(h.slots.release)
-	if c == nil {
-		h.slots.release()
-		h.plainError(st, http.StatusBadGateway)
-		return
+	var rt *runtimeProc
+	var c *call
+	for c == nil { // a runtime that died since get returned it gives no call
+		if rt, err = h.sup.get(ctx); err != nil {
+			h.slots.release()
+			st.status = 499
+			return
+		}
+		c = rt.newCall(h.slots.release)
 	}
 	st.rt, st.c = rt, c
 
 	var env protocol.Environ
 	env.Reset()
 	h.environ(&env, r, pathInfo)
+	env.Add("wsgi.url_scheme", scheme) // the runtime's default gives way to it
 	e := env.Bytes()
 	flags := protocol.Flags(0)
 	if end {
@@ -153,11 +214,43 @@ func (h *handler) serve(st *requestState) {
 	frame = binary.LittleEndian.AppendUint32(frame, uint32(len(e)))
 	frame = append(frame, e...)
 	frame = append(frame, body...)
-	if err := rt.send(frame); err != nil {
+	if end {
+		st.frame = frame // a request still queued when its runtime dies is sent again
+	}
+	if err := rt.send(frame); err != nil && !h.retry(st) {
 		h.runtimeGone(st)
 		return
 	}
 	h.pump(st)
+}
+
+// retry sends a request again to a fresh runtime when the runtime it was
+// sent to died before starting it: it was still queued behind others, so
+// the app never saw it. Only requests whose whole body went with the
+// Request frame qualify. It reports whether the request is in flight again.
+func (h *handler) retry(st *requestState) bool {
+	if st.frame == nil || st.headersSent || st.c.running.Load() || st.retried {
+		return false
+	}
+	st.retried = true
+	ctx := st.r.Context()
+	if err := h.slots.acquire(ctx); err != nil { // the dead runtime's slot was freed
+		return false
+	}
+	var rt *runtimeProc
+	var c *call
+	for c == nil {
+		var err error
+		if rt, err = h.sup.get(ctx); err != nil {
+			h.slots.release()
+			return false
+		}
+		c = rt.newCall(h.slots.release)
+	}
+	st.rt, st.c = rt, c
+	binary.LittleEndian.PutUint32(st.frame[6:], c.id) // the header's stream id
+	h.log.Debug("Sending a request queued in a dead runtime to a fresh one", "uri", st.r.RequestURI)
+	return rt.send(st.frame) == nil
 }
 
 // pump runs the call's events until the response is complete.
@@ -174,21 +267,25 @@ func (h *handler) pump(st *requestState) {
 		events = events[:0]
 		h.frames.Put(&events)
 	}()
-	// --timeout bounds the time the request waits on Python; time spent
-	// on the client (reading its body, writing to it) does not count.
+	// --timeout bounds the time the request runs in Python: from when the
+	// runtime starts it (not while it waits behind others in the runtime's
+	// queue), and only while this handler waits on Python (time spent on
+	// the client, reading its body or writing to it, does not count).
 	var timeout <-chan time.Time
 	var timer *time.Timer
 	var waited time.Duration
 	if h.timeout > 0 {
 		timer = time.NewTimer(h.timeout)
+		timer.Stop()
 		defer timer.Stop()
-		timeout = timer.C
 	}
 	for {
 		var t0 time.Time
-		if timer != nil {
+		timeout = nil
+		if timer != nil && c.running.Load() {
 			t0 = time.Now()
 			timer.Reset(h.timeout - waited)
+			timeout = timer.C
 		}
 		select {
 		case <-timeout:
@@ -202,14 +299,19 @@ func (h *handler) pump(st *requestState) {
 			if len(events) > 0 && h.handle(st, events) {
 				return
 			}
+			if len(events) == 0 && h.retry(st) {
+				c, rt = st.c, st.rt
+				continue
+			}
 			h.runtimeGone(st)
 			return
 		case <-ctx.Done():
 			h.abandon(st)
 			return
 		}
-		if timer != nil {
+		if !t0.IsZero() {
 			waited += time.Since(t0)
+			timer.Stop()
 		}
 		events = c.take(events[:0])
 		if h.handle(st, events) {
@@ -373,6 +475,7 @@ func (h *handler) sendBody(st *requestState, n int) bool {
 	flags := protocol.Flags(0)
 	if err == io.EOF {
 		flags, err = protocol.FlagEnd, nil
+		st.bodyEOF = true
 	}
 	if err != nil {
 		h.bodyError(st, err)
@@ -394,6 +497,13 @@ func (h *handler) bodyError(st *requestState, err error) {
 		h.cancel(st)
 	}
 	st.rw.Header().Set("Connection", "close")
+	var ge *httpguard.BodyError
+	if errors.As(err, &ge) {
+		// Checked first: a failed read also cancels the request context.
+		h.log.Debug("Invalid request body", "uri", st.r.RequestURI, "err", err)
+		h.plainError(st, ge.Status)
+		return
+	}
 	if errors.Is(err, os.ErrDeadlineExceeded) {
 		// Checked first: a failed read also cancels the request context.
 		h.log.Debug("Request body timed out (--body-timeout)", "uri", st.r.RequestURI)
@@ -514,6 +624,7 @@ func (h *handler) environ(e *protocol.Environ, r *http.Request, pathInfo string)
 		e.Add("HTTP_TRANSFER_ENCODING", strings.Join(r.TransferEncoding, ","))
 	}
 	var key []byte
+	merge := h.underscoreHeaders(r.Header)
 	for k, vs := range r.Header {
 		switch k {
 		case "Content-Type":
@@ -524,21 +635,138 @@ func (h *handler) environ(e *protocol.Environ, r *http.Request, pathInfo string)
 			continue
 		}
 		if strings.IndexByte(k, '_') >= 0 {
-			continue // X_Forwarded_For must not pose as X-Forwarded-For
+			continue // X_Forwarded_For must not pose as X-Forwarded-For: see underscoreHeaders
 		}
-		key = append(key[:0], "HTTP_"...)
-		for i := 0; i < len(k); i++ {
-			c := k[i]
-			switch {
-			case c == '-':
-				c = '_'
-			case c >= 'a' && c <= 'z':
-				c -= 'a' - 'A'
-			}
-			key = append(key, c)
+		key = environKey(key[:0], k)
+		v := strings.Join(vs, ",")
+		if m, ok := merge[string(key)]; ok {
+			v += "," + m
+			delete(merge, string(key))
 		}
-		e.Add(string(key), strings.Join(vs, ","))
+		e.Add(string(key), v)
 	}
+	for k, v := range merge {
+		e.Add(k, v)
+	}
+}
+
+// environKey appends HTTP_NAME, the CGI variable of header name k.
+func environKey(key []byte, k string) []byte {
+	key = append(key, "HTTP_"...)
+	for i := 0; i < len(k); i++ {
+		c := k[i]
+		switch {
+		case c == '-':
+			c = '_'
+		case c >= 'a' && c <= 'z':
+			c -= 'a' - 'A'
+		}
+		key = append(key, c)
+	}
+	return key
+}
+
+// underscoreHeaders maps the CGI variables of header names containing "_"
+// to their values: none, unless --header-map is dangerous (the guard
+// refuses them in refuse mode; drop leaves them out). As in gunicorn, a
+// value then joins, after a comma, that of the same variable from "-"
+// names: X-Forwarded-For and X_Forwarded_For are both
+// HTTP_X_FORWARDED_FOR.
+func (h *handler) underscoreHeaders(hdr http.Header) map[string]string {
+	if h.headerMap != httpguard.HeaderMapDangerous {
+		return nil
+	}
+	var names []string
+	for k := range hdr {
+		if strings.IndexByte(k, '_') >= 0 {
+			names = append(names, k)
+		}
+	}
+	if len(names) == 0 {
+		return nil
+	}
+	sort.Strings(names)
+	merge := make(map[string]string, len(names))
+	for _, k := range names {
+		key := string(environKey(nil, k))
+		v := strings.Join(hdr[k], ",")
+		if m, ok := merge[key]; ok {
+			v = m + "," + v
+		}
+		merge[key] = v
+	}
+	return merge
+}
+
+// checkHTTP2 applies to an HTTP/2 request, which passes the HTTP/1 guard
+// untouched, the guard's checks that still mean something: --header-map
+// refuse and --limit-request-body. False if it answered the request.
+func (h *handler) checkHTTP2(rw http.ResponseWriter, r *http.Request) bool {
+	if h.headerMap == httpguard.HeaderMapRefuse {
+		for k := range r.Header {
+			if strings.IndexByte(k, '_') >= 0 {
+				h.reject(rw, r, http.StatusBadRequest, "Invalid HTTP header name: '"+strings.ToUpper(k)+"'")
+				return false
+			}
+		}
+	}
+	if h.bodyLimit > 0 {
+		if r.ContentLength > h.bodyLimit {
+			h.reject(rw, r, http.StatusRequestEntityTooLarge, "Request body is too large ("+strconv.FormatInt(r.ContentLength, 10)+" > "+strconv.FormatInt(h.bodyLimit, 10)+")")
+			return false
+		}
+		r.Body = http.MaxBytesReader(rw, r.Body, h.bodyLimit) // bodyError answers 413
+	}
+	return true
+}
+
+// reject answers a request the HTTP/1 guard refused, as gunicorn answers a
+// request it cannot parse: the status, a short page with the reason, and
+// Connection: close. The app never sees it.
+func (h *handler) reject(rw http.ResponseWriter, r *http.Request, status int, msg string) {
+	start := time.Now()
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		host = r.RemoteAddr
+	}
+	h.log.Debug(fmt.Sprintf("Invalid request from ip=%s: %s", host, msg))
+	reason := http.StatusText(status)
+	body := "<html>\n  <head>\n    <title>" + reason + "</title>\n  </head>\n  <body>\n    <h1><p>" + reason + "</p></h1>\n    " + html.EscapeString(msg) + "\n  </body>\n</html>\n"
+	hdr := rw.Header()
+	if r.ProtoMajor == 1 { // on HTTP/2 it would end every stream of the connection
+		hdr.Set("Connection", "close")
+	}
+	hdr.Set("Content-Type", "text/html")
+	hdr.Set("Content-Length", strconv.Itoa(len(body)))
+	rw.WriteHeader(status)
+	n, _ := io.WriteString(rw, body)
+	if h.access != nil {
+		h.access.write(r, start, status, int64(n))
+	}
+}
+
+// urlScheme is the request's wsgi.url_scheme: h.scheme, unless the real
+// peer (the proxy, not a client a PROXY header names) is trusted and sends
+// secure scheme headers, which then decide; headers that disagree are an
+// error (400), as in gunicorn.
+func (h *handler) urlScheme(r *http.Request) (string, error) {
+	scheme := h.scheme
+	if scheme == "" {
+		scheme = "http"
+	}
+	if h.trusted == nil {
+		return scheme, nil
+	}
+	trusted := false
+	if sc, ok := r.Context().Value(ctxKey{}).(*slotConn); ok {
+		trusted = h.trusted.Allows(proxyproto.PeerAddr(sc.Conn))
+	} else {
+		trusted = h.trusted.AllowsString(r.RemoteAddr)
+	}
+	if !trusted {
+		return scheme, nil
+	}
+	return forwarded.Scheme(r.Header, scheme)
 }
 
 // splitHost splits a Host header into name and port, defaulting the port.

@@ -9,7 +9,9 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"runtime"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -47,13 +49,18 @@ type runtimeProc struct {
 	info ReadyInfo
 	log  *slog.Logger
 
-	wmu sync.Mutex // serializes writes to conn; see send
+	wmu      sync.Mutex // guards out, spare and flushing; see send
+	out      []byte     // frames waiting to be written
+	spare    []byte     // the last written buffer, for reuse
+	flushing bool       // a sender is writing out; it writes what others add
 
 	timeoutOnce sync.Once
 
-	mu     sync.Mutex // guards calls and nextID
-	calls  map[uint32]*call
-	nextID uint32
+	mu      sync.Mutex // guards calls, order and nextID
+	calls   map[uint32]*call
+	order   []*call // outstanding calls, oldest first: the runtime starts them in this order
+	nextID  uint32
+	threads int // how many calls the runtime runs at once (--threads)
 
 	done   chan struct{} // closed when the reader stops: the runtime is gone
 	exited chan struct{} // closed once cmd.Wait has returned
@@ -65,8 +72,19 @@ type call struct {
 	id      uint32
 	mu      sync.Mutex
 	events  []protocol.Frame
-	notify  chan struct{} // capacity 1: "events has something"
+	notify  chan struct{} // capacity 1: "events has something" (or running changed)
 	release func()        // frees the worker slot; called exactly once
+	// running is set once the call is among the --threads oldest the
+	// runtime has: from then on it runs in Python rather than waiting in
+	// the runtime's queue, and --timeout counts.
+	running atomic.Bool
+}
+
+func (c *call) wake() {
+	select {
+	case c.notify <- struct{}{}:
+	default:
+	}
 }
 
 func (c *call) push(f protocol.Frame) {
@@ -137,7 +155,7 @@ func startRuntime(cfg *config.Config, log *slog.Logger, argv []string, started f
 		LogLevel:     cfg.LogLevel,
 		LogPid:       os.Getpid(),
 		Multiprocess: cfg.Workers > 1,
-		URLScheme:    "http",
+		URLScheme:    cfg.URLScheme(),
 		Argv:         argv,
 		ErrorLog:     cfg.ErrorLog,
 		FD:           3,
@@ -158,12 +176,13 @@ func startRuntime(cfg *config.Config, log *slog.Logger, argv []string, started f
 		return nil, fmt.Errorf("starting the app runtime %s: %w", cfg.Python, err)
 	}
 	rt := &runtimeProc{
-		cmd:    cmd,
-		conn:   conn,
-		log:    log,
-		calls:  make(map[uint32]*call),
-		done:   make(chan struct{}),
-		exited: make(chan struct{}),
+		cmd:     cmd,
+		conn:    conn,
+		log:     log,
+		threads: max(cfg.Threads, 1),
+		calls:   make(map[uint32]*call),
+		done:    make(chan struct{}),
+		exited:  make(chan struct{}),
 	}
 	go func() {
 		rt.status = cmd.Wait()
@@ -277,12 +296,17 @@ func (rt *runtimeProc) readLoop(r *protocol.Reader) {
 			return
 		}
 		terminal := f.Type == protocol.Error || (f.End() && f.Type != protocol.Read)
+		var started *call
 		rt.mu.Lock()
 		c := rt.calls[f.ID]
-		if terminal {
+		if terminal && c != nil {
 			delete(rt.calls, f.ID)
+			started = rt.dequeue(c)
 		}
 		rt.mu.Unlock()
+		if started != nil {
+			started.wake()
+		}
 		if c == nil {
 			continue
 		}
@@ -293,12 +317,31 @@ func (rt *runtimeProc) readLoop(r *protocol.Reader) {
 	}
 }
 
+// dequeue removes a finished call from order and returns the call that
+// this lets start running, if any. Called with rt.mu held.
+func (rt *runtimeProc) dequeue(c *call) *call {
+	for i, o := range rt.order {
+		if o == c {
+			rt.order = append(rt.order[:i], rt.order[i+1:]...)
+			break
+		}
+	}
+	if len(rt.order) >= rt.threads {
+		if next := rt.order[rt.threads-1]; !next.running.Load() {
+			next.running.Store(true)
+			return next
+		}
+	}
+	return nil
+}
+
 // fail marks the runtime gone: every outstanding call's slot is released and
 // its handler sees done closed.
 func (rt *runtimeProc) fail() {
 	rt.mu.Lock()
 	calls := rt.calls
 	rt.calls = nil
+	rt.order = nil
 	rt.mu.Unlock()
 	close(rt.done)
 	for _, c := range calls {
@@ -319,17 +362,51 @@ func (rt *runtimeProc) newCall(release func()) *call {
 	var once sync.Once
 	c := &call{id: rt.nextID, notify: make(chan struct{}, 1), release: func() { once.Do(release) }}
 	rt.calls[c.id] = c
+	rt.order = append(rt.order, c)
+	if len(rt.order) <= rt.threads {
+		c.running.Store(true)
+	}
 	return c
 }
 
-// send writes frames to the runtime. Holding wmu across the write cannot
-// deadlock: the runtime only lets its socket fill while it waits for a frame
-// from us, and the large frames we send (Body) are bounded by what it asked
-// for with Read.
+// send writes frames to the runtime, coalescing the frames of concurrent
+// requests into one write: the first sender yields once, so every handler
+// that is ready to send adds its frame, then writes them all, and keeps
+// writing what others add meanwhile. A sender whose frame another writes
+// gets nil; a failed write surfaces as the runtime being gone.
+//
+// A write cannot block for long: the runtime reads whenever it waits for a
+// frame from us, and the large frames we send (Body) are bounded by what it
+// asked for with Read.
 func (rt *runtimeProc) send(b []byte) error {
 	rt.wmu.Lock()
-	defer rt.wmu.Unlock()
-	_, err := rt.conn.Write(b)
+	rt.out = append(rt.out, b...)
+	if rt.flushing {
+		rt.wmu.Unlock()
+		return nil
+	}
+	rt.flushing = true
+	rt.wmu.Unlock()
+	runtime.Gosched() // let other ready senders add their frames first
+	var err error
+	rt.wmu.Lock()
+	for len(rt.out) > 0 {
+		buf := rt.out
+		rt.out = rt.spare[:0]
+		rt.wmu.Unlock()
+		_, werr := rt.conn.Write(buf)
+		rt.wmu.Lock()
+		if werr != nil && err == nil {
+			err = werr
+		}
+		if cap(buf) <= 1<<20 {
+			rt.spare = buf[:0]
+		} else {
+			rt.spare = nil
+		}
+	}
+	rt.flushing = false
+	rt.wmu.Unlock()
 	return err
 }
 

@@ -7,29 +7,107 @@ import (
 	"time"
 )
 
-// slots bounds the requests a worker has in its runtime to --threads. A
-// listener accepts only while a slot is free, so a busy worker leaves new
-// connections in the kernel backlog for an idle one, as gunicorn's sync
-// workers do.
+// slots bounds the requests a worker has in its runtime. Up to limit
+// (--threads plus a small pipeline) may be in the runtime at once, so
+// Python finds its next request waiting instead of idling while Go works;
+// a listener accepts only while fewer than accept (--threads) are in, so
+// a busy worker leaves new connections in the kernel backlog for an idle
+// one, as gunicorn's sync workers do.
+//
+// Waiting requests are served first come, first served, each woken alone.
 type slots struct {
-	ch chan struct{}
+	mu       sync.Mutex
+	inflight int
+	limit    int
+	accept   int
+	queue    []chan struct{} // requests waiting for a slot, oldest first
+	free     chan struct{}   // closed when inflight drops below accept; nil if none waits
 }
 
-func newSlots(n int) *slots { return &slots{ch: make(chan struct{}, n)} }
+// newSlots returns slots for threads concurrent requests with pipeline
+// more queued in the runtime.
+func newSlots(threads, pipeline int) *slots {
+	return &slots{limit: threads + pipeline, accept: threads}
+}
 
+// acquire takes a slot for a request, waiting in line while all are taken.
 func (s *slots) acquire(ctx context.Context) error {
-	select {
-	case s.ch <- struct{}{}:
+	s.mu.Lock()
+	if s.inflight < s.limit && len(s.queue) == 0 {
+		s.inflight++
+		s.mu.Unlock()
 		return nil
+	}
+	w := make(chan struct{})
+	s.queue = append(s.queue, w)
+	s.mu.Unlock()
+	select {
+	case <-w:
+		return nil // release handed its slot over
 	case <-ctx.Done():
-		return ctx.Err()
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i, q := range s.queue {
+		if q == w {
+			s.queue = append(s.queue[:i], s.queue[i+1:]...)
+			return ctx.Err()
+		}
+	}
+	// Handed a slot while giving up: pass it on.
+	s.releaseLocked()
+	return ctx.Err()
+}
+
+// release frees a slot, handing it to the oldest waiting request if any.
+func (s *slots) release() {
+	s.mu.Lock()
+	s.releaseLocked()
+	s.mu.Unlock()
+}
+
+func (s *slots) releaseLocked() {
+	if len(s.queue) > 0 && s.inflight <= s.limit {
+		w := s.queue[0]
+		s.queue = s.queue[1:]
+		close(w)
+		return
+	}
+	s.inflight--
+	if s.free != nil && s.inflight < s.accept {
+		close(s.free)
+		s.free = nil
 	}
 }
 
-func (s *slots) release() { <-s.ch }
+// waitAccept returns once fewer than --threads requests are in the
+// runtime and none waits for a slot.
+func (s *slots) waitAccept(ctx context.Context) error {
+	for {
+		s.mu.Lock()
+		if s.inflight < s.accept && len(s.queue) == 0 {
+			s.mu.Unlock()
+			return nil
+		}
+		if s.free == nil {
+			s.free = make(chan struct{})
+		}
+		free := s.free
+		s.mu.Unlock()
+		select {
+		case <-free:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
 
-// inUse is the number of slots taken.
-func (s *slots) inUse() int { return len(s.ch) }
+// inUse is the number of requests holding a slot.
+func (s *slots) inUse() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.inflight
+}
 
 // firstRequestGrace is how long the accept loop waits for a new
 // connection's first request to begin before it accepts again. A request
@@ -90,10 +168,9 @@ func (l *gatedListener) Accept() (net.Conn, error) {
 			return nil, net.ErrClosed
 		}
 	}
-	if err := l.slots.acquire(l.ctx); err != nil {
+	if err := l.slots.waitAccept(l.ctx); err != nil {
 		return nil, net.ErrClosed
 	}
-	l.slots.release()
 	c, err := l.Listener.Accept()
 	if err != nil {
 		return nil, err

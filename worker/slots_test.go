@@ -14,7 +14,7 @@ import (
 func TestSlots(t *testing.T) {
 	for _, n := range []int{1, 2, 4} {
 		t.Run(strconv.Itoa(n), func(t *testing.T) {
-			s := newSlots(n)
+			s := newSlots(n, 0)
 			for i := 0; i < n; i++ {
 				if err := s.acquire(context.Background()); err != nil {
 					t.Fatalf("acquire %d of %d: %v", i+1, n, err)
@@ -105,7 +105,7 @@ func TestGatedListener(t *testing.T) {
 		t.Run(strconv.Itoa(n), func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				ln := &countingListener{Listener: listen(t)}
-				s := newSlots(n)
+				s := newSlots(n, 0)
 				gl := newGatedListener(ln, s)
 				defer gl.Close()
 				pending := func(res chan acceptResult, what string) {
@@ -211,7 +211,7 @@ func TestGatedListener(t *testing.T) {
 func TestGatedListenerCloseWhileFull(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		ln := &countingListener{Listener: listen(t)}
-		s := newSlots(1)
+		s := newSlots(1, 0)
 		gl := newGatedListener(ln, s)
 		if err := s.acquire(context.Background()); err != nil {
 			t.Fatal(err)
@@ -236,7 +236,7 @@ func TestGatedListenerCloseWhileFull(t *testing.T) {
 // also under wrappers that expose the conn they wrap as NetConn.
 func TestConnContext(t *testing.T) {
 	ln := listen(t)
-	s := newSlots(1)
+	s := newSlots(1, 0)
 	gl := newGatedListener(ln, s)
 	defer gl.Close()
 	dial(t, ln)

@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -24,9 +25,12 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/gorn-project/gorn/config"
+	"github.com/gorn-project/gorn/forwarded"
+	"github.com/gorn-project/gorn/httpguard"
 	"github.com/gorn-project/gorn/logs"
 	"github.com/gorn-project/gorn/metrics"
 	"github.com/gorn-project/gorn/protocol"
+	"github.com/gorn-project/gorn/proxyproto"
 	"github.com/gorn-project/gorn/tlsconf"
 )
 
@@ -105,6 +109,12 @@ func Main(spec *Spec, log *slog.Logger) int {
 		exiting()
 		return ExitBootError
 	}
+	// The proxy settings: config.Finish checked them.
+	trusted, _ := forwarded.ParseAllowList(cfg.ForwardedAllowIPs)
+	ppMode, _ := proxyproto.ParseMode(cfg.ProxyProtocol)
+	ppAllow, _ := forwarded.ParseAllowList(cfg.ProxyAllowFrom)
+	ppOpts := &proxyproto.Options{Mode: ppMode, Allow: ppAllow, Timeout: cfg.HeaderTimeout, Log: log}
+	guard := &httpguard.Config{RequestLine: cfg.LimitRequestLine, Fields: cfg.LimitRequestFields, FieldSize: cfg.LimitRequestFieldSize, Body: cfg.LimitRequestBody, HeaderMap: httpguard.HeaderMap(cfg.HeaderMap), PermitObsFold: cfg.PermitObsoleteFolding}
 	counts, err := metrics.OpenSlot(spec.MetricsFD, spec.MetricsSlot)
 	if err != nil {
 		log.Warn("Worker cannot count its requests for the metrics", "err", err)
@@ -179,7 +189,7 @@ func Main(spec *Spec, log *slog.Logger) int {
 		access = &accessLog{w: f}
 	}
 
-	st := &state{slots: newSlots(cfg.Threads), maxRequests: int64(spec.MaxRequests), tired: make(chan struct{}),
+	st := &state{slots: newSlots(cfg.Threads, pipelineDepth(cfg.Threads)), maxRequests: int64(spec.MaxRequests), tired: make(chan struct{}),
 		maxConns: int64(cfg.WorkerConnections), closed: make(chan struct{}, 1)}
 	scriptName := strings.TrimRight(os.Getenv("SCRIPT_NAME"), "/")
 	errLog := slog.NewLogLogger(log.Handler(), slog.LevelDebug)
@@ -190,6 +200,8 @@ func Main(spec *Spec, log *slog.Logger) int {
 	for i, ln := range lns {
 		h := &handler{sup: sup, slots: st.slots, state: st, log: log, access: access, scriptName: scriptName, timeout: cfg.Timeout, bodyTimeout: cfg.BodyTimeout, metrics: counts}
 		h.serverName, h.serverPort = listenerName(spec.Listeners[i])
+		h.scheme, h.trusted = cfg.URLScheme(), trusted
+		h.headerMap, h.bodyLimit = guard.HeaderMap, guard.Body
 		srv := &http.Server{
 			Handler:           h,
 			ReadHeaderTimeout: readHeaderTimeout(cfg),
@@ -207,7 +219,7 @@ func Main(spec *Spec, log *slog.Logger) int {
 		serving.Add(1)
 		go func() {
 			defer serving.Done()
-			serveErr <- srv.Serve(serveListener(gl, tlsCfg, log))
+			serveErr <- srv.Serve(serveListener(gl, ppOpts, tlsCfg, guard, log))
 		}()
 	}
 
@@ -303,12 +315,13 @@ func drain(st *state, gated []*gatedListener, servers []*http.Server, serving *s
 }
 
 // serveListener stacks the per-connection wrappers on a gated listener,
-// bottom up: [PROXY protocol] → TLS (when on) → [HTTP/1 guard].
-func serveListener(gl *gatedListener, tlsCfg *tls.Config, log *slog.Logger) net.Listener {
-	var l net.Listener = gl
+// bottom up: [PROXY protocol] → TLS (when on) → HTTP/1 guard.
+func serveListener(gl *gatedListener, pp *proxyproto.Options, tlsCfg *tls.Config, guard *httpguard.Config, log *slog.Logger) net.Listener {
+	var l net.Listener = proxyproto.NewListener(gl, pp)
 	if tlsCfg != nil {
 		l = tlsconf.NewListener(l, tlsCfg, log)
 	}
+	l = &httpguard.Listener{Listener: l, Config: guard}
 	return l
 }
 
@@ -365,6 +378,13 @@ func (s *state) connState(c net.Conn, cs http.ConnState) {
 	case http.StateNew:
 		s.open.Add(1)
 	case http.StateIdle:
+		if findSlotConn(c) == nil {
+			// HTTP/2 (over TLS): net/http's HTTP/2 server reports Idle and
+			// Active with a conn value of its own, never Closed, so an
+			// entry would outlive the connection. It closes when idle for
+			// --keep-alive anyway.
+			return
+		}
 		s.idleMu.Lock()
 		if s.idle == nil {
 			s.idle = make(map[net.Conn]time.Time)
@@ -487,4 +507,17 @@ func DecodeSpec(s string) (*Spec, error) {
 		return nil, errors.New("the worker spec has no configuration")
 	}
 	return &spec, nil
+}
+
+// pipelineDepth is how many requests beyond --threads a worker may queue
+// in its runtime, so Python finds its next request already there instead
+// of idling while Go works, and both sides read and write in batches.
+// Only requests on connections the worker already has queue there: new
+// connections are accepted only while fewer than --threads requests are
+// in. $GORN_PIPELINE overrides it (0 disables).
+func pipelineDepth(threads int) int {
+	if v, err := strconv.Atoi(os.Getenv("GORN_PIPELINE")); err == nil && v >= 0 {
+		return v
+	}
+	return max(8, threads)
 }

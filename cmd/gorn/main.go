@@ -23,6 +23,8 @@ import (
 	"github.com/gorn-project/gorn/config"
 	"github.com/gorn-project/gorn/logs"
 	"github.com/gorn-project/gorn/master"
+	"github.com/gorn-project/gorn/proxyproto"
+	"github.com/gorn-project/gorn/tlsconf"
 	"github.com/gorn-project/gorn/worker"
 )
 
@@ -57,7 +59,52 @@ type cli struct {
 	Python            string   `name:"python" placeholder:"PATH" help:"The Python interpreter that runs the app. Default $VIRTUAL_ENV/bin/python, else python3 on PATH."`
 	MetricsBind       string   `name:"metrics-bind" placeholder:"ADDRESS" help:"Serve Prometheus /metrics, /healthz and /readyz on this address (HOST:PORT, unix:PATH), never an app --bind. Default: off."`
 	Version           bool     `short:"v" name:"version" help:"Show program's version number and exit."`
+
+	CertFile             string `name:"certfile" group:"SSL" placeholder:"FILE" help:"SSL certificate file (PEM, with its chain). Serves TLS, and HTTP/2 by ALPN, on every bind."`
+	KeyFile              string `name:"keyfile" group:"SSL" placeholder:"FILE" help:"SSL key file (PEM). Default: the key is in --certfile."`
+	CACerts              string `name:"ca-certs" group:"SSL" placeholder:"FILE" help:"CA certificates file (PEM) that client certificates are verified against."`
+	CertReqs             int    `name:"cert-reqs" group:"SSL" default:"0" placeholder:"INT" help:"Whether a client certificate is asked for: 0 no, 1 optional (verified if sent), 2 required."`
+	Ciphers              string `name:"ciphers" group:"SSL" placeholder:"STRING" help:"OpenSSL cipher list for TLS 1.2, e.g. ECDHE+AESGCM:!aNULL. Default: Go's. TLS 1.3 suites are not configurable."`
+	SSLVersion           string `name:"ssl-version" group:"SSL" placeholder:"VERSION" help:"Deprecated and ignored, as in gunicorn: TLS 1.2 and 1.3 are negotiated."`
+	DoHandshakeOnConnect bool   `name:"do-handshake-on-connect" group:"SSL" help:"Accepted for gunicorn compatibility; the handshake always runs in the connection's goroutine."`
+	SuppressRaggedEOFs   bool   `name:"suppress-ragged-eofs" group:"SSL" default:"true" help:"Accepted for gunicorn compatibility (the default): a TLS connection closed without close_notify ends quietly."`
+
+	ForwardedAllowIPs string    `name:"forwarded-allow-ips" group:"Proxies" env:"FORWARDED_ALLOW_IPS" default:"127.0.0.1,::1" placeholder:"STRING" help:"Front-end IPs or CIDR networks (comma-separated, or '*') whose X-Forwarded-Proto, X-Forwarded-Protocol and X-Forwarded-Ssl headers set wsgi.url_scheme. Default 127.0.0.1,::1, or $FORWARDED_ALLOW_IPS."`
+	ProxyProtocol     proxyMode `name:"proxy-protocol" group:"Proxies" default:"off" placeholder:"MODE" help:"Read a PROXY protocol header (HAProxy, stunnel, load balancers) from --proxy-allow-from peers: off, v1, v2 or auto. Without a value: auto."`
+	ProxyAllowFrom    string    `name:"proxy-allow-from" group:"Proxies" default:"127.0.0.1,::1" placeholder:"STRING" help:"Front-end IPs or CIDR networks (comma-separated, or '*') allowed to send a PROXY protocol header."`
+
+	LimitRequestLine      int    `name:"limit-request-line" group:"Security" default:"4094" placeholder:"INT" help:"The largest request line, in bytes; longer get 400. 0 means unlimited; at most 8190."`
+	LimitRequestFields    int    `name:"limit-request-fields" group:"Security" default:"100" placeholder:"INT" help:"The most header fields a request may have; more get 431. At most 32768."`
+	LimitRequestFieldSize int    `name:"limit-request-field_size" group:"Security" default:"8190" placeholder:"INT" help:"The largest header field, in bytes; larger get 431. 0 means unlimited."`
+	LimitRequestBody      int64  `name:"limit-request-body" group:"Security" default:"0" placeholder:"INT" help:"The largest request body, in bytes; larger get 413. 0 (the default) means unlimited."`
+	HeaderMap             string `name:"header-map" group:"Security" default:"drop" enum:"drop,refuse,dangerous" placeholder:"MODE" help:"Header names containing '_': drop (from the environ), refuse (400) or dangerous (map them like '-', as HTTP_ variables)."`
+	PermitObsoleteFolding bool   `name:"permit-obsolete-folding" group:"Security" help:"Accept obsolete line folding in request headers (refused with 400 by default)."`
 }
+
+// proxyMode is --proxy-protocol's value. As in gunicorn, the flag alone
+// means auto, and a value may follow it as the next argument when it is
+// one of the modes.
+type proxyMode string
+
+// Decode implements kong.MapperValue.
+func (m *proxyMode) Decode(ctx *kong.DecodeContext) error {
+	t := ctx.Scan.Peek()
+	if v, ok := t.Value.(string); ok {
+		if _, err := proxyproto.ParseMode(v); t.Type == kong.FlagValueToken || (err == nil && v != "" && t.IsValue()) {
+			ctx.Scan.Pop()
+			if err != nil {
+				return err
+			}
+			*m = proxyMode(v)
+			return nil
+		}
+	}
+	*m = "auto"
+	return nil
+}
+
+// IsBool tells kong that the flag needs no value.
+func (m *proxyMode) IsBool() bool { return true }
 
 // seconds is a duration given as gunicorn does, in (possibly fractional)
 // seconds, or as a Go duration.
@@ -123,6 +170,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	log := slog.New(logs.NewHandler(errFile, logs.ParseLevel(cfg.LogLevel), os.Getpid()))
+	tlsWarnings, _ := tlsconf.Check(cfg) // errors were reported by c.config
+	for _, w := range tlsWarnings {
+		log.Warn(w)
+	}
+	if c.SSLVersion != "" {
+		log.Warn("--ssl-version is deprecated and ignored: gorn negotiates TLS 1.2 or 1.3")
+	}
 	reload := func() (*config.Config, error) { return reloadConfig(args) }
 	m, err := master.New(cfg, master.Options{Log: log, ErrorLog: errFile, Argv: args, Reload: reload})
 	if err != nil {
@@ -180,30 +234,44 @@ func (c *cli) config() (*config.Config, error) {
 		return nil, fmt.Errorf("--max-worker-memory: %w", err)
 	}
 	cfg := &config.Config{
-		App:               c.App,
-		Binds:             c.Bind,
-		Workers:           c.Workers,
-		Threads:           c.Threads,
-		Backlog:           c.Backlog,
-		Chdir:             c.Chdir,
-		Env:               c.Env,
-		Timeout:           time.Duration(c.Timeout),
-		GracefulTimeout:   time.Duration(c.GracefulTimeout),
-		KeepAlive:         time.Duration(c.KeepAlive),
-		BootTimeout:       time.Duration(c.BootTimeout),
-		HeaderTimeout:     time.Duration(c.HeaderTimeout),
-		BodyTimeout:       time.Duration(c.BodyTimeout),
-		WorkerConnections: c.WorkerConnections,
-		MaxRequests:       c.MaxRequests,
-		MaxRequestsJitter: c.MaxRequestsJitter,
-		MaxWorkerMemory:   mem,
-		AccessLog:         c.AccessLogfile,
-		ErrorLog:          c.ErrorLogfile,
-		LogLevel:          c.LogLevel,
-		Name:              c.Name,
-		PidFile:           c.Pid,
-		Python:            c.Python,
-		MetricsBind:       c.MetricsBind,
+		App:                   c.App,
+		Binds:                 c.Bind,
+		Workers:               c.Workers,
+		Threads:               c.Threads,
+		Backlog:               c.Backlog,
+		Chdir:                 c.Chdir,
+		Env:                   c.Env,
+		Timeout:               time.Duration(c.Timeout),
+		GracefulTimeout:       time.Duration(c.GracefulTimeout),
+		KeepAlive:             time.Duration(c.KeepAlive),
+		BootTimeout:           time.Duration(c.BootTimeout),
+		HeaderTimeout:         time.Duration(c.HeaderTimeout),
+		BodyTimeout:           time.Duration(c.BodyTimeout),
+		WorkerConnections:     c.WorkerConnections,
+		MaxRequests:           c.MaxRequests,
+		MaxRequestsJitter:     c.MaxRequestsJitter,
+		MaxWorkerMemory:       mem,
+		AccessLog:             c.AccessLogfile,
+		ErrorLog:              c.ErrorLogfile,
+		LogLevel:              c.LogLevel,
+		Name:                  c.Name,
+		PidFile:               c.Pid,
+		Python:                c.Python,
+		MetricsBind:           c.MetricsBind,
+		CertFile:              c.CertFile,
+		KeyFile:               c.KeyFile,
+		CACerts:               c.CACerts,
+		CertReqs:              c.CertReqs,
+		Ciphers:               c.Ciphers,
+		ForwardedAllowIPs:     c.ForwardedAllowIPs,
+		ProxyProtocol:         string(c.ProxyProtocol),
+		ProxyAllowFrom:        c.ProxyAllowFrom,
+		LimitRequestLine:      c.LimitRequestLine,
+		LimitRequestFields:    c.LimitRequestFields,
+		LimitRequestFieldSize: c.LimitRequestFieldSize,
+		LimitRequestBody:      c.LimitRequestBody,
+		HeaderMap:             c.HeaderMap,
+		PermitObsoleteFolding: c.PermitObsoleteFolding,
 	}
 	for _, p := range strings.Split(c.PythonPath, ",") {
 		if p = strings.TrimSpace(p); p != "" {
@@ -223,6 +291,11 @@ func (c *cli) config() (*config.Config, error) {
 		}
 	}
 	if err := cfg.Finish(os.Getenv); err != nil {
+		return nil, err
+	}
+	// The TLS files are read here, by the master, at startup and on HUP:
+	// a missing, unreadable or mismatched file is one line and exit 1.
+	if _, err := tlsconf.Check(cfg); err != nil {
 		return nil, err
 	}
 	return cfg, nil

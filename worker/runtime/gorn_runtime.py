@@ -445,7 +445,12 @@ class Responder:
         environ = req.environ
         server = self.server
         environ["wsgi.input"] = Input(req)
+        # The server's defaults, except the per-request wsgi.url_scheme the
+        # Go side decided (TLS, a trusted proxy's X-Forwarded-Proto).
+        scheme = environ.get("wsgi.url_scheme")
         environ.update(server.wsgi_vars)
+        if scheme is not None:
+            environ["wsgi.url_scheme"] = scheme
         result = None
         try:
             result = app(environ, self.start_response)

@@ -1,0 +1,125 @@
+package e2e
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+)
+
+// keepAlive is a raw keep-alive connection that has served one request.
+type keepAlive struct {
+	c net.Conn
+	r *bufio.Reader
+}
+
+func openKeepAlive(t *testing.T, s *server) *keepAlive {
+	t.Helper()
+	c, r := s.rawConn()
+	k := &keepAlive{c, r}
+	if code, _ := k.do(t, "/pid"); code != 200 {
+		t.Fatalf("warm-up request: status %d", code)
+	}
+	return k
+}
+
+func (k *keepAlive) send(t *testing.T, path string) {
+	t.Helper()
+	if _, err := fmt.Fprintf(k.c, "GET %s HTTP/1.1\r\nHost: x\r\n\r\n", path); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (k *keepAlive) read(t *testing.T) (int, string) {
+	t.Helper()
+	resp, err := http.ReadResponse(k.r, nil)
+	if err != nil {
+		t.Fatalf("reading a response: %v", err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("reading a body: %v", err)
+	}
+	return resp.StatusCode, string(b)
+}
+
+func (k *keepAlive) do(t *testing.T, path string) (int, string) {
+	t.Helper()
+	k.send(t, path)
+	return k.read(t)
+}
+
+// TestPipelinedRequestsSurviveTimeout: requests queued in the runtime
+// behind one that hits --timeout are not charged its time and not lost
+// with its runtime: they run on the fresh runtime and succeed.
+func TestPipelinedRequestsSurviveTimeout(t *testing.T) {
+	s := start(t, python(t), "-w", "1", "--threads", "1", "--timeout", "1", "--log-level", "debug", "basic:app")
+	s.ready("/pid")
+	slow := openKeepAlive(t, s)
+	var fast []*keepAlive
+	for i := 0; i < 3; i++ {
+		fast = append(fast, openKeepAlive(t, s))
+	}
+	slow.send(t, "/sleep?5")
+	time.Sleep(200 * time.Millisecond) // let the slow request start first
+	for _, k := range fast {
+		k.send(t, "/pid")
+	}
+	if code, _ := slow.read(t); code != http.StatusGatewayTimeout {
+		t.Fatalf("the slow request: status %d, want 504", code)
+	}
+	for i, k := range fast {
+		code, body := k.read(t)
+		if code != 200 || !strings.Contains(body, `"pid"`) {
+			t.Fatalf("queued request %d: status %d %q, want 200", i, code, body)
+		}
+	}
+	s.waitLog(`Request timed out`, 5*time.Second)
+	// They were queued in the runtime that was killed, and sent again.
+	s.waitLog(`Sending a request queued in a dead runtime to a fresh one`, 5*time.Second)
+}
+
+// TestPipelinedRequestsSurviveCrash: requests queued behind one whose app
+// kills the runtime run on the fresh runtime; only the crashing request
+// gets 502.
+func TestPipelinedRequestsSurviveCrash(t *testing.T) {
+	s := start(t, python(t), "-w", "1", "--threads", "1", "basic:app")
+	s.ready("/pid")
+	crash := openKeepAlive(t, s)
+	var fast []*keepAlive
+	for i := 0; i < 3; i++ {
+		fast = append(fast, openKeepAlive(t, s))
+	}
+	// /sleep then /crash on one connection: the others queue behind.
+	crash.send(t, "/sleep?0.3")
+	time.Sleep(100 * time.Millisecond)
+	for _, k := range fast {
+		k.send(t, "/pid")
+	}
+	if code, _ := crash.read(t); code != 200 {
+		t.Fatalf("the sleep request: status %d", code)
+	}
+	for i, k := range fast {
+		if code, _ := k.read(t); code != 200 {
+			t.Fatalf("request %d: status %d", i, code)
+		}
+	}
+	// Now a crash with requests queued behind it.
+	crash.send(t, "/crash")
+	for _, k := range fast {
+		k.send(t, "/pid")
+	}
+	if code, _ := crash.read(t); code != http.StatusBadGateway {
+		t.Fatalf("the crashing request: status %d, want 502", code)
+	}
+	for i, k := range fast {
+		if code, _ := k.read(t); code != 200 {
+			t.Fatalf("queued request %d after the crash: status %d, want 200", i, code)
+		}
+	}
+}

@@ -1,0 +1,182 @@
+// Package forwarded decides what gorn believes of a front-end proxy: which
+// peers are trusted (gunicorn's --forwarded-allow-ips and
+// --proxy-allow-from lists of IPs, CIDRs and "*") and the URL scheme that a
+// trusted peer's secure scheme headers (X-Forwarded-Proto and friends)
+// give a request.
+package forwarded
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/netip"
+	"strings"
+)
+
+// AllowList is a parsed list of trusted peers. The zero value and nil
+// trust no IP peer. Peers without an IP address (unix sockets) are always
+// trusted, as gunicorn does: only something on the same host can connect
+// to them.
+type AllowList struct {
+	all      bool
+	prefixes []netip.Prefix
+	text     string
+}
+
+// ParseAllowList parses a comma-separated list of IP addresses ("10.0.0.1",
+// "::1"), networks in CIDR notation ("10.0.0.0/8", "fd00::/8") and "*" (any
+// peer). Blank entries are ignored; an empty list trusts no IP peer.
+func ParseAllowList(s string) (*AllowList, error) {
+	l := &AllowList{text: s}
+	for _, item := range strings.Split(s, ",") {
+		item = strings.TrimSpace(item)
+		switch {
+		case item == "":
+			continue
+		case item == "*":
+			l.all = true
+		case strings.Contains(item, "/"):
+			p, err := netip.ParsePrefix(item)
+			if err != nil || p.Addr().Zone() != "" {
+				return nil, fmt.Errorf("invalid network %q: want an address in CIDR notation, e.g. 10.0.0.0/8", item)
+			}
+			if p.Addr().Is4In6() && p.Bits() >= 96 {
+				p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
+			}
+			l.prefixes = append(l.prefixes, p.Masked())
+		default:
+			a, err := netip.ParseAddr(item)
+			if err != nil || a.Zone() != "" {
+				return nil, fmt.Errorf("invalid IP address %q", item)
+			}
+			a = a.Unmap()
+			l.prefixes = append(l.prefixes, netip.PrefixFrom(a, a.BitLen()))
+		}
+	}
+	return l, nil
+}
+
+// MustParseAllowList is ParseAllowList for lists known to be valid; it
+// panics on an error.
+func MustParseAllowList(s string) *AllowList {
+	l, err := ParseAllowList(s)
+	if err != nil {
+		panic(err)
+	}
+	return l
+}
+
+// String returns the list as it was given.
+func (l *AllowList) String() string {
+	if l == nil {
+		return ""
+	}
+	return l.text
+}
+
+// AllowsIP reports whether the peer with IP address a is trusted. An
+// IPv4-mapped IPv6 address (a dual-stack listener's view of an IPv4 peer)
+// is matched as the IPv4 address it holds.
+func (l *AllowList) AllowsIP(a netip.Addr) bool {
+	if l == nil || !a.IsValid() {
+		return false
+	}
+	if l.all {
+		return true
+	}
+	a = a.Unmap().WithZone("")
+	for _, p := range l.prefixes {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// Allows reports whether the peer at addr is trusted. Addresses that are
+// not IP addresses (unix sockets) are trusted.
+func (l *AllowList) Allows(addr net.Addr) bool {
+	switch a := addr.(type) {
+	case *net.TCPAddr:
+		ip, ok := netip.AddrFromSlice(a.IP)
+		return ok && l.AllowsIP(ip)
+	case *net.UDPAddr:
+		ip, ok := netip.AddrFromSlice(a.IP)
+		return ok && l.AllowsIP(ip)
+	case *net.UnixAddr:
+		return true
+	case nil:
+		return false
+	}
+	return l.AllowsString(addr.String())
+}
+
+// AllowsString is Allows for an address in its string form, as
+// http.Request.RemoteAddr holds it: "host:port" or a bare IP is checked;
+// what holds no IP address (a unix socket peer's name: "", "@" or a path)
+// is trusted.
+func (l *AllowList) AllowsString(addr string) bool {
+	if ap, err := netip.ParseAddrPort(addr); err == nil {
+		return l.AllowsIP(ap.Addr())
+	}
+	if a, err := netip.ParseAddr(addr); err == nil {
+		return l.AllowsIP(a)
+	}
+	if host, _, err := net.SplitHostPort(addr); err == nil {
+		if a, err := netip.ParseAddr(host); err == nil {
+			return l.AllowsIP(a)
+		}
+	}
+	return !looksLikeIP(addr)
+}
+
+// looksLikeIP is a conservative guard for AllowsString: text that holds an
+// IP address we failed to parse must not count as a unix socket.
+func looksLikeIP(s string) bool {
+	return strings.ContainsAny(s, ".:") && !strings.HasPrefix(s, "/") && !strings.HasPrefix(s, "@")
+}
+
+// SecureSchemeHeaders are gunicorn's default secure_scheme_headers: a
+// request from a trusted peer carrying one of these headers with exactly
+// this value is https; with another value it is http. Keys are in
+// canonical form (http.CanonicalHeaderKey).
+var SecureSchemeHeaders = map[string]string{
+	"X-Forwarded-Protocol": "ssl",
+	"X-Forwarded-Proto":    "https",
+	"X-Forwarded-Ssl":      "on",
+}
+
+// secureSchemeOrder fixes the order SecureSchemeHeaders are looked at in.
+var secureSchemeOrder = []string{"X-Forwarded-Protocol", "X-Forwarded-Proto", "X-Forwarded-Ssl"}
+
+// ErrConflictingSchemeHeaders is returned by Scheme when the secure scheme
+// headers disagree; gunicorn answers such a request with 400
+// (InvalidSchemeHeaders).
+var ErrConflictingSchemeHeaders = errors.New("contradictory scheme headers")
+
+// Scheme returns the URL scheme that the secure scheme headers in h give,
+// or base when there are none. Call it only for requests from a trusted
+// peer. Each header (and each repeat of one) counts: a value equal to the
+// configured one (case-sensitive, as gunicorn) says https, any other value
+// says http, and two that disagree are an error.
+func Scheme(h http.Header, base string) (string, error) {
+	scheme := ""
+	for _, name := range secureSchemeOrder {
+		want := SecureSchemeHeaders[name]
+		for _, v := range h[name] {
+			s := "http"
+			if strings.Trim(v, " \t") == want {
+				s = "https"
+			}
+			if scheme != "" && s != scheme {
+				return base, ErrConflictingSchemeHeaders
+			}
+			scheme = s
+		}
+	}
+	if scheme == "" {
+		return base, nil
+	}
+	return scheme, nil
+}

@@ -1,0 +1,110 @@
+package forwarded
+
+import (
+	"errors"
+	"net"
+	"net/http"
+	"testing"
+)
+
+func TestAllowList(t *testing.T) {
+	tests := []struct {
+		list    string
+		bad     bool
+		allowed []string
+		denied  []string
+	}{
+		{list: "127.0.0.1,::1", allowed: []string{"127.0.0.1:5", "[::1]:80", "[::ffff:127.0.0.1]:9", "[::1%lo]:1", "@", ""}, denied: []string{"127.0.0.2:5", "10.0.0.1:1", "[::2]:1"}},
+		{list: "*", allowed: []string{"127.0.0.2:5", "[2001:db8::1]:1", "8.8.8.8:53"}},
+		{list: " 10.0.0.0/8 , fd00::/8 ", allowed: []string{"10.255.0.1:1", "[fd12::1]:1", "[::ffff:10.1.1.1]:1"}, denied: []string{"11.0.0.1:1", "[fe00::1]:1"}},
+		{list: "10.1.2.3/8", allowed: []string{"10.200.0.1:1"}}, // host bits are masked
+		{list: "::ffff:10.0.0.0/104", allowed: []string{"10.3.3.3:1"}, denied: []string{"11.0.0.1:1"}},
+		{list: "", denied: []string{"127.0.0.1:1", "[::1]:1"}},
+		{list: "127.0.0.1", allowed: []string{"127.0.0.1"}, denied: []string{"127.0.0.11"}},
+		{list: "fe80::1%eth0", bad: true},
+		{list: "localhost", bad: true},
+		{list: "10.0.0.0/33", bad: true},
+		{list: "10.0.0.1, nonsense", bad: true},
+	}
+	for _, tt := range tests {
+		l, err := ParseAllowList(tt.list)
+		if (err != nil) != tt.bad {
+			t.Fatalf("ParseAllowList(%q): %v", tt.list, err)
+		}
+		if tt.bad {
+			continue
+		}
+		if l.String() != tt.list {
+			t.Errorf("String() = %q, want %q", l.String(), tt.list)
+		}
+		check := func(addr string, want bool) {
+			t.Helper()
+			if got := l.AllowsString(addr); got != want {
+				t.Errorf("%q AllowsString(%q) = %v, want %v", tt.list, addr, got, want)
+			}
+			var a net.Addr
+			if addr == "@" || addr == "" {
+				a = &net.UnixAddr{Name: addr, Net: "unix"}
+			} else if ta, err := net.ResolveTCPAddr("tcp", addr); err == nil {
+				a = ta
+			} else {
+				return
+			}
+			if got := l.Allows(a); got != want {
+				t.Errorf("%q Allows(%v) = %v, want %v", tt.list, a, got, want)
+			}
+		}
+		for _, a := range tt.allowed {
+			check(a, true)
+		}
+		for _, a := range tt.denied {
+			check(a, false)
+		}
+	}
+	var none *AllowList
+	if none.Allows(&net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)}) {
+		t.Error("a nil list allows an IP peer")
+	}
+}
+
+func TestScheme(t *testing.T) {
+	tests := []struct {
+		name    string
+		headers [][2]string
+		base    string
+		want    string
+		err     bool
+	}{
+		{name: "none", base: "http", want: "http"},
+		{name: "none on TLS", base: "https", want: "https"},
+		{name: "proto https", headers: [][2]string{{"X-Forwarded-Proto", "https"}}, base: "http", want: "https"},
+		{name: "proto upper-case name", headers: [][2]string{{"X-FORWARDED-PROTO", "https"}}, base: "http", want: "https"},
+		{name: "proto http on TLS", headers: [][2]string{{"X-Forwarded-Proto", "http"}}, base: "https", want: "http"},
+		{name: "value is case-sensitive", headers: [][2]string{{"X-Forwarded-Proto", "HTTPS"}}, base: "http", want: "http"},
+		{name: "ssl on", headers: [][2]string{{"X-Forwarded-Ssl", "on"}}, base: "http", want: "https"},
+		{name: "protocol ssl", headers: [][2]string{{"X-Forwarded-Protocol", "ssl"}}, base: "http", want: "https"},
+		{name: "all agree", headers: [][2]string{{"X-Forwarded-Protocol", "ssl"}, {"X-Forwarded-Proto", "https"}, {"X-Forwarded-Ssl", "on"}}, base: "http", want: "https"},
+		{name: "all agree on http", headers: [][2]string{{"X-Forwarded-Proto", "http"}, {"X-Forwarded-Ssl", "off"}}, base: "https", want: "http"},
+		{name: "conflict", headers: [][2]string{{"X-Forwarded-Proto", "https"}, {"X-Forwarded-Ssl", "off"}}, base: "http", err: true},
+		{name: "conflict other way", headers: [][2]string{{"X-Forwarded-Ssl", "on"}, {"X-Forwarded-Proto", "http"}}, base: "http", err: true},
+		{name: "repeated header conflict", headers: [][2]string{{"X-Forwarded-Proto", "https"}, {"X-Forwarded-Proto", "http"}}, base: "http", err: true},
+		{name: "list is not https", headers: [][2]string{{"X-Forwarded-Proto", "https, http"}}, base: "http", want: "http"},
+		{name: "other headers ignored", headers: [][2]string{{"Forwarded", "proto=https"}, {"X-Forwarded-Scheme", "https"}}, base: "http", want: "http"},
+	}
+	for _, tt := range tests {
+		h := http.Header{}
+		for _, kv := range tt.headers {
+			h.Add(kv[0], kv[1])
+		}
+		got, err := Scheme(h, tt.base)
+		if tt.err {
+			if !errors.Is(err, ErrConflictingSchemeHeaders) {
+				t.Errorf("%s: err = %v, want a conflict", tt.name, err)
+			}
+			continue
+		}
+		if err != nil || got != tt.want {
+			t.Errorf("%s: Scheme = %q, %v; want %q", tt.name, got, err, tt.want)
+		}
+	}
+}

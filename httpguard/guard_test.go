@@ -1,0 +1,354 @@
+package httpguard
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gorn-project/gorn/httpguard/corpus"
+)
+
+// fakeConn is a net.Conn that reads from r in reads of at most step bytes
+// (0: any), so tests cover requests split across reads.
+type fakeConn struct {
+	r    io.Reader
+	step int
+	alpn string
+}
+
+func (c *fakeConn) Read(b []byte) (int, error) {
+	if c.step > 0 && len(b) > c.step {
+		b = b[:c.step]
+	}
+	return c.r.Read(b)
+}
+func (c *fakeConn) Write(b []byte) (int, error)      { return len(b), nil }
+func (c *fakeConn) Close() error                     { return nil }
+func (c *fakeConn) LocalAddr() net.Addr              { return &net.TCPAddr{} }
+func (c *fakeConn) RemoteAddr() net.Addr             { return &net.TCPAddr{} }
+func (c *fakeConn) SetDeadline(time.Time) error      { return nil }
+func (c *fakeConn) SetReadDeadline(time.Time) error  { return nil }
+func (c *fakeConn) SetWriteDeadline(time.Time) error { return nil }
+
+// tlsConn reports an ALPN protocol, as gorn's tlsconf.Conn does.
+type tlsConn struct{ fakeConn }
+
+func (c *tlsConn) NegotiatedProtocol() string { return c.alpn }
+
+// outcome is what a request became after the guard and net/http.
+type outcome struct {
+	status int    // 200: net/http read it and its body; else the guard's status
+	msg    string // the guard's message
+	path   string
+	body   string
+	header http.Header
+}
+
+// replay runs raw through a guarded conn and reads the output back with
+// http.ReadRequest, as net/http's server does.
+func replay(t *testing.T, cfg *Config, raw []byte, step int) []outcome {
+	t.Helper()
+	g := Wrap(&fakeConn{r: bytes.NewReader(raw), step: step}, cfg)
+	br := bufio.NewReader(g)
+	var outs []outcome
+	for {
+		req, err := http.ReadRequest(br)
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				return outs
+			}
+			t.Fatalf("net/http refused what the guard passed: %v (after %d requests)", err, len(outs))
+		}
+		if status, msg, ok := Rejected(req.Header); ok {
+			outs = append(outs, outcome{status: status, msg: msg})
+			if _, err := br.Peek(1); err != io.EOF {
+				t.Fatalf("bytes after a rejection: %v", err)
+			}
+			return outs
+		}
+		body, err := io.ReadAll(req.Body)
+		var be *BodyError
+		if errors.As(err, &be) {
+			return append(outs, outcome{status: be.Status, msg: be.Msg, path: req.URL.Path})
+		}
+		if err != nil {
+			t.Fatalf("reading a body: %v", err)
+		}
+		outs = append(outs, outcome{status: 200, path: req.URL.Path, body: string(body), header: req.Header})
+	}
+}
+
+func cfgWith(f func(*Config)) *Config {
+	c := Defaults()
+	if f != nil {
+		f(&c)
+	}
+	return &c
+}
+
+func TestGuard(t *testing.T) {
+	const host = "Host: h\r\n"
+	tests := []struct {
+		name   string
+		cfg    func(*Config)
+		raw    string
+		status []int
+		msg    string // a substring of the last outcome's message
+	}{
+		{"get", nil, "GET / HTTP/1.1\r\n" + host + "\r\n", []int{200}, ""},
+		{"post", nil, "POST / HTTP/1.1\r\n" + host + "Content-Length: 3\r\n\r\nabc", []int{200}, ""},
+		{"chunked", nil, "POST / HTTP/1.1\r\n" + host + "Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n", []int{200}, ""},
+		{"pipelined", nil, "GET /a HTTP/1.1\r\n" + host + "\r\nGET /b HTTP/1.1\r\n" + host + "\r\n", []int{200, 200}, ""},
+		{"bad version", nil, "GET / HTTP/1.2\r\n" + host + "\r\n", []int{400}, "Invalid HTTP Version 'Invalid HTTP Version: 'HTTP/1.2''"},
+		{"bad method", nil, "get / HTTP/1.1\r\n" + host + "\r\n", []int{400}, "Invalid Method 'Invalid HTTP method: 'get''"},
+		{"bad line", nil, "GET  / HTTP/1.1\r\n" + host + "\r\n", []int{400}, "Invalid Request Line"},
+		{"line limit", func(c *Config) { c.RequestLine = 10 }, "GET /abcdefg HTTP/1.1\r\n" + host + "\r\n", []int{400}, "Request Line is too large"},
+		{"line limit clamped", func(c *Config) { c.RequestLine = 100000 }, "GET /" + strings.Repeat("a", 8200) + " HTTP/1.1\r\n" + host + "\r\n", []int{400}, "> 8190"},
+		{"line unlimited", func(c *Config) { c.RequestLine = 0 }, "GET /" + strings.Repeat("a", 9000) + " HTTP/1.1\r\n" + host + "\r\n", []int{200}, ""},
+		{"fields", func(c *Config) { c.Fields = 1 }, "GET / HTTP/1.1\r\n" + host + "A: b\r\n\r\n", []int{431}, "limit request headers fields"},
+		{"field size", func(c *Config) { c.FieldSize = 8 }, "GET / HTTP/1.1\r\n" + host + "A: bcdefgh\r\n\r\n", []int{431}, "fields size"},
+		{"field size with fold", func(c *Config) { c.FieldSize = 12; c.PermitObsFold = true }, "GET / HTTP/1.1\r\nHost: h\r\nA: b\r\n cdefgh\r\n\r\n", []int{431}, "fields size"},
+		{"fold permitted", func(c *Config) { c.PermitObsFold = true }, "GET / HTTP/1.1\r\n" + host + "A: b\r\n c\r\n\r\n", []int{200}, ""},
+		{"fold refused", nil, "GET / HTTP/1.1\r\n" + host + "A: b\r\n c\r\n\r\n", []int{400}, "Obsolete line folding is unacceptable: 'A'"},
+		{"fold of a TE", func(c *Config) { c.PermitObsFold = true }, "POST / HTTP/1.1\r\n" + host + "Transfer-Encoding: chunked,\r\n identity\r\n\r\n0\r\n\r\n", []int{400}, "TRANSFER-ENCODING"},
+		{"underscore drop", nil, "GET / HTTP/1.1\r\n" + host + "X_A: b\r\n\r\n", []int{200}, ""},
+		{"underscore refuse", func(c *Config) { c.HeaderMap = HeaderMapRefuse }, "GET / HTTP/1.1\r\n" + host + "X_A: b\r\n\r\n", []int{400}, "Invalid HTTP header name: 'X_A'"},
+		{"te 501", nil, "POST / HTTP/1.1\r\n" + host + "Transfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n", []int{501}, "Unsupported transfer coding"},
+		{"cl+te", nil, "POST / HTTP/1.1\r\n" + host + "Content-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", []int{400}, "CONTENT-LENGTH"},
+		{"body limit cl", func(c *Config) { c.Body = 2 }, "POST / HTTP/1.1\r\n" + host + "Content-Length: 3\r\n\r\nabc", []int{413}, "too large"},
+		{"body limit cl at", func(c *Config) { c.Body = 3 }, "POST / HTTP/1.1\r\n" + host + "Content-Length: 3\r\n\r\nabc", []int{200}, ""},
+		{"body limit chunked", func(c *Config) { c.Body = 4 }, "POST / HTTP/1.1\r\n" + host + "Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n", []int{413}, "too large"},
+		{"body limit chunked at", func(c *Config) { c.Body = 5 }, "POST / HTTP/1.1\r\n" + host + "Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n", []int{200}, ""},
+		{"chunk size", nil, "POST / HTTP/1.1\r\n" + host + "Transfer-Encoding: chunked\r\n\r\nx\r\n", []int{400}, "Invalid chunk size: 'x\\r\\n'"},
+		{"chunk crlf", nil, "POST / HTTP/1.1\r\n" + host + "Transfer-Encoding: chunked\r\n\r\n1\r\naXY", []int{400}, "Invalid chunk terminator"},
+		{"chunk ext quoted escape", nil, "POST / HTTP/1.1\r\n" + host + "Transfer-Encoding: chunked\r\n\r\n1;a=\"x\\\"y\"\r\na\r\n0\r\n\r\n", []int{200}, ""},
+		{"chunk ext unterminated", nil, "POST / HTTP/1.1\r\n" + host + "Transfer-Encoding: chunked\r\n\r\n1;a=\"x\r\na\r\n0\r\n\r\n", []int{400}, "Invalid chunk size"},
+		{"chunk ext empty", nil, "POST / HTTP/1.1\r\n" + host + "Transfer-Encoding: chunked\r\n\r\n1;\r\na\r\n0\r\n\r\n", []int{400}, "Invalid chunk size"},
+		{"expect", nil, "GET / HTTP/1.1\r\n" + host + "Expect: x\r\n\r\n", []int{417}, "Unsupported expectation: 'x'"},
+		{"reject spoof", nil, "GET / HTTP/1.1\r\n" + host + rejectName + ": 431 x\r\n\r\n", []int{200}, ""},
+		{"reject spoof lower", nil, "GET / HTTP/1.1\r\n" + host + strings.ToLower(rejectName) + ": 431 x\r\n\r\n", []int{200}, ""},
+		{"reject spoof folded", func(c *Config) { c.PermitObsFold = true }, "GET / HTTP/1.1\r\n" + host + rejectName + ": 431\r\n x\r\n\r\n", []int{200}, ""},
+		{"trailer stripped", nil, "POST / HTTP/1.1\r\n" + host + "Transfer-Encoding: chunked\r\n\r\n0\r\n" + rejectName + ": 400 x\r\n\r\n", []int{200}, ""},
+		{"after rejection nothing", nil, "GET /a HTTP/1.1\r\n" + host + "\r\nBAD\r\n\r\nGET /c HTTP/1.1\r\n" + host + "\r\n", []int{200, 400}, ""},
+		{"head cap", func(c *Config) { c.Fields = 0; c.FieldSize = 0 }, "GET / HTTP/1.1\r\n" + host + strings.Repeat("A: "+strings.Repeat("b", 1000)+"\r\n", 1100) + "\r\n", []int{431}, "max buffer headers"},
+		{"message quoting", nil, "GET / HTTP/1.1\r\n" + host + "X\x01'\\\xff: b\r\n\r\n", []int{400}, `'X\x01\'\\\xff'`},
+	}
+	for _, tt := range tests {
+		for _, step := range []int{0, 1, 7} {
+			outs := replay(t, cfgWith(tt.cfg), []byte(tt.raw), step)
+			var got []int
+			for _, o := range outs {
+				got = append(got, o.status)
+			}
+			if !equalInts(got, tt.status) {
+				t.Errorf("%s (step %d): statuses %v, want %v (%+v)", tt.name, step, got, tt.status, outs)
+				continue
+			}
+			if tt.msg != "" && !strings.Contains(outs[len(outs)-1].msg, tt.msg) {
+				t.Errorf("%s: message %q, want it to contain %q", tt.name, outs[len(outs)-1].msg, tt.msg)
+			}
+		}
+	}
+}
+
+func equalInts(a, b []int) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// TestStrip checks that the guard passes a valid head unchanged but for
+// the stripped fields.
+func TestStrip(t *testing.T) {
+	raw := "GET / HTTP/1.1\r\nHost: h\r\nX-Gorn-Reject-1: a\r\nX-A: b\r\n\r\n"
+	g := Wrap(&fakeConn{r: strings.NewReader(raw)}, nil)
+	got, err := io.ReadAll(g)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "GET / HTTP/1.1\r\nHost: h\r\nX-A: b\r\n\r\n"; string(got) != want {
+		t.Fatalf("got %q, want %q", got, want)
+	}
+}
+
+// TestPassThrough checks the h2 pass-through, explicit and by ALPN, and
+// the h2 preface refused otherwise.
+func TestPassThrough(t *testing.T) {
+	const preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04"
+	tests := []struct {
+		name string
+		conn func() net.Conn
+		set  bool
+		want string // "" means rejected
+	}{
+		{"plain", func() net.Conn { return &fakeConn{r: strings.NewReader(preface)} }, false, ""},
+		{"tls http/1.1", func() net.Conn { return &tlsConn{fakeConn{r: strings.NewReader(preface), alpn: "http/1.1"}} }, false, ""},
+		{"tls h2", func() net.Conn { return &tlsConn{fakeConn{r: strings.NewReader(preface), alpn: "h2", step: 5}} }, false, preface},
+		{"explicit", func() net.Conn { return &fakeConn{r: strings.NewReader(preface)} }, true, preface},
+	}
+	for _, tt := range tests {
+		g := Wrap(tt.conn(), nil)
+		if tt.set {
+			g.PassThrough()
+		}
+		got, err := io.ReadAll(g)
+		if err != nil {
+			t.Fatalf("%s: %v", tt.name, err)
+		}
+		if tt.want == "" {
+			if !bytes.Contains(got, []byte(rejectName+": 400 Invalid HTTP Version")) {
+				t.Errorf("%s: preface not refused: %q", tt.name, got)
+			}
+		} else if string(got) != tt.want {
+			t.Errorf("%s: got %q, want %q", tt.name, got, tt.want)
+		}
+	}
+}
+
+// TestDrainHonoursErrors checks that after a rejection the guard never
+// invents an EOF: it returns the wrapped conn's own error.
+func TestDrainHonoursErrors(t *testing.T) {
+	boom := errors.New("deadline")
+	g := Wrap(&fakeConn{r: io.MultiReader(strings.NewReader("BAD\r\n\r\nmore bytes"), errReader{boom})}, nil)
+	buf := make([]byte, 4096)
+	n, err := g.Read(buf)
+	if err != nil || !bytes.Contains(buf[:n], []byte(rejectName)) {
+		t.Fatalf("first read: %q, %v", buf[:n], err)
+	}
+	if _, err := g.Read(buf); !errors.Is(err, boom) {
+		t.Fatalf("after the rejection: %v, want %v", err, boom)
+	}
+}
+
+type errReader struct{ err error }
+
+func (r errReader) Read([]byte) (int, error) { return 0, r.err }
+
+func TestParseHeaderMap(t *testing.T) {
+	tests := []struct {
+		in   string
+		want HeaderMap
+		ok   bool
+	}{
+		{"", HeaderMapDrop, true}, {"drop", HeaderMapDrop, true}, {"Refuse", HeaderMapRefuse, true},
+		{"dangerous", HeaderMapDangerous, true}, {"allow", "", false},
+	}
+	for _, tt := range tests {
+		got, err := ParseHeaderMap(tt.in)
+		if got != tt.want || (err == nil) != tt.ok {
+			t.Errorf("ParseHeaderMap(%q) = %q, %v", tt.in, got, err)
+		}
+	}
+}
+
+func TestRejected(t *testing.T) {
+	tests := []struct {
+		value  string
+		status int
+		msg    string
+	}{
+		{"431 Error parsing headers", 431, "Error parsing headers"},
+		{"501", 501, ""},
+		{"200 ok", 400, "ok"}, // never a success
+		{"x y", 400, "y"},
+	}
+	for _, tt := range tests {
+		h := http.Header{rejectName: {tt.value}}
+		status, msg, ok := Rejected(h)
+		if !ok || status != tt.status || msg != tt.msg {
+			t.Errorf("Rejected(%q) = %d, %q, %v", tt.value, status, msg, ok)
+		}
+	}
+	if _, _, ok := Rejected(http.Header{"X-Gorn-Reject-0": {"400"}}); ok {
+		t.Error("a header with another token counts as a rejection")
+	}
+}
+
+// TestCorpus replays testdata/requests through the guard.
+func TestCorpus(t *testing.T) {
+	cases, err := corpus.Load("../testdata/requests")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cases) < 50 {
+		t.Fatalf("only %d corpus cases", len(cases))
+	}
+	for _, c := range cases {
+		t.Run(c.Name, func(t *testing.T) {
+			cfg, err := configFromFlags(c.Flags)
+			if err != nil {
+				t.Fatal(err)
+			}
+			outs := replay(t, cfg, c.Raw, 0)
+			var got []int
+			for _, o := range outs {
+				got = append(got, o.status)
+			}
+			if !equalInts(got, c.Statuses) {
+				t.Fatalf("statuses %v, want %v (%+v)", got, c.Statuses, outs)
+			}
+			if c.Body != nil && outs[0].body != *c.Body {
+				t.Errorf("body %q, want %q", outs[0].body, *c.Body)
+			}
+			// The same bytes split in every read must give the same.
+			again := replay(t, cfg, c.Raw, 1)
+			if len(again) != len(outs) || again[len(again)-1].status != outs[len(outs)-1].status {
+				t.Errorf("byte-at-a-time: %+v, want %+v", again, outs)
+			}
+		})
+	}
+}
+
+// configFromFlags maps a corpus case's gorn flags to a Config.
+func configFromFlags(flags []string) (*Config, error) {
+	cfg := Defaults()
+	for i := 0; i < len(flags); i++ {
+		arg := func() (int, error) {
+			i++
+			if i >= len(flags) {
+				return 0, errors.New("missing value")
+			}
+			var n int
+			for _, c := range flags[i] {
+				n = n*10 + int(c-'0')
+			}
+			return n, nil
+		}
+		var err error
+		switch flags[i] {
+		case "--limit-request-line":
+			cfg.RequestLine, err = arg()
+		case "--limit-request-fields":
+			cfg.Fields, err = arg()
+		case "--limit-request-field_size":
+			cfg.FieldSize, err = arg()
+		case "--limit-request-body":
+			var n int
+			n, err = arg()
+			cfg.Body = int64(n)
+		case "--permit-obsolete-folding":
+			cfg.PermitObsFold = true
+		case "--header-map":
+			i++
+			cfg.HeaderMap, err = ParseHeaderMap(flags[i])
+		default:
+			err = errors.New("unknown flag " + flags[i])
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	return &cfg, nil
+}
