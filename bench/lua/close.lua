@@ -1,0 +1,2 @@
+-- Every request asks the server to close the connection after the response.
+wrk.headers["Connection"] = "close"

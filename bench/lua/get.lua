@@ -1,0 +1,1 @@
+-- Plain GET with keep-alive (wrk's default request).

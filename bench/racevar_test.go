@@ -1,0 +1,4 @@
+package main
+
+// raceEnabled is set when the tests are built with -race.
+var raceEnabled bool
