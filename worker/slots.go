@@ -14,14 +14,21 @@ import (
 // a busy worker leaves new connections in the kernel backlog for an idle
 // one, as gunicorn's sync workers do.
 //
-// Waiting requests are served first come, first served, each woken alone.
+// Requests and the accept loop wait in one line, first come first served,
+// each woken alone: requests on kept-alive connections cannot starve new
+// connections, nor the other way round.
 type slots struct {
 	mu       sync.Mutex
 	inflight int
 	limit    int
 	accept   int
-	queue    []chan struct{} // requests waiting for a slot, oldest first
-	free     chan struct{}   // closed when inflight drops below accept; nil if none waits
+	queue    []*waiter // oldest first
+}
+
+// waiter is a request (or, with accept set, the accept loop) in line.
+type waiter struct {
+	ch     chan struct{} // closed when its turn has come
+	accept bool
 }
 
 // newSlots returns slots for threads concurrent requests with pipeline
@@ -38,12 +45,27 @@ func (s *slots) acquire(ctx context.Context) error {
 		s.mu.Unlock()
 		return nil
 	}
-	w := make(chan struct{})
+	return s.wait(ctx, &waiter{ch: make(chan struct{})})
+}
+
+// waitAccept returns once it is the accept loop's turn and fewer than
+// --threads requests are in the runtime; it takes no slot.
+func (s *slots) waitAccept(ctx context.Context) error {
+	s.mu.Lock()
+	if s.inflight < s.accept && len(s.queue) == 0 {
+		s.mu.Unlock()
+		return nil
+	}
+	return s.wait(ctx, &waiter{ch: make(chan struct{}), accept: true})
+}
+
+// wait queues w (s.mu held on entry) until its turn or ctx ends.
+func (s *slots) wait(ctx context.Context, w *waiter) error {
 	s.queue = append(s.queue, w)
 	s.mu.Unlock()
 	select {
-	case <-w:
-		return nil // release handed its slot over
+	case <-w.ch:
+		return nil
 	case <-ctx.Done():
 	}
 	s.mu.Lock()
@@ -51,55 +73,44 @@ func (s *slots) acquire(ctx context.Context) error {
 	for i, q := range s.queue {
 		if q == w {
 			s.queue = append(s.queue[:i], s.queue[i+1:]...)
+			s.grantLocked() // the line may move on without it
 			return ctx.Err()
 		}
 	}
-	// Handed a slot while giving up: pass it on.
-	s.releaseLocked()
+	if !w.accept { // granted a slot while giving up: hand it on
+		s.inflight--
+		s.grantLocked()
+	}
 	return ctx.Err()
 }
 
-// release frees a slot, handing it to the oldest waiting request if any.
+// grantLocked wakes waiters from the front of the line while their turn
+// has come.
+func (s *slots) grantLocked() {
+	for len(s.queue) > 0 {
+		w := s.queue[0]
+		if w.accept {
+			if s.inflight >= s.accept {
+				return
+			}
+		} else {
+			if s.inflight >= s.limit {
+				return
+			}
+			s.inflight++
+		}
+		s.queue[0] = nil
+		s.queue = s.queue[1:]
+		close(w.ch)
+	}
+}
+
+// release frees a slot, waking whoever's turn it is.
 func (s *slots) release() {
 	s.mu.Lock()
-	s.releaseLocked()
-	s.mu.Unlock()
-}
-
-func (s *slots) releaseLocked() {
-	if len(s.queue) > 0 && s.inflight <= s.limit {
-		w := s.queue[0]
-		s.queue = s.queue[1:]
-		close(w)
-		return
-	}
 	s.inflight--
-	if s.free != nil && s.inflight < s.accept {
-		close(s.free)
-		s.free = nil
-	}
-}
-
-// waitAccept returns once fewer than --threads requests are in the
-// runtime and none waits for a slot.
-func (s *slots) waitAccept(ctx context.Context) error {
-	for {
-		s.mu.Lock()
-		if s.inflight < s.accept && len(s.queue) == 0 {
-			s.mu.Unlock()
-			return nil
-		}
-		if s.free == nil {
-			s.free = make(chan struct{})
-		}
-		free := s.free
-		s.mu.Unlock()
-		select {
-		case <-free:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
+	s.grantLocked()
+	s.mu.Unlock()
 }
 
 // inUse is the number of requests holding a slot.

@@ -3,8 +3,11 @@ package worker
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
+	"slices"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"testing/synctest"
@@ -269,3 +272,82 @@ func TestConnContext(t *testing.T) {
 type wrapped struct{ net.Conn }
 
 func (w wrapped) NetConn() net.Conn { return w.Conn }
+
+// TestSlotsLine checks that requests and the accept loop are served in the
+// order they came, so kept-alive connections cannot starve new ones: with
+// one thread and a pipeline of one, the accept loop waits behind the
+// requests before it, and the requests after it wait behind it.
+func TestSlotsLine(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s := newSlots(1, 1)
+		ctx := context.Background()
+		var order []string
+		var mu sync.Mutex
+		note := func(what string) {
+			mu.Lock()
+			order = append(order, what)
+			mu.Unlock()
+		}
+		// Two requests fill the runtime (one running, one queued in it).
+		for i := 0; i < 2; i++ {
+			if err := s.acquire(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+		go func() { s.acquire(ctx); note("request b") }()
+		synctest.Wait()
+		go func() { s.waitAccept(ctx); note("accept") }()
+		synctest.Wait()
+		go func() { s.acquire(ctx); note("request d") }()
+		synctest.Wait()
+		if len(order) != 0 {
+			t.Fatalf("woken with every slot taken: %v", order)
+		}
+		s.release() // b's turn: it takes the freed slot
+		synctest.Wait()
+		if got := fmt.Sprint(order); got != "[request b]" {
+			t.Fatalf("after one release: %s, want [request b]", got)
+		}
+		s.release() // one request left in: not yet below --threads
+		synctest.Wait()
+		if got := fmt.Sprint(order); got != "[request b]" {
+			// Neither the accept loop (a request is in) nor d (it is
+			// behind the accept loop, though a pipeline slot is free).
+			t.Fatalf("woken out of turn with a request in the runtime: %s", got)
+		}
+		s.release() // empty: the accept loop's turn, then d's
+		synctest.Wait()
+		if len(order) != 3 || !slices.Contains(order, "accept") || !slices.Contains(order, "request d") {
+			t.Fatalf("order %v, want b, then the accept loop and d", order)
+		}
+		if s.inUse() != 1 {
+			t.Fatalf("inUse = %d, want 1 (d's)", s.inUse())
+		}
+	})
+}
+
+// TestSlotsGiveUp checks that a waiter whose context ends leaves the line
+// without losing or leaking a slot.
+func TestSlotsGiveUp(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s := newSlots(1, 0)
+		if err := s.acquire(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		errc := make(chan error, 1)
+		go func() { errc <- s.acquire(ctx) }()
+		synctest.Wait()
+		cancel()
+		if err := <-errc; !errors.Is(err, context.Canceled) {
+			t.Fatalf("acquire = %v, want context.Canceled", err)
+		}
+		s.release()
+		if s.inUse() != 0 {
+			t.Fatalf("inUse = %d after the only holder released", s.inUse())
+		}
+		if err := s.waitAccept(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	})
+}

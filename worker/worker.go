@@ -519,5 +519,5 @@ func pipelineDepth(threads int) int {
 	if v, err := strconv.Atoi(os.Getenv("GORN_PIPELINE")); err == nil && v >= 0 {
 		return v
 	}
-	return max(8, threads)
+	return max(16, threads)
 }
