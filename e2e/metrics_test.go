@@ -284,8 +284,14 @@ func TestMetricsSurviveWorkerSigkill(t *testing.T) {
 			t.Errorf("after the SIGKILL %s counts %v, want at least %d", name, got, n)
 		}
 	}
-	if v, _ := after.value("gorn_worker_spawns_total"); v < 4 {
+	if v := after.sum("gorn_worker_spawns_total"); v < 4 {
 		t.Errorf("gorn_worker_spawns_total = %v, want at least 4", v)
+	}
+	if v, _ := after.value("gorn_worker_spawns_total", "reason", "boot"); v != 3 {
+		t.Errorf(`gorn_worker_spawns_total{reason="boot"} = %v, want 3`, v)
+	}
+	if v, _ := after.value("gorn_worker_spawns_total", "reason", "crash"); v < 1 {
+		t.Errorf(`gorn_worker_spawns_total{reason="crash"} = %v, want the SIGKILLed worker's replacement`, v)
 	}
 	if v, _ := after.value("gorn_http_requests_in_flight"); v != 0 {
 		t.Errorf("gorn_http_requests_in_flight = %v after the kill, want 0", v)

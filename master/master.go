@@ -106,7 +106,8 @@ type Master struct {
 	bootLog  bool // a boot error has been logged while booting
 	failures int  // consecutive worker failures before ready
 	holdTill time.Time
-	lastErr  string // why the latest worker failed before ready
+	lastErr  string   // why the latest worker failed before ready
+	spawnWhy []string // why the next spawns are needed, oldest first (metrics)
 
 	mx masterMetrics // --metrics-bind; see metrics.go
 }
@@ -184,6 +185,7 @@ func (m *Master) Run() int {
 
 	tick := time.NewTicker(m.checkInterval())
 	defer tick.Stop()
+	m.needs(metrics.SpawnBoot, m.desired)
 	m.apply()
 	for {
 		select {
@@ -228,6 +230,7 @@ func (m *Master) signal(s os.Signal) (code int, stop bool) {
 		m.reload()
 	case signals.AddWorker:
 		m.desired++
+		m.needs(metrics.SpawnScaleUp, 1)
 		m.log.Info(fmt.Sprintf("Number of workers: %d", m.desired))
 	case signals.RemoveWorker:
 		if m.desired > 1 {
@@ -284,6 +287,7 @@ func (m *Master) reload() {
 	m.gens[m.gen] = cfg
 	m.failures, m.holdTill = 0, time.Time{}
 	m.log.Info(fmt.Sprintf("Reloading: starting %d new workers (generation %d)", m.desired, m.gen))
+	m.needs(metrics.SpawnReload, m.desired)
 }
 
 func (m *Master) genInUse(g int) bool {
@@ -386,7 +390,7 @@ func (m *Master) spawn(gen int) {
 	m.nextID++
 	w := &workerProc{id: m.nextID, gen: gen, pid: cmd.Process.Pid, cmd: cmd, ctrl: ctrl, started: now, lastSeen: now, slot: slot}
 	m.workers[w.pid] = w
-	m.mx.pool.Spawned()
+	m.mx.pool.Spawned(m.spawnReason())
 	m.log.Info(fmt.Sprintf("Booting worker with pid: %d", w.pid))
 	// Both goroutines end with the worker: Wait when it exits, the reader
 	// when its control socket closes (reap closes it).
@@ -445,6 +449,7 @@ func (m *Master) check(now time.Time) {
 		if limit := cfg.MaxWorkerMemory; limit > 0 && !w.tired {
 			if rss := residentBytes(w.pid) + residentBytes(w.runtime); rss > limit {
 				w.tired, w.tiredWhy = true, metrics.ExitMemory
+				m.needs(metrics.ExitMemory, 1)
 				m.log.Warn(fmt.Sprintf("Worker (pid:%d) uses %d MiB, over --max-worker-memory; replacing it", w.pid, rss>>20))
 			}
 		}
@@ -538,6 +543,7 @@ func (m *Master) control(ev ctrlEvent) {
 	case protocol.WorkerTired:
 		if !w.tired {
 			w.tired, w.tiredWhy = true, metrics.ExitMaxRequests
+			m.needs(metrics.ExitMaxRequests, 1)
 			m.log.Info(fmt.Sprintf("Worker (pid:%d) reached --max-requests; replacing it", w.pid))
 		}
 	}
@@ -549,6 +555,9 @@ func (m *Master) reap(ev exitEvent) (code int, reason string, halt bool) {
 	delete(m.workers, w.pid)
 	w.ctrl.Close()
 	m.workerExited(w)
+	if w.retired == "" && !w.tired { // it left a gap: say why the next spawn fills it
+		m.needs(exitReason(w), 1)
+	}
 	status := exitStatus(ev.status)
 	switch {
 	case status.signaled && w.phase == Draining && status.signal == syscall.SIGKILL:

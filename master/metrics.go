@@ -156,3 +156,25 @@ func (m *Master) publish() {
 	slices.SortFunc(ws, func(a, b metrics.WorkerInfo) int { return cmp.Compare(a.Slot, b.Slot) })
 	m.mx.pool.SetWorkers(m.desired, ws)
 }
+
+// needs records that n more workers will be started for reason, for the
+// reason label of gorn_worker_spawns_total.
+func (m *Master) needs(reason string, n int) {
+	for range n {
+		m.spawnWhy = append(m.spawnWhy, reason)
+	}
+	if limit := 2*m.desired + 8; len(m.spawnWhy) > limit { // needs a rollback left unmet
+		m.spawnWhy = m.spawnWhy[len(m.spawnWhy)-limit:]
+	}
+}
+
+// spawnReason is why the worker being started is needed; a replacement
+// nothing explained is counted as one for a crash.
+func (m *Master) spawnReason() string {
+	if len(m.spawnWhy) == 0 {
+		return metrics.ExitCrash
+	}
+	r := m.spawnWhy[0]
+	m.spawnWhy = m.spawnWhy[1:]
+	return r
+}

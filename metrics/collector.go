@@ -74,7 +74,7 @@ func NewCollector(opts Options) *Collector {
 		timeouts:   d("gorn_request_timeouts_total", "Requests that ran in Python longer than --timeout (answered 504, or cut).", nil, nil),
 		workers:    d("gorn_workers", "Worker processes by state.", []string{"state"}, nil),
 		desired:    d("gorn_workers_desired", "The number of workers the master keeps serving (--workers, changed by TTIN, TTOU and WINCH).", nil, nil),
-		spawns:     d("gorn_worker_spawns_total", "Worker processes started.", nil, nil),
+		spawns:     d("gorn_worker_spawns_total", "Worker processes started, by why they were needed.", []string{"reason"}, nil),
 		exits:      d("gorn_worker_exits_total", "Worker processes that exited, by reason.", []string{"reason"}, nil),
 		boot:       d("gorn_worker_boot_duration_seconds", "Time from starting a worker to its app being imported and ready.", nil, nil),
 		reloads:    d("gorn_reloads_total", "Reloads (HUP) by result.", []string{"result"}, nil),
@@ -139,7 +139,9 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		gauge(c.workers, float64(byPhase[ph]), ph)
 	}
 	gauge(c.desired, float64(p.Desired))
-	counter(c.spawns, p.Spawns)
+	for _, r := range SpawnReasons {
+		counter(c.spawns, p.Spawns[r], r)
+	}
 	for _, r := range ExitReasons {
 		counter(c.exits, p.Exits[r], r)
 	}

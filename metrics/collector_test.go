@@ -62,8 +62,8 @@ func fixture(t *testing.T) (*Collector, *Pool) {
 		{Slot: booting, Phase: "booting", Pid: 301},
 		{Slot: -1, Phase: "ready", Pid: 401, RuntimePid: 402}, // over MaxSlots: no per-slot series
 	})
-	for range 5 {
-		p.Spawned()
+	for _, r := range []string{SpawnBoot, SpawnBoot, SpawnReload, ExitCrash, ExitMaxRequests} {
+		p.Spawned(r)
 	}
 	p.Exited(ExitCrash)
 	p.Exited(ExitReload)

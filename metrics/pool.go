@@ -29,6 +29,20 @@ const (
 // ExitReasons are every exit reason, in the order they are exported.
 var ExitReasons = [...]string{ExitCrash, ExitBootError, ExitTimeout, ExitMaxRequests, ExitMemory, ExitReload, ExitScaleDown}
 
+// Why a worker was started, the reason label of gorn_worker_spawns_total:
+// the first workers (SpawnBoot), a reload's new generation, a TTIN, or the
+// replacement of a worker that exited (ExitCrash, ExitBootError,
+// ExitTimeout) or is being recycled (ExitMaxRequests, ExitMemory).
+const (
+	SpawnBoot    = "boot"
+	SpawnReload  = "reload"
+	SpawnScaleUp = "scale_up"
+)
+
+// SpawnReasons are the values of the reason label of
+// gorn_worker_spawns_total.
+var SpawnReasons = [...]string{SpawnBoot, SpawnReload, SpawnScaleUp, ExitCrash, ExitBootError, ExitTimeout, ExitMaxRequests, ExitMemory}
+
 // Worker phases as the master reports them (master.Phase.String()).
 var Phases = [...]string{"booting", "ready", "draining"}
 
@@ -66,8 +80,8 @@ type PoolState struct {
 	Desired int
 	// Workers are the live workers.
 	Workers []WorkerInfo
-	// Spawns counts workers started.
-	Spawns uint64
+	// Spawns counts workers started by reason (see SpawnReasons).
+	Spawns map[string]uint64
 	// Exits counts worker exits by reason (see ExitReasons).
 	Exits map[string]uint64
 	// BootCounts are per-bucket (not cumulative) counts of boot
@@ -90,7 +104,7 @@ type PoolState struct {
 
 // NewPool returns an empty Pool.
 func NewPool() *Pool {
-	return &Pool{state: PoolState{Exits: map[string]uint64{}}}
+	return &Pool{state: PoolState{Exits: map[string]uint64{}, Spawns: map[string]uint64{}}}
 }
 
 // SetWorkers records the desired count and the live workers.
@@ -101,10 +115,10 @@ func (p *Pool) SetWorkers(desired int, workers []WorkerInfo) {
 	p.mu.Unlock()
 }
 
-// Spawned counts a worker started.
-func (p *Pool) Spawned() {
+// Spawned counts a worker started; reason is one of SpawnReasons.
+func (p *Pool) Spawned(reason string) {
 	p.mu.Lock()
-	p.state.Spawns++
+	p.state.Spawns[reason]++
 	p.mu.Unlock()
 }
 
@@ -176,6 +190,10 @@ func (p *Pool) Snapshot() PoolState {
 	defer p.mu.Unlock()
 	s := p.state
 	s.Workers = slices.Clone(s.Workers)
+	s.Spawns = make(map[string]uint64, len(p.state.Spawns))
+	for k, v := range p.state.Spawns {
+		s.Spawns[k] = v
+	}
 	s.Exits = make(map[string]uint64, len(p.state.Exits))
 	for k, v := range p.state.Exits {
 		s.Exits[k] = v
