@@ -124,6 +124,28 @@ def encode_start(sid, flags, status, headers, body=b""):
     return HEADER.pack(len(payload), T_START, flags, sid) + payload
 
 
+def check_head(status, headers):
+    """Raises the precise error for a status and headers start_response
+    cannot send."""
+    if type(status) is not str:
+        raise TypeError("status must be a str, not %s" % type(status).__name__)
+    if (len(status) < 4 or not status[:3].isdigit() or status[3] != " "
+            or "\r" in status or "\n" in status or "\0" in status):
+        raise ValueError("invalid status %r: want a 3-digit code, a space and a reason" % status)
+    if type(headers) is not list:
+        raise TypeError("headers must be a list, not %s" % type(headers).__name__)
+    for item in headers:
+        if type(item) is not tuple or len(item) != 2:
+            raise TypeError("each header must be a (name, value) tuple, not %r" % (item,))
+        name, value = item
+        if type(name) is not str or type(value) is not str:
+            raise TypeError("header names and values must be str: %r" % (item,))
+        if "\r" in name or "\n" in name or "\0" in name or ":" in name or not name:
+            raise ValueError("invalid header name %r" % name)
+        if "\r" in value or "\n" in value or "\0" in value:
+            raise ValueError("invalid value for header %r: %r" % (name, value))
+
+
 # ----------------------------------------------------------------- logging
 
 class Log:
@@ -370,6 +392,7 @@ class Responder:
         self.req = req
         self.status = None
         self.headers = None
+        self.head = None  # status and headers, NUL-separated, for the Start frame
         self.headers_sent = False
 
     def start_response(self, status, headers, exc_info=None):
@@ -381,32 +404,39 @@ class Responder:
                 exc_info = None
         elif self.status is not None:
             raise AssertionError("start_response called a second time without exc_info")
-        if type(status) is not str:
-            raise TypeError("status must be a str, not %s" % type(status).__name__)
-        if (len(status) < 4 or not status[:3].isdigit() or status[3] != " "
-                or "\r" in status or "\n" in status or "\0" in status):
-            raise ValueError("invalid status %r: want a 3-digit code, a space and a reason" % status)
-        if type(headers) is not list:
-            raise TypeError("headers must be a list, not %s" % type(headers).__name__)
-        for item in headers:
-            if type(item) is not tuple or len(item) != 2:
-                raise TypeError("each header must be a (name, value) tuple, not %r" % (item,))
-            name, value = item
-            if type(name) is not str or type(value) is not str:
-                raise TypeError("header names and values must be str: %r" % (item,))
-            if "\r" in name or "\n" in name or "\0" in name or ":" in name or not name:
-                raise ValueError("invalid header name %r" % name)
-            if "\r" in value or "\n" in value or "\0" in value:
-                raise ValueError("invalid value for header %r: %r" % (name, value))
+        # The common case in one pass: the head the Start frame carries,
+        # checked as a whole; anything odd goes through check_head for a
+        # precise error.
+        head = None
+        try:
+            if type(status) is str and type(headers) is list:
+                flat = [status]
+                for item in headers:
+                    if type(item) is not tuple or len(item) != 2 or not item[0] or ":" in item[0]:
+                        break
+                    flat += item
+                else:
+                    head = "\0".join(flat)
+                    if (head.count("\0") != 2 * len(headers) or "\r" in head or "\n" in head
+                            or len(status) < 4 or not status[:3].isdigit() or status[3] != " "):
+                        head = None
+        except TypeError:
+            head = None
+        if head is None:
+            check_head(status, headers)
+            head = "\0".join([status] + [x for item in headers for x in item])
         self.status = status
         self.headers = headers
+        self.head = head
         return self.write
 
     def _head_frame(self, flags, body):
         try:
-            return encode_start(self.req.sid, flags, self.status, self.headers, body)
+            head = self.head.encode("latin-1")
         except UnicodeEncodeError as e:
             raise ValueError("response status and headers must be latin-1: %s" % e)
+        payload = U32.pack(len(head)) + head + body
+        return HEADER.pack(len(payload), T_START, flags, self.req.sid) + payload
 
     def write(self, data):
         """The write() callable, and how every body chunk is sent."""
