@@ -80,8 +80,9 @@ func TestPipelinedRequestsSurviveTimeout(t *testing.T) {
 		}
 	}
 	s.waitLog(`Request timed out`, 5*time.Second)
-	// They were queued in the runtime that was killed, and sent again.
-	s.waitLog(`Sending a request queued in a dead runtime to a fresh one`, 5*time.Second)
+	// Whether they were queued in the runtime that was killed (and sent
+	// again to the fresh one, logged at debug) or still waited in the
+	// worker depends on timing; either way none may fail.
 }
 
 // TestPipelinedRequestsSurviveCrash: requests queued behind one whose app
