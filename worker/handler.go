@@ -217,7 +217,7 @@ func (h *handler) serve(st *requestState) {
 	if end {
 		st.frame = frame // a request still queued when its runtime dies is sent again
 	}
-	if err := rt.send(frame); err != nil && !h.retry(st) {
+	if err := rt.sendRequest(c, frame); err != nil && !h.retry(st) {
 		h.runtimeGone(st)
 		return
 	}
@@ -250,7 +250,7 @@ func (h *handler) retry(st *requestState) bool {
 	st.rt, st.c = rt, c
 	binary.LittleEndian.PutUint32(st.frame[6:], c.id) // the header's stream id
 	h.log.Debug("Sending a request queued in a dead runtime to a fresh one", "uri", st.r.RequestURI)
-	return rt.send(st.frame) == nil
+	return rt.sendRequest(c, st.frame) == nil
 }
 
 // pump runs the call's events until the response is complete.

@@ -362,10 +362,6 @@ func (rt *runtimeProc) newCall(release func()) *call {
 	var once sync.Once
 	c := &call{id: rt.nextID, notify: make(chan struct{}, 1), release: func() { once.Do(release) }}
 	rt.calls[c.id] = c
-	rt.order = append(rt.order, c)
-	if len(rt.order) <= rt.threads {
-		c.running.Store(true)
-	}
 	return c
 }
 
@@ -380,6 +376,29 @@ func (rt *runtimeProc) newCall(release func()) *call {
 // asked for with Read.
 func (rt *runtimeProc) send(b []byte) error {
 	rt.wmu.Lock()
+	return rt.sendLocked(b)
+}
+
+// sendRequest sends c's Request frame. The call joins order in the same
+// step its frame joins the output, so order is the order in which the
+// runtime receives (and starts) its requests.
+func (rt *runtimeProc) sendRequest(c *call, frame []byte) error {
+	rt.mu.Lock()
+	if rt.calls == nil {
+		rt.mu.Unlock()
+		return net.ErrClosed
+	}
+	rt.order = append(rt.order, c)
+	if len(rt.order) <= rt.threads {
+		c.running.Store(true)
+	}
+	rt.wmu.Lock()
+	rt.mu.Unlock()
+	return rt.sendLocked(frame)
+}
+
+// sendLocked is send with wmu held; it releases it.
+func (rt *runtimeProc) sendLocked(b []byte) error {
 	rt.out = append(rt.out, b...)
 	if rt.flushing {
 		rt.wmu.Unlock()
