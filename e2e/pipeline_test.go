@@ -118,3 +118,32 @@ func TestPipelinedRequestsAfterCrash(t *testing.T) {
 		}
 	}
 }
+
+// TestPipelinedRequestsRaceCrashes sends, round after round, a request
+// whose app kills the runtime together with requests on other connections:
+// whichever order they reach the runtime in, only the crashing request may
+// fail (502); every other one is answered, by the dying runtime if it ran
+// before the crash or by the fresh one.
+func TestPipelinedRequestsRaceCrashes(t *testing.T) {
+	s := start(t, python(t), "-w", "1", "--threads", "1", "basic:app")
+	s.ready("/pid")
+	crash := openKeepAlive(t, s)
+	var fast []*keepAlive
+	for i := 0; i < 3; i++ {
+		fast = append(fast, openKeepAlive(t, s))
+	}
+	for round := 0; round < 10; round++ {
+		crash.send(t, "/crash")
+		for _, k := range fast {
+			k.send(t, "/pid")
+		}
+		if code, _ := crash.read(t); code != http.StatusBadGateway {
+			t.Fatalf("round %d: the crashing request: status %d, want 502", round, code)
+		}
+		for i, k := range fast {
+			if code, body := k.read(t); code != 200 {
+				t.Fatalf("round %d: request %d sent with the crashing one: status %d %s", round, i, code, body)
+			}
+		}
+	}
+}

@@ -217,10 +217,9 @@ func (h *handler) serve(st *requestState) {
 	if end {
 		st.frame = frame // a request still queued when its runtime dies is sent again
 	}
-	if err := rt.sendRequest(c, frame); err != nil && !h.retry(st) {
-		h.runtimeGone(st)
-		return
-	}
+	// A failed write means the runtime is going: pump then sees it gone,
+	// after any response it managed to send, and decides (retry or 502).
+	rt.sendRequest(c, frame)
 	h.pump(st)
 }
 
@@ -234,6 +233,16 @@ func (h *handler) retry(st *requestState) bool {
 	}
 	st.retried = true
 	ctx := st.r.Context()
+	// A failed write can come before the reader has marked the runtime
+	// gone: wait for that, or get would hand back the same dying runtime.
+	select {
+	case <-st.rt.done:
+	case <-ctx.Done():
+		return false
+	case <-time.After(5 * time.Second):
+		st.rt.kill() // a write failed yet the runtime lives on: it is broken
+		<-st.rt.done
+	}
 	if err := h.slots.acquire(ctx); err != nil { // the dead runtime's slot was freed
 		return false
 	}
@@ -250,7 +259,8 @@ func (h *handler) retry(st *requestState) bool {
 	st.rt, st.c = rt, c
 	binary.LittleEndian.PutUint32(st.frame[6:], c.id) // the header's stream id
 	h.log.Debug("Sending a request queued in a dead runtime to a fresh one", "uri", st.r.RequestURI)
-	return rt.sendRequest(c, st.frame) == nil
+	rt.sendRequest(c, st.frame) // a failure shows in pump, as for the first send
+	return true
 }
 
 // pump runs the call's events until the response is complete.
