@@ -4,7 +4,10 @@ import (
 	"context"
 	"net"
 	"sync"
+	"syscall"
 	"time"
+
+	"github.com/gorn-project/gorn/metrics"
 )
 
 // slots bounds the requests a worker has in its runtime. Up to limit
@@ -23,25 +26,69 @@ type slots struct {
 	limit    int
 	accept   int
 	queue    []*waiter // oldest first
+	// Accepting ahead: a worker may accept up to ahead connections beyond
+	// a free slot while the oldest request in its runtime is younger than
+	// acceptYoung and more connections wait in the listener's backlog than
+	// there are workers. Then every other worker can still find one, and
+	// the runtime of a worker turning short requests over (Connection:
+	// close traffic) stays fed; connections that would stay (keep-alive)
+	// are not pinned to a busy worker while another idles.
+	ahead   int
+	workers int
+	since   []time.Time // ring: when each request in the runtime got its slot
+	first   int         // index in since of the oldest
 }
+
+// acceptYoung is how young the oldest request in the runtime must be for
+// the worker to accept ahead of a free slot.
+const acceptYoung = 2 * time.Millisecond
 
 // waiter is a request (or, with accept set, the accept loop) in line.
 type waiter struct {
 	ch     chan struct{} // closed when its turn has come
 	accept bool
+	queued func() int // the accept loop's listener: connections in its backlog
 }
 
 // newSlots returns slots for threads concurrent requests with pipeline
 // more queued in the runtime.
 func newSlots(threads, pipeline int) *slots {
-	return &slots{limit: threads + pipeline, accept: threads}
+	return &slots{limit: threads + pipeline, accept: threads, since: make([]time.Time, threads+pipeline)}
+}
+
+// acceptAhead lets the worker, one of workers, accept up to n connections
+// beyond a free slot (see slots).
+func (s *slots) acceptAhead(n, workers int) {
+	s.ahead, s.workers = min(n, s.limit-s.accept), workers
+}
+
+// take counts a request into the runtime (s.mu held).
+func (s *slots) take(now time.Time) {
+	s.since[(s.first+s.inflight)%len(s.since)] = now
+	s.inflight++
+}
+
+// untake counts a request out (s.mu held). Requests finish about in the
+// order they started: the oldest start time goes.
+func (s *slots) untake() {
+	s.inflight--
+	s.first = (s.first + 1) % len(s.since)
+}
+
+// canAccept reports whether an accept loop may accept now (s.mu held).
+func (s *slots) canAccept(now time.Time, queued func() int) bool {
+	if s.inflight < s.accept {
+		return true
+	}
+	return s.ahead > 0 && queued != nil && s.inflight < s.accept+s.ahead &&
+		now.Sub(s.since[s.first]) < acceptYoung && queued() > s.workers
 }
 
 // acquire takes a slot for a request, waiting in line while all are taken.
 func (s *slots) acquire(ctx context.Context) error {
 	s.mu.Lock()
 	if s.inflight < s.limit && len(s.queue) == 0 {
-		s.inflight++
+		s.take(time.Now())
 		s.mu.Unlock()
 		return nil
 	}
@@ -50,13 +97,16 @@ func (s *slots) acquire(ctx context.Context) error {
 
 // waitAccept returns once it is the accept loop's turn and fewer than
 // --threads requests are in the runtime; it takes no slot.
-func (s *slots) waitAccept(ctx context.Context) error {
+//
+// queued, if not nil, counts the connections waiting in the listener's
+// backlog, for accepting ahead.
+func (s *slots) waitAccept(ctx context.Context, queued func() int) error {
 	s.mu.Lock()
-	if s.inflight < s.accept && len(s.queue) == 0 {
+	if len(s.queue) == 0 && s.canAccept(time.Now(), queued) {
 		s.mu.Unlock()
 		return nil
 	}
-	return s.wait(ctx, &waiter{ch: make(chan struct{}), accept: true})
+	return s.wait(ctx, &waiter{ch: make(chan struct{}), accept: true, queued: queued})
 }
 
 // wait queues w (s.mu held on entry) until its turn or ctx ends.
@@ -78,7 +128,7 @@ func (s *slots) wait(ctx context.Context, w *waiter) error {
 		}
 	}
 	if !w.accept { // granted a slot while giving up: hand it on
-		s.inflight--
+		s.untake()
 		s.grantLocked()
 	}
 	return ctx.Err()
@@ -87,17 +137,21 @@ func (s *slots) wait(ctx context.Context, w *waiter) error {
 // grantLocked wakes waiters from the front of the line while their turn
 // has come.
 func (s *slots) grantLocked() {
+	var now time.Time
 	for len(s.queue) > 0 {
 		w := s.queue[0]
+		if now.IsZero() {
+			now = time.Now()
+		}
 		if w.accept {
-			if s.inflight >= s.accept {
+			if !s.canAccept(now, w.queued) {
 				return
 			}
 		} else {
 			if s.inflight >= s.limit {
 				return
 			}
-			s.inflight++
+			s.take(now)
 		}
 		s.queue[0] = nil
 		s.queue = s.queue[1:]
@@ -108,7 +162,7 @@ func (s *slots) grantLocked() {
 // release frees a slot, waking whoever's turn it is.
 func (s *slots) release() {
 	s.mu.Lock()
-	s.inflight--
+	s.untake()
 	s.grantLocked()
 	s.mu.Unlock()
 }
@@ -151,11 +205,23 @@ type gatedListener struct {
 	// room, if set, returns once the worker may open one more connection
 	// (--worker-connections).
 	room func(context.Context) error
+	// queued, if set, counts the connections waiting in the backlog
+	// (TCP listeners), for accepting ahead.
+	queued func() int
 }
 
 func newGatedListener(l net.Listener, s *slots) *gatedListener {
 	ctx, cancel := context.WithCancel(context.Background())
-	return &gatedListener{Listener: l, slots: s, ctx: ctx, cancel: cancel}
+	gl := &gatedListener{Listener: l, slots: s, ctx: ctx, cancel: cancel}
+	if sc, ok := l.(syscall.Conn); ok {
+		if raw, err := sc.SyscallConn(); err == nil {
+			queue := metrics.AcceptQueue(raw)
+			if _, _, ok := queue(); ok { // a TCP listener
+				gl.queued = func() int { n, _, _ := queue(); return int(n) }
+			}
+		}
+	}
+	return gl
 }
 
 // Accept waits until the previous connection's first request has begun (or
@@ -179,7 +245,7 @@ func (l *gatedListener) Accept() (net.Conn, error) {
 			return nil, net.ErrClosed
 		}
 	}
-	if err := l.slots.waitAccept(l.ctx); err != nil {
+	if err := l.slots.waitAccept(l.ctx, l.queued); err != nil {
 		return nil, net.ErrClosed
 	}
 	c, err := l.Listener.Accept()

@@ -296,7 +296,7 @@ func TestSlotsLine(t *testing.T) {
 		}
 		go func() { s.acquire(ctx); note("request b") }()
 		synctest.Wait()
-		go func() { s.waitAccept(ctx); note("accept") }()
+		go func() { s.waitAccept(ctx, nil); note("accept") }()
 		synctest.Wait()
 		go func() { s.acquire(ctx); note("request d") }()
 		synctest.Wait()
@@ -346,8 +346,59 @@ func TestSlotsGiveUp(t *testing.T) {
 		if s.inUse() != 0 {
 			t.Fatalf("inUse = %d after the only holder released", s.inUse())
 		}
-		if err := s.waitAccept(context.Background()); err != nil {
+		if err := s.waitAccept(context.Background(), nil); err != nil {
 			t.Fatal(err)
 		}
 	})
+}
+
+// TestSlotsAcceptAhead checks that a worker accepts ahead of a free slot
+// only while the oldest request in its runtime is young and more
+// connections wait in the backlog than there are workers.
+func TestSlotsAcceptAhead(t *testing.T) {
+	tests := []struct {
+		name    string
+		queued  int           // connections in the backlog
+		age     time.Duration // of the request in the runtime
+		workers int
+		want    bool
+	}{
+		{"young request, long backlog", 5, 0, 2, true},
+		{"slow request", 5, acceptYoung, 2, false},
+		{"backlog no longer than the workers", 2, 0, 2, false},
+		{"empty backlog", 0, 0, 1, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				s := newSlots(1, 8)
+				s.acceptAhead(4, tt.workers)
+				ctx := context.Background()
+				if err := s.acquire(ctx); err != nil {
+					t.Fatal(err)
+				}
+				time.Sleep(tt.age)
+				accepted := make(chan struct{})
+				go func() { s.waitAccept(ctx, func() int { return tt.queued }); close(accepted) }()
+				synctest.Wait()
+				select {
+				case <-accepted:
+					if !tt.want {
+						t.Fatal("accepted ahead")
+					}
+				default:
+					if tt.want {
+						t.Fatal("did not accept ahead")
+					}
+					s.release() // the free slot lets it accept
+					synctest.Wait()
+					select {
+					case <-accepted:
+					default:
+						t.Fatal("not woken by the free slot")
+					}
+				}
+			})
+		})
+	}
 }

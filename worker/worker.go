@@ -191,6 +191,7 @@ func Main(spec *Spec, log *slog.Logger) int {
 
 	st := &state{slots: newSlots(cfg.Threads, pipelineDepth(cfg.Threads)), maxRequests: int64(spec.MaxRequests), tired: make(chan struct{}),
 		maxConns: int64(cfg.WorkerConnections), closed: make(chan struct{}, 1)}
+	st.slots.acceptAhead(4, cfg.Workers)
 	scriptName := strings.TrimRight(os.Getenv("SCRIPT_NAME"), "/")
 	errLog := slog.NewLogLogger(log.Handler(), slog.LevelDebug)
 	var servers []*http.Server
