@@ -287,7 +287,7 @@ func ParseSize(text string) (int64, error) {
 		}
 	}
 	n, err := strconv.ParseFloat(s, 64)
-	if err != nil || n < 0 {
+	if err != nil || !(n >= 0) || n*float64(mult) >= 1<<62 { // NaN fails n >= 0
 		return 0, fmt.Errorf("invalid size %q: want bytes or a number with K, M or G", text)
 	}
 	return int64(n * float64(mult)), nil

@@ -69,6 +69,9 @@ func ParseBind(bind string) (network, addr string, err error) {
 	if p, err := strconv.Atoi(port); err != nil || p < 0 || p > 65535 {
 		return "", "", fmt.Errorf("invalid bind %q: bad port %q", bind, port)
 	}
+	if strings.ContainsAny(host, "[]") {
+		return "", "", fmt.Errorf("invalid bind %q: bad host %q", bind, host)
+	}
 	network = "tcp"
 	if ip := net.ParseIP(host); ip != nil {
 		if ip.To4() != nil {
