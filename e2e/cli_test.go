@@ -18,29 +18,6 @@ import (
 	"github.com/gorn-project/gorn/config"
 )
 
-// readyWith waits up to 30 s until client gets a response from url.
-func readyWith(t *testing.T, s *server, client *http.Client, url string) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		resp, err := client.Get(url)
-		if err == nil {
-			io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			return
-		}
-		select {
-		case <-s.done:
-			t.Fatalf("gorn exited before serving: %v\n%s", s.err, s.log.String())
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("gorn did not serve %s within 30s: %v\n%s", url, err, s.log.String())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
 // stopTerm stops s with SIGTERM and requires exit code 0.
 func stopTerm(t *testing.T, s *server) {
 	t.Helper()
@@ -124,7 +101,7 @@ func TestCLIBindUnix(t *testing.T) {
 			return d.DialContext(ctx, "unix", sock)
 		}},
 	}
-	readyWith(t, s, client, "http://unix/pid")
+	s.readyWith(client, "http://unix/pid")
 	m := getJSON(t, client, "http://unix/pid")
 	if num(t, m, "pid") <= 0 {
 		t.Fatalf("GET /pid over the unix socket = %v", m)

@@ -322,10 +322,16 @@ func (s *server) waitLog(re string, d time.Duration) {
 // ready waits until the server answers path (any status), up to 30 s.
 func (s *server) ready(path string) {
 	s.t.Helper()
-	client := &http.Client{Timeout: 30 * time.Second}
+	s.readyWith(&http.Client{Timeout: 30 * time.Second}, s.URL+path)
+}
+
+// readyWith waits up to 30 s until client gets a response (any status)
+// from url.
+func (s *server) readyWith(client *http.Client, url string) {
+	s.t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		resp, err := client.Get(s.URL + path)
+		resp, err := client.Get(url)
 		if err == nil {
 			io.Copy(io.Discard, resp.Body)
 			resp.Body.Close()
@@ -337,7 +343,7 @@ func (s *server) ready(path string) {
 		default:
 		}
 		if time.Now().After(deadline) {
-			s.t.Fatalf("gorn did not serve %s within 30s: %v\n%s", path, err, s.log.String())
+			s.t.Fatalf("gorn did not serve %s within 30s: %v\n%s", url, err, s.log.String())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

@@ -27,6 +27,16 @@ func openKeepAlive(t *testing.T, s *server) *keepAlive {
 	return k
 }
 
+// openKeepAlives opens n keep-alive connections.
+func openKeepAlives(t *testing.T, s *server, n int) []*keepAlive {
+	t.Helper()
+	var ks []*keepAlive
+	for range n {
+		ks = append(ks, openKeepAlive(t, s))
+	}
+	return ks
+}
+
 func (k *keepAlive) send(t *testing.T, path string) {
 	t.Helper()
 	if _, err := fmt.Fprintf(k.c, "GET %s HTTP/1.1\r\nHost: x\r\n\r\n", path); err != nil {
@@ -61,10 +71,7 @@ func TestPipelinedRequestsSurviveTimeout(t *testing.T) {
 	s := start(t, python(t), "-w", "1", "--threads", "1", "--timeout", "1", "--log-level", "debug", "basic:app")
 	s.ready("/pid")
 	slow := openKeepAlive(t, s)
-	var fast []*keepAlive
-	for i := 0; i < 3; i++ {
-		fast = append(fast, openKeepAlive(t, s))
-	}
+	fast := openKeepAlives(t, s, 3)
 	slow.send(t, "/sleep?5")
 	time.Sleep(200 * time.Millisecond) // let the slow request start first
 	for _, k := range fast {
@@ -92,10 +99,7 @@ func TestPipelinedRequestsAfterCrash(t *testing.T) {
 	s := start(t, python(t), "-w", "1", "--threads", "1", "basic:app")
 	s.ready("/pid")
 	crash := openKeepAlive(t, s)
-	var fast []*keepAlive
-	for i := 0; i < 3; i++ {
-		fast = append(fast, openKeepAlive(t, s))
-	}
+	fast := openKeepAlives(t, s, 3)
 	crash.send(t, "/sleep?0.3")
 	time.Sleep(100 * time.Millisecond)
 	for _, k := range fast {
@@ -128,10 +132,7 @@ func TestPipelinedRequestsRaceCrashes(t *testing.T) {
 	s := start(t, python(t), "-w", "1", "--threads", "1", "basic:app")
 	s.ready("/pid")
 	crash := openKeepAlive(t, s)
-	var fast []*keepAlive
-	for i := 0; i < 3; i++ {
-		fast = append(fast, openKeepAlive(t, s))
-	}
+	fast := openKeepAlives(t, s, 3)
 	for round := 0; round < 10; round++ {
 		crash.send(t, "/crash")
 		for _, k := range fast {

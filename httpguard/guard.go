@@ -146,12 +146,6 @@ var rejectName = func() string {
 	return http.CanonicalHeaderKey(rejectPrefix + "r" + hex.EncodeToString(b[:]))
 }()
 
-// RejectHeader is the name of the header, in net/http's canonical form, by
-// which the guard marks a synthetic request that stands for a rejected one.
-// It holds a random token chosen per process; the guard strips any client
-// header that starts with the same prefix.
-func RejectHeader() string { return rejectName }
-
 // Rejected reports whether a request's headers mark it as a synthetic
 // rejection, and if so the status to answer with and gunicorn's message.
 func Rejected(h http.Header) (status int, msg string, ok bool) {

@@ -189,15 +189,10 @@ func (h *handler) serve(st *requestState) {
 		body, end = (*bufp)[:n], true
 		st.bodyEOF = true
 	}
-	var rt *runtimeProc
-	var c *call
-	for c == nil { // a runtime that died since get returned it gives no call
-		if rt, err = h.sup.get(ctx); err != nil {
-			h.slots.release()
-			st.status = 499
-			return
-		}
-		c = rt.newCall(h.slots.release)
+	rt, c, err := h.newCall(ctx)
+	if err != nil {
+		st.status = 499
+		return
 	}
 	st.rt, st.c = rt, c
 
@@ -223,6 +218,21 @@ func (h *handler) serve(st *requestState) {
 	h.pump(st)
 }
 
+// newCall registers a stream on a serving runtime for a request that holds
+// a slot; the slot is freed when the stream ends, or now if ctx ends first.
+func (h *handler) newCall(ctx context.Context) (*runtimeProc, *call, error) {
+	for { // a runtime that died since get returned it gives no call
+		rt, err := h.sup.get(ctx)
+		if err != nil {
+			h.slots.release()
+			return nil, nil, err
+		}
+		if c := rt.newCall(h.slots.release); c != nil {
+			return rt, c, nil
+		}
+	}
+}
+
 // retry sends a request again to a fresh runtime when the runtime it was
 // sent to died before starting it: it was still queued behind others, so
 // the app never saw it. Only requests whose whole body went with the
@@ -246,15 +256,9 @@ func (h *handler) retry(st *requestState) bool {
 	if err := h.slots.acquire(ctx); err != nil { // the dead runtime's slot was freed
 		return false
 	}
-	var rt *runtimeProc
-	var c *call
-	for c == nil {
-		var err error
-		if rt, err = h.sup.get(ctx); err != nil {
-			h.slots.release()
-			return false
-		}
-		c = rt.newCall(h.slots.release)
+	rt, c, err := h.newCall(ctx)
+	if err != nil {
+		return false
 	}
 	st.rt, st.c = rt, c
 	binary.LittleEndian.PutUint32(st.frame[6:], c.id) // the header's stream id
@@ -579,15 +583,27 @@ func (h *handler) plainError(st *requestState, code int) {
 			delete(hdr, k)
 		}
 	}
-	text := http.StatusText(code)
-	body := "<html>\n  <head>\n    <title>" + text + "</title>\n  </head>\n  <body>\n    <h1><p>" + text + "</p></h1>\n  </body>\n</html>\n"
-	hdr.Set("Content-Type", "text/html")
-	hdr.Set("Content-Length", strconv.Itoa(len(body)))
-	st.rw.WriteHeader(code)
-	n, _ := io.WriteString(st.rw, body)
+	n := errorPage(st.rw, code, "")
 	st.status = code
 	st.written = int64(n)
 	st.headersSent = true
+}
+
+// errorPage writes gunicorn's short error page for code, with msg (escaped)
+// under the title when not empty, and returns the body bytes written.
+func errorPage(rw http.ResponseWriter, code int, msg string) int {
+	text := http.StatusText(code)
+	body := "<html>\n  <head>\n    <title>" + text + "</title>\n  </head>\n  <body>\n    <h1><p>" + text + "</p></h1>\n"
+	if msg != "" {
+		body += "    " + html.EscapeString(msg) + "\n"
+	}
+	body += "  </body>\n</html>\n"
+	hdr := rw.Header()
+	hdr.Set("Content-Type", "text/html")
+	hdr.Set("Content-Length", strconv.Itoa(len(body)))
+	rw.WriteHeader(code)
+	n, _ := io.WriteString(rw, body)
+	return n
 }
 
 func (h *handler) getBuf() *[]byte {
@@ -740,16 +756,10 @@ func (h *handler) reject(rw http.ResponseWriter, r *http.Request, status int, ms
 		host = r.RemoteAddr
 	}
 	h.log.Debug(fmt.Sprintf("Invalid request from ip=%s: %s", host, msg))
-	reason := http.StatusText(status)
-	body := "<html>\n  <head>\n    <title>" + reason + "</title>\n  </head>\n  <body>\n    <h1><p>" + reason + "</p></h1>\n    " + html.EscapeString(msg) + "\n  </body>\n</html>\n"
-	hdr := rw.Header()
 	if r.ProtoMajor == 1 { // on HTTP/2 it would end every stream of the connection
-		hdr.Set("Connection", "close")
+		rw.Header().Set("Connection", "close")
 	}
-	hdr.Set("Content-Type", "text/html")
-	hdr.Set("Content-Length", strconv.Itoa(len(body)))
-	rw.WriteHeader(status)
-	n, _ := io.WriteString(rw, body)
+	n := errorPage(rw, status, msg)
 	if h.access != nil {
 		h.access.write(r, start, status, int64(n))
 	}
