@@ -216,3 +216,29 @@ func TestPercentileAndMedian(t *testing.T) {
 		t.Errorf("median of 4 runs: rps %v p99 %v, want 2.5 and 6", m.rps, m.p99)
 	}
 }
+
+// TestRuntimeLoop runs bench/runtime_loop.py briefly, for a small response
+// and a streamed one, so the tool keeps working with the runtime it
+// measures: it must report the requests it was asked for.
+func TestRuntimeLoop(t *testing.T) {
+	python := "/usr/bin/python3"
+	if _, err := exec.LookPath(python); err != nil {
+		t.Skip("no /usr/bin/python3")
+	}
+	for _, args := range [][]string{
+		{"--requests", "300"},
+		{"--requests", "20", "--path", "/stream"},
+		{"--requests", "20", "--path", "/echo", "--body", "100000"},
+	} {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		out, err := exec.CommandContext(ctx, python, append([]string{"runtime_loop.py"}, args...)...).CombinedOutput()
+		cancel()
+		if err != nil {
+			t.Fatalf("runtime_loop.py %v: %v\n%s", args, err, out)
+		}
+		want := regexp.MustCompile(`^` + args[1] + ` requests, depth 16: runtime CPU [0-9.]+ us/request`)
+		if !want.Match(out) {
+			t.Errorf("runtime_loop.py %v printed %q, want a line matching %s", args, out, want)
+		}
+	}
+}

@@ -8,11 +8,13 @@ import (
 )
 
 // readAll decodes frames from r until an error.
-func readAll(r io.Reader) ([]Frame, error) {
+func readAll(r io.Reader) ([]Frame, error) { return readAllWith(r, (*Reader).ReadFrame) }
+
+func readAllWith(r io.Reader, read func(*Reader) (Frame, error)) ([]Frame, error) {
 	fr := NewReader(r)
 	var out []Frame
 	for {
-		f, err := fr.ReadFrame()
+		f, err := read(fr)
 		if err != nil {
 			return out, err
 		}
@@ -80,6 +82,17 @@ func FuzzReadFrame(f *testing.F) {
 		for i := range slow {
 			if !frameEqual(slow[i], frames[i]) {
 				t.Fatalf("frame %d differs when read one byte at a time", i)
+			}
+		}
+		for name, src := range map[string]io.Reader{"whole": bytes.NewReader(data), "one byte": iotest.OneByteReader(bytes.NewReader(data))} {
+			pooled, perr := readAllWith(src, (*Reader).ReadFramePooled)
+			if perr != err || len(pooled) != len(frames) {
+				t.Fatalf("ReadFramePooled (%s): %d frames, %v; ReadFrame: %d frames, %v", name, len(pooled), perr, len(frames), err)
+			}
+			for i := range pooled {
+				if !frameEqual(pooled[i], frames[i]) {
+					t.Fatalf("frame %d differs from ReadFramePooled (%s)", i, name)
+				}
 			}
 		}
 	})

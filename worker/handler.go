@@ -277,7 +277,7 @@ func (h *handler) pump(st *requestState) {
 		events = (*fp.(*[]protocol.Frame))[:0]
 	}
 	defer func() {
-		clear(events)
+		recycle(events)
 		events = events[:0]
 		h.frames.Put(&events)
 	}()
@@ -309,7 +309,7 @@ func (h *handler) pump(st *requestState) {
 		case <-rt.done:
 			// The reader may have delivered the last frames just before
 			// it stopped: drain them first.
-			events = c.take(events[:0])
+			events = c.take(recycle(events))
 			if len(events) > 0 && h.handle(st, events) {
 				return
 			}
@@ -327,11 +327,21 @@ func (h *handler) pump(st *requestState) {
 			waited += time.Since(t0)
 			timer.Stop()
 		}
-		events = c.take(events[:0])
+		events = c.take(recycle(events))
 		if h.handle(st, events) {
 			return
 		}
 	}
+}
+
+// recycle gives the payloads of handled frames back to the pool (they have
+// been written out; nothing refers to them) and returns events emptied.
+func recycle(events []protocol.Frame) []protocol.Frame {
+	for _, f := range events {
+		protocol.PutPayload(f.Payload)
+	}
+	clear(events)
+	return events[:0]
 }
 
 // timedOut ends a request that ran in Python longer than --timeout: the

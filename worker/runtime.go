@@ -279,7 +279,7 @@ func describeExit(err error) string {
 func (rt *runtimeProc) readLoop(r *protocol.Reader) {
 	defer rt.fail()
 	for {
-		f, err := r.ReadFrame()
+		f, err := r.ReadFramePooled()
 		if err != nil {
 			// A reset is the runtime dying (or killed by a quick stop),
 			// which the supervisor reports; it is not a read failure.
@@ -308,6 +308,7 @@ func (rt *runtimeProc) readLoop(r *protocol.Reader) {
 			started.wake()
 		}
 		if c == nil {
+			protocol.PutPayload(f.Payload)
 			continue
 		}
 		c.push(f)

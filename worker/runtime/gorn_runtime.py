@@ -52,6 +52,10 @@ F_END = 0x01
 INITIAL_WINDOW = 256 << 10
 READ_CHUNK = 64 << 10
 MAX_DATA = 256 << 10
+RECV_BUFFER = 256 << 10
+# Data frames with at least this many bytes go out with sendmsg, header
+# and payload as two buffers, rather than joined (a copy) first.
+SCATTER_MIN = 16 << 10
 
 WORKER_BOOT_ERROR = 3
 APP_LOAD_ERROR = 4
@@ -78,24 +82,25 @@ def pack_frame(ftype, flags, sid, payload=b""):
     return HEADER.pack(len(payload), ftype, flags, sid) + payload
 
 
-def unpack_frames(buf, start=0):
-    """Decodes the complete frames in buf from start.
+def unpack_frames(buf, start=0, end=None):
+    """Decodes the complete frames in buf[start:end] (end: len(buf)).
 
     Returns (frames, offset): a list of (type, flags, id, payload) and the
     offset of the first byte not consumed.
     """
     frames = []
-    n = len(buf)
+    n = len(buf) if end is None else end
     off = start
-    while n - off >= HEADER_SIZE:
-        size, ftype, flags, sid = HEADER.unpack_from(buf, off)
-        if size > MAX_PAYLOAD:
-            raise ProtocolError("frame payload of %d bytes exceeds 16 MiB" % size)
-        end = off + HEADER_SIZE + size
-        if end > n:
-            break
-        frames.append((ftype, flags, sid, bytes(buf[off + HEADER_SIZE:end])))
-        off = end
+    with memoryview(buf) as view:  # one copy per payload, not two
+        while n - off >= HEADER_SIZE:
+            size, ftype, flags, sid = HEADER.unpack_from(buf, off)
+            if size > MAX_PAYLOAD:
+                raise ProtocolError("frame payload of %d bytes exceeds 16 MiB" % size)
+            stop = off + HEADER_SIZE + size
+            if stop > n:
+                break
+            frames.append((ftype, flags, sid, bytes(view[off + HEADER_SIZE:stop])))
+            off = stop
     return frames, off
 
 
@@ -106,7 +111,8 @@ def decode_request(payload):
     (n,) = U32.unpack_from(payload)
     if n > len(payload) - 4:
         raise ProtocolError("request environ truncated")
-    environ = marshal.loads(payload[4:4 + n])
+    with memoryview(payload) as view:
+        environ = marshal.loads(view[4:4 + n])
     if type(environ) is not dict:
         raise ProtocolError("request environ is not a dict")
     return environ, payload[4 + n:]
@@ -451,24 +457,32 @@ class Responder:
         conn = req.conn
         if req.cancelled:
             raise ClientDisconnected("client disconnected")
+        total = len(data)
+        off = 0
         if not self.headers_sent:
             with conn.lock:
-                n = max(min(req.credit, MAX_DATA, len(data)), 0)
+                n = max(min(req.credit, MAX_DATA, total), 0)
                 req.credit -= n
-            frame = self._head_frame(0, data[:n])
+            frame = self._head_frame(0, data if n == total else data[:n])
             self.headers_sent = True
             conn.send(frame)
-            data = data[n:]
-        while data:
+            off = n
+        while off < total:
             if req.credit <= 0:
                 conn.wait(req.has_credit)
                 if req.cancelled:
                     raise ClientDisconnected("client disconnected")
             with conn.lock:
-                n = min(req.credit, MAX_DATA, len(data))
+                n = min(req.credit, MAX_DATA, total - off)
                 req.credit -= n
-            conn.send(HEADER.pack(n, T_DATA, 0, req.sid) + data[:n])
-            data = data[n:]
+            head = HEADER.pack(n, T_DATA, 0, req.sid)
+            if n == total:
+                conn.send_frame(head, data) if n >= SCATTER_MIN else conn.send(head + data)
+            elif n >= SCATTER_MIN:
+                conn.send_frame(head, memoryview(data)[off:off + n])
+            else:
+                conn.send(head + data[off:off + n])
+            off += n
 
     def run(self, app):
         req = self.req
@@ -549,8 +563,12 @@ class Connection:
         self.wlock = threading.Lock()
         self.lock = threading.Lock()
         self.cond = threading.Condition(self.lock)
-        self.rbuf = bytearray()
-        self.roff = 0
+        # Frames are read into one reused buffer (recv_into): a fresh
+        # bytes object per recv would cost an mmap and munmap each time.
+        self.rbuf = bytearray(RECV_BUFFER)
+        self.rview = memoryview(self.rbuf)
+        self.roff = 0  # first byte not yet decoded
+        self.rend = 0  # end of the bytes received
         self.requests = {}
         self.pending = []  # requests not yet started, single-thread mode
         self.on_request = None
@@ -562,24 +580,36 @@ class Connection:
         with self.wlock:
             self.sock.sendall(data)
 
+    def send_frame(self, head, body):
+        """Sends a frame given as its header and a large payload without
+        joining them (no copy of the payload)."""
+        total = len(head) + len(body)
+        with self.wlock:
+            n = self.sock.sendmsg((head, body))
+            if n < total:  # a partial write: the rest, in order
+                if n < len(head):
+                    self.sock.sendall(head[n:])
+                    n = len(head)
+                self.sock.sendall(memoryview(body)[n - len(head):])
+
     def read_once(self):
         """Reads what the socket has and dispatches every complete frame."""
+        if self.rend == len(self.rbuf):
+            self._make_room()
         try:
-            data = self.sock.recv(262144)
+            n = self.sock.recv_into(self.rview[self.rend:])
         except InterruptedError:
             return
-        if not data:
+        if not n:
             self.closed = True
             if self.threaded:
                 with self.cond:
                     self.cond.notify_all()
             return
-        if self.roff == len(self.rbuf):
-            self.rbuf = bytearray(data)
-            self.roff = 0
-        else:
-            self.rbuf += data
-        frames, self.roff = unpack_frames(self.rbuf, self.roff)
+        self.rend += n
+        frames, self.roff = unpack_frames(self.rbuf, self.roff, self.rend)
+        if self.roff == self.rend:
+            self.roff = self.rend = 0
         if frames:
             if self.threaded:
                 with self.cond:
@@ -587,9 +617,18 @@ class Connection:
                     self.cond.notify_all()
             else:
                 self.dispatch(frames)
-        if self.roff > 1 << 20:
-            del self.rbuf[:self.roff]
-            self.roff = 0
+
+    def _make_room(self):
+        """The buffer is full of an incomplete frame: moves it to the front,
+        or grows the buffer when the frame is larger than it."""
+        self.rview.release()
+        if self.roff > 0:
+            pending = self.rend - self.roff
+            self.rbuf[:pending] = self.rbuf[self.roff:self.rend]
+            self.roff, self.rend = 0, pending
+        else:
+            self.rbuf.extend(bytes(len(self.rbuf)))
+        self.rview = memoryview(self.rbuf)
 
     def dispatch(self, frames):
         requests = self.requests

@@ -212,6 +212,9 @@ class FakeConnection(rt.Connection):
         assert off == len(data), "send() of a partial frame"
         self.sent.extend(frames)
 
+    def send_frame(self, head, body):
+        self.send(head + bytes(body))
+
     def read_once(self):
         frames = self.step(self) if self.step else None
         if not frames:
@@ -413,6 +416,67 @@ class InputTests(unittest.TestCase):
         for threaded in (False, True):
             with self.subTest(threaded=threaded):
                 self._socketpair_body(threaded)
+
+    def test_send_frame_over_a_real_socketpair(self):
+        """send_frame delivers header and payload whole and in order, for
+        payloads far larger than the socket buffer and for memoryviews."""
+        a, b = socket.socketpair()
+        self.addCleanup(a.close)
+        self.addCleanup(b.close)
+        conn = rt.Connection(a, False)
+        payload = bytes(random.getrandbits(8) for _ in range(4096)) * 700  # 2.8 MB
+        received = bytearray()
+
+        def reader():
+            while len(received) < 2 * (rt.HEADER_SIZE + len(payload)):
+                data = b.recv(1 << 20)
+                if not data:
+                    return
+                received.extend(data)
+        t = threading.Thread(target=reader)
+        t.start()
+        conn.send_frame(rt.HEADER.pack(len(payload), rt.T_DATA, 0, 7), payload)
+        conn.send_frame(rt.HEADER.pack(len(payload), rt.T_DATA, rt.F_END, 7), memoryview(payload))
+        t.join(10)
+        self.assertFalse(t.is_alive())
+        frames, off = rt.unpack_frames(received)
+        self.assertEqual(off, len(received))
+        self.assertEqual([(f[0], f[1], f[2]) for f in frames], [(rt.T_DATA, 0, 7), (rt.T_DATA, rt.F_END, 7)])
+        self.assertTrue(frames[0][3] == payload and frames[1][3] == payload)
+
+    def test_read_once_reassembles_frames_across_reads(self):
+        """read_once's reused buffer: frames split across reads, many per
+        read, and frames larger than the buffer all arrive intact."""
+        a, b = socket.socketpair()
+        self.addCleanup(a.close)
+        self.addCleanup(b.close)
+        conn = rt.Connection(a, False)
+        got = []
+        conn.on_request = got.append
+        sizes = [10, 3000, rt.RECV_BUFFER + 12345, 7, 200000, 3 * rt.RECV_BUFFER, 1]
+        wire = bytearray()
+        for sid, size in enumerate(sizes, 1):
+            env = marshal.dumps({"PATH_INFO": "/%d" % sid, "HTTP_X": "v" * size})
+            payload = struct.pack("<I", len(env)) + env
+            wire += rt.HEADER.pack(len(payload), rt.T_REQUEST, rt.F_END, sid) + payload
+        rng = random.Random(7)
+
+        def writer():
+            off = 0
+            while off < len(wire):
+                n = rng.choice([1, 9, 4096, 70000, 300000])
+                b.sendall(wire[off:off + n])
+                off += n
+        t = threading.Thread(target=writer)
+        t.start()
+        while len(got) < len(sizes):
+            conn.read_once()
+        t.join(10)
+        self.assertEqual([r.sid for r in got], list(range(1, len(sizes) + 1)))
+        for r, size in zip(got, sizes):
+            self.assertEqual(r.environ["PATH_INFO"], "/%d" % r.sid)
+            self.assertEqual(r.environ["HTTP_X"], "v" * size)
+        self.assertEqual(conn.roff, conn.rend)
 
     def _socketpair_body(self, threaded):
         data = random.Random(7).randbytes(300000)

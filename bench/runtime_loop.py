@@ -1,0 +1,191 @@
+"""Measures gorn's app runtime alone: its CPU time per request, with no
+HTTP, no Go and no client in the way.
+
+    /usr/bin/python3 bench/runtime_loop.py [--app wsgi_app:app] [--path /]
+        [--requests 50000] [--depth 16] [--body 0] [--profile]
+
+Starts worker/runtime/gorn_runtime.py on one end of a socketpair, as a
+gorn worker does, and plays the worker on the other: it keeps --depth
+requests in flight (gorn's pipeline), reads the responses, and prints the
+runtime's CPU time (user + system, from /proc) per request and the
+requests per second of runtime CPU. --profile runs the runtime under
+cProfile and prints its top functions instead. Used to measure changes to
+the runtime's hot path (docs/performance.md); the load it applies stays
+inside this process pair.
+"""
+
+import argparse
+import json
+import marshal
+import os
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import queue
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+RUNTIME = os.path.join(HERE, "..", "worker", "runtime", "gorn_runtime.py")
+HEADER = struct.Struct("<IBBI")
+T_REQUEST, T_BODY, T_WINDOW = 0x01, 0x02, 0x03
+T_READY, T_BOOT_ERROR, T_START, T_DATA, T_READ, T_ERROR = 0x10, 0x11, 0x12, 0x13, 0x14, 0x15
+F_END = 0x01
+
+
+# Runs the runtime under cProfile; the runtime ends with os._exit, which
+# is where the profile is printed.
+PROFILER = """
+import cProfile, os, pstats, runpy, sys
+path = sys.argv[1]
+sys.argv = sys.argv[1:]
+prof = cProfile.Profile()
+real_exit = os._exit
+def _exit(code):
+    prof.disable()
+    pstats.Stats(prof, stream=sys.stdout).sort_stats("tottime").print_stats(25)
+    sys.stdout.flush()
+    real_exit(code)
+os._exit = _exit
+prof.enable()
+runpy.run_path(path, run_name="__main__")
+"""
+
+
+def environ(path, body_len):
+    """The environ a gorn worker sends for wrk's GET (or a POST of body_len)."""
+    env = {
+        "REQUEST_METHOD": "POST" if body_len else "GET",
+        "SCRIPT_NAME": "",
+        "PATH_INFO": path,
+        "QUERY_STRING": "",
+        "RAW_URI": path,
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "SERVER_SOFTWARE": "gorn/bench",
+        "REMOTE_ADDR": "127.0.0.1",
+        "REMOTE_PORT": "40000",
+        "SERVER_NAME": "127.0.0.1",
+        "SERVER_PORT": "8000",
+        "HTTP_HOST": "127.0.0.1:8000",
+        "wsgi.url_scheme": "http",
+    }
+    if body_len:
+        env["CONTENT_LENGTH"] = str(body_len)
+        env["CONTENT_TYPE"] = "application/octet-stream"
+    return marshal.dumps(env)
+
+
+def request_frame(sid, env, body):
+    payload = struct.pack("<I", len(env)) + env + body
+    return HEADER.pack(len(payload), T_REQUEST, F_END, sid) + payload
+
+
+def cpu_seconds(pid):
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--app", default="wsgi_app:app")
+    ap.add_argument("--chdir", default=os.path.join(HERE, "apps"))
+    ap.add_argument("--path", default="/")
+    ap.add_argument("--requests", type=int, default=50000)
+    ap.add_argument("--depth", type=int, default=16)
+    ap.add_argument("--body", type=int, default=0, help="request body bytes (sent whole)")
+    ap.add_argument("--profile", action="store_true")
+    args = ap.parse_args()
+
+    ours, theirs = socket.socketpair()
+    cfg = {"app": args.app, "threads": 1, "fd": theirs.fileno(), "log_level": "warning"}
+    if args.profile:
+        cmd = [sys.executable, "-c", PROFILER, RUNTIME, json.dumps(cfg)]
+    else:
+        cmd = [sys.executable, RUNTIME, json.dumps(cfg)]
+    proc = subprocess.Popen(cmd, cwd=args.chdir, pass_fds=[theirs.fileno()],
+                            stdout=subprocess.PIPE if args.profile else None)
+    theirs.close()
+    try:
+        run(ours, proc, args)
+    finally:
+        ours.close()
+        try:
+            out, _ = proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, _ = proc.communicate()
+        if args.profile and out:
+            print("\n".join(out.decode().splitlines()[:40]))
+
+
+def run(sock, proc, args):
+    buf = bytearray()
+
+    def frames():
+        """Yields the frames that arrive, reading as needed."""
+        while True:
+            while len(buf) >= HEADER.size:
+                size, ftype, flags, sid = HEADER.unpack_from(buf)
+                if len(buf) < HEADER.size + size:
+                    break
+                payload = bytes(buf[HEADER.size:HEADER.size + size])
+                del buf[:HEADER.size + size]
+                yield ftype, flags, sid, payload
+            data = sock.recv(1 << 20)
+            if not data:
+                raise SystemExit("the runtime closed the socket")
+            buf.extend(data)
+
+    # Sends go through a thread, as in a gorn worker: a blocking sendall
+    # here while the runtime blocks writing responses would deadlock.
+    outbox = queue.SimpleQueue()
+
+    def sender():
+        while True:
+            data = outbox.get()
+            if data is None:
+                return
+            sock.sendall(data)
+    threading.Thread(target=sender, daemon=True).start()
+
+    it = frames()
+    ftype, _, _, payload = next(it)
+    if ftype != T_READY:
+        raise SystemExit("the runtime did not start: %r" % payload[:2000])
+    env = environ(args.path, args.body)
+    body = b"x" * args.body
+    sent = done = 0
+    t0 = cpu_seconds(proc.pid)
+    w0 = time.monotonic()
+    while sent < min(args.depth, args.requests):
+        sent += 1
+        outbox.put(request_frame(sent, env, body))
+    while done < args.requests:
+        ftype, flags, sid, payload = next(it)
+        if ftype == T_ERROR:
+            raise SystemExit("the app failed: %r" % payload)
+        if ftype == T_DATA or ftype == T_START:
+            if len(payload) and ftype == T_DATA:
+                outbox.put(HEADER.pack(4, T_WINDOW, 0, sid) + struct.pack("<I", len(payload)))
+            if flags & F_END:
+                done += 1
+                out = []
+                while sent < args.requests and sent - done < args.depth:
+                    sent += 1
+                    out.append(request_frame(sent, env, body))
+                if out:
+                    outbox.put(b"".join(out))
+    cpu = cpu_seconds(proc.pid) - t0
+    wall = time.monotonic() - w0
+    outbox.put(HEADER.pack(0, 0x05, 0, 0))  # shutdown
+    outbox.put(None)
+    if not args.profile:
+        print("%d requests, depth %d: runtime CPU %.2f us/request (%.0f req/s of runtime CPU), wall %.0f req/s"
+              % (args.requests, args.depth, 1e6 * cpu / args.requests, args.requests / cpu if cpu else 0,
+                 args.requests / wall))
+
+
+if __name__ == "__main__":
+    main()
