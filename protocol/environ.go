@@ -31,6 +31,11 @@ const (
 // Reset starts a new environ, reusing the buffer.
 func (e *Environ) Reset() { e.buf = append(e.buf[:0], marshalDict) }
 
+// ResetAfter starts a new dict whose encoding is appended to prefix, so a
+// frame can be built in one buffer: Bytes then returns prefix followed by
+// the dict.
+func (e *Environ) ResetAfter(prefix []byte) { e.buf = append(prefix, marshalDict) }
+
 // Add appends one key and value.
 func (e *Environ) Add(key, value string) {
 	if len(e.buf) == 0 {

@@ -58,6 +58,19 @@ func TestEnvironReuse(t *testing.T) {
 	if got := string(empty.Bytes()); got != "{0" {
 		t.Fatalf("empty Environ: %q", got)
 	}
+	buf := make([]byte, 0, 64)
+	e.ResetAfter(append(buf, "HEAD"...))
+	e.Add("C", "3")
+	got := e.Bytes()
+	if string(got) != "HEAD{z\x01Cz\x0130" {
+		t.Fatalf("after ResetAfter: %q", got)
+	}
+	if &got[0] != &buf[:1][0] {
+		t.Fatal("ResetAfter did not build in the prefix's buffer")
+	}
+	if d, err := DecodeEnviron(got[4:]); err != nil || len(d) != 1 || d[0] != [2]string{"C", "3"} {
+		t.Fatalf("the dict after the prefix decodes to %q, %v", d, err)
+	}
 }
 
 func TestDecodeEnvironErrors(t *testing.T) {

@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -33,10 +34,19 @@ const initialBody = 64 << 10
 // hopByHop are the response headers (RFC 9110 section 7.6.1) that describe
 // the app's connection, not the response, and are dropped. Connection: close
 // is honoured by closing the client connection after the response.
-var hopByHop = map[string]bool{
-	"connection": true, "keep-alive": true, "proxy-authenticate": true,
-	"proxy-authorization": true, "te": true, "trailers": true, "trailer": true,
-	"transfer-encoding": true, "upgrade": true,
+var hopByHop = []string{
+	"connection", "keep-alive", "proxy-authenticate", "proxy-authorization",
+	"te", "trailers", "trailer", "transfer-encoding", "upgrade",
+}
+
+// isHopByHop reports whether name (any case) is in hopByHop.
+func isHopByHop(name string) bool {
+	for _, h := range hopByHop {
+		if len(h) == len(name) && strings.EqualFold(h, name) {
+			return true
+		}
+	}
+	return false
 }
 
 type ctxKey struct{}
@@ -55,6 +65,9 @@ type handler struct {
 	serverPort  string        // SERVER_PORT: the listener's port; "" on a unix socket
 	frames      sync.Pool     // *[]protocol.Frame
 	bufs        sync.Pool     // *[]byte of initialBody bytes
+	states      sync.Pool     // *requestState, with its timer
+	release     func()        // slots.release, made once: a call holds a slot while in the runtime
+	frameBufs   sync.Pool     // *[]byte: Request frames being built
 	metrics     *metrics.Slot // this worker's scoreboard slot; nil counts nothing
 	// scheme is wsgi.url_scheme unless a trusted peer's secure scheme
 	// headers say otherwise: http, or https on TLS ("" means http).
@@ -83,6 +96,27 @@ type requestState struct {
 	bodyEOF     bool   // the whole request body has been read
 	frame       []byte // the Request frame, when it carries the whole body (for retry)
 	retried     bool
+	timer       *time.Timer // --timeout's; kept with the state when it is reused
+}
+
+// newState returns a requestState for a request, reused from an earlier
+// one when possible.
+func (h *handler) newState(rw http.ResponseWriter, r *http.Request) *requestState {
+	st, _ := h.states.Get().(*requestState)
+	if st == nil {
+		st = &requestState{}
+	}
+	*st = requestState{rw: rw, r: r, timer: st.timer}
+	return st
+}
+
+// putState gives st back for reuse once its request is over.
+func (h *handler) putState(st *requestState) {
+	if st.timer != nil {
+		st.timer.Stop()
+	}
+	*st = requestState{timer: st.timer}
+	h.states.Put(st)
 }
 
 func (h *handler) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
@@ -94,7 +128,7 @@ func (h *handler) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 		return
 	}
 	start := time.Now()
-	st := &requestState{rw: rw, r: r}
+	st := h.newState(rw, r)
 	// A WSGI app may read wsgi.input while its response streams (an echo):
 	// without this, net/http's HTTP/1 server fails every body read once the
 	// response headers are flushed, and the response is cut short.
@@ -113,6 +147,7 @@ func (h *handler) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 		if h.access != nil {
 			h.access.write(r, start, st.status, st.written)
 		}
+		h.putState(st)
 	}()
 	if h.state.draining.Load() {
 		rw.Header().Set("Connection", "close")
@@ -171,24 +206,33 @@ func (h *handler) serve(st *requestState) {
 		return
 	}
 
-	// The first write: environ and, for a small body, the whole body.
-	var body []byte
+	// The first write: environ and, for a small body, the whole body, in
+	// one buffer: header, environ length, environ, body. The stream id in
+	// the header is filled in once the call exists.
+	fb := h.getFrameBuf()
+	defer h.putFrameBuf(fb)
+	var env protocol.Environ
+	env.ResetAfter((*fb)[:protocol.HeaderSize+4])
+	h.environ(&env, r, pathInfo)
+	env.Add("wsgi.url_scheme", scheme) // the runtime's default gives way to it
+	frame := env.Bytes()
+	envLen := len(frame) - protocol.HeaderSize - 4
 	end := r.ContentLength == 0 || r.Body == nil || r.Body == http.NoBody
 	st.bodyEOF = end
-	var bufp *[]byte
 	if !end && r.ContentLength > 0 && r.ContentLength <= initialBody {
-		bufp = h.getBuf()
-		defer h.putBuf(bufp)
+		frame = slices.Grow(frame, int(r.ContentLength))
 		h.bodyDeadline(st)
-		n, err := io.ReadFull(r.Body, (*bufp)[:r.ContentLength])
+		n, err := io.ReadFull(r.Body, frame[len(frame):len(frame)+int(r.ContentLength)])
 		if err != nil {
+			*fb = frame
 			h.slots.release()
 			h.bodyError(st, err)
 			return
 		}
-		body, end = (*bufp)[:n], true
+		frame, end = frame[:len(frame)+n], true
 		st.bodyEOF = true
 	}
+	*fb = frame
 	rt, c, err := h.newCall(ctx)
 	if err != nil {
 		st.status = 499
@@ -196,19 +240,12 @@ func (h *handler) serve(st *requestState) {
 	}
 	st.rt, st.c = rt, c
 
-	var env protocol.Environ
-	env.Reset()
-	h.environ(&env, r, pathInfo)
-	env.Add("wsgi.url_scheme", scheme) // the runtime's default gives way to it
-	e := env.Bytes()
 	flags := protocol.Flags(0)
 	if end {
 		flags = protocol.FlagEnd
 	}
-	frame := protocol.AppendHeader(make([]byte, 0, protocol.HeaderSize+4+len(e)+len(body)), protocol.Request, flags, c.id, 4+len(e)+len(body))
-	frame = binary.LittleEndian.AppendUint32(frame, uint32(len(e)))
-	frame = append(frame, e...)
-	frame = append(frame, body...)
+	protocol.AppendHeader(frame[:0], protocol.Request, flags, c.id, len(frame)-protocol.HeaderSize)
+	binary.LittleEndian.PutUint32(frame[protocol.HeaderSize:], uint32(envLen))
 	if end {
 		st.frame = frame // a request still queued when its runtime dies is sent again
 	}
@@ -227,7 +264,11 @@ func (h *handler) newCall(ctx context.Context) (*runtimeProc, *call, error) {
 			h.slots.release()
 			return nil, nil, err
 		}
-		if c := rt.newCall(h.slots.release); c != nil {
+		release := h.release
+		if release == nil {
+			release = h.slots.release
+		}
+		if c := rt.newCall(release); c != nil {
 			return rt, c, nil
 		}
 	}
@@ -289,7 +330,10 @@ func (h *handler) pump(st *requestState) {
 	var timer *time.Timer
 	var waited time.Duration
 	if h.timeout > 0 {
-		timer = time.NewTimer(h.timeout)
+		if st.timer == nil {
+			st.timer = time.NewTimer(h.timeout)
+		}
+		timer = st.timer
 		timer.Stop()
 		defer timer.Stop()
 	}
@@ -426,16 +470,25 @@ func (h *handler) writeHead(st *requestState, head protocol.ResponseHead) bool {
 		return false
 	}
 	hdr := st.rw.Header()
-	for _, kv := range head.Headers {
+	// One backing array for every value: each header's slice is a
+	// one-element window on it (full slice expression, so a second value
+	// for the same name is appended elsewhere).
+	values := make([]string, len(head.Headers))
+	for i, kv := range head.Headers {
 		name := kv[0]
-		lower := strings.ToLower(name)
-		if hopByHop[lower] {
-			if lower == "connection" && strings.EqualFold(strings.TrimSpace(kv[1]), "close") {
+		if isHopByHop(name) {
+			if strings.EqualFold(name, "connection") && strings.EqualFold(strings.TrimSpace(kv[1]), "close") {
 				hdr.Set("Connection", "close")
 			}
 			continue
 		}
-		hdr[http.CanonicalHeaderKey(name)] = append(hdr[http.CanonicalHeaderKey(name)], kv[1])
+		key := http.CanonicalHeaderKey(name) // no copy when already canonical
+		if old, ok := hdr[key]; ok {
+			hdr[key] = append(old, kv[1])
+			continue
+		}
+		values[i] = kv[1]
+		hdr[key] = values[i : i+1 : i+1]
 	}
 	if cl := hdr.Get("Content-Length"); cl != "" {
 		// ParseUint, unlike ParseInt, refuses a sign: "+5" is not a valid
@@ -625,6 +678,25 @@ func (h *handler) getBuf() *[]byte {
 }
 
 func (h *handler) putBuf(b *[]byte) { h.bufs.Put(b) }
+
+// maxPooledFrame is the largest Request frame buffer kept for reuse: a
+// small body plus a generous environ.
+const maxPooledFrame = initialBody + 64<<10
+
+func (h *handler) getFrameBuf() *[]byte {
+	if b, ok := h.frameBufs.Get().(*[]byte); ok {
+		return b
+	}
+	b := make([]byte, 0, 4<<10)
+	return &b
+}
+
+func (h *handler) putFrameBuf(b *[]byte) {
+	if cap(*b) <= maxPooledFrame {
+		*b = (*b)[:0]
+		h.frameBufs.Put(b)
+	}
+}
 
 // environ adds the CGI variables of PEP 3333 and gunicorn to e; the runtime
 // adds the wsgi.* entries.

@@ -246,6 +246,11 @@ func TestWriteHead(t *testing.T) {
 			want:    http.Header{"Set-Cookie": {"a=1", "b=2"}, "Vary": {"Accept"}},
 		},
 		{
+			name: "a repeated header does not overwrite the next one", code: 200, ok: true,
+			headers: [][2]string{{"X-A", "1"}, {"X-B", "2"}, {"x-a", "3"}, {"X-C", "4"}, {"X-B", "5"}},
+			want:    http.Header{"X-A": {"1", "3"}, "X-B": {"2", "5"}, "X-C": {"4"}},
+		},
+		{
 			name: "hop-by-hop dropped", code: 200, ok: true,
 			headers: [][2]string{
 				{"Connection", "keep-alive"}, {"Keep-Alive", "timeout=5"}, {"Transfer-Encoding", "chunked"},

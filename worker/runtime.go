@@ -69,15 +69,23 @@ type runtimeProc struct {
 
 // call is one request's stream on a runtime.
 type call struct {
-	id      uint32
-	mu      sync.Mutex
-	events  []protocol.Frame
-	notify  chan struct{} // capacity 1: "events has something" (or running changed)
-	release func()        // frees the worker slot; called exactly once
+	id       uint32
+	mu       sync.Mutex
+	events   []protocol.Frame
+	notify   chan struct{} // capacity 1: "events has something" (or running changed)
+	release  func()        // frees the worker slot: through releaseSlot, once
+	released atomic.Bool
 	// running is set once the call is among the --threads oldest the
 	// runtime has: from then on it runs in Python rather than waiting in
 	// the runtime's queue, and --timeout counts.
 	running atomic.Bool
+}
+
+// releaseSlot frees the call's worker slot; only the first call acts.
+func (c *call) releaseSlot() {
+	if c.released.CompareAndSwap(false, true) {
+		c.release()
+	}
 }
 
 func (c *call) wake() {
@@ -313,7 +321,7 @@ func (rt *runtimeProc) readLoop(r *protocol.Reader) {
 		}
 		c.push(f)
 		if terminal {
-			c.release()
+			c.releaseSlot()
 		}
 	}
 }
@@ -346,7 +354,7 @@ func (rt *runtimeProc) fail() {
 	rt.mu.Unlock()
 	close(rt.done)
 	for _, c := range calls {
-		c.release()
+		c.releaseSlot()
 	}
 	rt.conn.Close()
 }
@@ -360,8 +368,7 @@ func (rt *runtimeProc) newCall(release func()) *call {
 		return nil
 	}
 	rt.nextID++
-	var once sync.Once
-	c := &call{id: rt.nextID, notify: make(chan struct{}, 1), release: func() { once.Do(release) }}
+	c := &call{id: rt.nextID, notify: make(chan struct{}, 1), release: release}
 	rt.calls[c.id] = c
 	return c
 }
