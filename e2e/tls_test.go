@@ -2,17 +2,10 @@ package e2e
 
 import (
 	"bytes"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
 	"io"
-	"math/big"
 	"net"
 	"net/http"
 	"net/http/httptrace"
@@ -22,86 +15,22 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/gorn-project/gorn/internal/testpki"
 )
 
 // testPKI is a CA, a server certificate for 127.0.0.1 and localhost, and a
 // client certificate, generated for one test; nothing is committed.
-type testPKI struct {
-	dir        string
-	ca         string // CA bundle path
-	cert, key  string // server certificate and key paths
-	pool       *x509.CertPool
-	clientCert tls.Certificate
-}
+type testPKI struct{ *testpki.PKI }
 
-func newTestPKI(t *testing.T) *testPKI {
-	t.Helper()
-	p := &testPKI{dir: t.TempDir()}
-	key := func() *ecdsa.PrivateKey {
-		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return k
-	}
-	write := func(name string, typ string, der []byte) string {
-		path := filepath.Join(p.dir, name)
-		if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return path
-	}
-	caKey := key()
-	caTmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "gorn e2e CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	caCert, _ := x509.ParseCertificate(caDER)
-	p.pool = x509.NewCertPool()
-	p.pool.AddCert(caCert)
-	p.ca = write("ca.pem", "CERTIFICATE", caDER)
-	leaf := func(serial int64, usage x509.ExtKeyUsage) ([]byte, []byte) {
-		k := key()
-		tmpl := &x509.Certificate{
-			SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: fmt.Sprint("leaf ", serial)},
-			NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-			KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{usage},
-			DNSNames: []string{"localhost"}, IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
-		}
-		der, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, &k.PublicKey, caKey)
-		if err != nil {
-			t.Fatal(err)
-		}
-		kder, err := x509.MarshalPKCS8PrivateKey(k)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return der, kder
-	}
-	der, kder := leaf(2, x509.ExtKeyUsageServerAuth)
-	p.cert = write("cert.pem", "CERTIFICATE", der)
-	p.key = write("key.pem", "PRIVATE KEY", kder)
-	der, kder = leaf(3, x509.ExtKeyUsageClientAuth)
-	p.clientCert, err = tls.X509KeyPair(
-		pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
-		pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
+func newTestPKI(t *testing.T) *testPKI { return &testPKI{testpki.New(t)} }
 
 // client is an HTTPS client trusting the test CA; h2 offers HTTP/2 by
 // ALPN, else only HTTP/1.1.
 func (p *testPKI) client(h2 bool, withCert bool) *http.Client {
-	tc := &tls.Config{RootCAs: p.pool, ServerName: "127.0.0.1"}
+	tc := &tls.Config{RootCAs: p.Pool, ServerName: "127.0.0.1"}
 	if withCert {
-		tc.Certificates = []tls.Certificate{p.clientCert}
+		tc.Certificates = []tls.Certificate{p.ClientCert}
 	}
 	tr := &http.Transport{TLSClientConfig: tc, ForceAttemptHTTP2: h2}
 	if !h2 {
@@ -116,11 +45,11 @@ func (p *testPKI) client(h2 bool, withCert bool) *http.Client {
 func startTLS(t *testing.T, p *testPKI, args ...string) (*server, string) {
 	t.Helper()
 	py := python(t)
-	full := append([]string{"--certfile", p.cert, "--keyfile", p.key}, args...)
+	full := append([]string{"--certfile", p.Cert, "--keyfile", p.Key}, args...)
 	full = append(full, "tls_app:app")
 	s := start(t, py, full...)
 	base := "https://" + s.Addr
-	tc := &tls.Config{RootCAs: p.pool, ServerName: "127.0.0.1", Certificates: []tls.Certificate{p.clientCert}}
+	tc := &tls.Config{RootCAs: p.Pool, ServerName: "127.0.0.1", Certificates: []tls.Certificate{p.ClientCert}}
 	c := &http.Client{Transport: &http.Transport{TLSClientConfig: tc}, Timeout: 5 * time.Second}
 	deadline := time.Now().Add(30 * time.Second)
 	for {
@@ -176,13 +105,13 @@ func TestTLSHTTPS(t *testing.T) {
 		t.Errorf("HTTPS in the environ (gunicorn sets none): %v", env["HTTPS"])
 	}
 	// A client that refuses anything below TLS 1.3 is served too.
-	c13 := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: p.pool, ServerName: "localhost", MinVersion: tls.VersionTLS13}}}
+	c13 := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: p.Pool, ServerName: "localhost", MinVersion: tls.VersionTLS13}}}
 	resp, _ = getEnviron(t, c13, base)
 	if resp.TLS.Version != tls.VersionTLS13 {
 		t.Errorf("TLS 1.3 client got version %x", resp.TLS.Version)
 	}
 	// And one limited to TLS 1.1 is not.
-	c11 := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: p.pool, ServerName: "localhost", MaxVersion: tls.VersionTLS11}}}
+	c11 := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: p.Pool, ServerName: "localhost", MaxVersion: tls.VersionTLS11}}}
 	if resp, err := c11.Get(base + "/pid"); err == nil {
 		resp.Body.Close()
 		t.Error("a TLS 1.1 client was served")
@@ -310,7 +239,7 @@ func TestTLSHTTP2(t *testing.T) {
 
 func TestTLSClientCertRequired(t *testing.T) {
 	p := newTestPKI(t)
-	_, base := startTLS(t, p, "--cert-reqs", "2", "--ca-certs", p.ca)
+	_, base := startTLS(t, p, "--cert-reqs", "2", "--ca-certs", p.CA)
 	for _, h2 := range []bool{false, true} {
 		if resp, err := p.client(h2, false).Get(base + "/pid"); err == nil {
 			resp.Body.Close()
@@ -361,16 +290,15 @@ func TestTLSOffNoH2C(t *testing.T) {
 
 func TestTLSBadFiles(t *testing.T) {
 	p := newTestPKI(t)
-	other := newTestPKI(t)
 	tests := []struct {
 		name string
 		args []string
 		want string
 	}{
-		{"missing certfile", []string{"--certfile", filepath.Join(p.dir, "nope.pem"), "--keyfile", p.key}, "--certfile " + filepath.Join(p.dir, "nope.pem") + ": no such file or directory"},
-		{"mismatched key", []string{"--certfile", p.cert, "--keyfile", other.key}, "private key does not match"},
-		{"unknown cipher", []string{"--certfile", p.cert, "--keyfile", p.key, "--ciphers", "ECDHE+AESGCM:NOPE"}, `unknown cipher "NOPE"`},
-		{"bad cert-reqs", []string{"--certfile", p.cert, "--keyfile", p.key, "--cert-reqs", "3"}, "--cert-reqs must be"},
+		{"missing certfile", []string{"--certfile", filepath.Join(p.Dir, "nope.pem"), "--keyfile", p.Key}, "--certfile " + filepath.Join(p.Dir, "nope.pem") + ": no such file or directory"},
+		{"mismatched key", []string{"--certfile", p.Cert, "--keyfile", p.OtherKey}, "private key does not match"},
+		{"unknown cipher", []string{"--certfile", p.Cert, "--keyfile", p.Key, "--ciphers", "ECDHE+AESGCM:NOPE"}, `unknown cipher "NOPE"`},
+		{"bad cert-reqs", []string{"--certfile", p.Cert, "--keyfile", p.Key, "--cert-reqs", "3"}, "--cert-reqs must be"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -391,7 +319,7 @@ func TestTLSBadFiles(t *testing.T) {
 func TestTLSCiphers(t *testing.T) {
 	p := newTestPKI(t)
 	s, base := startTLS(t, p, "--ciphers", "ECDHE-ECDSA-CHACHA20-POLY1305:DHE-RSA-AES128-GCM-SHA256")
-	c := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: p.pool, ServerName: "localhost", MaxVersion: tls.VersionTLS12}}}
+	c := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: p.Pool, ServerName: "localhost", MaxVersion: tls.VersionTLS12}}}
 	resp, err := c.Get(base + "/pid")
 	if err != nil {
 		t.Fatal(err)
@@ -404,7 +332,7 @@ func TestTLSCiphers(t *testing.T) {
 		t.Errorf("no warning about the ignored suite:\n%s", s.log.String())
 	}
 	// A TLS 1.2 client offering only other suites is refused.
-	c2 := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: p.pool, ServerName: "localhost", MaxVersion: tls.VersionTLS12, CipherSuites: []uint16{tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256}}}}
+	c2 := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: p.Pool, ServerName: "localhost", MaxVersion: tls.VersionTLS12, CipherSuites: []uint16{tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256}}}}
 	if resp, err := c2.Get(base + "/pid"); err == nil {
 		resp.Body.Close()
 		t.Error("a client without the configured suite was served over TLS 1.2")

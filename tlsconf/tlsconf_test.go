@@ -2,15 +2,8 @@ package tlsconf
 
 import (
 	"bufio"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"io"
-	"math/big"
 	"net"
 	"os"
 	"path/filepath"
@@ -20,97 +13,8 @@ import (
 	"time"
 
 	"github.com/gorn-project/gorn/config"
+	"github.com/gorn-project/gorn/internal/testpki"
 )
-
-// pki is a test CA with a server and a client certificate, written as PEM
-// files in a temporary directory.
-type pki struct {
-	dir                  string
-	ca, cert, key, combo string // paths: CA bundle, server cert, server key, cert+key
-	otherKey             string // a key that does not match cert
-	clientCert           tls.Certificate
-	pool                 *x509.CertPool
-}
-
-func newPKI(t *testing.T) *pki {
-	t.Helper()
-	dir := t.TempDir()
-	p := &pki{dir: dir}
-	caKey := genKey(t)
-	caTmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "gorn test CA"},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(time.Hour),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageCertSign,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	caCert, _ := x509.ParseCertificate(caDER)
-	p.pool = x509.NewCertPool()
-	p.pool.AddCert(caCert)
-	p.ca = p.write(t, "ca.pem", pemBlock("CERTIFICATE", caDER))
-
-	leaf := func(serial int64, cn string, usage x509.ExtKeyUsage) ([]byte, []byte, *ecdsa.PrivateKey) {
-		k := genKey(t)
-		tmpl := &x509.Certificate{
-			SerialNumber: big.NewInt(serial),
-			Subject:      pkix.Name{CommonName: cn},
-			NotBefore:    time.Now().Add(-time.Hour),
-			NotAfter:     time.Now().Add(time.Hour),
-			KeyUsage:     x509.KeyUsageDigitalSignature,
-			ExtKeyUsage:  []x509.ExtKeyUsage{usage},
-			DNSNames:     []string{"localhost"},
-			IPAddresses:  []net.IP{net.ParseIP("127.0.0.1")},
-		}
-		der, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, &k.PublicKey, caKey)
-		if err != nil {
-			t.Fatal(err)
-		}
-		kder, err := x509.MarshalPKCS8PrivateKey(k)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return pemBlock("CERTIFICATE", der), pemBlock("PRIVATE KEY", kder), k
-	}
-	certPEM, keyPEM, _ := leaf(2, "localhost", x509.ExtKeyUsageServerAuth)
-	p.cert = p.write(t, "cert.pem", certPEM)
-	p.key = p.write(t, "key.pem", keyPEM)
-	p.combo = p.write(t, "combo.pem", append(append([]byte{}, certPEM...), keyPEM...))
-	_, otherPEM, _ := leaf(3, "other", x509.ExtKeyUsageServerAuth)
-	p.otherKey = p.write(t, "other-key.pem", otherPEM)
-	ccPEM, ckPEM, _ := leaf(4, "client", x509.ExtKeyUsageClientAuth)
-	if p.clientCert, err = tls.X509KeyPair(ccPEM, ckPEM); err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
-
-func genKey(t *testing.T) *ecdsa.PrivateKey {
-	t.Helper()
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return k
-}
-
-func pemBlock(typ string, der []byte) []byte {
-	return pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der})
-}
-
-func (p *pki) write(t *testing.T, name string, b []byte) string {
-	t.Helper()
-	path := filepath.Join(p.dir, name)
-	if err := os.WriteFile(path, b, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return path
-}
 
 func TestCipherMapping(t *testing.T) {
 	ecdheGCM := []uint16{
@@ -261,8 +165,11 @@ func TestClientAuth(t *testing.T) {
 }
 
 func TestNew(t *testing.T) {
-	p := newPKI(t)
-	garbage := p.write(t, "garbage.pem", []byte("not a certificate\n"))
+	p := testpki.New(t)
+	garbage := filepath.Join(p.Dir, "garbage.pem")
+	if err := os.WriteFile(garbage, []byte("not a certificate\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
 		name       string
 		cfg        config.Config
@@ -273,24 +180,24 @@ func TestNew(t *testing.T) {
 		warnings   int
 	}{
 		{name: "off", cfg: config.Config{}, wantOff: true},
-		{name: "cert and key", cfg: config.Config{CertFile: p.cert, KeyFile: p.key}},
-		{name: "key in the cert file", cfg: config.Config{CertFile: p.combo}},
-		{name: "client certs optional", cfg: config.Config{CertFile: p.cert, KeyFile: p.key, CACerts: p.ca, CertReqs: 1}, clientAuth: tls.VerifyClientCertIfGiven},
-		{name: "client certs required", cfg: config.Config{CertFile: p.cert, KeyFile: p.key, CACerts: p.ca, CertReqs: 2}, clientAuth: tls.RequireAndVerifyClientCert},
-		{name: "ciphers", cfg: config.Config{CertFile: p.cert, KeyFile: p.key, Ciphers: "ECDHE+AESGCM:DHE-RSA-AES128-GCM-SHA256"}, ciphers: 4, warnings: 1},
-		{name: "missing cert", cfg: config.Config{CertFile: filepath.Join(p.dir, "nope.pem"), KeyFile: p.key}, wantErr: "--certfile " + filepath.Join(p.dir, "nope.pem") + ": no such file or directory"},
-		{name: "missing key", cfg: config.Config{CertFile: p.cert, KeyFile: filepath.Join(p.dir, "nope.pem")}, wantErr: "--keyfile " + filepath.Join(p.dir, "nope.pem") + ": no such file or directory"},
-		{name: "unreadable cert", cfg: config.Config{CertFile: p.dir, KeyFile: p.key}, wantErr: "--certfile " + p.dir + ": is a directory"},
-		{name: "no key in the cert file", cfg: config.Config{CertFile: p.cert}, wantErr: "the private key must be in the certificate file"},
-		{name: "mismatched key", cfg: config.Config{CertFile: p.cert, KeyFile: p.otherKey}, wantErr: "private key does not match public key"},
-		{name: "garbage cert", cfg: config.Config{CertFile: garbage, KeyFile: p.key}, wantErr: "--certfile " + garbage},
-		{name: "keyfile alone", cfg: config.Config{KeyFile: p.key}, wantErr: "--keyfile needs --certfile"},
-		{name: "ca-certs without tls", cfg: config.Config{CACerts: p.ca}, wantErr: "need --certfile"},
-		{name: "missing ca", cfg: config.Config{CertFile: p.cert, KeyFile: p.key, CACerts: filepath.Join(p.dir, "nope.pem"), CertReqs: 2}, wantErr: "--ca-certs"},
-		{name: "garbage ca", cfg: config.Config{CertFile: p.cert, KeyFile: p.key, CACerts: garbage, CertReqs: 2}, wantErr: "no PEM certificate found"},
-		{name: "required without ca", cfg: config.Config{CertFile: p.cert, KeyFile: p.key, CertReqs: 2}, wantErr: "--cert-reqs 2 needs --ca-certs"},
-		{name: "bad cert-reqs", cfg: config.Config{CertFile: p.cert, KeyFile: p.key, CertReqs: 5}, wantErr: "--cert-reqs must be"},
-		{name: "bad ciphers", cfg: config.Config{CertFile: p.cert, KeyFile: p.key, Ciphers: "NOPE"}, wantErr: `unknown cipher "NOPE"`},
+		{name: "cert and key", cfg: config.Config{CertFile: p.Cert, KeyFile: p.Key}},
+		{name: "key in the cert file", cfg: config.Config{CertFile: p.Combo}},
+		{name: "client certs optional", cfg: config.Config{CertFile: p.Cert, KeyFile: p.Key, CACerts: p.CA, CertReqs: 1}, clientAuth: tls.VerifyClientCertIfGiven},
+		{name: "client certs required", cfg: config.Config{CertFile: p.Cert, KeyFile: p.Key, CACerts: p.CA, CertReqs: 2}, clientAuth: tls.RequireAndVerifyClientCert},
+		{name: "ciphers", cfg: config.Config{CertFile: p.Cert, KeyFile: p.Key, Ciphers: "ECDHE+AESGCM:DHE-RSA-AES128-GCM-SHA256"}, ciphers: 4, warnings: 1},
+		{name: "missing cert", cfg: config.Config{CertFile: filepath.Join(p.Dir, "nope.pem"), KeyFile: p.Key}, wantErr: "--certfile " + filepath.Join(p.Dir, "nope.pem") + ": no such file or directory"},
+		{name: "missing key", cfg: config.Config{CertFile: p.Cert, KeyFile: filepath.Join(p.Dir, "nope.pem")}, wantErr: "--keyfile " + filepath.Join(p.Dir, "nope.pem") + ": no such file or directory"},
+		{name: "unreadable cert", cfg: config.Config{CertFile: p.Dir, KeyFile: p.Key}, wantErr: "--certfile " + p.Dir + ": is a directory"},
+		{name: "no key in the cert file", cfg: config.Config{CertFile: p.Cert}, wantErr: "the private key must be in the certificate file"},
+		{name: "mismatched key", cfg: config.Config{CertFile: p.Cert, KeyFile: p.OtherKey}, wantErr: "private key does not match public key"},
+		{name: "garbage cert", cfg: config.Config{CertFile: garbage, KeyFile: p.Key}, wantErr: "--certfile " + garbage},
+		{name: "keyfile alone", cfg: config.Config{KeyFile: p.Key}, wantErr: "--keyfile needs --certfile"},
+		{name: "ca-certs without tls", cfg: config.Config{CACerts: p.CA}, wantErr: "need --certfile"},
+		{name: "missing ca", cfg: config.Config{CertFile: p.Cert, KeyFile: p.Key, CACerts: filepath.Join(p.Dir, "nope.pem"), CertReqs: 2}, wantErr: "--ca-certs"},
+		{name: "garbage ca", cfg: config.Config{CertFile: p.Cert, KeyFile: p.Key, CACerts: garbage, CertReqs: 2}, wantErr: "no PEM certificate found"},
+		{name: "required without ca", cfg: config.Config{CertFile: p.Cert, KeyFile: p.Key, CertReqs: 2}, wantErr: "--cert-reqs 2 needs --ca-certs"},
+		{name: "bad cert-reqs", cfg: config.Config{CertFile: p.Cert, KeyFile: p.Key, CertReqs: 5}, wantErr: "--cert-reqs must be"},
+		{name: "bad ciphers", cfg: config.Config{CertFile: p.Cert, KeyFile: p.Key, Ciphers: "NOPE"}, wantErr: `unknown cipher "NOPE"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -349,7 +256,7 @@ func TestProtocols(t *testing.T) {
 // TestConn runs the wrapper over a real loopback socket: ALPN, lazy
 // handshake, client certificates, and the plain-HTTP answer.
 func TestConn(t *testing.T) {
-	p := newPKI(t)
+	p := testpki.New(t)
 	tests := []struct {
 		name       string
 		certReqs   int
@@ -369,9 +276,9 @@ func TestConn(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			cfg := config.Config{CertFile: p.cert, KeyFile: p.key, CertReqs: tt.certReqs}
+			cfg := config.Config{CertFile: p.Cert, KeyFile: p.Key, CertReqs: tt.certReqs}
 			if tt.certReqs > 0 {
-				cfg.CACerts = p.ca
+				cfg.CACerts = p.CA
 			}
 			sc, err := New(&cfg)
 			if err != nil {
@@ -426,9 +333,9 @@ func TestConn(t *testing.T) {
 				}
 				return
 			}
-			ccfg := &tls.Config{RootCAs: p.pool, ServerName: "localhost", NextProtos: tt.alpn}
+			ccfg := &tls.Config{RootCAs: p.Pool, ServerName: "localhost", NextProtos: tt.alpn}
 			if tt.clientCert {
-				ccfg.Certificates = []tls.Certificate{p.clientCert}
+				ccfg.Certificates = []tls.Certificate{p.ClientCert}
 			}
 			c, err := tls.DialWithDialer(&d, "tcp", raw.Addr().String(), ccfg)
 			if err != nil {
@@ -463,8 +370,8 @@ func TestConn(t *testing.T) {
 
 // TestConnMinVersion checks a TLS 1.1 client is refused.
 func TestConnMinVersion(t *testing.T) {
-	p := newPKI(t)
-	sc, err := New(&config.Config{CertFile: p.cert, KeyFile: p.key})
+	p := testpki.New(t)
+	sc, err := New(&config.Config{CertFile: p.Cert, KeyFile: p.Key})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -483,7 +390,7 @@ func TestConnMinVersion(t *testing.T) {
 		}
 	}()
 	d := net.Dialer{Timeout: 10 * time.Second}
-	c, err := tls.DialWithDialer(&d, "tcp", raw.Addr().String(), &tls.Config{RootCAs: p.pool, ServerName: "localhost", MaxVersion: tls.VersionTLS11})
+	c, err := tls.DialWithDialer(&d, "tcp", raw.Addr().String(), &tls.Config{RootCAs: p.Pool, ServerName: "localhost", MaxVersion: tls.VersionTLS11})
 	if err == nil {
 		c.Close()
 		t.Fatal("a TLS 1.1 client was accepted")
