@@ -1,10 +1,12 @@
 package e2e
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -893,5 +895,55 @@ func TestPoolReopenLogsWhileBooting(t *testing.T) {
 	record(s)
 	if old, _ := os.ReadFile(errLog + ".1"); strings.Contains(string(old), "pool_slowboot served") {
 		t.Errorf("the runtime wrote to the rotated error log after USR1:\n%s", old)
+	}
+}
+
+// Keep-alive connections are spread over the workers. Two clients that
+// connect one after the other while both workers idle must end up on
+// different workers: otherwise the worker that answered the first often
+// wins the second too, and a slow request on one connection then holds up
+// the other's requests while a worker idles (the mixed workload of
+// docs/performance.md). A pinning is a race, so several rounds; a third
+// connection per round must go to either.
+func TestPoolBalancesKeepAliveConnections(t *testing.T) {
+	py := python(t)
+	s := poolStart(t, "", py, 2, "-w", "2", "basic:app")
+	poolWaitLive(t, s, 2, nil, 30*time.Second)
+	runtimePid := func(c net.Conn, r *bufio.Reader) int {
+		t.Helper()
+		if _, err := io.WriteString(c, "GET /pid HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.ReadResponse(r, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var body struct{ Pid int }
+		if err := json.NewDecoder(resp.Body).Decode(&body); err != nil || body.Pid == 0 {
+			t.Fatalf("GET /pid: %v, %+v", err, body)
+		}
+		return body.Pid
+	}
+	for round := range 8 {
+		c1, r1 := s.rawConn()
+		p1 := runtimePid(c1, r1)
+		c2, r2 := s.rawConn()
+		p2 := runtimePid(c2, r2)
+		if p1 == p2 {
+			t.Fatalf("round %d: both keep-alive connections went to the worker whose runtime is %d while the other idled", round, p1)
+		}
+		c3, r3 := s.rawConn()
+		if p3 := runtimePid(c3, r3); p3 != p1 && p3 != p2 {
+			t.Fatalf("round %d: a third connection reached runtime %d, not %d or %d", round, p3, p1, p2)
+		}
+		// Both connections of a worker still answer (it kept them).
+		if p := runtimePid(c1, r1); p != p1 {
+			t.Fatalf("round %d: connection 1 moved from runtime %d to %d", round, p1, p)
+		}
+		c1.Close()
+		c2.Close()
+		c3.Close()
+		time.Sleep(100 * time.Millisecond) // the workers see them close
 	}
 }

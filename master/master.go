@@ -27,6 +27,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/gorn-project/gorn/balance"
 	"github.com/gorn-project/gorn/config"
 	"github.com/gorn-project/gorn/internal/proc"
 	"github.com/gorn-project/gorn/logs"
@@ -72,6 +73,7 @@ type workerProc struct {
 	aborted  bool      // sent SIGABRT for a missed heartbeat
 	runtime  int       // pid of its app runtime, from heartbeats
 	slot     int       // metrics scoreboard slot; -1 for none
+	seat     int       // balance board seat; -1 for none
 	retired  string    // why it was retired (Plan's reason), "" if not
 	tiredWhy string    // metrics.ExitMaxRequests or metrics.ExitMemory
 }
@@ -110,6 +112,10 @@ type Master struct {
 	spawnWhy []string // why the next spawns are needed, oldest first (metrics)
 
 	mx masterMetrics // --metrics-bind; see metrics.go
+	// balance is the board on which workers spread connections evenly
+	// (package balance); nil if it could not be made (workers then
+	// accept as if alone).
+	balance *balance.Board
 }
 
 // New binds every listener. A bind error is returned for a one-line
@@ -142,6 +148,11 @@ func New(cfg *config.Config, opts Options) (*Master, error) {
 		m.closeListeners()
 		return nil, err
 	}
+	if b, err := balance.Create(); err != nil {
+		m.log.Warn("Workers will not balance connections", "err", err)
+	} else {
+		m.balance = b
+	}
 	return m, nil
 }
 
@@ -159,6 +170,7 @@ func (m *Master) closeListeners() {
 func (m *Master) Run() int {
 	defer m.closeListeners()
 	defer m.closeMetrics()
+	defer m.balance.Close()
 	cfg := m.cfg()
 	pid := os.Getpid()
 	m.log.Info("Starting gorn " + config.Version)
@@ -364,10 +376,12 @@ func (m *Master) spawn(gen int) {
 	}
 	files = append(files, child)
 	slot := m.attachScoreboard(&spec, &files)
+	seat := m.attachBalance(&spec, &files)
 	js, err := json.Marshal(spec)
 	if err != nil {
 		ctrl.Close()
 		m.mx.board.Release(slot)
+		m.balance.Release(seat)
 		m.log.Error("Cannot encode the worker spec", "err", err)
 		m.hold()
 		return
@@ -382,13 +396,14 @@ func (m *Master) spawn(gen int) {
 	if err := proc.Start(cmd); err != nil {
 		ctrl.Close()
 		m.mx.board.Release(slot)
+		m.balance.Release(seat)
 		m.log.Error("Cannot start a worker", "err", err)
 		m.hold()
 		return
 	}
 	now := time.Now()
 	m.nextID++
-	w := &workerProc{id: m.nextID, gen: gen, pid: cmd.Process.Pid, cmd: cmd, ctrl: ctrl, started: now, lastSeen: now, slot: slot}
+	w := &workerProc{id: m.nextID, gen: gen, pid: cmd.Process.Pid, cmd: cmd, ctrl: ctrl, started: now, lastSeen: now, slot: slot, seat: seat}
 	m.workers[w.pid] = w
 	m.mx.pool.Spawned(m.spawnReason())
 	m.log.Info(fmt.Sprintf("Booting worker with pid: %d", w.pid))
@@ -549,12 +564,26 @@ func (m *Master) control(ev ctrlEvent) {
 	}
 }
 
+// attachBalance gives a new worker a seat on the balance board: the memfd
+// as the next inherited descriptor and the seat number in its spec. It
+// returns the seat, -1 when there is none.
+func (m *Master) attachBalance(spec *worker.Spec, files *[]*os.File) int {
+	seat, ok := m.balance.Acquire()
+	if !ok {
+		return -1
+	}
+	spec.BalanceFD, spec.BalanceSeat = 3+len(*files), seat
+	*files = append(*files, m.balance.File())
+	return seat
+}
+
 // reap handles a worker's exit; halt says the master must stop with code.
 func (m *Master) reap(ev exitEvent) (code int, reason string, halt bool) {
 	w := ev.w
 	delete(m.workers, w.pid)
 	w.ctrl.Close()
 	m.workerExited(w)
+	m.balance.Release(w.seat)
 	if w.retired == "" && !w.tired { // it left a gap: say why the next spawn fills it
 		m.needs(exitReason(w), 1)
 	}

@@ -7,6 +7,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/gorn-project/gorn/balance"
 	"github.com/gorn-project/gorn/metrics"
 )
 
@@ -206,9 +207,21 @@ type gatedListener struct {
 	// (--worker-connections).
 	room func(context.Context) error
 	// queued, if set, counts the connections waiting in the backlog
-	// (TCP listeners), for accepting ahead.
+	// (TCP listeners), for accepting ahead and for balancing.
 	queued func() int
+	// seat, if set, is the worker's line on the connection balance board:
+	// the accept loop steps aside while a peer holds fewer connections.
+	seat *balance.Seat
 }
+
+// Balancing: while a peer waiting in accept(2) holds fewer connections,
+// the accept loop checks the backlog every balancePoll instead of waiting
+// in accept(2) itself, and takes a connection that is still waiting after
+// balancePatience checks (the peer may be slow to wake, or stuck).
+const (
+	balancePoll     = 2 * time.Millisecond
+	balancePatience = 2
+)
 
 func newGatedListener(l net.Listener, s *slots) *gatedListener {
 	ctx, cancel := context.WithCancel(context.Background())
@@ -248,13 +261,55 @@ func (l *gatedListener) Accept() (net.Conn, error) {
 	if err := l.slots.waitAccept(l.ctx, l.queued); err != nil {
 		return nil, net.ErrClosed
 	}
+	if stepped, err := l.stepAside(); err != nil {
+		return nil, net.ErrClosed
+	} else if stepped { // time has passed: the runtime may be busy now
+		if err := l.slots.waitAccept(l.ctx, l.queued); err != nil {
+			return nil, net.ErrClosed
+		}
+	}
+	l.seat.SetAccepting(true)
 	c, err := l.Listener.Accept()
+	l.seat.SetAccepting(false)
 	if err != nil {
 		return nil, err
 	}
 	sc := &slotConn{Conn: c, started: make(chan struct{})}
 	l.last = sc
 	return sc, nil
+}
+
+// stepAside waits while a peer that is waiting in accept(2) holds fewer
+// connections than this worker, so that the peer takes the next one (see
+// package balance). Only TCP listeners, whose backlog it can see, balance.
+// It reports whether it waited at all.
+func (l *gatedListener) stepAside() (bool, error) {
+	if l.seat == nil || l.queued == nil {
+		return false, nil
+	}
+	waited := 0
+	var t *time.Timer
+	for l.seat.ShouldYield() {
+		if l.queued() > 0 {
+			if waited++; waited > balancePatience {
+				break // nobody took it: take it here
+			}
+		} else {
+			waited = 0
+		}
+		if t == nil {
+			t = time.NewTimer(balancePoll)
+			defer t.Stop()
+		} else {
+			t.Reset(balancePoll)
+		}
+		select {
+		case <-t.C:
+		case <-l.ctx.Done():
+			return true, l.ctx.Err()
+		}
+	}
+	return t != nil, nil
 }
 
 // Close stops accepting; the listener's descriptor (a dup of the master's)

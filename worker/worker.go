@@ -24,6 +24,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/gorn-project/gorn/balance"
 	"github.com/gorn-project/gorn/config"
 	"github.com/gorn-project/gorn/forwarded"
 	"github.com/gorn-project/gorn/httpguard"
@@ -68,6 +69,11 @@ type Spec struct {
 	// the worker counts nothing.
 	MetricsFD   int `json:"metrics_fd,omitempty"`
 	MetricsSlot int `json:"metrics_slot,omitempty"`
+	// BalanceFD is the inherited connection balance board memfd and
+	// BalanceSeat the worker's seat in it (see package balance);
+	// BalanceFD 0 means the worker accepts as if it were alone.
+	BalanceFD   int `json:"balance_fd,omitempty"`
+	BalanceSeat int `json:"balance_seat,omitempty"`
 }
 
 // SpecEnv is the environment variable that holds a worker's Spec; its
@@ -119,6 +125,11 @@ func Main(spec *Spec, log *slog.Logger) int {
 	if err != nil {
 		log.Warn("Worker cannot count its requests for the metrics", "err", err)
 	}
+	seat, err := balance.Open(spec.BalanceFD, spec.BalanceSeat)
+	if err != nil {
+		log.Warn("Worker cannot balance connections with its peers", "err", err)
+	}
+	defer seat.Close()
 
 	// Signals are handled from the start, so a stop during boot is not
 	// lost: TERM drains, INT and QUIT stop at once, USR1 reopens logs.
@@ -190,7 +201,7 @@ func Main(spec *Spec, log *slog.Logger) int {
 	}
 
 	st := &state{slots: newSlots(cfg.Threads, pipelineDepth(cfg.Threads)), maxRequests: int64(spec.MaxRequests), tired: make(chan struct{}),
-		maxConns: int64(cfg.WorkerConnections), closed: make(chan struct{}, 1)}
+		maxConns: int64(cfg.WorkerConnections), closed: make(chan struct{}, 1), seat: seat}
 	st.slots.acceptAhead(4, cfg.Workers)
 	scriptName := strings.TrimRight(os.Getenv("SCRIPT_NAME"), "/")
 	errLog := slog.NewLogLogger(log.Handler(), slog.LevelDebug)
@@ -216,6 +227,7 @@ func Main(spec *Spec, log *slog.Logger) int {
 		servers = append(servers, srv)
 		gl := newGatedListener(ln, st.slots)
 		gl.room = st.waitRoom
+		gl.seat = seat
 		gated = append(gated, gl)
 		serving.Add(1)
 		go func() {
@@ -360,6 +372,7 @@ type state struct {
 
 	maxConns int64         // --worker-connections
 	closed   chan struct{} // a connection closed (capacity 1)
+	seat     *balance.Seat // this worker's line on the balance board; nil: alone
 	idleMu   sync.Mutex
 	idle     map[net.Conn]time.Time // idle keep-alive connections, since when
 }
@@ -378,6 +391,7 @@ func (s *state) connState(c net.Conn, cs http.ConnState) {
 	switch cs {
 	case http.StateNew:
 		s.open.Add(1)
+		s.seat.AddConns(1)
 	case http.StateIdle:
 		if findSlotConn(c) == nil {
 			// HTTP/2 (over TLS): net/http's HTTP/2 server reports Idle and
@@ -401,6 +415,7 @@ func (s *state) connState(c net.Conn, cs http.ConnState) {
 		delete(s.idle, c)
 		s.idleMu.Unlock()
 		s.open.Add(-1)
+		s.seat.AddConns(-1)
 		select {
 		case s.closed <- struct{}{}:
 		default:
