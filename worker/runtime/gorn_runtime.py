@@ -400,6 +400,14 @@ class Responder:
         self.headers = None
         self.head = None  # status and headers, NUL-separated, for the Start frame
         self.headers_sent = False
+        # The app's Content-Length, when it declares a valid one: the
+        # frame that completes the body ends the stream at once (PEP 3333:
+        # a server sends no more than Content-Length), so a one-chunk
+        # response from an iterator is one frame, not two.
+        self.length = None
+        self.sent = 0
+        self.ended = False  # the stream's last frame is out
+        self.excess = 0  # bytes the app wrote past its Content-Length
 
     def start_response(self, status, headers, exc_info=None):
         if exc_info:
@@ -414,6 +422,7 @@ class Responder:
         # checked as a whole; anything odd goes through check_head for a
         # precise error.
         head = None
+        length = None
         try:
             if type(status) is str and type(headers) is list:
                 flat = [status]
@@ -421,6 +430,8 @@ class Responder:
                     if type(item) is not tuple or len(item) != 2 or not item[0] or ":" in item[0]:
                         break
                     flat += item
+                    if len(item[0]) == 14 and item[0].lower() == "content-length":
+                        length = item[1] if length is None else ""  # two: not trusted
                 else:
                     head = "\0".join(flat)
                     if (head.count("\0") != 2 * len(headers) or "\r" in head or "\n" in head
@@ -431,9 +442,12 @@ class Responder:
         if head is None:
             check_head(status, headers)
             head = "\0".join([status] + [x for item in headers for x in item])
+            lengths = [v for k, v in headers if k.lower() == "content-length"]
+            length = lengths[0] if len(lengths) == 1 else None
         self.status = status
         self.headers = headers
         self.head = head
+        self.length = int(length) if length and length.isdigit() and length.isascii() else None
         return self.write
 
     def _head_frame(self, flags, body):
@@ -453,18 +467,31 @@ class Responder:
                 data = bytes(data)
             else:
                 raise TypeError("response body must be bytes, not %s" % type(data).__name__)
+        if self.ended:  # past the Content-Length: dropped
+            self.excess += len(data)
+            return
         req = self.req
         conn = req.conn
         if req.cancelled:
             raise ClientDisconnected("client disconnected")
         total = len(data)
+        last = 0  # F_END once this write completes the declared body
+        if self.length is not None and total >= self.length - self.sent:
+            room = self.length - self.sent
+            if total > room:
+                self.excess += total - room
+                data = data[:room]
+                total = room
+            last = F_END
+        self.sent += total
         off = 0
         if not self.headers_sent:
             with conn.lock:
                 n = max(min(req.credit, MAX_DATA, total), 0)
                 req.credit -= n
-            frame = self._head_frame(0, data if n == total else data[:n])
+            frame = self._head_frame(last if n == total else 0, data if n == total else data[:n])
             self.headers_sent = True
+            self.ended = bool(last) and n == total
             conn.send(frame)
             off = n
         while off < total:
@@ -475,7 +502,9 @@ class Responder:
             with conn.lock:
                 n = min(req.credit, MAX_DATA, total - off)
                 req.credit -= n
-            head = HEADER.pack(n, T_DATA, 0, req.sid)
+            flags = last if off + n == total else 0
+            self.ended = bool(flags)
+            head = HEADER.pack(n, T_DATA, flags, req.sid)
             if n == total:
                 conn.send_frame(head, data) if n >= SCATTER_MIN else conn.send(head + data)
             elif n >= SCATTER_MIN:
@@ -505,9 +534,13 @@ class Responder:
                     raise TypeError("response body must be bytes, not %s" % type(body).__name__)
                 if self.status is None:
                     raise AssertionError("the app returned without calling start_response()")
+                if self.length is not None and len(body) > self.length:
+                    self.excess = len(body) - self.length
+                    body = body[:self.length]
                 if len(body) <= req.credit and len(body) <= MAX_DATA:
                     frame = self._head_frame(F_END, body)
-                    self.headers_sent = True
+                    self.headers_sent = self.ended = True
+                    self._log_excess()
                     self._close(result)
                     result = None
                     req.conn.send(frame)
@@ -517,6 +550,11 @@ class Responder:
                     self.write(chunk)
                 elif type(chunk) is not bytes:
                     raise TypeError("response body must be bytes, not %s" % type(chunk).__name__)
+            if self.ended:  # the body was complete at its Content-Length
+                self._close(result)
+                result = None
+                self._log_excess()
+                return
             if self.status is None:
                 raise AssertionError("the app returned without calling start_response()")
             if self.headers_sent:
@@ -531,12 +569,19 @@ class Responder:
             server.log.debug("Ignoring EPIPE: client went away during %s"
                              % environ.get("RAW_URI", ""))
             self._close(result)
-            req.conn.send(pack_frame(T_ERROR, 0, req.sid, b"client disconnected"))
+            if not self.ended:
+                req.conn.send(pack_frame(T_ERROR, 0, req.sid, b"client disconnected"))
         except Exception as e:
             server.log.error("Error handling request %s" % environ.get("RAW_URI", ""), exc=True)
             self._close(result)
-            msg = ("%s: %s" % (type(e).__name__, e)).encode("utf-8", "replace")
-            req.conn.send(pack_frame(T_ERROR, 0, req.sid, msg))
+            if not self.ended:  # else the client already has the whole response
+                msg = ("%s: %s" % (type(e).__name__, e)).encode("utf-8", "replace")
+                req.conn.send(pack_frame(T_ERROR, 0, req.sid, msg))
+
+    def _log_excess(self):
+        if self.excess:
+            self.server.log.debug("Dropped %d bytes the app sent past its Content-Length of %d for %s"
+                                  % (self.excess, self.length, self.req.environ.get("RAW_URI", "")))
 
     def _close(self, result):
         if result is not None and hasattr(result, "close"):

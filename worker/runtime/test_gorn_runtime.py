@@ -699,6 +699,90 @@ class ResponderTests(unittest.TestCase):
         self.assertEqual(conn.sent[1][3], b"")
         self.assertEqual(res.closed, 1)
 
+    def test_content_length_ends_the_stream_at_its_last_byte(self):
+        """With a Content-Length, the frame that completes the body ends
+        the stream: an iterator of one chunk is one frame. The iterator
+        still runs to its end and is closed, as under gunicorn; what it
+        yields past the Content-Length is dropped; an error after the body
+        is complete is logged, not sent (the client has its response)."""
+        H = [("Content-Type", "text/plain"), ("content-length", "5")]
+        tests = [
+            # name, headers, chunks, raise after, frames (type, flags, body)
+            ("one chunk", H, [b"hello"], False, [(rt.T_START, rt.F_END, b"hello")]),
+            ("two chunks", H, [b"he", b"llo"], False,
+             [(rt.T_START, 0, b"he"), (rt.T_DATA, rt.F_END, b"llo")]),
+            ("too much", H, [b"hel", b"lo world", b"!!"], False,
+             [(rt.T_START, 0, b"hel"), (rt.T_DATA, rt.F_END, b"lo")]),
+            ("error after the body", H, [b"hello"], True, [(rt.T_START, rt.F_END, b"hello")]),
+            ("error before the end", H, [b"hel"], True, [(rt.T_START, 0, b"hel"), (rt.T_ERROR, 0, None)]),
+            ("short body", H, [b"hel"], False, [(rt.T_START, 0, b"hel"), (rt.T_DATA, rt.F_END, b"")]),
+            ("no body (HEAD)", H, [], False, [(rt.T_START, rt.F_END, b"")]),
+            ("zero length", [("Content-Length", "0")], [b""], False, [(rt.T_START, rt.F_END, b"")]),
+            ("not a number", [("Content-Length", "+5")], [b"hello"], False,
+             [(rt.T_START, 0, b"hello"), (rt.T_DATA, rt.F_END, b"")]),
+            ("two lengths", [("Content-Length", "5"), ("Content-Length", "5")], [b"hello"], False,
+             [(rt.T_START, 0, b"hello"), (rt.T_DATA, rt.F_END, b"")]),
+            ("no length", [], [b"hello"], False, [(rt.T_START, 0, b"hello"), (rt.T_DATA, rt.F_END, b"")]),
+        ]
+        for name, headers, chunks, fail, want in tests:
+            with self.subTest(name):
+                ran_to_end = []
+                res = Result([])
+
+                def gen():
+                    yield from chunks
+                    if fail:
+                        raise RuntimeError("after the body")
+                    ran_to_end.append(True)
+                res.chunks = gen()
+
+                def app(environ, start_response):
+                    start_response("200 OK", headers)
+                    return res
+                conn = self.run_app(app)
+                got = []
+                for f in conn.sent:
+                    body = self.start_of(f)[2] if f[0] == rt.T_START else (f[3] if f[0] == rt.T_DATA else None)
+                    got.append((f[0], f[1], body))
+                self.assertEqual(got, want)
+                self.assertEqual(res.closed, 1)
+                self.assertEqual(bool(ran_to_end), not fail, "the iterator did not run to its end")
+
+    def test_content_length_with_write_and_a_list(self):
+        """write() and a one-item list stop at the Content-Length too."""
+        def app(environ, start_response):
+            write = start_response("200 OK", [("Content-Length", "4")])
+            write(b"ab")
+            write(b"cdef")
+            write(b"gh")
+            return []
+        conn = self.run_app(app)
+        self.assertEqual([(f[0], f[1]) for f in conn.sent], [(rt.T_START, 0), (rt.T_DATA, rt.F_END)])
+        self.assertEqual(conn.sent[1][3], b"cd")
+
+        def app2(environ, start_response):
+            start_response("200 OK", [("Content-Length", "3")])
+            return [b"abcdef"]
+        conn = self.run_app(app2)
+        self.assertEqual(len(conn.sent), 1)
+        self.assertEqual(self.start_of(conn.sent[0])[0::2], (rt.F_END, b"abc"))
+
+        # A chunk larger than the window: only its last frame ends the stream.
+        big = bytes(range(256)) * 2500  # 640 000 bytes
+
+        def step(conn):
+            return [(rt.T_WINDOW, 0, 9, struct.pack("<I", 100000))]
+
+        def app3(environ, start_response):
+            start_response("200 OK", [("Content-Length", str(len(big)))])
+            return iter([big])
+        conn = self.run_app(app3, step)
+        flags = [f[1] for f in conn.sent]
+        self.assertEqual(flags[-1], rt.F_END)
+        self.assertEqual(set(flags[:-1]), {0})
+        body = self.start_of(conn.sent[0])[2] + b"".join(f[3] for f in conn.sent[1:])
+        self.assertEqual(body, big)
+
     def test_list_of_one_is_one_frame(self):
         def app(environ, start_response):
             start_response("201 Created", [])
