@@ -125,6 +125,9 @@ func Main(spec *Spec, log *slog.Logger) int {
 	if err != nil {
 		log.Warn("Worker cannot count its requests for the metrics", "err", err)
 	}
+	if err := batchScheduling(); err != nil {
+		log.Warn("Worker keeps the default CPU scheduling policy", "err", err)
+	}
 	seat, err := balance.Open(spec.BalanceFD, spec.BalanceSeat)
 	if err != nil {
 		log.Warn("Worker cannot balance connections with its peers", "err", err)
