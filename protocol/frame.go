@@ -28,7 +28,7 @@ const Version = 1
 // InitialWindow is the response credit, in bytes, that each request starts
 // with: the runtime may send this many body bytes for a request before the
 // worker grants more with a Window frame.
-const InitialWindow = 256 << 10
+const InitialWindow = 1 << 20
 
 // Type says what a frame carries.
 type Type uint8

@@ -76,7 +76,7 @@ class VectorTests(unittest.TestCase):
         self.assertEqual(types["error"], rt.T_ERROR)
         self.assertEqual(rt.HEADER_SIZE, 10)
         self.assertEqual(rt.MAX_PAYLOAD, 16 << 20)
-        self.assertEqual(rt.INITIAL_WINDOW, 256 << 10)
+        self.assertEqual(rt.INITIAL_WINDOW, 1 << 20)
         self.assertEqual(rt.READ_CHUNK, 64 << 10)
 
     def test_frames(self):
@@ -850,9 +850,11 @@ class ResponderTests(unittest.TestCase):
             granted[0] += 50000
             return [(rt.T_WINDOW, 0, 9, struct.pack("<I", 50000))]
 
+        count = rt.INITIAL_WINDOW // len(chunk) + 10  # beyond the first window
+
         def app(environ, start_response):
             start_response("200 OK", [])
-            return (chunk for _ in range(10))
+            return (chunk for _ in range(count))
         conn = self.run_app(app, step)
         self.assertTrue(grants, "the response never ran out of credit")
         sent = 0
@@ -860,23 +862,32 @@ class ResponderTests(unittest.TestCase):
             body = self.start_of(f)[2] if f[0] == rt.T_START else f[3]
             self.assertLessEqual(len(body), rt.MAX_DATA)
             sent += len(body)
-        self.assertEqual(sent, len(chunk) * 10)
+        self.assertEqual(sent, len(chunk) * count)
         self.assertLessEqual(sent, granted[0])
         self.assertEqual(conn.sent[-1][:2], (rt.T_DATA, rt.F_END))
 
     def test_large_single_body_respects_credit(self):
-        body = b"q" * (rt.INITIAL_WINDOW + 10)
+        """A body larger than the window goes out in frames of at most
+        MAX_DATA; exactly the window's worth before the first grant."""
+        body = bytes(range(256)) * ((rt.INITIAL_WINDOW + 10) // 256 + 1)
+        before_grant = []
 
         def step(conn):
+            if not before_grant:
+                before_grant.append(len(conn.sent))
             return [(rt.T_WINDOW, 0, 9, struct.pack("<I", 1 << 20))]
 
         def app(environ, start_response):
             start_response("200 OK", [])
             return [body]
         conn = self.run_app(app, step)
-        self.assertEqual(self.start_of(conn.sent[0])[0], 0)
-        self.assertEqual(len(self.start_of(conn.sent[0])[2]), rt.INITIAL_WINDOW)
-        self.assertEqual(b"".join(f[3] for f in conn.sent[1:]), body[rt.INITIAL_WINDOW:])
+        flags, _, first = self.start_of(conn.sent[0])
+        self.assertEqual(flags, 0)
+        self.assertEqual(len(first), min(rt.INITIAL_WINDOW, rt.MAX_DATA))
+        bodies = [first] + [f[3] for f in conn.sent[1:]]
+        self.assertTrue(all(len(b) <= rt.MAX_DATA for b in bodies))
+        self.assertEqual(sum(len(b) for b in bodies[:before_grant[0]]), rt.INITIAL_WINDOW)
+        self.assertEqual(b"".join(bodies), body)
 
     def test_cancel_stops_the_app(self):
         res = Result([b"y" * rt.INITIAL_WINDOW, b"never sent"])
@@ -888,7 +899,11 @@ class ResponderTests(unittest.TestCase):
             start_response("200 OK", [])
             return res
         conn = self.run_app(app, step)
-        self.assertEqual([f[0] for f in conn.sent], [rt.T_START, rt.T_ERROR])
+        types = [f[0] for f in conn.sent]
+        self.assertEqual(types, [rt.T_START] + [rt.T_DATA] * (len(types) - 2) + [rt.T_ERROR])
+        self.assertTrue(all(f[1] == 0 for f in conn.sent[:-1]))
+        self.assertEqual(len(self.start_of(conn.sent[0])[2]) + sum(len(f[3]) for f in conn.sent[1:-1]),
+                         rt.INITIAL_WINDOW)  # the first chunk, not "never sent"
         self.assertEqual(conn.sent[-1][3], b"client disconnected")
         self.assertEqual(res.closed, 1)
 
