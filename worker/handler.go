@@ -219,18 +219,27 @@ func (h *handler) serve(st *requestState) {
 	envLen := len(frame) - protocol.HeaderSize - 4
 	end := r.ContentLength == 0 || r.Body == nil || r.Body == http.NoBody
 	st.bodyEOF = end
-	if !end && r.ContentLength > 0 && r.ContentLength <= initialBody {
-		frame = slices.Grow(frame, int(r.ContentLength))
+	if !end && r.ContentLength > 0 && (r.ContentLength <= initialBody || r.Header.Get("Expect") == "") {
+		// The whole body when it is small; else its first initialBody
+		// bytes (the runtime pulls the rest with Read frames), which
+		// saves the app's first round trip. Not when the client waits
+		// for 100 Continue: reading would send it before the app has
+		// seen the request.
+		n := int(min(r.ContentLength, initialBody))
+		frame = slices.Grow(frame, n)
 		h.bodyDeadline(st)
-		n, err := io.ReadFull(r.Body, frame[len(frame):len(frame)+int(r.ContentLength)])
+		n, err := io.ReadFull(r.Body, frame[len(frame):len(frame)+n])
 		if err != nil {
 			*fb = frame
 			h.slots.release()
 			h.bodyError(st, err)
 			return
 		}
-		frame, end = frame[:len(frame)+n], true
-		st.bodyEOF = true
+		frame = frame[:len(frame)+n]
+		if int64(n) == r.ContentLength {
+			end = true
+			st.bodyEOF = true
+		}
 	}
 	*fb = frame
 	rt, c, err := h.newCall(ctx)

@@ -405,18 +405,32 @@ func (rt *runtimeProc) sendRequest(c *call, frame []byte) error {
 	return rt.sendLocked(frame)
 }
 
+// directWrite is the frame size, in bytes, from which a sender that finds
+// nobody writing writes its frame itself rather than copying it into the
+// shared buffer (a request with its body, a body chunk).
+const directWrite = 16 << 10
+
 // sendLocked is send with wmu held; it releases it.
 func (rt *runtimeProc) sendLocked(b []byte) error {
-	rt.out = append(rt.out, b...)
-	if rt.flushing {
-		rt.wmu.Unlock()
-		return nil
-	}
-	rt.flushing = true
-	rt.wmu.Unlock()
-	runtime.Gosched() // let other ready senders add their frames first
 	var err error
-	rt.wmu.Lock()
+	if !rt.flushing && len(b) >= directWrite {
+		// Nobody is writing, so nothing is queued before it: write it as
+		// it is, then whatever others queue meanwhile.
+		rt.flushing = true
+		rt.wmu.Unlock()
+		_, err = rt.conn.Write(b)
+		rt.wmu.Lock()
+	} else {
+		rt.out = append(rt.out, b...)
+		if rt.flushing {
+			rt.wmu.Unlock()
+			return nil
+		}
+		rt.flushing = true
+		rt.wmu.Unlock()
+		runtime.Gosched() // let other ready senders add their frames first
+		rt.wmu.Lock()
+	}
 	for len(rt.out) > 0 {
 		buf := rt.out
 		rt.out = rt.spare[:0]
@@ -426,7 +440,7 @@ func (rt *runtimeProc) sendLocked(b []byte) error {
 		if werr != nil && err == nil {
 			err = werr
 		}
-		if cap(buf) <= 1<<20 {
+		if cap(buf) <= 256<<10 {
 			rt.spare = buf[:0]
 		} else {
 			rt.spare = nil
