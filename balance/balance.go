@@ -41,13 +41,16 @@ const (
 )
 
 // line is one seat: conns is the worker's open client connections,
-// accepting is 1 while it waits in accept(2), live is 1 from Open to
-// Close (the master zeroes the line when it reaps the worker).
+// accepting is 1 while it waits in accept(2), idle is 1 while its runtime
+// has room to start a request at once (fewer than --threads in it), live
+// is 1 from Open to Close (the master zeroes the line when it reaps the
+// worker).
 type line struct {
 	conns     atomic.Int64
 	accepting atomic.Int64
+	idle      atomic.Int64
 	live      atomic.Int64
-	_         [lineBytes - 24]byte
+	_         [lineBytes - 32]byte
 }
 
 // Board is the master's side: the memfd, mapped, and which seats are taken.
@@ -196,6 +199,34 @@ func (s *Seat) ShouldYield() bool {
 	return false
 }
 
+// SetIdle says whether the worker's runtime has room to start a request
+// at once. A worker that stops serving (drains) sets false.
+func (s *Seat) SetIdle(on bool) {
+	if s == nil {
+		return
+	}
+	var v int64
+	if on {
+		v = 1
+	}
+	lineAt(s.mem, s.self).idle.Store(v)
+}
+
+// PeerIdle reports whether another live worker is idle: it would start a
+// new connection's request at once.
+func (s *Seat) PeerIdle() bool {
+	if s == nil {
+		return false
+	}
+	n := min(int(highOf(s.mem).Load()), MaxSeats)
+	for i := 0; i < n; i++ {
+		if l := lineAt(s.mem, i); i != s.self && l.live.Load() == 1 && l.idle.Load() == 1 {
+			return true
+		}
+	}
+	return false
+}
+
 // Close marks the worker gone from the board and unmaps it.
 func (s *Seat) Close() error {
 	if s == nil {
@@ -203,6 +234,7 @@ func (s *Seat) Close() error {
 	}
 	l := lineAt(s.mem, s.self)
 	l.accepting.Store(0)
+	l.idle.Store(0)
 	l.live.Store(0)
 	return unix.Munmap(s.mem)
 }
@@ -216,5 +248,6 @@ func lineAt(mem []byte, seat int) *line {
 func (l *line) zero() {
 	l.conns.Store(0)
 	l.accepting.Store(0)
+	l.idle.Store(0)
 	l.live.Store(0)
 }

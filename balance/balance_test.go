@@ -29,6 +29,7 @@ func TestShouldYield(t *testing.T) {
 	type peer struct {
 		conns     int64
 		accepting bool
+		idle      bool
 		gone      bool // exited and released by the master
 	}
 	tests := []struct {
@@ -41,10 +42,11 @@ func TestShouldYield(t *testing.T) {
 		{name: "no connections yet", mine: 0, peers: []peer{{conns: 0, accepting: true}}},
 		{name: "an accepting peer with fewer", mine: 1, peers: []peer{{conns: 0, accepting: true}}, want: true},
 		{name: "a busy peer with fewer", mine: 1, peers: []peer{{conns: 0}}},
+		{name: "an idle peer not in accept(2)", mine: 1, peers: []peer{{conns: 0, idle: true}}},
 		{name: "an accepting peer with as many", mine: 2, peers: []peer{{conns: 2, accepting: true}}},
 		{name: "an accepting peer with more", mine: 2, peers: []peer{{conns: 5, accepting: true}}},
-		{name: "a released peer", mine: 2, peers: []peer{{conns: 0, accepting: true, gone: true}}},
-		{name: "one of several", mine: 3, peers: []peer{{conns: 3, accepting: true}, {conns: 1}, {conns: 2, accepting: true}}, want: true},
+		{name: "a released peer", mine: 2, peers: []peer{{conns: 0, accepting: true, idle: true, gone: true}}},
+		{name: "one of several", mine: 3, peers: []peer{{conns: 3, accepting: true}, {conns: 1, idle: true}, {conns: 2, accepting: true}}, want: true},
 		{name: "several, none better", mine: 3, peers: []peer{{conns: 3, accepting: true}, {conns: 1}, {conns: 4, accepting: true}}},
 	}
 	for _, tt := range tests {
@@ -61,6 +63,7 @@ func TestShouldYield(t *testing.T) {
 				s := seat(t, b)
 				s.AddConns(p.conns)
 				s.SetAccepting(p.accepting)
+				s.SetIdle(p.idle)
 				if p.gone {
 					b.Release(s.self)
 				}
@@ -68,6 +71,13 @@ func TestShouldYield(t *testing.T) {
 			}
 			if got := me.ShouldYield(); got != tt.want {
 				t.Fatalf("ShouldYield() = %v, want %v", got, tt.want)
+			}
+			wantIdle := false
+			for _, p := range tt.peers {
+				wantIdle = wantIdle || (p.idle && !p.gone)
+			}
+			if got := me.PeerIdle(); got != wantIdle {
+				t.Fatalf("PeerIdle() = %v, want %v", got, wantIdle)
 			}
 		})
 	}
@@ -84,6 +94,7 @@ func TestSeatsAndNil(t *testing.T) {
 	a := seat(t, b)
 	a.AddConns(4)
 	a.SetAccepting(true)
+	a.SetIdle(true)
 	b.Release(a.self)
 	a.Close()
 	c := seat(t, b)
@@ -91,8 +102,8 @@ func TestSeatsAndNil(t *testing.T) {
 	if c.self != a.self {
 		t.Fatalf("the freed seat %d was not reused (got %d)", a.self, c.self)
 	}
-	if l := lineAt(c.mem, c.self); l.conns.Load() != 0 || l.accepting.Load() != 0 || l.live.Load() != 1 {
-		t.Fatalf("a reused seat starts at conns %d accepting %d live %d", l.conns.Load(), l.accepting.Load(), l.live.Load())
+	if l := lineAt(c.mem, c.self); l.conns.Load() != 0 || l.accepting.Load() != 0 || l.idle.Load() != 0 || l.live.Load() != 1 {
+		t.Fatalf("a reused seat starts at conns %d accepting %d idle %d live %d", l.conns.Load(), l.accepting.Load(), l.idle.Load(), l.live.Load())
 	}
 
 	var none *Board
@@ -106,8 +117,9 @@ func TestSeatsAndNil(t *testing.T) {
 	var alone *Seat
 	alone.AddConns(1)
 	alone.SetAccepting(true)
-	if alone.ShouldYield() {
-		t.Fatal("a nil Seat yielded")
+	alone.SetIdle(true)
+	if alone.ShouldYield() || alone.PeerIdle() {
+		t.Fatal("a nil Seat has peers")
 	}
 	if s, err := Open(0, 0); s != nil || err != nil {
 		t.Fatalf("Open(0, 0) = %v, %v; want no seat and no error", s, err)

@@ -38,6 +38,15 @@ type slots struct {
 	workers int
 	since   []time.Time // ring: when each request in the runtime got its slot
 	first   int         // index in since of the oldest
+	// peerIdle, if set (the worker has a balance board), reports whether
+	// another worker is idle. While none is, the accept loop accepts at
+	// its turn in line whatever the runtime holds: nobody would start the
+	// connection's request sooner, and a connection left in the backlog
+	// behind a full pipeline waited for all of it to drain.
+	peerIdle func() bool
+	// idle, if set, is told when the runtime starts or stops having room
+	// for a request (fewer than --threads in it), for the board.
+	idle func(bool)
 }
 
 // acceptYoung is how young the oldest request in the runtime must be for
@@ -67,6 +76,9 @@ func (s *slots) acceptAhead(n, workers int) {
 func (s *slots) take(now time.Time) {
 	s.since[(s.first+s.inflight)%len(s.since)] = now
 	s.inflight++
+	if s.inflight == s.accept && s.idle != nil {
+		s.idle(false)
+	}
 }
 
 // untake counts a request out (s.mu held). Requests finish about in the
@@ -74,15 +86,29 @@ func (s *slots) take(now time.Time) {
 func (s *slots) untake() {
 	s.inflight--
 	s.first = (s.first + 1) % len(s.since)
+	if s.inflight == s.accept-1 && s.idle != nil {
+		s.idle(true)
+	}
 }
 
 // canAccept reports whether an accept loop may accept now (s.mu held).
 func (s *slots) canAccept(now time.Time, queued func() int) bool {
-	if s.inflight < s.accept {
+	if s.inflight < s.accept || (s.peerIdle != nil && !s.peerIdle()) {
 		return true
 	}
 	return s.ahead > 0 && queued != nil && s.inflight < s.accept+s.ahead &&
 		now.Sub(s.since[s.first]) < acceptYoung && queued() > s.workers
+}
+
+// stopIdle tells the board, for good, that the worker is not idle: it is
+// draining and takes no more connections.
+func (s *slots) stopIdle() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.idle != nil {
+		s.idle(false)
+		s.idle = nil
+	}
 }
 
 // acquire takes a slot for a request, waiting in line while all are taken.

@@ -354,25 +354,35 @@ func TestSlotsGiveUp(t *testing.T) {
 
 // TestSlotsAcceptAhead checks that a worker accepts ahead of a free slot
 // only while the oldest request in its runtime is young and more
-// connections wait in the backlog than there are workers.
+// connections wait in the backlog than there are workers, or, with a
+// balance board, whenever no other worker is idle.
 func TestSlotsAcceptAhead(t *testing.T) {
+	const noBoard, peerIdle, peersBusy = 0, 1, 2 // board: none; a peer idle; every peer busy
 	tests := []struct {
 		name    string
 		queued  int           // connections in the backlog
 		age     time.Duration // of the request in the runtime
 		workers int
+		board   int
 		want    bool
 	}{
-		{"young request, long backlog", 5, 0, 2, true},
-		{"slow request", 5, acceptYoung, 2, false},
-		{"backlog no longer than the workers", 2, 0, 2, false},
-		{"empty backlog", 0, 0, 1, false},
+		{"young request, long backlog", 5, 0, 2, noBoard, true},
+		{"slow request", 5, acceptYoung, 2, noBoard, false},
+		{"backlog no longer than the workers", 2, 0, 2, noBoard, false},
+		{"empty backlog", 0, 0, 1, noBoard, false},
+		{"slow request, a peer idle", 5, acceptYoung, 2, peerIdle, false},
+		{"young request, long backlog, a peer idle", 5, 0, 2, peerIdle, true},
+		{"slow request, every peer busy", 1, acceptYoung, 2, peersBusy, true},
+		{"alone, empty backlog", 0, time.Second, 1, peersBusy, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				s := newSlots(1, 8)
 				s.acceptAhead(4, tt.workers)
+				if tt.board != noBoard {
+					s.peerIdle = func() bool { return tt.board == peerIdle }
+				}
 				ctx := context.Background()
 				if err := s.acquire(ctx); err != nil {
 					t.Fatal(err)

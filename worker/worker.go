@@ -206,6 +206,9 @@ func Main(spec *Spec, log *slog.Logger) int {
 	st := &state{slots: newSlots(cfg.Threads, pipelineDepth(cfg.Threads)), maxRequests: int64(spec.MaxRequests), tired: make(chan struct{}),
 		maxConns: int64(cfg.WorkerConnections), closed: make(chan struct{}, 1), seat: seat}
 	st.slots.acceptAhead(4, cfg.Workers)
+	if seat != nil {
+		st.slots.peerIdle, st.slots.idle = seat.PeerIdle, seat.SetIdle
+	}
 	scriptName := strings.TrimRight(os.Getenv("SCRIPT_NAME"), "/")
 	errLog := slog.NewLogLogger(log.Handler(), slog.LevelDebug)
 	var servers []*http.Server
@@ -238,6 +241,7 @@ func Main(spec *Spec, log *slog.Logger) int {
 			serveErr <- srv.Serve(serveListener(gl, ppOpts, tlsCfg, guard, log))
 		}()
 	}
+	seat.SetIdle(true) // serving, with nothing in the runtime yet
 
 	tired := st.tired
 	heartbeat := time.NewTicker(heartbeatInterval(cfg))
@@ -287,6 +291,7 @@ func Main(spec *Spec, log *slog.Logger) int {
 	}
 
 	if graceful {
+		st.slots.stopIdle() // draining: peers must not leave connections to it
 		drain(st, gated, servers, &serving, cfg.GracefulTimeout)
 		cancel() // the supervisor stops replacing the runtime
 		if rt := sup.current(); rt != nil {
