@@ -6,11 +6,13 @@
 // requests queue behind each other in its app runtime while another worker
 // idles — a fast request waits behind a slow one. The board is a small
 // shared memory table, one cache line per worker: how many client
-// connections the worker holds and whether it is waiting in accept(2)
-// right now. Before accepting, a worker that holds more connections than a
-// peer that is waiting to accept steps aside and lets that peer take the
-// next connection (worker.gatedListener; docs/architecture.md, "Balancing
-// connections").
+// connections the worker holds, whether it is waiting in accept(2) right
+// now, and whether it is idle (its runtime has room to start a request).
+// Before accepting, a worker that holds more connections than a peer that
+// is waiting to accept steps aside and lets that peer take the next
+// connection; a busy worker leaves new connections to an idle peer, and
+// accepts them itself when no peer is idle (worker.gatedListener and
+// worker.slots; docs/architecture.md, "Balancing connections").
 //
 // The master creates the Board and gives each worker a seat in it (the
 // memfd as an inherited descriptor, the seat number in its spec); a
