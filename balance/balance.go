@@ -43,17 +43,24 @@ const (
 )
 
 // line is one seat: conns is the worker's open client connections,
-// accepting is 1 while it waits in accept(2), idle is 1 while its runtime
+// accepting is set while it waits in accept(2), idle while its runtime
 // has room to start a request at once (fewer than --threads in it), live
-// is 1 from Open to Close (the master zeroes the line when it reaps the
+// from Open to Close (the master zeroes the line when it reaps the
 // worker).
 type line struct {
 	conns     atomic.Int64
-	accepting atomic.Int64
-	idle      atomic.Int64
-	live      atomic.Int64
-	_         [lineBytes - 32]byte
+	accepting atomic.Bool
+	idle      atomic.Bool
+	live      atomic.Bool
+	_         [lineBytes - 20]byte
 }
+
+// A line must fill its cache line exactly: neither array below may have a
+// negative length.
+var (
+	_ [lineBytes - unsafe.Sizeof(line{})]byte
+	_ [unsafe.Sizeof(line{}) - lineBytes]byte
+)
 
 // Board is the master's side: the memfd, mapped, and which seats are taken.
 type Board struct {
@@ -153,7 +160,7 @@ func Open(fd, seat int) (*Seat, error) {
 		return nil, fmt.Errorf("mapping the connection balance board: %w", err)
 	}
 	s := &Seat{mem: mem, self: seat}
-	lineAt(mem, seat).live.Store(1)
+	lineAt(mem, seat).live.Store(true)
 	return s, nil
 }
 
@@ -167,14 +174,9 @@ func (s *Seat) AddConns(d int64) {
 
 // SetAccepting says whether the worker is waiting in accept(2).
 func (s *Seat) SetAccepting(on bool) {
-	if s == nil {
-		return
+	if s != nil {
+		lineAt(s.mem, s.self).accepting.Store(on)
 	}
-	var v int64
-	if on {
-		v = 1
-	}
-	lineAt(s.mem, s.self).accepting.Store(v)
 }
 
 // ShouldYield reports whether another live worker that is waiting in
@@ -185,44 +187,28 @@ func (s *Seat) ShouldYield() bool {
 		return false
 	}
 	mine := lineAt(s.mem, s.self).conns.Load()
-	if mine <= 0 {
-		return false
-	}
-	n := min(int(highOf(s.mem).Load()), MaxSeats)
-	for i := 0; i < n; i++ {
-		if i == s.self {
-			continue
-		}
-		l := lineAt(s.mem, i)
-		if l.live.Load() == 1 && l.accepting.Load() == 1 && l.conns.Load() < mine {
-			return true
-		}
-	}
-	return false
+	return mine > 0 && s.anyPeer(func(l *line) bool { return l.accepting.Load() && l.conns.Load() < mine })
 }
 
 // SetIdle says whether the worker's runtime has room to start a request
 // at once. A worker that stops serving (drains) sets false.
 func (s *Seat) SetIdle(on bool) {
-	if s == nil {
-		return
+	if s != nil {
+		lineAt(s.mem, s.self).idle.Store(on)
 	}
-	var v int64
-	if on {
-		v = 1
-	}
-	lineAt(s.mem, s.self).idle.Store(v)
 }
 
 // PeerIdle reports whether another live worker is idle: it would start a
 // new connection's request at once.
 func (s *Seat) PeerIdle() bool {
-	if s == nil {
-		return false
-	}
+	return s != nil && s.anyPeer(func(l *line) bool { return l.idle.Load() })
+}
+
+// anyPeer reports whether the line of some other live worker matches.
+func (s *Seat) anyPeer(match func(*line) bool) bool {
 	n := min(int(highOf(s.mem).Load()), MaxSeats)
-	for i := 0; i < n; i++ {
-		if l := lineAt(s.mem, i); i != s.self && l.live.Load() == 1 && l.idle.Load() == 1 {
+	for i := range n {
+		if l := lineAt(s.mem, i); i != s.self && l.live.Load() && match(l) {
 			return true
 		}
 	}
@@ -234,10 +220,7 @@ func (s *Seat) Close() error {
 	if s == nil {
 		return nil
 	}
-	l := lineAt(s.mem, s.self)
-	l.accepting.Store(0)
-	l.idle.Store(0)
-	l.live.Store(0)
+	lineAt(s.mem, s.self).zero()
 	return unix.Munmap(s.mem)
 }
 
@@ -249,7 +232,7 @@ func lineAt(mem []byte, seat int) *line {
 
 func (l *line) zero() {
 	l.conns.Store(0)
-	l.accepting.Store(0)
-	l.idle.Store(0)
-	l.live.Store(0)
+	l.accepting.Store(false)
+	l.idle.Store(false)
+	l.live.Store(false)
 }

@@ -102,8 +102,8 @@ func TestSeatsAndNil(t *testing.T) {
 	if c.self != a.self {
 		t.Fatalf("the freed seat %d was not reused (got %d)", a.self, c.self)
 	}
-	if l := lineAt(c.mem, c.self); l.conns.Load() != 0 || l.accepting.Load() != 0 || l.idle.Load() != 0 || l.live.Load() != 1 {
-		t.Fatalf("a reused seat starts at conns %d accepting %d idle %d live %d", l.conns.Load(), l.accepting.Load(), l.idle.Load(), l.live.Load())
+	if l := lineAt(c.mem, c.self); l.conns.Load() != 0 || l.accepting.Load() || l.idle.Load() || !l.live.Load() {
+		t.Fatalf("a reused seat starts at conns %d accepting %v idle %v live %v", l.conns.Load(), l.accepting.Load(), l.idle.Load(), l.live.Load())
 	}
 
 	var none *Board

@@ -15,23 +15,30 @@ inside this process pair.
 """
 
 import argparse
+import importlib.util
 import json
 import marshal
 import os
+import queue
 import socket
-import struct
 import subprocess
 import sys
 import threading
-import queue
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 RUNTIME = os.path.join(HERE, "..", "worker", "runtime", "gorn_runtime.py")
-HEADER = struct.Struct("<IBBI")
-T_REQUEST, T_BODY, T_WINDOW = 0x01, 0x02, 0x03
-T_READY, T_BOOT_ERROR, T_START, T_DATA, T_READ, T_ERROR = 0x10, 0x11, 0x12, 0x13, 0x14, 0x15
-F_END = 0x01
+
+
+def _load_runtime():
+    """The runtime's module, for its frame codec (nothing runs on import)."""
+    spec = importlib.util.spec_from_file_location("gorn_runtime", RUNTIME)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+rt = _load_runtime()
 
 
 # Runs the runtime under cProfile; the runtime ends with os._exit, which
@@ -77,8 +84,7 @@ def environ(path, body_len):
 
 
 def request_frame(sid, env, body):
-    payload = struct.pack("<I", len(env)) + env + body
-    return HEADER.pack(len(payload), T_REQUEST, F_END, sid) + payload
+    return rt.pack_frame(rt.T_REQUEST, rt.F_END, sid, rt.U32.pack(len(env)) + env + body)
 
 
 def cpu_seconds(pid):
@@ -121,22 +127,17 @@ def main():
 
 
 def run(sock, proc, args):
-    buf = bytearray()
-
     def frames():
         """Yields the frames that arrive, reading as needed."""
+        buf = bytearray()
         while True:
-            while len(buf) >= HEADER.size:
-                size, ftype, flags, sid = HEADER.unpack_from(buf)
-                if len(buf) < HEADER.size + size:
-                    break
-                payload = bytes(buf[HEADER.size:HEADER.size + size])
-                del buf[:HEADER.size + size]
-                yield ftype, flags, sid, payload
             data = sock.recv(1 << 20)
             if not data:
                 raise SystemExit("the runtime closed the socket")
-            buf.extend(data)
+            buf += data
+            got, off = rt.unpack_frames(buf)
+            del buf[:off]
+            yield from got
 
     # Sends go through a thread, as in a gorn worker: a blocking sendall
     # here while the runtime blocks writing responses would deadlock.
@@ -148,11 +149,12 @@ def run(sock, proc, args):
             if data is None:
                 return
             sock.sendall(data)
-    threading.Thread(target=sender, daemon=True).start()
+    sending = threading.Thread(target=sender, daemon=True)
+    sending.start()
 
     it = frames()
     ftype, _, _, payload = next(it)
-    if ftype != T_READY:
+    if ftype != rt.T_READY:
         raise SystemExit("the runtime did not start: %r" % payload[:2000])
     env = environ(args.path, args.body)
     body = b"x" * args.body
@@ -164,12 +166,12 @@ def run(sock, proc, args):
         outbox.put(request_frame(sent, env, body))
     while done < args.requests:
         ftype, flags, sid, payload = next(it)
-        if ftype == T_ERROR:
+        if ftype == rt.T_ERROR:
             raise SystemExit("the app failed: %r" % payload)
-        if ftype == T_DATA or ftype == T_START:
-            if len(payload) and ftype == T_DATA:
-                outbox.put(HEADER.pack(4, T_WINDOW, 0, sid) + struct.pack("<I", len(payload)))
-            if flags & F_END:
+        if ftype == rt.T_DATA or ftype == rt.T_START:
+            if len(payload) and ftype == rt.T_DATA:
+                outbox.put(rt.pack_frame(rt.T_WINDOW, 0, sid, rt.U32.pack(len(payload))))
+            if flags & rt.F_END:
                 done += 1
                 out = []
                 while sent < args.requests and sent - done < args.depth:
@@ -179,8 +181,9 @@ def run(sock, proc, args):
                     outbox.put(b"".join(out))
     cpu = cpu_seconds(proc.pid) - t0
     wall = time.monotonic() - w0
-    outbox.put(HEADER.pack(0, 0x05, 0, 0))  # shutdown
+    outbox.put(rt.pack_frame(rt.T_SHUTDOWN, 0, 0))
     outbox.put(None)
+    sending.join(10)  # before the caller closes the socket under it
     if not args.profile:
         print("%d requests, depth %d: runtime CPU %.2f us/request (%.0f req/s of runtime CPU), wall %.0f req/s"
               % (args.requests, args.depth, 1e6 * cpu / args.requests, args.requests / cpu if cpu else 0,

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -146,7 +147,7 @@ func TestGuard(t *testing.T) {
 			for _, o := range outs {
 				got = append(got, o.status)
 			}
-			if !equalInts(got, tt.status) {
+			if !slices.Equal(got, tt.status) {
 				t.Errorf("%s (step %d): statuses %v, want %v (%+v)", tt.name, step, got, tt.status, outs)
 				continue
 			}
@@ -155,18 +156,6 @@ func TestGuard(t *testing.T) {
 			}
 		}
 	}
-}
-
-func equalInts(a, b []int) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // TestStrip checks that the guard passes a valid head unchanged but for
@@ -296,7 +285,7 @@ func TestCorpus(t *testing.T) {
 			for _, o := range outs {
 				got = append(got, o.status)
 			}
-			if !equalInts(got, c.Statuses) {
+			if !slices.Equal(got, c.Statuses) {
 				t.Fatalf("statuses %v, want %v (%+v)", got, c.Statuses, outs)
 			}
 			if c.Body != nil && outs[0].body != *c.Body {

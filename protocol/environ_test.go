@@ -3,6 +3,7 @@ package protocol
 import (
 	"bytes"
 	"encoding/binary"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -34,7 +35,7 @@ func TestEnvironEncoding(t *testing.T) {
 			if err != nil {
 				t.Fatalf("DecodeEnviron: %v", err)
 			}
-			if !pairsEqual(back, tt.pairs) {
+			if !slices.Equal(back, tt.pairs) {
 				t.Errorf("DecodeEnviron = %q, want %q", back, tt.pairs)
 			}
 		})
@@ -133,7 +134,7 @@ func TestParseStart(t *testing.T) {
 			if err != nil {
 				t.Fatalf("ParseStart: %v", err)
 			}
-			if h.Code != tt.code || h.Status != strings.SplitN(tt.head, "\x00", 2)[0] || !pairsEqual(h.Headers, tt.headers) || string(body) != tt.body {
+			if h.Code != tt.code || h.Status != strings.SplitN(tt.head, "\x00", 2)[0] || !slices.Equal(h.Headers, tt.headers) || string(body) != tt.body {
 				t.Errorf("ParseStart = %+v %q", h, body)
 			}
 		})

@@ -246,13 +246,24 @@ func (r *Reader) fill(n int) error {
 // error from the underlying reader, such as a deadline, nothing is lost:
 // the next call resumes the same frame.
 func (r *Reader) ReadFrame() (Frame, error) {
-	if err := r.fill(HeaderSize); err != nil {
-		return Frame{}, err
-	}
-	t, f, id, n, err := ParseHeader(r.buf[r.off:r.end])
+	t, f, id, n, err := r.peekHeader()
 	if err != nil {
 		return Frame{}, err
 	}
+	return r.readBuffered(t, f, id, n)
+}
+
+// peekHeader decodes the next frame's header without consuming it.
+func (r *Reader) peekHeader() (t Type, f Flags, id uint32, n int, err error) {
+	if err := r.fill(HeaderSize); err != nil {
+		return 0, 0, 0, 0, err
+	}
+	return ParseHeader(r.buf[r.off:r.end])
+}
+
+// readBuffered reads the frame whose header peekHeader returned, payload
+// copied out of the buffer.
+func (r *Reader) readBuffered(t Type, f Flags, id uint32, n int) (Frame, error) {
 	// The header stays unread until the whole frame is here, so a read
 	// that fails transiently (a deadline) can be retried.
 	if err := r.fill(HeaderSize + n); err != nil {

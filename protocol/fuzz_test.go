@@ -3,6 +3,7 @@ package protocol
 import (
 	"bytes"
 	"io"
+	"slices"
 	"testing"
 	"testing/iotest"
 )
@@ -132,7 +133,7 @@ func FuzzParseStart(f *testing.F) {
 		if err != nil {
 			t.Fatalf("re-encoded head refused: %v", err)
 		}
-		if h2.Status != h.Status || h2.Code != h.Code || !pairsEqual(h2.Headers, h.Headers) || !bytes.Equal(body2, body) {
+		if h2.Status != h.Status || h2.Code != h.Code || !slices.Equal(h2.Headers, h.Headers) || !bytes.Equal(body2, body) {
 			t.Fatalf("round trip: %+v %q, want %+v %q", h2, body2, h, body)
 		}
 		if !bytes.Equal(enc[HeaderSize:], p) {
@@ -161,7 +162,7 @@ func FuzzDecodeEnviron(f *testing.F) {
 		if err != nil {
 			t.Fatalf("re-encoded environ refused: %v", err)
 		}
-		if !pairsEqual(back, ps) {
+		if !slices.Equal(back, ps) {
 			t.Fatalf("round trip: %q, want %q", back, ps)
 		}
 		if len(enc) > len(b) {
@@ -186,7 +187,7 @@ func FuzzEnvironRoundTrip(f *testing.F) {
 		if err != nil {
 			t.Fatalf("DecodeEnviron: %v", err)
 		}
-		if !pairsEqual(got, ps) {
+		if !slices.Equal(got, ps) {
 			t.Fatalf("round trip: %q, want %q", got, ps)
 		}
 	})

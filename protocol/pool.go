@@ -60,15 +60,12 @@ func PutPayload(b []byte) {
 // payload not yet buffered is read straight into it. After an error the
 // stream is unusable.
 func (r *Reader) ReadFramePooled() (Frame, error) {
-	if err := r.fill(HeaderSize); err != nil {
-		return Frame{}, err
-	}
-	t, f, id, n, err := ParseHeader(r.buf[r.off:r.end])
+	t, f, id, n, err := r.peekHeader()
 	if err != nil {
 		return Frame{}, err
 	}
 	if n < PooledMin {
-		return r.ReadFrame()
+		return r.readBuffered(t, f, id, n)
 	}
 	r.off += HeaderSize
 	fr := Frame{Type: t, Flags: f, ID: id, Payload: GetPayload(n)}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"testing"
 	"testing/iotest"
 )
@@ -226,7 +227,7 @@ func TestVectorEnvirons(t *testing.T) {
 			if err != nil {
 				t.Fatalf("DecodeEnviron: %v", err)
 			}
-			if !pairsEqual(got, ps) {
+			if !slices.Equal(got, ps) {
 				t.Errorf("DecodeEnviron = %q, want %q", got, ps)
 			}
 		})
@@ -263,7 +264,7 @@ func TestVectorStarts(t *testing.T) {
 			if err != nil {
 				t.Fatalf("ParseStart: %v", err)
 			}
-			if head.Status != string(c.Status) || head.Code != c.Code || !pairsEqual(head.Headers, hs) || !bytes.Equal(body, c.Body) {
+			if head.Status != string(c.Status) || head.Code != c.Code || !slices.Equal(head.Headers, hs) || !bytes.Equal(body, c.Body) {
 				t.Errorf("ParseStart = %+v, %x; want %q %d %q %x", head, body, c.Status, c.Code, hs, c.Body)
 			}
 		})
@@ -316,16 +317,4 @@ func TestVectorInvalid(t *testing.T) {
 
 func frameEqual(a, b Frame) bool {
 	return a.Type == b.Type && a.Flags == b.Flags && a.ID == b.ID && bytes.Equal(a.Payload, b.Payload)
-}
-
-func pairsEqual(a, b [][2]string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }

@@ -66,7 +66,6 @@ type handler struct {
 	frames      sync.Pool     // *[]protocol.Frame
 	bufs        sync.Pool     // *[]byte of initialBody bytes
 	states      sync.Pool     // *requestState, with its timer
-	release     func()        // slots.release, made once: a call holds a slot while in the runtime
 	frameBufs   sync.Pool     // *[]byte: Request frames being built
 	metrics     *metrics.Slot // this worker's scoreboard slot; nil counts nothing
 	// scheme is wsgi.url_scheme unless a trusted peer's secure scheme
@@ -273,11 +272,7 @@ func (h *handler) newCall(ctx context.Context) (*runtimeProc, *call, error) {
 			h.slots.release()
 			return nil, nil, err
 		}
-		release := h.release
-		if release == nil {
-			release = h.slots.release
-		}
-		if c := rt.newCall(release); c != nil {
+		if c := rt.newCall(h.slots.releaseFunc); c != nil {
 			return rt, c, nil
 		}
 	}

@@ -47,6 +47,9 @@ type slots struct {
 	// idle, if set, is told when the runtime starts or stops having room
 	// for a request (fewer than --threads in it), for the board.
 	idle func(bool)
+	// releaseFunc is release as a func value, made once: a call holds
+	// it, and taking a method value anew would allocate per request.
+	releaseFunc func()
 }
 
 // acceptYoung is how young the oldest request in the runtime must be for
@@ -63,7 +66,9 @@ type waiter struct {
 // newSlots returns slots for threads concurrent requests with pipeline
 // more queued in the runtime.
 func newSlots(threads, pipeline int) *slots {
-	return &slots{limit: threads + pipeline, accept: threads, since: make([]time.Time, threads+pipeline)}
+	s := &slots{limit: threads + pipeline, accept: threads, since: make([]time.Time, threads+pipeline)}
+	s.releaseFunc = s.release
+	return s
 }
 
 // acceptAhead lets the worker, one of workers, accept up to n connections

@@ -216,7 +216,7 @@ func Main(spec *Spec, log *slog.Logger) int {
 	serveErr := make(chan error, len(lns))
 	var serving sync.WaitGroup // the Serve loops; drain waits for them
 	for i, ln := range lns {
-		h := &handler{sup: sup, slots: st.slots, release: st.slots.release, state: st, log: log, access: access, scriptName: scriptName, timeout: cfg.Timeout, bodyTimeout: cfg.BodyTimeout, metrics: counts}
+		h := &handler{sup: sup, slots: st.slots, state: st, log: log, access: access, scriptName: scriptName, timeout: cfg.Timeout, bodyTimeout: cfg.BodyTimeout, metrics: counts}
 		h.serverName, h.serverPort = listenerName(spec.Listeners[i])
 		h.scheme, h.trusted = cfg.URLScheme(), trusted
 		h.headerMap, h.bodyLimit = guard.HeaderMap, guard.Body

@@ -505,12 +505,11 @@ class Responder:
             flags = last if off + n == total else 0
             self.ended = bool(flags)
             head = HEADER.pack(n, T_DATA, flags, req.sid)
-            if n == total:
-                conn.send_frame(head, data) if n >= SCATTER_MIN else conn.send(head + data)
-            elif n >= SCATTER_MIN:
-                conn.send_frame(head, memoryview(data)[off:off + n])
+            chunk = data if n == total else memoryview(data)[off:off + n]
+            if n >= SCATTER_MIN:
+                conn.send_frame(head, chunk)
             else:
-                conn.send(head + data[off:off + n])
+                conn.send(head + chunk)
             off += n
 
     def run(self, app):
