@@ -371,6 +371,22 @@ func TestHTTPExpectContinue(t *testing.T) {
 	}
 }
 
+// TestHTTPExpectContinueUnread checks that an app that answers without
+// reading the body sends its response, and no 100 Continue, to a client
+// that waits for one before sending a large body: the worker reads no body
+// ahead of the app then (it does for other large bodies).
+func TestHTTPExpectContinueUnread(t *testing.T) {
+	s := start(t, python(t), "conform:app")
+	s.ready("/path")
+	c, br := s.rawConn()
+	fmt.Fprintf(c, "POST /path HTTP/1.1\r\nHost: h\r\nContent-Length: 1000000\r\nExpect: 100-continue\r\n\r\n")
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	status, err := br.ReadString('\n')
+	if err != nil || !strings.HasPrefix(status, "HTTP/1.1 200 ") {
+		t.Fatalf("got %q %v; want the app's 200 without sending the body", status, err)
+	}
+}
+
 // TestHTTPKeepAlive checks several requests on one connection and the
 // --keep-alive idle timeout.
 func TestHTTPKeepAlive(t *testing.T) {
