@@ -1,6 +1,7 @@
 package master
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -108,7 +109,12 @@ func bind(spec string, backlog int) (*listener, error) {
 		}
 		ln, err = net.Listen("unix", addr)
 	default:
-		ln, err = net.Listen(network, addr)
+		// Plain TCP, as gunicorn: Go would otherwise listen with Multipath
+		// TCP where the kernel has it, which every accept pays for, and
+		// the workers accept TCP sockets their own way (package tcplisten).
+		var lc net.ListenConfig
+		lc.SetMultipathTCP(false)
+		ln, err = lc.Listen(context.Background(), network, addr)
 	}
 	if err != nil {
 		if errors.Is(err, syscall.EADDRINUSE) {

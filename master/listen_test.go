@@ -143,6 +143,17 @@ func TestBindTCP(t *testing.T) {
 			if l.url != "http://"+wantAddr {
 				t.Errorf("url = %q, want http://%s", l.url, wantAddr)
 			}
+			// Plain TCP, never Multipath TCP (Go's default where the
+			// kernel has it): the workers accept TCP sockets only.
+			raw, err := l.ln.(syscall.Conn).SyscallConn()
+			if err != nil {
+				t.Fatal(err)
+			}
+			p := -1
+			raw.Control(func(fd uintptr) { p, err = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_PROTOCOL) })
+			if err != nil || p != unix.IPPROTO_TCP {
+				t.Errorf("SO_PROTOCOL = %d (%v), want IPPROTO_TCP", p, err)
+			}
 			checkServes(t, l)
 		})
 	}

@@ -32,6 +32,7 @@ import (
 	"github.com/gorn-project/gorn/metrics"
 	"github.com/gorn-project/gorn/protocol"
 	"github.com/gorn-project/gorn/proxyproto"
+	"github.com/gorn-project/gorn/tcplisten"
 	"github.com/gorn-project/gorn/tlsconf"
 )
 
@@ -98,9 +99,7 @@ func Main(spec *Spec, log *slog.Logger) int {
 
 	var lns []net.Listener
 	for i, l := range spec.Listeners {
-		f := os.NewFile(uintptr(3+i), l.Addr)
-		ln, err := net.FileListener(f) // a CLOEXEC dup: Python never inherits it
-		f.Close()
+		ln, err := inheritListener(3 + i)
 		if err != nil {
 			log.Error("Worker cannot use an inherited listener", "addr", l.Addr, "err", err)
 			return ExitError
@@ -309,6 +308,20 @@ func Main(spec *Spec, log *slog.Logger) int {
 	}
 	exiting()
 	return ExitOK
+}
+
+// inheritListener serves the listening socket on descriptor fd: a TCP
+// socket with package tcplisten, anything else (a Unix socket) with
+// net.FileListener. Either way the listener is a close-on-exec duplicate
+// (Python never inherits it) and fd is closed.
+func inheritListener(fd int) (net.Listener, error) {
+	f := os.NewFile(uintptr(fd), "listener")
+	defer f.Close()
+	ln, err := tcplisten.FromFD(fd)
+	if errors.Is(err, tcplisten.ErrNotTCP) {
+		return net.FileListener(f)
+	}
+	return ln, err
 }
 
 // drain stops accepting and lets every connection finish: requests in

@@ -1,0 +1,289 @@
+// Package tcplisten accepts TCP connections on a listening socket the
+// worker inherited, with less per-connection work than Go's net package.
+//
+// A *net.TCPListener sets up every accepted connection with five
+// setsockopt(2) calls (TCP keep-alive probes, their idle time, interval
+// and count, and TCP_NODELAY) and a getsockname(2). A Listener accepts
+// with accept4(2) straight into a non-blocking descriptor and sets
+// nothing: TCP_NODELAY is set once on the listening socket, and Linux
+// copies it to every connection accepted from it, as gunicorn relies on;
+// keep-alive probes stay off, as in gunicorn (gorn closes idle connections
+// itself after --keep-alive seconds). The connection's local address is
+// looked up only if asked for. On a Connection: close workload that is
+// about a tenth of the worker's CPU time per request.
+//
+// Connections are *os.File descriptors in Go's network poller, so reads,
+// writes and deadlines wait without blocking a thread, as net.Conn's do;
+// their errors are *net.OpError values, as net.Conn's are, so net/http and
+// crypto/tls see the same timeouts and closed connections.
+package tcplisten
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Listener accepts TCP connections on a listening socket. It implements
+// net.Listener and syscall.Conn.
+type Listener struct {
+	f      *os.File
+	raw    syscall.RawConn
+	addr   *net.TCPAddr
+	closed atomic.Bool
+}
+
+// FromFD returns a Listener on a duplicate of fd, a listening TCP socket
+// (IPv4 or IPv6); fd itself stays open and untouched. The duplicate is
+// close-on-exec (children never inherit it) and non-blocking, which puts
+// the socket itself, shared with every process holding it, in
+// non-blocking mode; gorn's master and workers all use it so. TCP_NODELAY
+// is set on the socket for the connections it accepts.
+//
+// FromFD reports an error wrapping ErrNotTCP for any other kind of socket
+// (a Unix socket, say), which the caller serves with net.FileListener.
+func FromFD(fd int) (*Listener, error) {
+	sa, err := unix.Getsockname(fd)
+	if err != nil {
+		return nil, fmt.Errorf("descriptor %d is not a socket: %w", fd, err)
+	}
+	addr := tcpAddr(sa)
+	if addr == nil {
+		return nil, fmt.Errorf("descriptor %d: %w", fd, ErrNotTCP)
+	}
+	if typ, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_TYPE); err != nil || typ != unix.SOCK_STREAM {
+		return nil, fmt.Errorf("descriptor %d: %w", fd, ErrNotTCP)
+	}
+	if proto, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_PROTOCOL); err == nil && proto != unix.IPPROTO_TCP {
+		// Multipath TCP: its connections are not plain TCP sockets.
+		return nil, fmt.Errorf("descriptor %d (protocol %d): %w", fd, proto, ErrNotTCP)
+	}
+	if err := unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1); err != nil {
+		return nil, fmt.Errorf("setting TCP_NODELAY on listener %s: %w", addr, err)
+	}
+	dup, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("duplicating listener %s: %w", addr, err)
+	}
+	if err := unix.SetNonblock(dup, true); err != nil {
+		unix.Close(dup)
+		return nil, fmt.Errorf("making listener %s non-blocking: %w", addr, err)
+	}
+	f := os.NewFile(uintptr(dup), "tcp:"+addr.String()) // non-blocking: in the poller
+	raw, err := f.SyscallConn()
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("listener %s: %w", addr, err)
+	}
+	return &Listener{f: f, raw: raw, addr: addr}, nil
+}
+
+// ErrNotTCP is wrapped by FromFD's error for a descriptor that is not a
+// listening TCP socket.
+var ErrNotTCP = errors.New("not a TCP socket")
+
+// Accept waits for and returns the next connection. After Close it
+// returns an error wrapping net.ErrClosed; errors that may pass (running
+// out of descriptors, say) are temporary net.Error values, which
+// http.Server retries.
+func (l *Listener) Accept() (net.Conn, error) {
+	var (
+		nfd int
+		sa  unix.Sockaddr
+		err error
+	)
+	rerr := l.raw.Read(func(fd uintptr) bool {
+		for {
+			nfd, sa, err = unix.Accept4(int(fd), unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
+			switch err {
+			case unix.EINTR, unix.ECONNABORTED: // a connection reset while queued
+				continue
+			case unix.EAGAIN:
+				return false // wait for the next one
+			}
+			return true
+		}
+	})
+	if rerr != nil {
+		if l.closed.Load() { // the poller's "use of closed file"
+			rerr = net.ErrClosed
+		}
+		return nil, l.opError(rerr)
+	}
+	if err != nil {
+		return nil, l.opError(os.NewSyscallError("accept4", err))
+	}
+	c := &Conn{f: os.NewFile(uintptr(nfd), ""), remote: tcpAddr(sa), listen: l.addr}
+	if c.remote == nil { // cannot happen on a TCP socket
+		c.remote = &net.TCPAddr{}
+	}
+	return c, nil
+}
+
+func (l *Listener) opError(err error) error {
+	return &net.OpError{Op: "accept", Net: "tcp", Addr: l.addr, Err: err}
+}
+
+// Close closes the Listener's descriptor: a blocked Accept returns. The
+// socket stays open in every other process (and descriptor) holding it.
+func (l *Listener) Close() error {
+	l.closed.Store(true)
+	return l.f.Close()
+}
+
+// Addr is the address the socket is bound to.
+func (l *Listener) Addr() net.Addr { return l.addr }
+
+// SyscallConn gives access to the listening socket's descriptor (for
+// socket options such as TCP_INFO).
+func (l *Listener) SyscallConn() (syscall.RawConn, error) { return l.raw, nil }
+
+// Conn is an accepted TCP connection. It implements net.Conn,
+// syscall.Conn and CloseWrite, as *net.TCPConn does.
+type Conn struct {
+	f      *os.File
+	remote *net.TCPAddr
+	listen *net.TCPAddr // the listener's address: the local one unless it is a wildcard
+
+	localOnce sync.Once
+	local     *net.TCPAddr
+}
+
+// Read reads from the connection; io.EOF when the peer has closed it.
+func (c *Conn) Read(b []byte) (int, error) {
+	n, err := c.f.Read(b)
+	if err != nil && err != io.EOF {
+		err = c.opError("read", err)
+	}
+	return n, err
+}
+
+// Write writes all of b unless an error (or the write deadline) stops it.
+func (c *Conn) Write(b []byte) (int, error) {
+	n, err := c.f.Write(b)
+	if err != nil {
+		err = c.opError("write", err)
+	}
+	return n, err
+}
+
+// Close closes the connection; blocked reads and writes return.
+func (c *Conn) Close() error {
+	if err := c.f.Close(); err != nil {
+		return c.opError("close", err)
+	}
+	return nil
+}
+
+// CloseWrite shuts down the sending side (a FIN to the peer).
+func (c *Conn) CloseWrite() error {
+	var err error
+	if cerr := c.control(func(fd int) { err = unix.Shutdown(fd, unix.SHUT_WR) }); cerr != nil {
+		err = cerr
+	} else if err != nil {
+		err = os.NewSyscallError("shutdown", err)
+	}
+	if err != nil {
+		return c.opError("close", err)
+	}
+	return nil
+}
+
+// LocalAddr is the connection's local address: the listener's, or for a
+// listener on a wildcard address the one the connection arrived at
+// (looked up once, on the first call).
+func (c *Conn) LocalAddr() net.Addr {
+	if !c.listen.IP.IsUnspecified() {
+		return c.listen
+	}
+	c.localOnce.Do(func() {
+		c.control(func(fd int) {
+			if sa, err := unix.Getsockname(fd); err == nil {
+				c.local = tcpAddr(sa)
+			}
+		})
+		if c.local == nil {
+			c.local = c.listen
+		}
+	})
+	return c.local
+}
+
+// RemoteAddr is the peer's address.
+func (c *Conn) RemoteAddr() net.Addr { return c.remote }
+
+// SetDeadline sets the read and write deadlines; the zero time clears them.
+func (c *Conn) SetDeadline(t time.Time) error { return c.deadlineError(c.f.SetDeadline(t)) }
+
+// SetReadDeadline sets the read deadline; the zero time clears it.
+func (c *Conn) SetReadDeadline(t time.Time) error { return c.deadlineError(c.f.SetReadDeadline(t)) }
+
+// SetWriteDeadline sets the write deadline; the zero time clears it.
+func (c *Conn) SetWriteDeadline(t time.Time) error {
+	return c.deadlineError(c.f.SetWriteDeadline(t))
+}
+
+// SyscallConn gives access to the connection's descriptor.
+func (c *Conn) SyscallConn() (syscall.RawConn, error) { return c.f.SyscallConn() }
+
+func (c *Conn) deadlineError(err error) error {
+	if err != nil {
+		return c.opError("set", err)
+	}
+	return nil
+}
+
+func (c *Conn) control(f func(fd int)) error {
+	raw, err := c.f.SyscallConn()
+	if err != nil {
+		return err
+	}
+	return raw.Control(func(fd uintptr) { f(int(fd)) })
+}
+
+// opError turns an *os.File error into what a net.Conn returns: an
+// *net.OpError around the cause (os.ErrDeadlineExceeded, a syscall error),
+// with net.ErrClosed for a closed connection.
+func (c *Conn) opError(op string, err error) error {
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		err = pe.Err
+	}
+	return &net.OpError{Op: op, Net: "tcp", Source: c.listen, Addr: c.remote, Err: closedErr(err)}
+}
+
+// closedErr is err, or net.ErrClosed for the error an *os.File returns
+// once closed.
+func closedErr(err error) error {
+	if errors.Is(err, os.ErrClosed) {
+		return net.ErrClosed
+	}
+	return err
+}
+
+// tcpAddr converts an IPv4 or IPv6 socket address; nil for any other.
+func tcpAddr(sa unix.Sockaddr) *net.TCPAddr {
+	switch sa := sa.(type) {
+	case *unix.SockaddrInet4:
+		return &net.TCPAddr{IP: net.IPv4(sa.Addr[0], sa.Addr[1], sa.Addr[2], sa.Addr[3]), Port: sa.Port}
+	case *unix.SockaddrInet6:
+		a := &net.TCPAddr{IP: append(net.IP(nil), sa.Addr[:]...), Port: sa.Port}
+		if sa.ZoneId != 0 {
+			if ifi, err := net.InterfaceByIndex(int(sa.ZoneId)); err == nil {
+				a.Zone = ifi.Name
+			} else {
+				a.Zone = fmt.Sprint(sa.ZoneId)
+			}
+		}
+		return a
+	}
+	return nil
+}

@@ -1,0 +1,292 @@
+package tcplisten
+
+import (
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// listen opens a plain TCP listener (no Multipath TCP) on addr and returns
+// it with its descriptor; the test closes it.
+func listen(t *testing.T, addr string) (net.Listener, int) {
+	t.Helper()
+	var lc net.ListenConfig
+	lc.SetMultipathTCP(false)
+	ln, err := lc.Listen(t.Context(), "tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	return ln, fd(t, ln.(syscall.Conn))
+}
+
+func fd(t *testing.T, sc syscall.Conn) int {
+	t.Helper()
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := -1
+	raw.Control(func(f uintptr) { n = int(f) })
+	return n
+}
+
+// accepted returns a Listener on a fresh socket bound to addr, a client
+// connection to it and the server's end.
+func accepted(t *testing.T, addr string) (*Listener, net.Conn, *Conn) {
+	t.Helper()
+	ln, n := listen(t, addr)
+	l, err := FromFD(n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	port := ln.Addr().(*net.TCPAddr).Port
+	client, err := net.DialTimeout("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { client.Close() })
+	c, err := l.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return l, client, c.(*Conn)
+}
+
+func TestAcceptedConnection(t *testing.T) {
+	for _, tc := range []struct {
+		name, bind, local string
+	}{
+		{"loopback listener", "127.0.0.1:0", "127.0.0.1"},
+		{"wildcard listener", "0.0.0.0:0", "127.0.0.1"}, // the address the connection came to
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			l, client, c := accepted(t, tc.bind)
+			if got, want := c.RemoteAddr().String(), client.LocalAddr().String(); got != want {
+				t.Errorf("RemoteAddr = %s, want %s", got, want)
+			}
+			local := c.LocalAddr().(*net.TCPAddr)
+			if local.IP.String() != tc.local || local.Port != l.Addr().(*net.TCPAddr).Port {
+				t.Errorf("LocalAddr = %s, want %s port %d", local, tc.local, l.Addr().(*net.TCPAddr).Port)
+			}
+			n := fd(t, c)
+			for _, opt := range []struct {
+				name       string
+				level, opt int
+				want       int
+			}{
+				{"TCP_NODELAY (from the listener)", unix.IPPROTO_TCP, unix.TCP_NODELAY, 1},
+				{"SO_KEEPALIVE", unix.SOL_SOCKET, unix.SO_KEEPALIVE, 0},
+				{"SO_PROTOCOL", unix.SOL_SOCKET, unix.SO_PROTOCOL, unix.IPPROTO_TCP},
+			} {
+				if v, err := unix.GetsockoptInt(n, opt.level, opt.opt); err != nil || v != opt.want {
+					t.Errorf("%s = %d (%v), want %d", opt.name, v, err, opt.want)
+				}
+			}
+			flags, err := unix.FcntlInt(uintptr(n), unix.F_GETFD, 0)
+			if err != nil || flags&unix.FD_CLOEXEC == 0 {
+				t.Errorf("accepted descriptor flags %#x (%v), want close-on-exec", flags, err)
+			}
+
+			// Bytes both ways, then end of stream both ways.
+			if _, err := client.Write([]byte("ping")); err != nil {
+				t.Fatal(err)
+			}
+			buf := make([]byte, 4)
+			if _, err := io.ReadFull(c, buf); err != nil || string(buf) != "ping" {
+				t.Fatalf("server read %q, %v", buf, err)
+			}
+			if _, err := c.Write([]byte("pong")); err != nil {
+				t.Fatal(err)
+			}
+			if err := c.CloseWrite(); err != nil {
+				t.Fatal(err)
+			}
+			client.SetReadDeadline(time.Now().Add(5 * time.Second))
+			if got, err := io.ReadAll(client); err != nil || string(got) != "pong" {
+				t.Errorf("client read %q, %v; want pong then EOF", got, err)
+			}
+			client.Close()
+			c.SetReadDeadline(time.Now().Add(5 * time.Second))
+			if n, err := c.Read(buf); n != 0 || err != io.EOF {
+				t.Errorf("read after the peer closed: %d, %v; want 0, io.EOF", n, err)
+			}
+		})
+	}
+}
+
+// The errors are what a *net.TCPConn returns, which net/http and
+// crypto/tls depend on.
+func TestErrors(t *testing.T) {
+	_, _, c := accepted(t, "127.0.0.1:0")
+	c.SetReadDeadline(time.Now().Add(20 * time.Millisecond))
+	_, err := c.Read(make([]byte, 1))
+	var ne net.Error
+	var oe *net.OpError
+	if !errors.As(err, &ne) || !ne.Timeout() || !errors.Is(err, os.ErrDeadlineExceeded) || !errors.As(err, &oe) || oe.Op != "read" {
+		t.Errorf("read past the deadline: %#v; want a timeout *net.OpError (read)", err)
+	}
+	c.SetReadDeadline(time.Time{})
+	c.Close()
+	for _, op := range []struct {
+		name string
+		do   func() error
+	}{
+		{"read", func() error { _, err := c.Read(make([]byte, 1)); return err }},
+		{"write", func() error { _, err := c.Write([]byte("x")); return err }},
+		{"close", c.Close},
+	} {
+		if err := op.do(); !errors.Is(err, net.ErrClosed) || !errors.As(err, &oe) {
+			t.Errorf("%s after Close: %v; want a *net.OpError wrapping net.ErrClosed", op.name, err)
+		}
+	}
+}
+
+func TestCloseUnblocksAccept(t *testing.T) {
+	_, n := listen(t, "127.0.0.1:0")
+	l, err := FromFD(n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := l.Accept()
+		done <- err
+	}()
+	time.Sleep(20 * time.Millisecond) // let it wait in the poller
+	l.Close()
+	select {
+	case err := <-done:
+		if !errors.Is(err, net.ErrClosed) {
+			t.Errorf("Accept after Close: %v; want net.ErrClosed", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Accept still blocked 5 s after Close")
+	}
+	// The descriptor FromFD was given is still open and listening.
+	if _, err := unix.GetsockoptInt(n, unix.SOL_SOCKET, unix.SO_ACCEPTCONN); err != nil {
+		t.Errorf("the original descriptor: %v", err)
+	}
+}
+
+func TestFromFDRejects(t *testing.T) {
+	dir := t.TempDir()
+	unixLn, err := net.Listen("unix", dir+"/s")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unixLn.Close()
+	udp, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer udp.Close()
+	cases := []struct {
+		name string
+		fd   int
+	}{
+		{"unix socket", fd(t, unixLn.(syscall.Conn))},
+		{"udp socket", fd(t, udp.(syscall.Conn))},
+	}
+	var lc net.ListenConfig
+	lc.SetMultipathTCP(true)
+	if mp, err := lc.Listen(t.Context(), "tcp", "127.0.0.1:0"); err == nil {
+		defer mp.Close()
+		if p, _ := unix.GetsockoptInt(fd(t, mp.(syscall.Conn)), unix.SOL_SOCKET, unix.SO_PROTOCOL); p == unix.IPPROTO_MPTCP {
+			cases = append(cases, struct {
+				name string
+				fd   int
+			}{"multipath TCP socket", fd(t, mp.(syscall.Conn))})
+		}
+	}
+	f, err := os.CreateTemp(dir, "file")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, err := FromFD(tc.fd); !errors.Is(err, ErrNotTCP) {
+				t.Errorf("FromFD: %v; want ErrNotTCP", err)
+			}
+		})
+	}
+	if _, err := FromFD(int(f.Fd())); err == nil || errors.Is(err, ErrNotTCP) {
+		t.Errorf("FromFD(a file) = %v; want a not-a-socket error", err)
+	}
+}
+
+// net/http behaves on these connections as on its own: a request is
+// served; a client that sends nothing is dropped at ReadHeaderTimeout
+// without a response (only a *net.TCPConn-like timeout error gets that:
+// any other error gets a 400), and one that stalls mid-head gets what it
+// gets from a *net.TCPConn.
+func TestHTTPServer(t *testing.T) {
+	clients := []struct {
+		name, send string
+	}{
+		{"request", "GET / HTTP/1.1\r\nHost: x\r\n\r\n"},
+		{"silent", ""},
+		{"stalled mid-head", "GET / HTTP/1.1\r\nHo"},
+	}
+	got := map[bool][]string{}
+	for _, lean := range []bool{false, true} {
+		ln, n := listen(t, "127.0.0.1:0")
+		var serve net.Listener = ln
+		if lean {
+			l, err := FromFD(n)
+			if err != nil {
+				t.Fatal(err)
+			}
+			serve = l
+		}
+		srv := &http.Server{
+			ReadHeaderTimeout: 100 * time.Millisecond,
+			Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Connection", "close")
+				io.WriteString(w, "hello")
+			}),
+		}
+		done := make(chan struct{})
+		go func() { defer close(done); srv.Serve(serve) }()
+		for _, cl := range clients {
+			c, err := net.Dial("tcp", ln.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			c.SetDeadline(time.Now().Add(5 * time.Second))
+			io.WriteString(c, cl.send)
+			b, err := io.ReadAll(c)
+			c.Close()
+			if err != nil {
+				t.Fatalf("%s: %v", cl.name, err)
+			}
+			resp := string(b)
+			if i := strings.Index(resp, "Date: "); i >= 0 { // the one part that varies
+				resp = resp[:i] + resp[i+strings.Index(resp[i:], "\r\n")+2:]
+			}
+			got[lean] = append(got[lean], resp)
+		}
+		srv.Close()
+		<-done
+	}
+	for i, cl := range clients {
+		if got[true][i] != got[false][i] {
+			t.Errorf("%s: got %q; a *net.TCPConn gets %q", cl.name, got[true][i], got[false][i])
+		}
+	}
+	if !strings.HasSuffix(got[true][0], "hello") || got[true][1] != "" {
+		t.Errorf("request got %q, silent client got %q; want hello, nothing", got[true][0], got[true][1])
+	}
+}
