@@ -9,11 +9,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -521,4 +523,79 @@ func testHTTPCloseCalled(t *testing.T, args []string) {
 			t.Errorf("after the disconnect: %d %q", code, body)
 		}
 	})
+}
+
+// TestHTTPSharedBodies: large response chunks travel from the runtime to
+// the worker through shared memory slots, which the worker frees once the
+// client has the bytes. Under pressure (slow clients holding every slot)
+// the bytes go through the socket instead, in order; clients that go away
+// mid-response give their slots back: afterwards a response finds free
+// slots again.
+func TestHTTPSharedBodies(t *testing.T) {
+	s := start(t, python(t), "--threads", "8", "--log-level", "debug", "basic:app")
+	s.ready("/pid")
+	const path = "/chunks?n=160&size=65536" // 10 MiB: more than loopback buffers hold
+	const fallback = "No free shared memory slot"
+
+	// A client that reads nothing for a while: its response waits in the
+	// worker, and its runtime thread holds slots up to its credit.
+	slow := func() (net.Conn, *bufio.Reader) {
+		d := net.Dialer{Timeout: 10 * time.Second, Control: func(_, _ string, c syscall.RawConn) error {
+			c.Control(func(fd uintptr) { syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 16<<10) })
+			return nil
+		}}
+		c, err := d.Dial("tcp", s.Addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.SetDeadline(time.Now().Add(60 * time.Second))
+		t.Cleanup(func() { c.Close() })
+		fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: h\r\n\r\n", path)
+		return c, bufio.NewReader(c)
+	}
+	check := func(name string, br *bufio.Reader) {
+		t.Helper()
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		h := sha256.New()
+		n, err := io.Copy(h, resp.Body)
+		resp.Body.Close()
+		if want := int64(160*65536 + 159*160/2); err != nil || n != want || hex.EncodeToString(h.Sum(nil)) != resp.Header.Get("X-Sha256") {
+			t.Errorf("%s: %d bytes, %v, digest %x; want %d bytes with digest %s", name, n, err, h.Sum(nil), want, resp.Header.Get("X-Sha256"))
+		}
+	}
+
+	var readers, leavers []*bufio.Reader
+	var leaverConns []net.Conn
+	for range 3 {
+		_, br := slow()
+		readers = append(readers, br)
+		c, br := slow()
+		leaverConns = append(leaverConns, c)
+		leavers = append(leavers, br)
+	}
+	s.waitLog(fallback, 30*time.Second) // every slot is held
+	for i, c := range leaverConns {     // these go away mid-response
+		if _, err := http.ReadResponse(leavers[i], nil); err != nil {
+			t.Fatalf("leaver %d: %v", i, err)
+		}
+		c.Close()
+	}
+	for i, br := range readers { // these read it all, in order, at last
+		check(fmt.Sprintf("slow reader %d", i), br)
+	}
+
+	// Every slot is free again: a response finds them.
+	if code, _ := s.get("/pid"); code != 200 {
+		t.Fatalf("GET /pid after the slow clients: %d", code)
+	}
+	mark := len(s.log.String())
+	c, br := s.rawConn()
+	fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: h\r\n\r\n", path)
+	check("a client after them", br)
+	if strings.Contains(s.log.String()[mark:], fallback) {
+		t.Errorf("a lone response found no free slot: slots were not given back\n%s", s.log.String()[mark:])
+	}
 }

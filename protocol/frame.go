@@ -77,6 +77,12 @@ const (
 	// Error ends a stream whose app raised: a 500 when no Start was sent,
 	// else the client connection is closed. Payload is a UTF-8 message.
 	Error Type = 0x15
+	// Shared is a Data frame whose bytes are in the memory the worker
+	// shares with its runtime: payload is a uint32 slot index and a
+	// uint32 length (see SharedPayload). Only sent to a worker that gave
+	// the runtime shared memory; the worker frees the slot once it has
+	// written the bytes.
+	Shared Type = 0x16
 )
 
 // Control messages between the master and a worker (stream 0).
@@ -128,6 +134,8 @@ func (t Type) String() string {
 		return "read"
 	case Error:
 		return "error"
+	case Shared:
+		return "shared"
 	case WorkerReady:
 		return "worker-ready"
 	case WorkerBootError:
@@ -195,6 +203,15 @@ func Uint32Payload(p []byte) (uint32, error) {
 		return 0, fmt.Errorf("protocol: want a 4-byte payload, got %d bytes", len(p))
 	}
 	return binary.LittleEndian.Uint32(p), nil
+}
+
+// SharedPayload decodes the payload of a Shared frame: the slot holding
+// the bytes and how many there are.
+func SharedPayload(p []byte) (slot, n uint32, err error) {
+	if len(p) != 8 {
+		return 0, 0, fmt.Errorf("protocol: want an 8-byte shared payload, got %d bytes", len(p))
+	}
+	return binary.LittleEndian.Uint32(p), binary.LittleEndian.Uint32(p[4:]), nil
 }
 
 // Reader decodes frames from a stream. It buffers its reads, so one read

@@ -322,9 +322,9 @@ func (h *handler) pump(st *requestState) {
 		events = (*fp.(*[]protocol.Frame))[:0]
 	}
 	defer func() {
-		recycle(events)
-		events = events[:0]
+		events = c.recycle(events)
 		h.frames.Put(&events)
+		c.close()
 	}()
 	// --timeout bounds the time the request runs in Python: from when the
 	// runtime starts it (not while it waits behind others in the runtime's
@@ -357,7 +357,7 @@ func (h *handler) pump(st *requestState) {
 		case <-rt.done:
 			// The reader may have delivered the last frames just before
 			// it stopped: drain them first.
-			events = c.take(recycle(events))
+			events = c.take(c.recycle(events))
 			if len(events) > 0 && h.handle(st, events) {
 				return
 			}
@@ -375,21 +375,11 @@ func (h *handler) pump(st *requestState) {
 			waited += time.Since(t0)
 			timer.Stop()
 		}
-		events = c.take(recycle(events))
+		events = c.take(c.recycle(events))
 		if h.handle(st, events) {
 			return
 		}
 	}
-}
-
-// recycle gives the payloads of handled frames back to the pool (they have
-// been written out; nothing refers to them) and returns events emptied.
-func recycle(events []protocol.Frame) []protocol.Frame {
-	for _, f := range events {
-		protocol.PutPayload(f.Payload)
-	}
-	clear(events)
-	return events[:0]
 }
 
 // timedOut ends a request that ran in Python longer than --timeout: the
@@ -430,14 +420,18 @@ func (h *handler) handle(st *requestState, events []protocol.Frame) bool {
 			if f.End() {
 				return true
 			}
-		case protocol.Data:
+		case protocol.Data, protocol.Shared:
 			if !st.headersSent {
 				h.log.Error("The app runtime sent data before the response head", "uri", st.r.RequestURI)
 				h.cancel(st)
 				h.plainError(st, http.StatusBadGateway)
 				return true
 			}
-			if !h.writeBody(st, f.Payload, f.End()) {
+			body := f.Payload
+			if f.Type == protocol.Shared {
+				body = st.c.shared.bytes(f.Payload) // freed with the frame, once written
+			}
+			if !h.writeBody(st, body, f.End()) {
 				return true
 			}
 			if f.End() {

@@ -44,10 +44,11 @@ type ReadyInfo struct {
 // socketpair to it. Its reader goroutine owns the frames coming back and
 // hands each to the call it belongs to.
 type runtimeProc struct {
-	cmd  *exec.Cmd
-	conn *net.UnixConn
-	info ReadyInfo
-	log  *slog.Logger
+	cmd    *exec.Cmd
+	conn   *net.UnixConn
+	info   ReadyInfo
+	log    *slog.Logger
+	shared *sharedBodies // nil if it could not be made: bodies go through conn
 
 	wmu      sync.Mutex // guards out, spare and flushing; see send
 	out      []byte     // frames waiting to be written
@@ -70,8 +71,10 @@ type runtimeProc struct {
 // call is one request's stream on a runtime.
 type call struct {
 	id       uint32
+	shared   *sharedBodies // the runtime's, for freeing Shared frames' slots
 	mu       sync.Mutex
 	events   []protocol.Frame
+	closed   bool          // the handler is done: frames are freed, not queued
 	notify   chan struct{} // capacity 1: "events has something" (or running changed)
 	release  func()        // frees the worker slot: through releaseSlot, once
 	released atomic.Bool
@@ -95,14 +98,52 @@ func (c *call) wake() {
 	}
 }
 
+// push queues a frame for the handler; a frame for a closed call is
+// freed instead.
 func (c *call) push(f protocol.Frame) {
 	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		c.free(f)
+		return
+	}
 	c.events = append(c.events, f)
 	c.mu.Unlock()
 	select {
 	case c.notify <- struct{}{}:
 	default:
 	}
+}
+
+// free gives a frame's resources back once it has been handled (or will
+// never be): a Shared frame's slot to the runtime, a pooled payload to
+// the pool.
+func (c *call) free(f protocol.Frame) {
+	if f.Type == protocol.Shared {
+		c.shared.release(f.Payload)
+	}
+	protocol.PutPayload(f.Payload)
+}
+
+// recycle frees handled frames and returns events emptied.
+func (c *call) recycle(events []protocol.Frame) []protocol.Frame {
+	for _, f := range events {
+		c.free(f)
+	}
+	clear(events)
+	return events[:0]
+}
+
+// close marks the handler done with the call: frames still queued, and
+// any that arrive later (the runtime ending a cancelled stream), are
+// freed.
+func (c *call) close() {
+	c.mu.Lock()
+	c.closed = true
+	left := c.events
+	c.events = nil
+	c.mu.Unlock()
+	c.recycle(left)
 }
 
 func (c *call) take(dst []protocol.Frame) []protocol.Frame {
@@ -127,6 +168,11 @@ type runtimeConfig struct {
 	ErrorLog     string   `json:"error_log"`
 	FD           int      `json:"fd"`
 	SourceFD     int      `json:"source_fd"`
+	// The shared body memory (see sharedBodies); SharedFD 0 if none.
+	SharedFD       int `json:"shared_fd,omitempty"`
+	SharedHeader   int `json:"shared_header,omitempty"`
+	SharedSlots    int `json:"shared_slots,omitempty"`
+	SharedSlotSize int `json:"shared_slot_size,omitempty"`
 }
 
 // startRuntime starts a runtime and waits, up to cfg.BootTimeout, for it to
@@ -169,9 +215,18 @@ func startRuntime(cfg *config.Config, log *slog.Logger, argv []string, started f
 		FD:           3,
 		SourceFD:     4,
 	}
-	js, _ := json.Marshal(rc)
-	cmd := exec.Command(cfg.Python, "-c", pyruntime.Loader, string(js))
+	cmd := exec.Command(cfg.Python, "-c", pyruntime.Loader)
 	cmd.ExtraFiles = []*os.File{child, src}
+	shared, sharedFile, err := newSharedBodies()
+	if err != nil {
+		log.Warn("Response bodies go through the runtime socket only", "err", err)
+	} else {
+		defer sharedFile.Close()
+		cmd.ExtraFiles = append(cmd.ExtraFiles, sharedFile)
+		rc.SharedFD, rc.SharedHeader, rc.SharedSlots, rc.SharedSlotSize = 5, sharedHeader, sharedSlots, sharedSlotSize
+	}
+	js, _ := json.Marshal(rc)
+	cmd.Args = append(cmd.Args, string(js))
 	cmd.Stdout = os.Stdout
 	cmd.Stderr = os.Stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
@@ -186,6 +241,7 @@ func startRuntime(cfg *config.Config, log *slog.Logger, argv []string, started f
 	rt := &runtimeProc{
 		cmd:     cmd,
 		conn:    conn,
+		shared:  shared,
 		log:     log,
 		threads: max(cfg.Threads, 1),
 		calls:   make(map[uint32]*call),
@@ -298,6 +354,17 @@ func (rt *runtimeProc) readLoop(r *protocol.Reader) {
 		}
 		switch f.Type {
 		case protocol.Start, protocol.Data, protocol.Read, protocol.Error:
+		case protocol.Shared:
+			if rt.shared == nil {
+				rt.log.Error("The app runtime sent a shared frame without shared memory", "pid", rt.info.Pid)
+				rt.kill()
+				return
+			}
+			if err := rt.shared.check(f.Payload); err != nil {
+				rt.log.Error("The app runtime sent a bad shared frame", "pid", rt.info.Pid, "err", err)
+				rt.kill()
+				return
+			}
 		default:
 			rt.log.Error("The app runtime sent an unexpected frame", "pid", rt.info.Pid, "type", f.Type.String())
 			rt.kill()
@@ -316,6 +383,9 @@ func (rt *runtimeProc) readLoop(r *protocol.Reader) {
 			started.wake()
 		}
 		if c == nil {
+			if f.Type == protocol.Shared {
+				rt.shared.release(f.Payload)
+			}
 			protocol.PutPayload(f.Payload)
 			continue
 		}
@@ -368,7 +438,7 @@ func (rt *runtimeProc) newCall(release func()) *call {
 		return nil
 	}
 	rt.nextID++
-	c := &call{id: rt.nextID, notify: make(chan struct{}, 1), release: release}
+	c := &call{id: rt.nextID, shared: rt.shared, notify: make(chan struct{}, 1), release: release}
 	rt.calls[c.id] = c
 	return c
 }

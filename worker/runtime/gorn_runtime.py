@@ -14,6 +14,7 @@ what it returns back as frames.
 import io
 import json
 import marshal
+import mmap
 import os
 import queue
 import signal
@@ -29,6 +30,7 @@ PROTOCOL_VERSION = 1
 HEADER = struct.Struct("<IBBI")
 HEADER_SIZE = HEADER.size
 U32 = struct.Struct("<I")
+SHARED = struct.Struct("<II")  # a Shared frame's payload: slot, length
 MAX_PAYLOAD = 16 << 20
 
 # worker -> runtime
@@ -46,6 +48,7 @@ T_START = 0x12
 T_DATA = 0x13
 T_READ = 0x14
 T_ERROR = 0x15
+T_SHARED = 0x16
 
 F_END = 0x01
 
@@ -181,6 +184,9 @@ class Log:
 
     def info(self, msg):
         self.log("info", msg)
+
+    def warning(self, msg):
+        self.log("warning", msg)
 
     def error(self, msg, exc=False):
         self.log("error", msg, exc)
@@ -408,6 +414,7 @@ class Responder:
         self.sent = 0
         self.ended = False  # the stream's last frame is out
         self.excess = 0  # bytes the app wrote past its Content-Length
+        self.slotless = False  # a chunk found no free shared slot (logged once)
 
     def start_response(self, status, headers, exc_info=None):
         if exc_info:
@@ -499,17 +506,27 @@ class Responder:
                 conn.wait(req.has_credit)
                 if req.cancelled:
                     raise ClientDisconnected("client disconnected")
+            slot = -1
             with conn.lock:
                 n = min(req.credit, MAX_DATA, total - off)
+                if n >= SCATTER_MIN and conn.shared is not None:
+                    slot = conn.take_slot()
+                    if slot >= 0:
+                        n = min(n, conn.slot_size)
                 req.credit -= n
+            if slot < 0 and n >= SCATTER_MIN and conn.shared is not None and not self.slotless:
+                self.slotless = True
+                self.server.log.debug("No free shared memory slot for the response of %s; sending through the socket"
+                                      % req.environ.get("RAW_URI", ""))
             flags = last if off + n == total else 0
             self.ended = bool(flags)
-            head = HEADER.pack(n, T_DATA, flags, req.sid)
             chunk = data if n == total else memoryview(data)[off:off + n]
-            if n >= SCATTER_MIN:
-                conn.send_frame(head, chunk)
+            if slot >= 0:
+                conn.send_shared(slot, chunk, flags, req.sid)
+            elif n >= SCATTER_MIN:
+                conn.send_frame(HEADER.pack(n, T_DATA, flags, req.sid), chunk)
             else:
-                conn.send(head + chunk)
+                conn.send(HEADER.pack(n, T_DATA, flags, req.sid) + chunk)
             off += n
 
     def run(self, app):
@@ -619,6 +636,43 @@ class Connection:
         self.closed = False
         self.shutdown = False
         self.error_log = None
+        # Memory shared with the worker for large response chunks (see
+        # attach_shared); None when the worker gave none.
+        self.shared = None
+        self.states = None
+        self.slot_base = self.slot_size = 0
+
+    def attach_shared(self, fd, header, slots, slot_size):
+        """Maps the worker's shared body memory (descriptor fd, closed
+        here): header bytes of slot states, one u32 per slot (0 free, 1
+        filled and not yet written out by the worker), then slots slots of
+        slot_size bytes. This side only ever turns a free slot into a
+        filled one; the worker frees it once the client has the bytes."""
+        try:
+            mm = mmap.mmap(fd, header + slots * slot_size)
+        finally:
+            os.close(fd)
+        self.shared = memoryview(mm)
+        self.states = self.shared[:4 * slots].cast("I")
+        self.slot_base, self.slot_size = header, slot_size
+
+    def take_slot(self):
+        """Marks the lowest free slot filled and returns it; -1 if none is
+        free (the caller sends its bytes in a Data frame). Call with
+        self.lock held: threads share the slots."""
+        try:
+            i = self.states.tolist().index(0)
+        except ValueError:
+            return -1
+        self.states[i] = 1
+        return i
+
+    def send_shared(self, slot, chunk, flags, sid):
+        """Copies chunk (at most slot_size bytes) into a slot taken with
+        take_slot and sends the Shared frame naming it."""
+        off = self.slot_base + slot * self.slot_size
+        self.shared[off:off + len(chunk)] = chunk
+        self.send(HEADER.pack(SHARED.size, T_SHARED, flags, sid) + SHARED.pack(slot, len(chunk)))
 
     def send(self, data):
         with self.wlock:
@@ -845,6 +899,12 @@ def main(argv):
     threads = max(1, int(cfg.get("threads", 1)))
     conn = Connection(sock, threads > 1)
     conn.error_log = cfg.get("error_log")
+    if cfg.get("shared_fd"):
+        try:
+            conn.attach_shared(int(cfg["shared_fd"]), int(cfg["shared_header"]),
+                               int(cfg["shared_slots"]), int(cfg["shared_slot_size"]))
+        except (OSError, ValueError) as e:
+            log.warning("Response bodies go through the socket only: %s" % e)
     server = Server(conn, app, cfg, log)
     info = {
         "protocol": PROTOCOL_VERSION,

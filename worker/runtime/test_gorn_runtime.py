@@ -812,6 +812,75 @@ class ResponderTests(unittest.TestCase):
         self.assertEqual([f[3] for f in conn.sent[1:]], [b"bb", b"ccc", b""])
         self.assertEqual(res.closed, 1)
 
+    def shared_conn(self, conn, slots=4, slot_size=64 << 10, header=4096):
+        """Gives conn shared body memory, as the worker does (a memfd)."""
+        fd = os.memfd_create("test-bodies")
+        os.ftruncate(fd, header + slots * slot_size)
+        conn.attach_shared(fd, header, slots, slot_size)
+        self.addCleanup(conn.shared.release)
+        self.addCleanup(conn.states.release)
+        return conn
+
+    def run_shared(self, app):
+        """Runs app on a connection with 4 shared slots and credit to spare."""
+        conn = self.shared_conn(FakeConnection(step=lambda c: [(rt.T_WINDOW, 0, 9, rt.U32.pack(1 << 20))]))
+        server = rt.Server(conn, app, {"threads": 1}, rt.Log("critical", 1))
+        req = rt.Request(conn, 9, {"RAW_URI": "/t"}, b"", True)
+        conn.requests[9] = req
+        rt.Responder(server, req).run(app)
+        return conn
+
+    def slot_bytes(self, conn, frame):
+        ftype, flags, sid, payload = frame
+        self.assertEqual((ftype, sid), (rt.T_SHARED, 9))
+        slot, n = rt.SHARED.unpack(payload)
+        self.assertEqual(conn.states[slot], 1, "a sent slot is marked filled")
+        off = conn.slot_base + slot * conn.slot_size
+        return slot, bytes(conn.shared[off:off + n])
+
+    def test_large_chunks_go_through_shared_memory(self):
+        chunks = [bytes([i]) * (64 << 10) for i in range(4)] + [b"x" * 100, b"y" * (100 << 10)]
+
+        def app(environ, start_response):
+            start_response("200 OK", [])
+            return iter(chunks)
+        conn = self.run_shared(app)
+        got = [(f[0], f[1]) for f in conn.sent]
+        S, D = rt.T_SHARED, rt.T_DATA
+        # The first chunk rides with the head; 64 KiB pieces take the
+        # lowest free slots; a small chunk stays inline; the last 100 KiB
+        # is one 64 KiB slot, and the rest once the slots are used up
+        # (nothing frees them here) inline.
+        self.assertEqual(got, [(rt.T_START, 0), (S, 0), (S, 0), (S, 0), (D, 0), (S, 0), (D, 0), (D, rt.F_END)])
+        self.assertEqual(self.start_of(conn.sent[0])[2], chunks[0])
+        shared = [self.slot_bytes(conn, f) for f in conn.sent if f[0] == S]
+        self.assertEqual([s for s, _ in shared], [0, 1, 2, 3])
+        self.assertEqual([b for _, b in shared], chunks[1:4] + [chunks[5][:64 << 10]])
+        self.assertEqual(conn.sent[4][3], b"x" * 100)
+        self.assertEqual(conn.sent[6][3], chunks[5][64 << 10:])
+        self.assertEqual(conn.sent[7][3], b"")
+
+    def test_freed_slots_are_reused_lowest_first(self):
+        conn = self.shared_conn(FakeConnection())
+        for want in (0, 1, 2, 3, -1):
+            self.assertEqual(conn.take_slot(), want)
+        conn.states[2] = 0  # the worker wrote slot 2 out
+        conn.states[0] = 0
+        self.assertEqual([conn.take_slot() for _ in range(3)], [0, 2, -1])
+
+    def test_content_length_end_on_a_shared_frame(self):
+        body = b"z" * (128 << 10)
+
+        def app(environ, start_response):
+            start_response("200 OK", [("Content-Length", str(len(body)))])
+            yield body[:1]
+            yield body[1:]
+            yield b"past the end"
+        conn = self.run_shared(app)
+        self.assertEqual([(f[0], f[1]) for f in conn.sent], [(rt.T_START, 0), (rt.T_SHARED, 0), (rt.T_SHARED, rt.F_END)])
+        sent = self.start_of(conn.sent[0])[2] + b"".join(self.slot_bytes(conn, f)[1] for f in conn.sent[1:])
+        self.assertEqual(sent, body)
+
     def test_write_callable(self):
         def app(environ, start_response):
             write = start_response("200 OK", [])

@@ -1,4 +1,5 @@
 """Test apps for gorn's end-to-end tests: one WSGI app routing on PATH_INFO."""
+import hashlib
 import json
 import os
 import sys
@@ -39,6 +40,18 @@ def app(environ, start_response):
         start_response("200 OK", [("Content-Type", "application/octet-stream")])
         chunk = b"x" * size
         return (chunk for _ in range(n))
+    if path == "/chunks":
+        # /chunks?n=COUNT&size=BYTES yields COUNT chunks, chunk i being
+        # BYTES+i copies of byte i % 251; X-Sha256 is the body's digest.
+        q = dict(p.split("=", 1) for p in environ["QUERY_STRING"].split("&") if "=" in p)
+        n, size = int(q.get("n", "10")), int(q.get("size", "10"))
+        chunks = [bytes([i % 251]) * (size + i) for i in range(n)]
+        digest = hashlib.sha256()
+        for c in chunks:
+            digest.update(c)
+        start_response("200 OK", [("Content-Type", "application/octet-stream"),
+                                  ("X-Sha256", digest.hexdigest())])
+        return iter(chunks)
     if path == "/sleep":
         time.sleep(float(environ["QUERY_STRING"] or "1"))
         return _json(start_response, {"slept": environ["QUERY_STRING"], "pid": os.getpid()})

@@ -1,0 +1,170 @@
+package worker
+
+import (
+	"bytes"
+	"encoding/binary"
+	"testing"
+
+	"github.com/gorn-project/gorn/protocol"
+)
+
+func sharedPayload(slot, n uint32) []byte {
+	return binary.LittleEndian.AppendUint32(binary.LittleEndian.AppendUint32(nil, slot), n)
+}
+
+// fill does what the runtime does: marks slot filled and writes b into it.
+func fill(s *sharedBodies, slot uint32, b []byte) []byte {
+	s.state(slot).Store(1)
+	copy(s.mem[sharedHeader+int(slot)*sharedSlotSize:], b)
+	return sharedPayload(slot, uint32(len(b)))
+}
+
+func TestSharedBodiesCheck(t *testing.T) {
+	s, f, err := newSharedBodies()
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	fill(s, 3, []byte("x"))
+	fill(s, sharedSlots-1, []byte("x"))
+	for _, tc := range []struct {
+		name    string
+		payload []byte
+		ok      bool
+	}{
+		{"filled slot", sharedPayload(3, 100), true},
+		{"a whole slot", sharedPayload(3, sharedSlotSize), true},
+		{"the last slot", sharedPayload(sharedSlots-1, 1), true},
+		{"free slot", sharedPayload(2, 100), false},
+		{"slot out of range", sharedPayload(sharedSlots, 100), false},
+		{"huge slot", sharedPayload(1<<31, 100), false},
+		{"no bytes", sharedPayload(3, 0), false},
+		{"more than a slot", sharedPayload(3, sharedSlotSize+1), false},
+		{"short payload", []byte{3, 0, 0, 0}, false},
+		{"long payload", append(sharedPayload(3, 1), 0), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if err := s.check(tc.payload); (err == nil) != tc.ok {
+				t.Errorf("check = %v, want ok %v", err, tc.ok)
+			}
+		})
+	}
+}
+
+func TestSharedBodiesBytesAndRelease(t *testing.T) {
+	s, f, err := newSharedBodies()
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	body := bytes.Repeat([]byte("abc"), 1000)
+	p := fill(s, 5, body)
+	if err := s.check(p); err != nil {
+		t.Fatal(err)
+	}
+	got := s.bytes(p)
+	if !bytes.Equal(got, body) || cap(got) != len(body) {
+		t.Errorf("bytes: %d bytes (cap %d), want the %d written", len(got), cap(got), len(body))
+	}
+	if n := s.inUse(); n != 1 {
+		t.Errorf("%d slots in use, want 1", n)
+	}
+	s.release(p)
+	if n := s.inUse(); n != 0 {
+		t.Errorf("%d slots in use after release, want 0", n)
+	}
+}
+
+// Every Shared frame's slot is freed exactly when the frame is done with:
+// after the handler wrote it (recycle), when the handler leaves with
+// frames unread (close), and on arrival for a call already closed.
+func TestCallFreesSharedSlots(t *testing.T) {
+	s, f, err := newSharedBodies()
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	shared := func(slot uint32) protocol.Frame {
+		return protocol.Frame{Type: protocol.Shared, ID: 1, Payload: fill(s, slot, []byte("body"))}
+	}
+	data := protocol.Frame{Type: protocol.Data, ID: 1, Payload: []byte("inline")}
+	for _, tc := range []struct {
+		name string
+		run  func(c *call) (afterTake, atEnd int)
+	}{
+		{"handled, then recycled", func(c *call) (int, int) {
+			c.push(shared(0))
+			c.push(data)
+			c.push(shared(1))
+			events := c.take(nil)
+			n := s.inUse() // taken, not yet written: still held
+			c.recycle(events)
+			c.close()
+			return n, s.inUse()
+		}},
+		{"left queued when the handler leaves", func(c *call) (int, int) {
+			c.push(shared(0))
+			events := c.take(nil)
+			c.push(shared(1))
+			c.push(shared(2))
+			n := s.inUse()
+			c.recycle(events)
+			c.close()
+			return n, s.inUse()
+		}},
+		{"arriving after the handler left", func(c *call) (int, int) {
+			c.push(shared(0))
+			c.recycle(c.take(nil))
+			c.close()
+			late := []protocol.Frame{shared(1), {Type: protocol.Shared, ID: 1, Flags: protocol.FlagEnd, Payload: fill(s, 2, []byte("end"))}}
+			n := s.inUse() // filled by the runtime, on their way
+			for _, f := range late {
+				c.push(f) // the runtime ending a cancelled stream
+			}
+			return n, s.inUse()
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := &call{id: 1, shared: s, notify: make(chan struct{}, 1)}
+			afterTake, atEnd := tc.run(c)
+			if afterTake == 0 {
+				t.Errorf("no slot held before the frames were done with")
+			}
+			if atEnd != 0 {
+				t.Errorf("%d slots still held at the end, want 0", atEnd)
+			}
+			if len(c.events) != 0 {
+				t.Errorf("%d frames left queued on a closed call", len(c.events))
+			}
+		})
+	}
+}
+
+// FuzzSharedCheck: whatever a runtime sends, check either refuses it or
+// names bytes inside one slot.
+func FuzzSharedCheck(f *testing.F) {
+	s, file, err := newSharedBodies()
+	if err != nil {
+		f.Fatal(err)
+	}
+	file.Close()
+	fill(s, 0, []byte("a"))
+	fill(s, sharedSlots-1, []byte("z"))
+	for _, seed := range [][]byte{
+		sharedPayload(0, 1), sharedPayload(sharedSlots-1, sharedSlotSize), sharedPayload(1, 5),
+		sharedPayload(0, 0), sharedPayload(sharedSlots, 1), sharedPayload(0, sharedSlotSize+1), {}, {1, 2, 3},
+	} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, p []byte) {
+		if s.check(p) != nil {
+			return
+		}
+		slot, n, _ := protocol.SharedPayload(p)
+		b := s.bytes(p)
+		start := sharedHeader + int(slot)*sharedSlotSize
+		if len(b) != int(n) || n == 0 || &b[0] != &s.mem[start] || start+len(b) > sharedHeader+(int(slot)+1)*sharedSlotSize {
+			t.Fatalf("check passed slot %d, %d bytes: got %d bytes outside it", slot, n, len(b))
+		}
+	})
+}
