@@ -399,7 +399,13 @@ func (h *handler) timedOut(st *requestState) {
 
 // handle applies frames to the response; true once the call is over.
 func (h *handler) handle(st *requestState, events []protocol.Frame) bool {
-	for _, f := range events {
+	for i, f := range events {
+		// Body bytes go to the client at once unless more follow in this
+		// batch: then they are flushed together. The head always goes at
+		// once: net/http picks the framing (chunked or Content-Length)
+		// when it first flushes, and the batches must not decide it.
+		flush := f.Type == protocol.Start || i == len(events)-1 ||
+			(events[i+1].Type != protocol.Data && events[i+1].Type != protocol.Shared)
 		switch f.Type {
 		case protocol.Start:
 			head, body, err := protocol.ParseStart(f.Payload)
@@ -414,7 +420,7 @@ func (h *handler) handle(st *requestState, events []protocol.Frame) bool {
 				h.plainError(st, http.StatusInternalServerError)
 				return true
 			}
-			if !h.writeBody(st, body, f.End()) {
+			if !h.writeBody(st, body, f.End(), flush) {
 				return true
 			}
 			if f.End() {
@@ -431,7 +437,7 @@ func (h *handler) handle(st *requestState, events []protocol.Frame) bool {
 			if f.Type == protocol.Shared {
 				body = st.c.shared.bytes(f.Payload) // freed with the frame, once written
 			}
-			if !h.writeBody(st, body, f.End()) {
+			if !h.writeBody(st, body, f.End(), flush) {
 				return true
 			}
 			if f.End() {
@@ -505,10 +511,10 @@ func (h *handler) writeHead(st *requestState, head protocol.ResponseHead) bool {
 	return true
 }
 
-// writeBody writes response bytes to the client, flushing unless the
-// response is complete, and returns response credit to the runtime.
-// False if the client is gone.
-func (h *handler) writeBody(st *requestState, b []byte, end bool) bool {
+// writeBody writes response bytes to the client, flushing if asked
+// (unless the response is complete: then net/http does), and returns
+// response credit to the runtime. False if the client is gone.
+func (h *handler) writeBody(st *requestState, b []byte, end, flush bool) bool {
 	if len(b) > 0 {
 		n, err := st.rw.Write(b)
 		st.written += int64(n)
@@ -521,9 +527,11 @@ func (h *handler) writeBody(st *requestState, b []byte, end bool) bool {
 	if end {
 		return true
 	}
-	if err := http.NewResponseController(st.rw).Flush(); err != nil {
-		h.abandon(st)
-		return false
+	if flush {
+		if err := http.NewResponseController(st.rw).Flush(); err != nil {
+			h.abandon(st)
+			return false
+		}
 	}
 	if st.unacked >= protocol.InitialWindow/4 {
 		if err := st.rt.send(protocol.AppendUint32Frame(nil, protocol.Window, st.c.id, uint32(st.unacked))); err != nil {

@@ -493,8 +493,11 @@ class Responder:
         self.sent += total
         off = 0
         if not self.headers_sent:
+            # The first bytes ride in the Start frame, unless they are
+            # large and shared memory is there for them.
+            inline = total < SCATTER_MIN or conn.shared is None
             with conn.lock:
-                n = max(min(req.credit, MAX_DATA, total), 0)
+                n = max(min(req.credit, MAX_DATA, total), 0) if inline else 0
                 req.credit -= n
             frame = self._head_frame(last if n == total else 0, data if n == total else data[:n])
             self.headers_sent = True
@@ -553,7 +556,8 @@ class Responder:
                 if self.length is not None and len(body) > self.length:
                     self.excess = len(body) - self.length
                     body = body[:self.length]
-                if len(body) <= req.credit and len(body) <= MAX_DATA:
+                if len(body) <= req.credit and len(body) <= MAX_DATA and (
+                        len(body) < SCATTER_MIN or req.conn.shared is None):
                     frame = self._head_frame(F_END, body)
                     self.headers_sent = self.ended = True
                     self._log_excess()

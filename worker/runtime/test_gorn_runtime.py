@@ -847,18 +847,26 @@ class ResponderTests(unittest.TestCase):
         conn = self.run_shared(app)
         got = [(f[0], f[1]) for f in conn.sent]
         S, D = rt.T_SHARED, rt.T_DATA
-        # The first chunk rides with the head; 64 KiB pieces take the
-        # lowest free slots; a small chunk stays inline; the last 100 KiB
-        # is one 64 KiB slot, and the rest once the slots are used up
-        # (nothing frees them here) inline.
-        self.assertEqual(got, [(rt.T_START, 0), (S, 0), (S, 0), (S, 0), (D, 0), (S, 0), (D, 0), (D, rt.F_END)])
-        self.assertEqual(self.start_of(conn.sent[0])[2], chunks[0])
+        # A large first chunk does not ride with the head; 64 KiB pieces
+        # take the lowest free slots; a small chunk stays inline; once
+        # the slots are used up (nothing frees them here) bytes go inline.
+        self.assertEqual(got, [(rt.T_START, 0), (S, 0), (S, 0), (S, 0), (S, 0), (D, 0), (D, 0), (D, rt.F_END)])
+        self.assertEqual(self.start_of(conn.sent[0])[2], b"")
         shared = [self.slot_bytes(conn, f) for f in conn.sent if f[0] == S]
         self.assertEqual([s for s, _ in shared], [0, 1, 2, 3])
-        self.assertEqual([b for _, b in shared], chunks[1:4] + [chunks[5][:64 << 10]])
-        self.assertEqual(conn.sent[4][3], b"x" * 100)
-        self.assertEqual(conn.sent[6][3], chunks[5][64 << 10:])
-        self.assertEqual(conn.sent[7][3], b"")
+        self.assertEqual([b for _, b in shared], chunks[:4])
+        self.assertEqual([f[3] for f in conn.sent[5:]], [b"x" * 100, chunks[5], b""])
+
+    def test_large_single_body_goes_through_shared_memory(self):
+        body = b"q" * (100 << 10)
+
+        def app(environ, start_response):
+            start_response("200 OK", [("Content-Length", str(len(body)))])
+            return [body]
+        conn = self.run_shared(app)
+        self.assertEqual([(f[0], f[1]) for f in conn.sent], [(rt.T_START, 0), (rt.T_SHARED, 0), (rt.T_SHARED, rt.F_END)])
+        self.assertEqual(self.start_of(conn.sent[0])[2], b"")
+        self.assertEqual(b"".join(self.slot_bytes(conn, f)[1] for f in conn.sent[1:]), body)
 
     def test_freed_slots_are_reused_lowest_first(self):
         conn = self.shared_conn(FakeConnection())
