@@ -56,6 +56,12 @@ const (
 	// ReopenLogs (stream 0) asks the runtime to reopen the error log file
 	// on its standard error (after USR1).
 	ReopenLogs Type = 0x07
+	// SharedBody is a Body frame whose bytes are in the memory the worker
+	// shares with its runtime: payload is a uint32 request-body slot index
+	// and a uint32 length (see SharedPayload). FlagEnd marks the end of
+	// the body. The slot is the worker's again once the runtime sends the
+	// stream's next Read or ends the stream.
+	SharedBody Type = 0x08
 )
 
 // Frames from the runtime to the worker.
@@ -146,6 +152,8 @@ func (t Type) String() string {
 		return "worker-tired"
 	case ReopenLogs:
 		return "reopen-logs"
+	case SharedBody:
+		return "shared-body"
 	}
 	return fmt.Sprintf("type(0x%02x)", uint8(t))
 }
@@ -177,6 +185,14 @@ func AppendFrame(dst []byte, t Type, f Flags, id uint32, payload []byte) []byte 
 	return append(dst, payload...)
 }
 
+// AppendSharedFrame appends a Shared or SharedBody frame naming n bytes in
+// slot.
+func AppendSharedFrame(dst []byte, t Type, f Flags, id, slot, n uint32) []byte {
+	dst = AppendHeader(dst, t, f, id, 8)
+	dst = binary.LittleEndian.AppendUint32(dst, slot)
+	return binary.LittleEndian.AppendUint32(dst, n)
+}
+
 // AppendUint32Frame appends a frame whose payload is one uint32 (Window and
 // Read frames).
 func AppendUint32Frame(dst []byte, t Type, id uint32, v uint32) []byte {
@@ -205,8 +221,8 @@ func Uint32Payload(p []byte) (uint32, error) {
 	return binary.LittleEndian.Uint32(p), nil
 }
 
-// SharedPayload decodes the payload of a Shared frame: the slot holding
-// the bytes and how many there are.
+// SharedPayload decodes the payload of a Shared or SharedBody frame: the
+// slot holding the bytes and how many there are.
 func SharedPayload(p []byte) (slot, n uint32, err error) {
 	if len(p) != 8 {
 		return 0, 0, fmt.Errorf("protocol: want an 8-byte shared payload, got %d bytes", len(p))

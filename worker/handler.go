@@ -95,6 +95,7 @@ type requestState struct {
 	bodyEOF     bool   // the whole request body has been read
 	frame       []byte // the Request frame, when it carries the whole body (for retry)
 	retried     bool
+	slotless    bool        // a body read found no free shared slot (logged once)
 	timer       *time.Timer // --timeout's; kept with the state when it is reused
 }
 
@@ -543,18 +544,22 @@ func (h *handler) writeBody(st *requestState, b []byte, end, flush bool) bool {
 	return true
 }
 
-// sendBody answers a Read: up to n bytes of the request body.
+// sendBody answers a Read: up to n bytes of the request body, read into a
+// shared body slot when one is free, else into a buffer sent whole.
 func (h *handler) sendBody(st *requestState, n int) bool {
+	if sh := st.c.shared; sh != nil {
+		if slot, mem, ok := sh.takeBodySlot(); ok {
+			return h.sendSharedBody(st, sh, slot, mem[:min(n, len(mem))])
+		}
+		if !st.slotless {
+			st.slotless = true
+			h.log.Debug("No free shared body slot; sending the request body through the socket", "uri", st.r.RequestURI)
+		}
+	}
 	bufp := h.getBuf()
 	defer h.putBuf(bufp)
 	buf := (*bufp)[:protocol.HeaderSize+n]
-	var m int
-	var err error
-	for m == 0 && err == nil {
-		h.bodyDeadline(st)
-		m, err = st.r.Body.Read(buf[protocol.HeaderSize:])
-		st.bodyRead += int64(m)
-	}
+	m, err := h.readBody(st, buf[protocol.HeaderSize:])
 	flags := protocol.Flags(0)
 	if err == io.EOF {
 		flags, err = protocol.FlagEnd, nil
@@ -570,6 +575,51 @@ func (h *handler) sendBody(st *requestState, n int) bool {
 		return false
 	}
 	return true
+}
+
+// sendSharedBody answers a Read with body bytes read into slot (its
+// memory is buf) and a SharedBody frame naming them. The slot is freed
+// here unless the frame went out; then the runtime's next Read or the end
+// of the stream frees it.
+func (h *handler) sendSharedBody(st *requestState, sh *sharedBodies, slot uint32, buf []byte) bool {
+	m, err := h.readBody(st, buf)
+	flags := protocol.Flags(0)
+	if err == io.EOF {
+		flags, err = protocol.FlagEnd, nil
+		st.bodyEOF = true
+	}
+	if err != nil {
+		sh.releaseBodySlot(slot)
+		h.bodyError(st, err)
+		return false
+	}
+	var frame []byte
+	if m == 0 { // the end, with no bytes: nothing to share
+		sh.releaseBodySlot(slot)
+		frame = protocol.AppendHeader(nil, protocol.Body, flags, st.c.id, 0)
+	} else {
+		st.c.bodySlot.Store(slot + 1)
+		var b [protocol.HeaderSize + 8]byte
+		frame = protocol.AppendSharedFrame(b[:0], protocol.SharedBody, flags, st.c.id, slot, uint32(m))
+	}
+	if err := st.rt.send(frame); err != nil {
+		h.runtimeGone(st)
+		return false
+	}
+	return true
+}
+
+// readBody reads the next request body bytes into buf, waiting up to
+// --body-timeout for at least one.
+func (h *handler) readBody(st *requestState, buf []byte) (int, error) {
+	var m int
+	var err error
+	for m == 0 && err == nil {
+		h.bodyDeadline(st)
+		m, err = st.r.Body.Read(buf)
+		st.bodyRead += int64(m)
+	}
+	return m, err
 }
 
 // bodyError handles a failed read of the request body: a client that went

@@ -70,11 +70,15 @@ type runtimeProc struct {
 
 // call is one request's stream on a runtime.
 type call struct {
-	id       uint32
-	shared   *sharedBodies // the runtime's, for freeing Shared frames' slots
-	mu       sync.Mutex
-	events   []protocol.Frame
-	closed   bool          // the handler is done: frames are freed, not queued
+	id     uint32
+	shared *sharedBodies // the runtime's, for freeing Shared frames' slots
+	mu     sync.Mutex
+	events []protocol.Frame
+	closed bool // the handler is done: frames are freed, not queued
+	// bodySlot is 1 + the shared body slot holding the stream's last
+	// SharedBody, 0 if none: the handler sets it, the reader frees it when
+	// the runtime is done with the bytes (its next Read, or the end).
+	bodySlot atomic.Uint32
 	notify   chan struct{} // capacity 1: "events has something" (or running changed)
 	release  func()        // frees the worker slot: through releaseSlot, once
 	released atomic.Bool
@@ -134,6 +138,14 @@ func (c *call) recycle(events []protocol.Frame) []protocol.Frame {
 	return events[:0]
 }
 
+// releaseBody frees the body slot of the stream's last SharedBody, if it
+// holds one.
+func (c *call) releaseBody() {
+	if s := c.bodySlot.Swap(0); s != 0 {
+		c.shared.releaseBodySlot(s - 1)
+	}
+}
+
 // close marks the handler done with the call: frames still queued, and
 // any that arrive later (the runtime ending a cancelled stream), are
 // freed.
@@ -169,10 +181,11 @@ type runtimeConfig struct {
 	FD           int      `json:"fd"`
 	SourceFD     int      `json:"source_fd"`
 	// The shared body memory (see sharedBodies); SharedFD 0 if none.
-	SharedFD       int `json:"shared_fd,omitempty"`
-	SharedHeader   int `json:"shared_header,omitempty"`
-	SharedSlots    int `json:"shared_slots,omitempty"`
-	SharedSlotSize int `json:"shared_slot_size,omitempty"`
+	SharedFD        int `json:"shared_fd,omitempty"`
+	SharedHeader    int `json:"shared_header,omitempty"`
+	SharedSlots     int `json:"shared_slots,omitempty"`
+	SharedBodySlots int `json:"shared_body_slots,omitempty"`
+	SharedSlotSize  int `json:"shared_slot_size,omitempty"`
 }
 
 // startRuntime starts a runtime and waits, up to cfg.BootTimeout, for it to
@@ -223,7 +236,7 @@ func startRuntime(cfg *config.Config, log *slog.Logger, argv []string, started f
 	} else {
 		defer sharedFile.Close()
 		cmd.ExtraFiles = append(cmd.ExtraFiles, sharedFile)
-		rc.SharedFD, rc.SharedHeader, rc.SharedSlots, rc.SharedSlotSize = 5, sharedHeader, sharedSlots, sharedSlotSize
+		rc.SharedFD, rc.SharedHeader, rc.SharedSlots, rc.SharedBodySlots, rc.SharedSlotSize = 5, sharedHeader, sharedSlots, sharedBodySlots, sharedSlotSize
 	}
 	js, _ := json.Marshal(rc)
 	cmd.Args = append(cmd.Args, string(js))
@@ -388,6 +401,9 @@ func (rt *runtimeProc) readLoop(r *protocol.Reader) {
 			}
 			protocol.PutPayload(f.Payload)
 			continue
+		}
+		if f.Type == protocol.Read || terminal {
+			c.releaseBody() // the runtime has taken the body bytes it asked for
 		}
 		c.push(f)
 		if terminal {

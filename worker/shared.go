@@ -2,8 +2,10 @@ package worker
 
 import (
 	"fmt"
+	"math/bits"
 	"os"
 	"runtime"
+	"sync"
 	"sync/atomic"
 	"unsafe"
 
@@ -12,24 +14,38 @@ import (
 	"github.com/gorn-project/gorn/protocol"
 )
 
-// sharedBodies is memory a worker shares with one runtime for large
-// response body chunks: the runtime copies a chunk into a free slot and
-// sends a small Shared frame naming it, instead of pushing the bytes
-// through the socketpair (a copy into the kernel and one out of it); the
-// worker writes the bytes to the client straight from the slot and frees
-// it. A runtime that finds no free slot sends the bytes in a Data frame.
+// sharedBodies is memory a worker shares with one runtime for large body
+// chunks, so their bytes do not cross the socketpair (a copy into the
+// kernel, one out of it, and a wake-up per chunk).
 //
-// Layout: sharedHeader bytes of slot states, one uint32 per slot (0 free,
-// 1 filled by the runtime and not yet written out by the worker), then
-// sharedSlots slots of sharedSlotSize bytes. The runtime only turns a
-// free slot into a filled one, the worker only a filled one into a free
-// one, so each state has one writer at a time.
+// Response bodies: the runtime copies a chunk into a free response slot
+// and sends a small Shared frame naming it; the worker writes the bytes to
+// the client straight from the slot and frees it. A runtime that finds no
+// free slot sends the bytes in a Data frame.
+//
+// Request bodies: the worker reads the client's bytes straight into a free
+// body slot and answers the runtime's Read with a SharedBody frame naming
+// it; the runtime copies them out. The slot is the worker's again when the
+// stream's next Read or its end arrives (the runtime asks for more only
+// once it has taken what it had). With no free body slot the bytes go in
+// a Body frame.
+//
+// Layout: sharedHeader bytes of response slot states, one uint32 per slot
+// (0 free, 1 filled by the runtime and not yet written out by the
+// worker), then sharedSlots response slots and sharedBodySlots body slots,
+// all of sharedSlotSize bytes. The runtime only turns a free response
+// slot into a filled one, the worker only a filled one into a free one, so
+// each state has one writer at a time. Body slots are tracked by the
+// worker alone.
 //
 // The mapping is unmapped when the sharedBodies is garbage: everything
 // that reads a slot holds it (the runtime's reader, a handler through its
 // runtimeProc, a call with frames to free).
 type sharedBodies struct {
 	mem []byte
+
+	bodyMu   sync.Mutex
+	bodyFree uint64 // bit i set: body slot i is free
 }
 
 // Shared memory geometry: 32 slots of 64 KiB (the chunk size most apps
@@ -38,11 +54,16 @@ type sharedBodies struct {
 // count in the RSS of both the worker and its runtime. 64 slots were no
 // faster on the benchmark's 1 MiB streams and touched twice the memory;
 // 16 were 10-15 % slower.
+//
+// Body slots: one is in use per stream whose body the runtime is reading,
+// so 8 (512 KiB) serve as many --threads reading uploads at once; more
+// fall back to Body frames.
 const (
-	sharedSlots    = 32
-	sharedSlotSize = 64 << 10
-	sharedHeader   = 4096
-	sharedSize     = sharedHeader + sharedSlots*sharedSlotSize
+	sharedSlots     = 32
+	sharedBodySlots = 8
+	sharedSlotSize  = 64 << 10
+	sharedHeader    = 4096
+	sharedSize      = sharedHeader + (sharedSlots+sharedBodySlots)*sharedSlotSize
 )
 
 // newSharedBodies creates the memory and returns it with the file the
@@ -62,7 +83,7 @@ func newSharedBodies() (*sharedBodies, *os.File, error) {
 		f.Close()
 		return nil, nil, fmt.Errorf("mapping the shared body memory: %w", err)
 	}
-	s := &sharedBodies{mem: mem}
+	s := &sharedBodies{mem: mem, bodyFree: 1<<sharedBodySlots - 1}
 	runtime.AddCleanup(s, func(mem []byte) { unix.Munmap(mem) }, mem)
 	return s, f, nil
 }
@@ -112,4 +133,25 @@ func (s *sharedBodies) inUse() int {
 		}
 	}
 	return n
+}
+
+// takeBodySlot takes the lowest free body slot and returns it with its
+// memory; ok false if none is free.
+func (s *sharedBodies) takeBodySlot() (slot uint32, mem []byte, ok bool) {
+	s.bodyMu.Lock()
+	defer s.bodyMu.Unlock()
+	if s.bodyFree == 0 {
+		return 0, nil, false
+	}
+	slot = uint32(bits.TrailingZeros64(s.bodyFree))
+	s.bodyFree &^= 1 << slot
+	off := sharedHeader + (sharedSlots+int(slot))*sharedSlotSize
+	return slot, s.mem[off : off+sharedSlotSize : off+sharedSlotSize], true
+}
+
+// releaseBodySlot frees a body slot taken with takeBodySlot.
+func (s *sharedBodies) releaseBodySlot(slot uint32) {
+	s.bodyMu.Lock()
+	s.bodyFree |= 1 << slot
+	s.bodyMu.Unlock()
 }

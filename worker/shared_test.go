@@ -168,3 +168,44 @@ func FuzzSharedCheck(f *testing.F) {
 		}
 	})
 }
+
+func TestBodySlots(t *testing.T) {
+	s, f, err := newSharedBodies()
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	var taken []uint32
+	for range sharedBodySlots {
+		slot, mem, ok := s.takeBodySlot()
+		if !ok {
+			t.Fatalf("only %d body slots could be taken, want %d", len(taken), sharedBodySlots)
+		}
+		if want := sharedHeader + (sharedSlots+int(slot))*sharedSlotSize; len(mem) != sharedSlotSize || &mem[0] != &s.mem[want] {
+			t.Fatalf("body slot %d: its memory is not where the runtime looks", slot)
+		}
+		taken = append(taken, slot)
+	}
+	if _, _, ok := s.takeBodySlot(); ok {
+		t.Fatal("took a body slot beyond the last")
+	}
+	for i, slot := range taken {
+		if slot != uint32(i) {
+			t.Fatalf("body slots taken in order %v, want lowest first", taken)
+		}
+	}
+	// A stream's slot is freed once, when its runtime is done with it.
+	c := &call{id: 1, shared: s, notify: make(chan struct{}, 1)}
+	c.bodySlot.Store(5 + 1)
+	c.releaseBody()
+	c.releaseBody() // the end after a Read: nothing more to free
+	s.releaseBodySlot(2)
+	for _, want := range []uint32{2, 5} {
+		if slot, _, ok := s.takeBodySlot(); !ok || slot != want {
+			t.Errorf("took %d (%v), want the freed slot %d", slot, ok, want)
+		}
+	}
+	if _, _, ok := s.takeBodySlot(); ok {
+		t.Error("a body slot was freed twice")
+	}
+}

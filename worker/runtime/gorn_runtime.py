@@ -41,6 +41,7 @@ T_CANCEL = 0x04
 T_SHUTDOWN = 0x05
 T_STACKS = 0x06
 T_REOPEN = 0x07
+T_SHARED_BODY = 0x08
 # runtime -> worker
 T_READY = 0x10
 T_BOOT_ERROR = 0x11
@@ -645,20 +646,32 @@ class Connection:
         self.shared = None
         self.states = None
         self.slot_base = self.slot_size = 0
+        self.body_base = self.body_slots = 0
 
-    def attach_shared(self, fd, header, slots, slot_size):
+    def attach_shared(self, fd, header, slots, slot_size, body_slots=0):
         """Maps the worker's shared body memory (descriptor fd, closed
-        here): header bytes of slot states, one u32 per slot (0 free, 1
-        filled and not yet written out by the worker), then slots slots of
-        slot_size bytes. This side only ever turns a free slot into a
-        filled one; the worker frees it once the client has the bytes."""
+        here): header bytes of slot states, one u32 per response slot (0
+        free, 1 filled and not yet written out by the worker), then slots
+        response slots and body_slots request body slots, all of slot_size
+        bytes. This side only ever turns a free response slot into a filled
+        one; the worker frees it once the client has the bytes. Body slots
+        are the worker's: it fills them, this side copies them out."""
         try:
-            mm = mmap.mmap(fd, header + slots * slot_size)
+            mm = mmap.mmap(fd, header + (slots + body_slots) * slot_size)
         finally:
             os.close(fd)
         self.shared = memoryview(mm)
         self.states = self.shared[:4 * slots].cast("I")
         self.slot_base, self.slot_size = header, slot_size
+        self.body_base, self.body_slots = header + slots * slot_size, body_slots
+
+    def body_bytes(self, payload):
+        """The request body bytes a SharedBody frame names, copied out."""
+        slot, n = SHARED.unpack(payload)
+        if self.shared is None or slot >= self.body_slots or n > self.slot_size:
+            raise ProtocolError("bad shared body slot %d (%d bytes)" % (slot, n))
+        off = self.body_base + slot * self.slot_size
+        return bytes(self.shared[off:off + n])
 
     def take_slot(self):
         """Marks the lowest free slot filled and returns it; -1 if none is
@@ -742,8 +755,12 @@ class Connection:
                 self.on_request(req)
                 continue
             req = requests.get(sid)
-            if ftype == T_BODY:
+            if ftype == T_BODY or ftype == T_SHARED_BODY:
                 if req is not None:
+                    if ftype == T_SHARED_BODY:
+                        # Copied out now: the worker reuses the slot once
+                        # this stream asks for more or ends.
+                        payload = self.body_bytes(payload)
                     req.read_pending = False
                     if payload:
                         req.body.append(payload)
@@ -906,7 +923,8 @@ def main(argv):
     if cfg.get("shared_fd"):
         try:
             conn.attach_shared(int(cfg["shared_fd"]), int(cfg["shared_header"]),
-                               int(cfg["shared_slots"]), int(cfg["shared_slot_size"]))
+                               int(cfg["shared_slots"]), int(cfg["shared_slot_size"]),
+                               int(cfg.get("shared_body_slots", 0)))
         except (OSError, ValueError) as e:
             log.warning("Response bodies go through the socket only: %s" % e)
     server = Server(conn, app, cfg, log)

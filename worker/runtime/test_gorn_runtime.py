@@ -868,6 +868,30 @@ class ResponderTests(unittest.TestCase):
         self.assertEqual(self.start_of(conn.sent[0])[2], b"")
         self.assertEqual(b"".join(self.slot_bytes(conn, f)[1] for f in conn.sent[1:]), body)
 
+    def test_shared_request_body(self):
+        conn = FakeConnection()
+        fd = os.memfd_create("test-bodies")
+        os.ftruncate(fd, 4096 + 4 * 1024)
+        conn.attach_shared(fd, 4096, 2, 1024, body_slots=2)
+        self.addCleanup(conn.shared.release)
+        self.addCleanup(conn.states.release)
+        base = 4096 + 2 * 1024
+        conn.shared[base + 1024:base + 1024 + 5] = b"hello"  # body slot 1, as the worker fills it
+        req = rt.Request(conn, 9, {}, b"", False)
+        req.read_pending = True
+        conn.requests[9] = req
+        conn.dispatch([(rt.T_SHARED_BODY, rt.F_END, 9, rt.SHARED.pack(1, 5))])
+        self.assertEqual(req.body, [b"hello"])
+        self.assertTrue(req.body_done)
+        self.assertFalse(req.read_pending)
+        conn.shared[base + 1024:base + 1024 + 5] = b"XXXXX"  # the worker reuses the slot
+        self.assertEqual(req.body, [b"hello"], "the bytes were copied out")
+        for bad in (rt.SHARED.pack(2, 5), rt.SHARED.pack(0, 1025)):
+            with self.assertRaises(rt.ProtocolError):
+                conn.dispatch([(rt.T_SHARED_BODY, 0, 9, bad)])
+        # A stream the runtime has forgotten: the frame is dropped, unread.
+        conn.dispatch([(rt.T_SHARED_BODY, 0, 77, rt.SHARED.pack(9, 5))])
+
     def test_freed_slots_are_reused_lowest_first(self):
         conn = self.shared_conn(FakeConnection())
         for want in (0, 1, 2, 3, -1):

@@ -23,6 +23,21 @@ def app(environ, start_response):
         start_response("200 OK", [("Content-Type", "application/octet-stream"),
                                   ("Content-Length", str(len(body)))])
         return [body]
+    if path == "/slowdigest":
+        # Reads the upload 64 KiB at a time, pausing after each block
+        # (?pause=SECONDS), and answers its SHA-256.
+        pause = float(environ["QUERY_STRING"].partition("=")[2] or "0")
+        digest = hashlib.sha256()
+        inp = environ["wsgi.input"]
+        while True:
+            block = inp.read(65536)
+            if not block:
+                break
+            digest.update(block)
+            time.sleep(pause)
+        body = digest.hexdigest().encode()
+        start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+        return [body]
     if path == "/count":
         # Streams the upload through, counting bytes, holding one block.
         n = 0
