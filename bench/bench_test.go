@@ -228,6 +228,7 @@ func TestRuntimeLoop(t *testing.T) {
 	for _, args := range [][]string{
 		{"--requests", "300"},
 		{"--requests", "20", "--path", "/stream"},
+		{"--requests", "20", "--path", "/stream", "--no-shared"},
 		{"--requests", "20", "--path", "/echo", "--body", "100000"},
 	} {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)

@@ -2,13 +2,16 @@
 HTTP, no Go and no client in the way.
 
     /usr/bin/python3 bench/runtime_loop.py [--app wsgi_app:app] [--path /]
-        [--requests 50000] [--depth 16] [--body 0] [--profile]
+        [--requests 50000] [--depth 16] [--body 0] [--no-shared] [--profile]
 
 Starts worker/runtime/gorn_runtime.py on one end of a socketpair, as a
 gorn worker does, and plays the worker on the other: it keeps --depth
 requests in flight (gorn's pipeline), reads the responses, and prints the
 runtime's CPU time (user + system, from /proc) per request and the
-requests per second of runtime CPU. --profile runs the runtime under
+requests per second of runtime CPU. Large response chunks come back in
+shared memory, as from a gorn worker (the geometry is the worker's);
+--no-shared leaves it out, so every byte crosses the socket. --profile
+runs the runtime under
 cProfile and prints its top functions instead. Used to measure changes to
 the runtime's hot path (docs/performance.md); the load it applies stays
 inside this process pair.
@@ -18,6 +21,7 @@ import argparse
 import importlib.util
 import json
 import marshal
+import mmap
 import os
 import queue
 import socket
@@ -39,6 +43,9 @@ def _load_runtime():
 
 
 rt = _load_runtime()
+
+# The shared memory a gorn worker gives its runtime (worker/shared.go).
+SHARED_HEADER, SHARED_SLOTS, SHARED_BODY_SLOTS, SLOT_SIZE = 4096, 32, 8, 64 << 10
 
 
 # Runs the runtime under cProfile; the runtime ends with os._exit, which
@@ -101,18 +108,31 @@ def main():
     ap.add_argument("--requests", type=int, default=50000)
     ap.add_argument("--depth", type=int, default=16)
     ap.add_argument("--body", type=int, default=0, help="request body bytes (sent whole)")
+    ap.add_argument("--no-shared", action="store_true", help="no shared memory: bodies through the socket")
     ap.add_argument("--profile", action="store_true")
     args = ap.parse_args()
 
     ours, theirs = socket.socketpair()
     cfg = {"app": args.app, "threads": 1, "fd": theirs.fileno(), "log_level": "warning"}
+    fds = [theirs.fileno()]
+    args.states = None
+    if not args.no_shared:
+        size = SHARED_HEADER + (SHARED_SLOTS + SHARED_BODY_SLOTS) * SLOT_SIZE
+        mfd = os.memfd_create("gorn-bodies", 0)
+        os.ftruncate(mfd, size)
+        args.states = memoryview(mmap.mmap(mfd, size))[:4 * SHARED_SLOTS].cast("I")
+        cfg.update(shared_fd=mfd, shared_header=SHARED_HEADER, shared_slots=SHARED_SLOTS,
+                   shared_body_slots=SHARED_BODY_SLOTS, shared_slot_size=SLOT_SIZE)
+        fds.append(mfd)
     if args.profile:
         cmd = [sys.executable, "-c", PROFILER, RUNTIME, json.dumps(cfg)]
     else:
         cmd = [sys.executable, RUNTIME, json.dumps(cfg)]
-    proc = subprocess.Popen(cmd, cwd=args.chdir, pass_fds=[theirs.fileno()],
+    proc = subprocess.Popen(cmd, cwd=args.chdir, pass_fds=fds,
                             stdout=subprocess.PIPE if args.profile else None)
     theirs.close()
+    if len(fds) > 1:
+        os.close(fds[1])
     try:
         run(ours, proc, args)
     finally:
@@ -168,7 +188,11 @@ def run(sock, proc, args):
         ftype, flags, sid, payload = next(it)
         if ftype == rt.T_ERROR:
             raise SystemExit("the app failed: %r" % payload)
-        if ftype == rt.T_DATA or ftype == rt.T_START:
+        if ftype == rt.T_SHARED:  # written out at once: the slot is free again
+            slot, n = rt.SHARED.unpack(payload)
+            args.states[slot] = 0
+            outbox.put(rt.pack_frame(rt.T_WINDOW, 0, sid, rt.U32.pack(n)))
+        if ftype == rt.T_DATA or ftype == rt.T_START or ftype == rt.T_SHARED:
             if len(payload) and ftype == rt.T_DATA:
                 outbox.put(rt.pack_frame(rt.T_WINDOW, 0, sid, rt.U32.pack(len(payload))))
             if flags & rt.F_END:
