@@ -12,6 +12,17 @@ func sharedPayload(slot, n uint32) []byte {
 	return binary.LittleEndian.AppendUint32(binary.LittleEndian.AppendUint32(nil, slot), n)
 }
 
+// testShared returns shared body memory as a runtime would get it.
+func testShared(tb testing.TB) *sharedBodies {
+	tb.Helper()
+	s, f, err := newSharedBodies()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	f.Close()
+	return s
+}
+
 // fill does what the runtime does: marks slot filled and writes b into it.
 func fill(s *sharedBodies, slot uint32, b []byte) []byte {
 	s.state(slot).Store(1)
@@ -20,11 +31,7 @@ func fill(s *sharedBodies, slot uint32, b []byte) []byte {
 }
 
 func TestSharedBodiesCheck(t *testing.T) {
-	s, f, err := newSharedBodies()
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.Close()
+	s := testShared(t)
 	fill(s, 3, []byte("x"))
 	fill(s, sharedSlots-1, []byte("x"))
 	for _, tc := range []struct {
@@ -52,11 +59,7 @@ func TestSharedBodiesCheck(t *testing.T) {
 }
 
 func TestSharedBodiesBytesAndRelease(t *testing.T) {
-	s, f, err := newSharedBodies()
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.Close()
+	s := testShared(t)
 	body := bytes.Repeat([]byte("abc"), 1000)
 	p := fill(s, 5, body)
 	if err := s.check(p); err != nil {
@@ -79,11 +82,7 @@ func TestSharedBodiesBytesAndRelease(t *testing.T) {
 // after the handler wrote it (recycle), when the handler leaves with
 // frames unread (close), and on arrival for a call already closed.
 func TestCallFreesSharedSlots(t *testing.T) {
-	s, f, err := newSharedBodies()
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.Close()
+	s := testShared(t)
 	shared := func(slot uint32) protocol.Frame {
 		return protocol.Frame{Type: protocol.Shared, ID: 1, Payload: fill(s, slot, []byte("body"))}
 	}
@@ -143,11 +142,7 @@ func TestCallFreesSharedSlots(t *testing.T) {
 // FuzzSharedCheck: whatever a runtime sends, check either refuses it or
 // names bytes inside one slot.
 func FuzzSharedCheck(f *testing.F) {
-	s, file, err := newSharedBodies()
-	if err != nil {
-		f.Fatal(err)
-	}
-	file.Close()
+	s := testShared(f)
 	fill(s, 0, []byte("a"))
 	fill(s, sharedSlots-1, []byte("z"))
 	for _, seed := range [][]byte{
@@ -170,11 +165,7 @@ func FuzzSharedCheck(f *testing.F) {
 }
 
 func TestBodySlots(t *testing.T) {
-	s, f, err := newSharedBodies()
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.Close()
+	s := testShared(t)
 	var taken []uint32
 	for range sharedBodySlots {
 		slot, mem, ok := s.takeBodySlot()
