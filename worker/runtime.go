@@ -77,7 +77,11 @@ type call struct {
 	closed bool // the handler is done: frames are freed, not queued
 	// bodySlot is 1 + the shared body slot holding the stream's last
 	// SharedBody, 0 if none: the handler sets it, the reader frees it when
-	// the runtime is done with the bytes (its next Read, or the end).
+	// the runtime is done with the bytes (its next Read, or the end). Not
+	// before, even when the handler has left: the app may still be reading
+	// the body. The handler sets it only while answering a Read, when the
+	// runtime is waiting for the bytes and cannot end the stream unless
+	// the handler cancels it, which it does only on its way out.
 	bodySlot atomic.Uint32
 	notify   chan struct{} // capacity 1: "events has something" (or running changed)
 	release  func()        // frees the worker slot: through releaseSlot, once
