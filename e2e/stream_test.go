@@ -634,7 +634,7 @@ func TestHTTPSharedRequestBodies(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			upload(fmt.Sprintf("concurrent upload %d", i), 1<<20, "0.02")
+			upload(fmt.Sprintf("concurrent upload %d", i), 1<<20, "0.05")
 		}()
 	}
 	wg.Wait()
