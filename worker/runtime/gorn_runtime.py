@@ -656,8 +656,12 @@ class Connection:
         bytes. This side only ever turns a free response slot into a filled
         one; the worker frees it once the client has the bytes. Body slots
         are the worker's: it fills them, this side copies them out."""
+        size = header + (slots + body_slots) * slot_size
         try:
-            mm = mmap.mmap(fd, header + (slots + body_slots) * slot_size)
+            try:  # Python 3.13+: no duplicate descriptor kept open for the app to see
+                mm = mmap.mmap(fd, size, trackfd=False)
+            except TypeError:
+                mm = mmap.mmap(fd, size)
         finally:
             os.close(fd)
         self.shared = memoryview(mm)
