@@ -2,7 +2,9 @@ package e2e
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"crypto/tls"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -146,6 +148,17 @@ func TestTLSHTTP2(t *testing.T) {
 		b, err := io.ReadAll(resp.Body)
 		if err != nil || resp.Proto != "HTTP/2.0" || len(b) != 200000 || strings.Trim(string(b), "x") != "" {
 			t.Fatalf("proto %s, %d bytes, err %v", resp.Proto, len(b), err)
+		}
+		// Large chunks come from shared memory: every byte in its place.
+		resp2, err := c.Get(base + "/chunks?n=40&size=65536")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp2.Body.Close()
+		h := sha256.New()
+		n, err := io.Copy(h, resp2.Body)
+		if err != nil || resp2.Proto != "HTTP/2.0" || n != 40*65536+39*40/2 || hex.EncodeToString(h.Sum(nil)) != resp2.Header.Get("X-Sha256") {
+			t.Fatalf("chunks: proto %s, %d bytes, err %v, digest %x, want %s", resp2.Proto, n, err, h.Sum(nil), resp2.Header.Get("X-Sha256"))
 		}
 	})
 
