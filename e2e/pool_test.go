@@ -425,7 +425,9 @@ func TestPoolTTINTTOU(t *testing.T) {
 		}
 	}
 	// Whether or not the newcomer is ready yet, the oldest workers are
-	// retired first and the youngest is left.
+	// retired first and the youngest is left. (Its process can show in
+	// /proc before the master's line about it reaches the log.)
+	poolWaitCount(t, s, `Booting worker with pid`, 3, 5*time.Second)
 	pids := s.workerPids() // in boot order
 	for i, want := range []struct {
 		line  string
