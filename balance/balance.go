@@ -28,6 +28,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/gorn-project/gorn/internal/shm"
 )
 
 // MaxSeats is the number of workers the board has room for; workers
@@ -74,19 +76,9 @@ type Board struct {
 
 // Create makes an empty board: a close-on-exec memfd mapped shared.
 func Create() (*Board, error) {
-	fd, err := unix.MemfdCreate("gorn-balance", unix.MFD_CLOEXEC)
+	f, mem, err := shm.Create("gorn-balance", "the connection balance board", boardBytes)
 	if err != nil {
-		return nil, fmt.Errorf("creating the connection balance board: %w", err)
-	}
-	f := os.NewFile(uintptr(fd), "gorn-balance")
-	if err := unix.Ftruncate(fd, boardBytes); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("sizing the connection balance board: %w", err)
-	}
-	mem, err := unix.Mmap(fd, 0, boardBytes, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
-	if err != nil {
-		f.Close()
-		return nil, fmt.Errorf("mapping the connection balance board: %w", err)
+		return nil, err
 	}
 	return &Board{file: f, mem: mem}, nil
 }

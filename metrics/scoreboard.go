@@ -51,6 +51,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/gorn-project/gorn/internal/shm"
 )
 
 // MaxSlots is the number of worker slots in the scoreboard: the most
@@ -152,19 +154,9 @@ type Scoreboard struct {
 func Create() (*Scoreboard, error) {
 	header, slotBytes := layout()
 	size := header + MaxSlots*slotBytes
-	fd, err := unix.MemfdCreate("gorn-scoreboard", unix.MFD_CLOEXEC)
+	f, mem, err := shm.Create("gorn-scoreboard", "the metrics scoreboard", size)
 	if err != nil {
-		return nil, fmt.Errorf("creating the metrics scoreboard: %w", err)
-	}
-	f := os.NewFile(uintptr(fd), "gorn-scoreboard")
-	if err := unix.Ftruncate(fd, int64(size)); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("sizing the metrics scoreboard: %w", err)
-	}
-	mem, err := unix.Mmap(fd, 0, size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
-	if err != nil {
-		f.Close()
-		return nil, fmt.Errorf("mapping the metrics scoreboard: %w", err)
+		return nil, err
 	}
 	binary.LittleEndian.PutUint64(mem[0:], magic)
 	binary.LittleEndian.PutUint64(mem[8:], MaxSlots)

@@ -535,8 +535,7 @@ func (h *handler) writeBody(st *requestState, b []byte, end, flush bool) bool {
 		}
 	}
 	if st.unacked >= protocol.InitialWindow/4 {
-		if err := st.rt.send(protocol.AppendUint32Frame(nil, protocol.Window, st.c.id, uint32(st.unacked))); err != nil {
-			h.runtimeGone(st)
+		if !h.sendFrame(st, protocol.AppendUint32Frame(nil, protocol.Window, st.c.id, uint32(st.unacked))) {
 			return false
 		}
 		st.unacked = 0
@@ -559,22 +558,11 @@ func (h *handler) sendBody(st *requestState, n int) bool {
 	bufp := h.getBuf()
 	defer h.putBuf(bufp)
 	buf := (*bufp)[:protocol.HeaderSize+n]
-	m, err := h.readBody(st, buf[protocol.HeaderSize:])
-	flags := protocol.Flags(0)
-	if err == io.EOF {
-		flags, err = protocol.FlagEnd, nil
-		st.bodyEOF = true
-	}
-	if err != nil {
-		h.bodyError(st, err)
+	m, flags, ok := h.readBody(st, buf[protocol.HeaderSize:])
+	if !ok {
 		return false
 	}
-	frame := protocol.AppendHeader(buf[:0], protocol.Body, flags, st.c.id, m)[:protocol.HeaderSize+m]
-	if err := st.rt.send(frame); err != nil {
-		h.runtimeGone(st)
-		return false
-	}
-	return true
+	return h.sendFrame(st, protocol.AppendHeader(buf[:0], protocol.Body, flags, st.c.id, m)[:protocol.HeaderSize+m])
 }
 
 // sendSharedBody answers a Read with body bytes read into slot (its
@@ -582,44 +570,46 @@ func (h *handler) sendBody(st *requestState, n int) bool {
 // here unless the frame went out; then the runtime's next Read or the end
 // of the stream frees it.
 func (h *handler) sendSharedBody(st *requestState, sh *sharedBodies, slot uint32, buf []byte) bool {
-	m, err := h.readBody(st, buf)
-	flags := protocol.Flags(0)
-	if err == io.EOF {
-		flags, err = protocol.FlagEnd, nil
-		st.bodyEOF = true
-	}
-	if err != nil {
+	m, flags, ok := h.readBody(st, buf)
+	if !ok || m == 0 {
 		sh.releaseBodySlot(slot)
-		h.bodyError(st, err)
-		return false
+		// The end, with no bytes: nothing to share.
+		return ok && h.sendFrame(st, protocol.AppendHeader(nil, protocol.Body, flags, st.c.id, 0))
 	}
-	var frame []byte
-	if m == 0 { // the end, with no bytes: nothing to share
-		sh.releaseBodySlot(slot)
-		frame = protocol.AppendHeader(nil, protocol.Body, flags, st.c.id, 0)
-	} else {
-		st.c.bodySlot.Store(slot + 1)
-		var b [protocol.HeaderSize + 8]byte
-		frame = protocol.AppendSharedFrame(b[:0], protocol.SharedBody, flags, st.c.id, slot, uint32(m))
-	}
-	if err := st.rt.send(frame); err != nil {
-		h.runtimeGone(st)
-		return false
-	}
-	return true
+	st.c.bodySlot.Store(slot + 1)
+	var b [protocol.HeaderSize + 8]byte
+	return h.sendFrame(st, protocol.AppendSharedFrame(b[:0], protocol.SharedBody, flags, st.c.id, slot, uint32(m)))
 }
 
 // readBody reads the next request body bytes into buf, waiting up to
-// --body-timeout for at least one.
-func (h *handler) readBody(st *requestState, buf []byte) (int, error) {
-	var m int
+// --body-timeout for at least one; flags has FlagEnd with the last. ok is
+// false after a failed read, which bodyError has answered.
+func (h *handler) readBody(st *requestState, buf []byte) (m int, flags protocol.Flags, ok bool) {
 	var err error
 	for m == 0 && err == nil {
 		h.bodyDeadline(st)
 		m, err = st.r.Body.Read(buf)
 		st.bodyRead += int64(m)
 	}
-	return m, err
+	if err == io.EOF {
+		st.bodyEOF = true
+		return m, protocol.FlagEnd, true
+	}
+	if err != nil {
+		h.bodyError(st, err)
+		return 0, 0, false
+	}
+	return m, 0, true
+}
+
+// sendFrame sends a frame to the request's runtime; false, with the
+// client answered, if the runtime is gone.
+func (h *handler) sendFrame(st *requestState, frame []byte) bool {
+	if err := st.rt.send(frame); err != nil {
+		h.runtimeGone(st)
+		return false
+	}
+	return true
 }
 
 // bodyError handles a failed read of the request body: a client that went

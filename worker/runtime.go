@@ -126,9 +126,13 @@ func (c *call) push(f protocol.Frame) {
 // free gives a frame's resources back once it has been handled (or will
 // never be): a Shared frame's slot to the runtime, a pooled payload to
 // the pool.
-func (c *call) free(f protocol.Frame) {
+func (c *call) free(f protocol.Frame) { freeFrame(c.shared, f) }
+
+// freeFrame gives a frame's resources back: a Shared frame's slot in s,
+// a pooled payload to the pool.
+func freeFrame(s *sharedBodies, f protocol.Frame) {
 	if f.Type == protocol.Shared {
-		c.shared.release(f.Payload)
+		s.release(f.Payload)
 	}
 	protocol.PutPayload(f.Payload)
 }
@@ -236,7 +240,7 @@ func startRuntime(cfg *config.Config, log *slog.Logger, argv []string, started f
 	cmd.ExtraFiles = []*os.File{child, src}
 	shared, sharedFile, err := newSharedBodies()
 	if err != nil {
-		log.Warn("Response bodies go through the runtime socket only", "err", err)
+		log.Warn("Bodies go through the runtime socket only", "err", err)
 	} else {
 		defer sharedFile.Close()
 		cmd.ExtraFiles = append(cmd.ExtraFiles, sharedFile)
@@ -400,10 +404,7 @@ func (rt *runtimeProc) readLoop(r *protocol.Reader) {
 			started.wake()
 		}
 		if c == nil {
-			if f.Type == protocol.Shared {
-				rt.shared.release(f.Payload)
-			}
-			protocol.PutPayload(f.Payload)
+			freeFrame(rt.shared, f)
 			continue
 		}
 		if f.Type == protocol.Read || terminal {

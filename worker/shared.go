@@ -11,6 +11,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/gorn-project/gorn/internal/shm"
 	"github.com/gorn-project/gorn/protocol"
 )
 
@@ -69,19 +70,9 @@ const (
 // newSharedBodies creates the memory and returns it with the file the
 // runtime maps (its descriptor is close-on-exec; pass it in ExtraFiles).
 func newSharedBodies() (*sharedBodies, *os.File, error) {
-	fd, err := unix.MemfdCreate("gorn-bodies", unix.MFD_CLOEXEC)
+	f, mem, err := shm.Create("gorn-bodies", "the shared body memory", sharedSize)
 	if err != nil {
-		return nil, nil, fmt.Errorf("creating the shared body memory: %w", err)
-	}
-	f := os.NewFile(uintptr(fd), "gorn-bodies")
-	if err := f.Truncate(sharedSize); err != nil {
-		f.Close()
-		return nil, nil, fmt.Errorf("sizing the shared body memory: %w", err)
-	}
-	mem, err := unix.Mmap(fd, 0, sharedSize, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
-	if err != nil {
-		f.Close()
-		return nil, nil, fmt.Errorf("mapping the shared body memory: %w", err)
+		return nil, nil, err
 	}
 	s := &sharedBodies{mem: mem, bodyFree: 1<<sharedBodySlots - 1}
 	runtime.AddCleanup(s, func(mem []byte) { unix.Munmap(mem) }, mem)
@@ -122,17 +113,6 @@ func (s *sharedBodies) release(p []byte) {
 
 func (s *sharedBodies) state(slot uint32) *atomic.Uint32 {
 	return (*atomic.Uint32)(unsafe.Pointer(&s.mem[4*slot]))
-}
-
-// inUse counts the slots filled and not yet released.
-func (s *sharedBodies) inUse() int {
-	n := 0
-	for i := range uint32(sharedSlots) {
-		if s.state(i).Load() != 0 {
-			n++
-		}
-	}
-	return n
 }
 
 // takeBodySlot takes the lowest free body slot and returns it with its

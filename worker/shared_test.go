@@ -200,3 +200,14 @@ func TestBodySlots(t *testing.T) {
 		t.Error("a body slot was freed twice")
 	}
 }
+
+// inUse counts the response slots filled and not yet released.
+func (s *sharedBodies) inUse() int {
+	n := 0
+	for i := range uint32(sharedSlots) {
+		if s.state(i).Load() != 0 {
+			n++
+		}
+	}
+	return n
+}

@@ -513,12 +513,13 @@ class Responder:
             slot = -1
             with conn.lock:
                 n = min(req.credit, MAX_DATA, total - off)
-                if n >= SCATTER_MIN and conn.shared is not None:
+                shareable = n >= SCATTER_MIN and conn.shared is not None
+                if shareable:
                     slot = conn.take_slot()
                     if slot >= 0:
                         n = min(n, conn.slot_size)
                 req.credit -= n
-            if slot < 0 and n >= SCATTER_MIN and conn.shared is not None and not self.slotless:
+            if shareable and slot < 0 and not self.slotless:
                 self.slotless = True
                 self.server.log.debug("No free shared memory slot for the response of %s; sending through the socket"
                                       % req.environ.get("RAW_URI", ""))
@@ -693,7 +694,7 @@ class Connection:
         take_slot and sends the Shared frame naming it."""
         off = self.slot_base + slot * self.slot_size
         self.shared[off:off + len(chunk)] = chunk
-        self.send(HEADER.pack(SHARED.size, T_SHARED, flags, sid) + SHARED.pack(slot, len(chunk)))
+        self.send(pack_frame(T_SHARED, flags, sid, SHARED.pack(slot, len(chunk))))
 
     def send(self, data):
         with self.wlock:
@@ -930,7 +931,7 @@ def main(argv):
                                int(cfg["shared_slots"]), int(cfg["shared_slot_size"]),
                                int(cfg.get("shared_body_slots", 0)))
         except (OSError, ValueError) as e:
-            log.warning("Response bodies go through the socket only: %s" % e)
+            log.warning("Bodies go through the socket only: %s" % e)
     server = Server(conn, app, cfg, log)
     info = {
         "protocol": PROTOCOL_VERSION,
