@@ -17,10 +17,18 @@ import (
 
 // listener is one bound socket, open for the master's whole life.
 type listener struct {
+	// file is the socket, handed to every worker as an inherited fd. It is
+	// not in the master's poller (see unpolledFile).
+	file *os.File
+	// ln serves the socket in the master: the metrics listener only; nil
+	// for the app's listeners, on which only workers accept.
 	ln   net.Listener
-	file *os.File // a dup handed to every worker as an inherited fd
 	info worker.Listener
 	url  string // for "Listening at:"
+	// unlink is the path of a unix socket bound here (not one inherited
+	// with fd://), removed at close when ln is nil; net's unix listener
+	// removes it otherwise.
+	unlink string
 }
 
 // ParseBind splits a --bind value into a network and an address:
@@ -84,8 +92,28 @@ func ParseBind(bind string) (network, addr string, err error) {
 	return network, net.JoinHostPort(host, port), nil
 }
 
-// bind opens one --bind address with the given listen backlog.
+// bind opens one --bind address with the given listen backlog, for the
+// workers to accept on.
 func bind(spec string, backlog int) (*listener, error) {
+	l, err := bindServed(spec, backlog)
+	if err != nil {
+		return nil, err
+	}
+	// The master never accepts here. Keeping net's listener open would keep
+	// the socket in the master's epoll set, edge-triggered, and wake the
+	// master for every connection the workers accept (one context switch
+	// of the master and a preempted worker per connection, measured).
+	if ul, ok := l.ln.(*net.UnixListener); ok {
+		ul.SetUnlinkOnClose(false) // the socket lives on in file; close unlinks
+	}
+	l.ln.Close()
+	l.ln = nil
+	return l, nil
+}
+
+// bindServed opens one address with the given listen backlog, keeping
+// net's listener for the master to serve on (the metrics listener).
+func bindServed(spec string, backlog int) (*listener, error) {
 	network, addr, err := ParseBind(spec)
 	if err != nil {
 		return nil, err
@@ -146,15 +174,24 @@ func bind(spec string, backlog int) (*listener, error) {
 	if cerr := raw.Control(func(fd uintptr) { dup, err = unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 0) }); cerr != nil {
 		err = cerr
 	}
+	var file *os.File
+	if err == nil {
+		if file, err = unpolledFile(dup, spec); err != nil {
+			unix.Close(dup)
+		}
+	}
 	if err != nil {
 		ln.Close()
 		return nil, fmt.Errorf("duplicating the listener %s: %w", spec, err)
 	}
-	l := &listener{ln: ln, file: os.NewFile(uintptr(dup), spec)}
+	l := &listener{ln: ln, file: file}
 	switch a := ln.Addr().(type) {
 	case *net.UnixAddr:
 		l.info = worker.Listener{Network: "unix", Addr: a.Name}
 		l.url = "unix:" + a.Name
+		if network == "unix" {
+			l.unlink = a.Name
+		}
 	default:
 		l.info = worker.Listener{Network: "tcp", Addr: a.String()}
 		l.url = "http://" + a.String()
@@ -177,7 +214,29 @@ func listenCause(err error) error {
 	return err
 }
 
+// unpolledFile wraps fd, a non-blocking socket, in an *os.File that is not
+// in Go's poller. os.NewFile registers a non-blocking descriptor there, and
+// a listening socket in the poller wakes the process for every connection
+// that arrives. O_NONBLOCK belongs to the socket, which workers share, so it
+// is cleared only around the call, and only while no worker runs (the
+// master binds before it starts any); workers need it set.
+func unpolledFile(fd int, name string) (*os.File, error) {
+	if err := unix.SetNonblock(fd, false); err != nil {
+		return nil, err
+	}
+	f := os.NewFile(uintptr(fd), name)
+	if err := unix.SetNonblock(fd, true); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
+}
+
 func (l *listener) close() {
 	l.file.Close()
-	l.ln.Close() // a unix listener created here also removes its socket file
+	if l.ln != nil {
+		l.ln.Close() // a unix listener created here also removes its socket file
+	} else if l.unlink != "" {
+		os.Remove(l.unlink)
+	}
 }

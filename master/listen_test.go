@@ -78,36 +78,81 @@ func TestParseBind(t *testing.T) {
 	}
 }
 
-// checkServes dials the listener and checks that both the listener and its
-// dup (what workers inherit) are the bound socket.
+// checkServes checks that the listener's file, what workers inherit, is the
+// bound socket, non-blocking as workers need it, and out of the master's
+// poller.
 func checkServes(t *testing.T, l *listener) {
 	t.Helper()
+	if inPoller(t, l.file) {
+		t.Error("the listening socket is in the master's epoll set: every connection would wake the master")
+	}
+	fl, err := unix.FcntlInt(l.file.Fd(), unix.F_GETFL, 0)
+	if err != nil || fl&unix.O_NONBLOCK == 0 {
+		t.Errorf("the socket is blocking (flags %#x, %v): a worker's accept(2) would block in the kernel", fl, err)
+	}
 	network := l.info.Network
-	dup, err := net.FileListener(l.file)
+	ln, err := net.FileListener(l.file)
 	if err != nil {
 		t.Fatalf("the listener's file is not a listener: %v", err)
 	}
-	defer dup.Close()
-	for _, ln := range []net.Listener{l.ln, dup} {
-		c, err := net.Dial(network, l.info.Addr)
-		if err != nil {
-			t.Fatalf("dial %s %s: %v", network, l.info.Addr, err)
+	defer ln.Close()
+	c, err := net.Dial(network, l.info.Addr)
+	if err != nil {
+		t.Fatalf("dial %s %s: %v", network, l.info.Addr, err)
+	}
+	defer c.Close()
+	s, err := ln.Accept()
+	if err != nil {
+		t.Fatalf("accept: %v", err)
+	}
+	defer s.Close()
+	if _, err := c.Write([]byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	b := make([]byte, 1)
+	if _, err := s.Read(b); err != nil || b[0] != 'x' {
+		t.Fatalf("read %q, %v", b, err)
+	}
+}
+
+// inPoller reports whether f's file is in one of this process's epoll sets,
+// Go's poller among them: /proc/self/fdinfo of an epoll descriptor lists the
+// inode of every file it watches.
+func inPoller(t *testing.T, f *os.File) bool {
+	t.Helper()
+	var st unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+		t.Fatal(err)
+	}
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	polls := 0
+	for _, e := range ents {
+		if link, _ := os.Readlink("/proc/self/fd/" + e.Name()); link != "anon_inode:[eventpoll]" {
+			continue
 		}
-		s, err := ln.Accept()
+		polls++
+		info, err := os.ReadFile("/proc/self/fdinfo/" + e.Name())
 		if err != nil {
-			c.Close()
-			t.Fatalf("accept: %v", err)
-		}
-		if _, err := c.Write([]byte("x")); err != nil {
 			t.Fatal(err)
 		}
-		b := make([]byte, 1)
-		if _, err := s.Read(b); err != nil || b[0] != 'x' {
-			t.Fatalf("read %q, %v", b, err)
+		for _, line := range strings.Split(string(info), "\n") {
+			_, ino, ok := strings.Cut(line, " ino:")
+			if !strings.HasPrefix(line, "tfd:") || !ok {
+				continue
+			}
+			ino, _, _ = strings.Cut(ino, " ")
+			if n, err := strconv.ParseUint(ino, 16, 64); err == nil && n == st.Ino {
+				return true
+			}
 		}
-		c.Close()
-		s.Close()
 	}
+	if polls == 0 {
+		t.Fatal("no epoll descriptor in /proc/self/fd: the check would pass whatever bind does")
+	}
+	return false
 }
 
 func TestBindTCP(t *testing.T) {
@@ -132,7 +177,17 @@ func TestBindTCP(t *testing.T) {
 				t.Fatalf("bind(%q) = %v", tt.bind, err)
 			}
 			defer l.close()
-			port := l.ln.Addr().(*net.TCPAddr).Port
+			sa, err := unix.Getsockname(int(l.file.Fd()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var port int
+			switch a := sa.(type) {
+			case *unix.SockaddrInet4:
+				port = a.Port
+			case *unix.SockaddrInet6:
+				port = a.Port
+			}
 			if port == 0 {
 				t.Fatal("bound port 0")
 			}
@@ -145,12 +200,7 @@ func TestBindTCP(t *testing.T) {
 			}
 			// Plain TCP, never Multipath TCP (Go's default where the
 			// kernel has it): the workers accept TCP sockets only.
-			raw, err := l.ln.(syscall.Conn).SyscallConn()
-			if err != nil {
-				t.Fatal(err)
-			}
-			p := -1
-			raw.Control(func(fd uintptr) { p, err = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_PROTOCOL) })
+			p, err := unix.GetsockoptInt(int(l.file.Fd()), unix.SOL_SOCKET, unix.SO_PROTOCOL)
 			if err != nil || p != unix.IPPROTO_TCP {
 				t.Errorf("SO_PROTOCOL = %d (%v), want IPPROTO_TCP", p, err)
 			}

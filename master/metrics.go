@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"os"
 	"slices"
-	"syscall"
 	"time"
 
 	"github.com/gorn-project/gorn/config"
@@ -46,7 +45,7 @@ func (m *Master) setupMetrics(cfg *config.Config) error {
 			return fmt.Errorf("--metrics-bind %s is also a --bind address; serve metrics on another port", cfg.MetricsBind)
 		}
 	}
-	ln, err := bind(cfg.MetricsBind, 128)
+	ln, err := bindServed(cfg.MetricsBind, 128)
 	if err != nil {
 		return fmt.Errorf("--metrics-bind: %w", err)
 	}
@@ -57,10 +56,8 @@ func (m *Master) setupMetrics(cfg *config.Config) error {
 	}
 	var lns []metrics.Listener
 	for _, l := range m.listeners {
-		if sc, ok := l.ln.(syscall.Conn); ok {
-			if rc, err := sc.SyscallConn(); err == nil {
-				lns = append(lns, metrics.Listener{Name: l.url, Queue: metrics.AcceptQueue(rc)})
-			}
+		if rc, err := l.file.SyscallConn(); err == nil {
+			lns = append(lns, metrics.Listener{Name: l.url, Queue: metrics.AcceptQueue(rc)})
 		}
 	}
 	reg := metrics.NewRegistry(metrics.NewCollector(metrics.Options{
