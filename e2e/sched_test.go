@@ -2,11 +2,14 @@ package e2e
 
 import (
 	"fmt"
+	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 // policies returns the scheduling policy (field 41 of stat: 0 normal, 3
@@ -66,5 +69,62 @@ func TestSchedulingPolicy(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// switches is how many times the threads of pid have been switched out so
+// far, voluntarily or not.
+func switches(t *testing.T, pid int) int {
+	t.Helper()
+	tasks, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/status", pid))
+	if err != nil || len(tasks) == 0 {
+		t.Fatalf("no threads for pid %d: %v", pid, err)
+	}
+	n := 0
+	for _, path := range tasks {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			continue // the thread exited
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			if k, v, ok := strings.Cut(line, ":"); ok && strings.HasSuffix(k, "ctxt_switches") {
+				c, _ := strconv.Atoi(strings.TrimSpace(v))
+				n += c
+			}
+		}
+	}
+	return n
+}
+
+// The master binds the listening sockets but only workers accept on them:
+// connections must not wake the master (it used to be woken by each one,
+// and preempted the worker about to accept it).
+func TestMasterSleepsThroughConnections(t *testing.T) {
+	py := python(t)
+	s := start(t, py, "basic:app")
+	s.ready("/pid")
+	master := s.cmd.Process.Pid
+	const conns = 300
+	before := switches(t, master)
+	for i := range conns {
+		c, err := net.DialTimeout("tcp", s.Addr, 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		_, err = io.WriteString(c, "GET /pid HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+		var resp []byte
+		if err == nil {
+			resp, err = io.ReadAll(c)
+		}
+		c.Close()
+		if err != nil || !strings.HasPrefix(string(resp), "HTTP/1.1 200 ") {
+			t.Fatalf("connection %d: %q, %v", i, resp, err)
+		}
+	}
+	if woke := switches(t, master) - before; woke > conns/4 {
+		t.Errorf("the master's threads were switched out %d times during %d connections; want few (heartbeats), not one per connection", woke, conns)
+	} else {
+		t.Logf("the master was switched out %d times during %d connections", woke, conns)
 	}
 }
