@@ -12,27 +12,37 @@ import (
 	"time"
 )
 
-// policies returns the scheduling policy (field 41 of stat: 0 normal, 3
-// batch) of every thread of pid.
-func policies(t *testing.T, pid int) map[int]int {
+// threadFiles returns /proc/PID/task/TID/name of every thread of pid, by
+// thread id; threads that exit while it reads are left out.
+func threadFiles(t *testing.T, pid int, name string) map[int]string {
 	t.Helper()
-	tasks, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/stat", pid))
-	if err != nil || len(tasks) == 0 {
+	paths, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/%s", pid, name))
+	if err != nil || len(paths) == 0 {
 		t.Fatalf("no threads for pid %d: %v", pid, err)
 	}
-	out := map[int]int{}
-	for _, path := range tasks {
+	out := map[int]string{}
+	for _, path := range paths {
 		b, err := os.ReadFile(path)
 		if err != nil {
 			continue // the thread exited
 		}
-		s := string(b)
+		tid, _ := strconv.Atoi(filepath.Base(filepath.Dir(path)))
+		out[tid] = string(b)
+	}
+	return out
+}
+
+// policies returns the scheduling policy (field 41 of stat: 0 normal, 3
+// batch) of every thread of pid.
+func policies(t *testing.T, pid int) map[int]int {
+	t.Helper()
+	out := map[int]int{}
+	for tid, s := range threadFiles(t, pid, "stat") {
 		fields := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
 		policy, err := strconv.Atoi(fields[41-3])
 		if err != nil {
-			t.Fatalf("%s: %v", path, err)
+			t.Fatalf("thread %d of %d: %v", tid, pid, err)
 		}
-		tid, _ := strconv.Atoi(filepath.Base(filepath.Dir(path)))
 		out[tid] = policy
 	}
 	return out
@@ -76,17 +86,9 @@ func TestSchedulingPolicy(t *testing.T) {
 // far, voluntarily or not.
 func switches(t *testing.T, pid int) int {
 	t.Helper()
-	tasks, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/status", pid))
-	if err != nil || len(tasks) == 0 {
-		t.Fatalf("no threads for pid %d: %v", pid, err)
-	}
 	n := 0
-	for _, path := range tasks {
-		b, err := os.ReadFile(path)
-		if err != nil {
-			continue // the thread exited
-		}
-		for _, line := range strings.Split(string(b), "\n") {
+	for _, status := range threadFiles(t, pid, "status") {
+		for _, line := range strings.Split(status, "\n") {
 			if k, v, ok := strings.Cut(line, ":"); ok && strings.HasSuffix(k, "ctxt_switches") {
 				c, _ := strconv.Atoi(strings.TrimSpace(v))
 				n += c

@@ -17,8 +17,9 @@ import (
 
 // listener is one bound socket, open for the master's whole life.
 type listener struct {
-	// file is the socket, handed to every worker as an inherited fd. It is
-	// not in the master's poller (see unpolledFile).
+	// file is the socket, handed to every worker as an inherited fd; not
+	// in the master's poller (see unpolledDup). nil for the metrics
+	// listener.
 	file *os.File
 	// ln serves the socket in the master: the metrics listener only; nil
 	// for the app's listeners, on which only workers accept.
@@ -99,6 +100,10 @@ func bind(spec string, backlog int) (*listener, error) {
 	if err != nil {
 		return nil, err
 	}
+	if l.file, err = unpolledDup(l.ln, spec); err != nil {
+		l.ln.Close()
+		return nil, fmt.Errorf("duplicating the listener %s: %w", spec, err)
+	}
 	// The master never accepts here. Keeping net's listener open would keep
 	// the socket in the master's epoll set, edge-triggered, and wake the
 	// master for every connection the workers accept (one context switch
@@ -111,8 +116,9 @@ func bind(spec string, backlog int) (*listener, error) {
 	return l, nil
 }
 
-// bindServed opens one address with the given listen backlog, keeping
-// net's listener for the master to serve on (the metrics listener).
+// bindServed opens one address with the given listen backlog and keeps
+// net's listener, for the master to serve on (the metrics listener); its
+// file is nil.
 func bindServed(spec string, backlog int) (*listener, error) {
 	network, addr, err := ParseBind(spec)
 	if err != nil {
@@ -165,26 +171,7 @@ func bindServed(spec string, backlog int) (*listener, error) {
 		ln.Close()
 		return nil, fmt.Errorf("setting the backlog of %s: %w", spec, err)
 	}
-	// The dup handed to the workers is made here, not with ln.File(): the
-	// *os.File that returns puts the socket in blocking mode whenever its
-	// Fd method runs, and os.StartProcess runs it at every spawn. The mode
-	// belongs to the socket, shared by every worker, and a worker whose
-	// accept(2) blocks in the kernel cannot close its listener to drain.
-	dup := -1
-	if cerr := raw.Control(func(fd uintptr) { dup, err = unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 0) }); cerr != nil {
-		err = cerr
-	}
-	var file *os.File
-	if err == nil {
-		if file, err = unpolledFile(dup, spec); err != nil {
-			unix.Close(dup)
-		}
-	}
-	if err != nil {
-		ln.Close()
-		return nil, fmt.Errorf("duplicating the listener %s: %w", spec, err)
-	}
-	l := &listener{ln: ln, file: file}
+	l := &listener{ln: ln}
 	switch a := ln.Addr().(type) {
 	case *net.UnixAddr:
 		l.info = worker.Listener{Network: "unix", Addr: a.Name}
@@ -214,14 +201,31 @@ func listenCause(err error) error {
 	return err
 }
 
-// unpolledFile wraps fd, a non-blocking socket, in an *os.File that is not
-// in Go's poller. os.NewFile registers a non-blocking descriptor there, and
-// a listening socket in the poller wakes the process for every connection
-// that arrives. O_NONBLOCK belongs to the socket, which workers share, so it
-// is cleared only around the call, and only while no worker runs (the
-// master binds before it starts any); workers need it set.
-func unpolledFile(fd int, name string) (*os.File, error) {
+// unpolledDup duplicates ln's socket into an *os.File named name, not in
+// Go's poller, to hand to workers.
+//
+// Not ln.File(): the *os.File that returns puts the socket in blocking mode
+// whenever its Fd method runs, and os.StartProcess runs it at every spawn.
+// The mode belongs to the socket, shared by every worker, and a worker whose
+// accept(2) blocks in the kernel cannot close its listener to drain. Nor
+// os.NewFile as such: it registers a non-blocking descriptor in the poller,
+// where a listening socket wakes the process for every connection that
+// arrives. So O_NONBLOCK is cleared around that call and set again; this
+// runs only while no worker does (the master binds before it starts any).
+func unpolledDup(ln net.Listener, name string) (*os.File, error) {
+	raw, err := ln.(syscall.Conn).SyscallConn() // bindServed checked it is one
+	if err != nil {
+		return nil, err
+	}
+	fd := -1
+	if cerr := raw.Control(func(s uintptr) { fd, err = unix.FcntlInt(s, unix.F_DUPFD_CLOEXEC, 0) }); cerr != nil {
+		err = cerr
+	}
+	if err != nil {
+		return nil, err
+	}
 	if err := unix.SetNonblock(fd, false); err != nil {
+		unix.Close(fd)
 		return nil, err
 	}
 	f := os.NewFile(uintptr(fd), name)
@@ -233,7 +237,9 @@ func unpolledFile(fd int, name string) (*os.File, error) {
 }
 
 func (l *listener) close() {
-	l.file.Close()
+	if l.file != nil {
+		l.file.Close()
+	}
 	if l.ln != nil {
 		l.ln.Close() // a unix listener created here also removes its socket file
 	} else if l.unlink != "" {
