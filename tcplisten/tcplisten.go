@@ -13,8 +13,9 @@
 // saves about 5 % of the worker's CPU time per request.
 //
 // Connections are *os.File descriptors in Go's network poller, so reads,
-// writes and deadlines wait without blocking a thread, as net.Conn's do;
-// their errors are *net.OpError values, as net.Conn's are, so net/http and
+// writes and deadlines wait without blocking a thread, as net.Conn's do.
+// Reads and writes are raw system calls (package rawio), which keep a
+// one-core worker on one thread; their errors are *net.OpError values, as net.Conn's are, so net/http and
 // crypto/tls see the same timeouts and closed connections.
 package tcplisten
 
@@ -30,6 +31,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/gorn-project/gorn/internal/rawio"
 )
 
 // Listener accepts TCP connections on a listening socket. It implements
@@ -121,7 +124,13 @@ func (l *Listener) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, l.opError(os.NewSyscallError("accept4", err))
 	}
-	c := &Conn{f: os.NewFile(uintptr(nfd), ""), remote: tcpAddr(sa), listen: l.addr}
+	f := os.NewFile(uintptr(nfd), "")
+	rfd, err := rawio.New(f)
+	if err != nil { // cannot happen: f is open
+		f.Close()
+		return nil, l.opError(err)
+	}
+	c := &Conn{f: f, fd: rfd, remote: tcpAddr(sa), listen: l.addr}
 	if c.remote == nil { // cannot happen on a TCP socket
 		c.remote = &net.TCPAddr{}
 	}
@@ -150,6 +159,7 @@ func (l *Listener) SyscallConn() (syscall.RawConn, error) { return l.raw, nil }
 // syscall.Conn and CloseWrite, as *net.TCPConn does.
 type Conn struct {
 	f      *os.File
+	fd     *rawio.FD // f's descriptor, read and written without the scheduler's syscall hooks
 	remote *net.TCPAddr
 	listen *net.TCPAddr // the listener's address: the local one unless it is a wildcard
 
@@ -159,7 +169,7 @@ type Conn struct {
 
 // Read reads from the connection; io.EOF when the peer has closed it.
 func (c *Conn) Read(b []byte) (int, error) {
-	n, err := c.f.Read(b)
+	n, err := c.fd.Read(b)
 	if err != nil && err != io.EOF {
 		err = c.opError("read", err)
 	}
@@ -168,7 +178,7 @@ func (c *Conn) Read(b []byte) (int, error) {
 
 // Write writes all of b unless an error (or the write deadline) stops it.
 func (c *Conn) Write(b []byte) (int, error) {
-	n, err := c.f.Write(b)
+	n, err := c.fd.Write(b)
 	if err != nil {
 		err = c.opError("write", err)
 	}
