@@ -1,15 +1,20 @@
 package e2e
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // threadFiles returns /proc/PID/task/TID/name of every thread of pid, by
@@ -87,15 +92,26 @@ func TestSchedulingPolicy(t *testing.T) {
 func switches(t *testing.T, pid int) int {
 	t.Helper()
 	n := 0
-	for _, status := range threadFiles(t, pid, "status") {
+	for _, c := range threadSwitches(t, pid) {
+		n += c
+	}
+	return n
+}
+
+// threadSwitches is the context switches (voluntary and not) of each of
+// pid's threads, by thread id.
+func threadSwitches(t *testing.T, pid int) map[int]int {
+	t.Helper()
+	out := map[int]int{}
+	for tid, status := range threadFiles(t, pid, "status") {
 		for _, line := range strings.Split(status, "\n") {
 			if k, v, ok := strings.Cut(line, ":"); ok && strings.HasSuffix(k, "ctxt_switches") {
 				c, _ := strconv.Atoi(strings.TrimSpace(v))
-				n += c
+				out[tid] += c
 			}
 		}
 	}
-	return n
+	return out
 }
 
 // The master binds the listening sockets but only workers accept on them:
@@ -129,4 +145,88 @@ func TestMasterSleepsThroughConnections(t *testing.T) {
 	} else {
 		t.Logf("the master was switched out %d times during %d connections", woke, conns)
 	}
+}
+
+// TestWorkerServesOnOneThread: a worker on one CPU (one P) serves a
+// connection's requests on one thread. Reads and writes on the client and
+// runtime sockets are raw system calls (internal/rawio); with ordinary
+// ones, each request woke the Go runtime's sysmon thread out of its deep
+// sleep and sysmon handed the P to a second thread during the response
+// write, about two switches of other threads per request.
+func TestWorkerServesOnOneThread(t *testing.T) {
+	py := python(t)
+	for _, network := range []string{"tcp", "unix"} {
+		t.Run(network, func(t *testing.T) {
+			args := []string{"-w", "1", "basic:app"}
+			transport := &http.Transport{}
+			if network == "unix" {
+				sock := filepath.Join(t.TempDir(), "gorn.sock")
+				args = append(args, "-b", "unix:"+sock)
+				transport.DialContext = func(ctx context.Context, _, _ string) (net.Conn, error) {
+					return (&net.Dialer{}).DialContext(ctx, "unix", sock)
+				}
+			}
+			s := startOnOneCPU(t, py, args...)
+			if network == "unix" {
+				s.URL = "http://gorn"
+			}
+			client := &http.Client{Timeout: 5 * time.Second, Transport: transport}
+			defer transport.CloseIdleConnections()
+			s.readyWith(client, s.URL+"/pid")
+			worker := s.workerPids()[0]
+			get := func() {
+				resp, err := client.Get(s.URL + "/pid")
+				if err != nil {
+					t.Fatal(err)
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+			}
+			get() // the kept-alive connection
+			const requests = 300
+			before := threadSwitches(t, worker)
+			for range requests {
+				get()
+			}
+			after := threadSwitches(t, worker)
+			busiest, others := 0, 0
+			for tid, n := range after {
+				d := n - before[tid]
+				others += d
+				busiest = max(busiest, d)
+			}
+			others -= busiest
+			if others > requests/4 {
+				t.Errorf("besides the busiest thread (%d switches), the worker's threads were switched %d times in %d requests; want few, not one or two per request", busiest, others, requests)
+			} else {
+				t.Logf("busiest thread: %d switches; all others: %d, in %d requests", busiest, others, requests)
+			}
+		})
+	}
+}
+
+// startOnOneCPU starts gorn like start, bound to one of the CPUs this test
+// may use, so that its workers see one CPU (GOMAXPROCS=1) as in the
+// benchmark and in a container limited to one core.
+func startOnOneCPU(t *testing.T, py string, args ...string) *server {
+	t.Helper()
+	// A child inherits the affinity of the thread that forks it.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	var all unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &all); err != nil {
+		t.Fatal(err)
+	}
+	var one unix.CPUSet
+	for cpu := 0; cpu < 1024; cpu++ {
+		if all.IsSet(cpu) {
+			one.Set(cpu)
+			break
+		}
+	}
+	if err := unix.SchedSetaffinity(0, &one); err != nil {
+		t.Fatal(err)
+	}
+	defer unix.SchedSetaffinity(0, &all)
+	return start(t, py, args...)
 }

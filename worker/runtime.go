@@ -19,6 +19,7 @@ import (
 
 	"github.com/gorn-project/gorn/config"
 	"github.com/gorn-project/gorn/internal/proc"
+	"github.com/gorn-project/gorn/internal/rawio"
 	"github.com/gorn-project/gorn/protocol"
 	pyruntime "github.com/gorn-project/gorn/worker/runtime"
 )
@@ -46,6 +47,7 @@ type ReadyInfo struct {
 type runtimeProc struct {
 	cmd    *exec.Cmd
 	conn   *net.UnixConn
+	fd     *rawio.FD // conn's descriptor, read and written with raw system calls
 	info   ReadyInfo
 	log    *slog.Logger
 	shared *sharedBodies // nil if it could not be made: bodies go through conn
@@ -215,6 +217,11 @@ func startRuntime(cfg *config.Config, log *slog.Logger, argv []string, started f
 		return nil, fmt.Errorf("wrapping the runtime socket: %w", err)
 	}
 	conn := fc.(*net.UnixConn)
+	fd, err := rawio.New(conn)
+	if err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("wrapping the runtime socket: %w", err)
+	}
 
 	src, err := sourceFile()
 	if err != nil {
@@ -262,6 +269,7 @@ func startRuntime(cfg *config.Config, log *slog.Logger, argv []string, started f
 	rt := &runtimeProc{
 		cmd:     cmd,
 		conn:    conn,
+		fd:      fd,
 		shared:  shared,
 		log:     log,
 		threads: max(cfg.Threads, 1),
@@ -277,7 +285,7 @@ func startRuntime(cfg *config.Config, log *slog.Logger, argv []string, started f
 		started(rt)
 	}
 
-	r := protocol.NewReader(conn)
+	r := protocol.NewReader(fd)
 	if cfg.BootTimeout > 0 {
 		conn.SetReadDeadline(time.Now().Add(cfg.BootTimeout))
 	}
@@ -509,7 +517,7 @@ func (rt *runtimeProc) sendLocked(b []byte) error {
 		// it is, then whatever others queue meanwhile.
 		rt.flushing = true
 		rt.wmu.Unlock()
-		_, err = rt.conn.Write(b)
+		_, err = rt.fd.Write(b)
 		rt.wmu.Lock()
 	} else {
 		rt.out = append(rt.out, b...)
@@ -526,7 +534,7 @@ func (rt *runtimeProc) sendLocked(b []byte) error {
 		buf := rt.out
 		rt.out = rt.spare[:0]
 		rt.wmu.Unlock()
-		_, werr := rt.conn.Write(buf)
+		_, werr := rt.fd.Write(buf)
 		rt.wmu.Lock()
 		if werr != nil && err == nil {
 			err = werr

@@ -28,6 +28,7 @@ import (
 	"github.com/gorn-project/gorn/config"
 	"github.com/gorn-project/gorn/forwarded"
 	"github.com/gorn-project/gorn/httpguard"
+	"github.com/gorn-project/gorn/internal/rawio"
 	"github.com/gorn-project/gorn/logs"
 	"github.com/gorn-project/gorn/metrics"
 	"github.com/gorn-project/gorn/protocol"
@@ -319,7 +320,11 @@ func inheritListener(fd int) (net.Listener, error) {
 	defer f.Close()
 	ln, err := tcplisten.FromFD(fd)
 	if errors.Is(err, tcplisten.ErrNotTCP) {
-		return net.FileListener(f)
+		ln, err := net.FileListener(f)
+		if err != nil {
+			return nil, err
+		}
+		return rawio.Listener{Listener: ln}, nil
 	}
 	return ln, err
 }
