@@ -459,7 +459,10 @@ func (s *suite) start(sv *server, w *workload) (*running, error) {
 	go func() { _ = cmd.Wait(); close(r.exited) }()
 	// taskset execs the server, so r.pid is the server's root process.
 	url := "http://" + addr + w.readyPath
-	client := &http.Client{Timeout: 2 * time.Second}
+	// Without keep-alive: a connection left open by the poll would sit on
+	// one of the server's workers for the first run, where gorn's
+	// connection balancing counts it (see docs/performance.md, entry 11).
+	client := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		resp, err := client.Get(url)
