@@ -32,16 +32,32 @@ import (
 	"io"
 	"net"
 	"os"
+	"sync"
 	"syscall"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
 
-// FD is a socket read and written with raw system calls. Its methods are
-// safe for one reader and one writer at a time, like net.Conn's.
+// FD is a socket read and written with raw system calls. Like net.Conn's,
+// its methods may be called from several goroutines; reads wait for each
+// other, and so do writes.
 type FD struct {
 	rc syscall.RawConn
+	// The read side's and the write side's call in progress, and the
+	// functions that make the system call, bound once in New: a call
+	// allocates nothing.
+	rmu, wmu        sync.Mutex
+	rd, wr          op
+	readFn, writeFn func(fd uintptr) bool
+}
+
+// op is one Read or Write: its buffer, the bytes done so far and the
+// kernel's refusal, if any.
+type op struct {
+	b     []byte
+	n     int
+	errno syscall.Errno
 }
 
 // New returns an FD for c, a non-blocking socket in the poller.
@@ -50,7 +66,9 @@ func New(c syscall.Conn) (*FD, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &FD{rc: rc}, nil
+	f := &FD{rc: rc}
+	f.readFn, f.writeFn = f.read, f.write
+	return f, nil
 }
 
 // Read reads up to len(b) bytes, waiting in the poller until some arrive.
@@ -62,68 +80,82 @@ func (f *FD) Read(b []byte) (int, error) {
 	if len(b) == 0 {
 		return 0, nil
 	}
-	var (
-		n     int
-		errno syscall.Errno
-	)
-	err := f.rc.Read(func(fd uintptr) bool {
-		for {
-			r, _, e := unix.RawSyscall(unix.SYS_READ, fd, uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)))
-			switch e {
-			case 0:
-				n = int(r)
-			case unix.EINTR:
-				continue
-			case unix.EAGAIN:
-				return false // wait in the poller, then try again
-			default:
-				errno = e
-			}
-			return true
-		}
-	})
-	switch {
-	case err != nil:
-		return 0, pollError(err)
-	case errno != 0:
-		return 0, os.NewSyscallError("read", errno)
-	case n == 0:
+	f.rmu.Lock()
+	defer f.rmu.Unlock()
+	f.rd = op{b: b}
+	err := f.rc.Read(f.readFn)
+	n, err := f.rd.result("read", err)
+	f.rd.b = nil // the caller's buffer is not ours to keep
+	if n == 0 && err == nil {
 		return 0, io.EOF
 	}
-	return n, nil
+	return n, err
+}
+
+// read is one attempt of Read on the descriptor; false means EAGAIN (wait
+// in the poller, then try again).
+func (f *FD) read(fd uintptr) bool {
+	o := &f.rd
+	for {
+		r, _, e := unix.RawSyscall(unix.SYS_READ, fd, uintptr(unsafe.Pointer(&o.b[0])), uintptr(len(o.b)))
+		switch e {
+		case 0:
+			o.n = int(r)
+		case unix.EINTR:
+			continue
+		case unix.EAGAIN:
+			return false
+		default:
+			o.errno = e
+		}
+		return true
+	}
 }
 
 // Write writes all of b, waiting in the poller while the socket's send
 // buffer is full. Its errors are Read's, with "write" for the system call
 // (EPIPE once the peer is gone); n says how much was written before one.
 func (f *FD) Write(b []byte) (int, error) {
-	var (
-		n     int
-		errno syscall.Errno
-	)
-	err := f.rc.Write(func(fd uintptr) bool {
-		for n < len(b) {
-			r, _, e := unix.RawSyscall(unix.SYS_WRITE, fd, uintptr(unsafe.Pointer(&b[n])), uintptr(len(b)-n))
-			switch e {
-			case 0:
-				n += int(r)
-			case unix.EINTR:
-			case unix.EAGAIN:
-				return false // the send buffer is full: wait in the poller
-			default:
-				errno = e
-				return true
-			}
+	f.wmu.Lock()
+	defer f.wmu.Unlock()
+	f.wr = op{b: b}
+	err := f.rc.Write(f.writeFn)
+	n, err := f.wr.result("write", err)
+	f.wr.b = nil
+	return n, err
+}
+
+// write is one attempt of Write: it writes until all is written (true),
+// the kernel refuses (true, with errno set) or the send buffer is full
+// (false: wait in the poller, then go on).
+func (f *FD) write(fd uintptr) bool {
+	o := &f.wr
+	for o.n < len(o.b) {
+		r, _, e := unix.RawSyscall(unix.SYS_WRITE, fd, uintptr(unsafe.Pointer(&o.b[o.n])), uintptr(len(o.b)-o.n))
+		switch e {
+		case 0:
+			o.n += int(r)
+		case unix.EINTR:
+		case unix.EAGAIN:
+			return false
+		default:
+			o.errno = e
+			return true
 		}
-		return true
-	})
-	switch {
-	case err != nil:
-		return n, pollError(err)
-	case errno != 0:
-		return n, os.NewSyscallError("write", errno)
 	}
-	return n, nil
+	return true
+}
+
+// result is the op's outcome given the poller's error: the bytes done, and
+// the error a caller sees.
+func (o *op) result(syscallName string, pollErr error) (int, error) {
+	switch {
+	case pollErr != nil:
+		return o.n, pollError(pollErr)
+	case o.errno != 0:
+		return o.n, os.NewSyscallError(syscallName, o.errno)
+	}
+	return o.n, nil
 }
 
 // pollError is what the poller's error means to a caller. The poller
