@@ -6,7 +6,8 @@
 // requests queue behind each other in its app runtime while another worker
 // idles — a fast request waits behind a slow one. The board is a small
 // shared memory table, one cache line per worker: how many client
-// connections the worker holds, whether it is waiting in accept(2) right
+// connections the worker holds (a keep-alive connection idle for over a
+// second no longer counts), whether it is waiting in accept(2) right
 // now, and whether it is idle (its runtime has room to start a request).
 // Before accepting, a worker that holds more connections than a peer that
 // is waiting to accept steps aside and lets that peer take the next
@@ -44,7 +45,8 @@ const (
 	boardBytes  = headerBytes + MaxSeats*lineBytes
 )
 
-// line is one seat: conns is the worker's open client connections,
+// line is one seat: conns is the worker's client connections that count
+// as load (open, and not idle for long; see AddConns),
 // accepting is set while it waits in accept(2), idle while its runtime
 // has room to start a request at once (fewer than --threads in it), live
 // from Open to Close (the master zeroes the line when it reaps the
@@ -156,12 +158,22 @@ func Open(fd, seat int) (*Seat, error) {
 	return s, nil
 }
 
-// AddConns adds d (negative when connections close) to the worker's open
-// connections.
+// AddConns adds d (negative when connections close) to the connections
+// the board counts as the worker's load: its open client connections, less
+// those it has found idle for long (worker.state.sweepIdle).
 func (s *Seat) AddConns(d int64) {
 	if s != nil {
 		lineAt(s.mem, s.self).conns.Add(d)
 	}
+}
+
+// Conns is the number of client connections the board counts as the
+// worker's load; 0 for a nil Seat.
+func (s *Seat) Conns() int64 {
+	if s == nil {
+		return 0
+	}
+	return lineAt(s.mem, s.self).conns.Load()
 }
 
 // SetAccepting says whether the worker is waiting in accept(2).

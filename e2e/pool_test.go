@@ -911,41 +911,74 @@ func TestPoolBalancesKeepAliveConnections(t *testing.T) {
 	py := python(t)
 	s := poolStart(t, "", py, 2, "-w", "2", "basic:app")
 	poolWaitLive(t, s, 2, nil, 30*time.Second)
-	runtimePid := func(c net.Conn, r *bufio.Reader) int {
-		t.Helper()
-		if _, err := io.WriteString(c, "GET /pid HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
-			t.Fatal(err)
-		}
-		resp, err := http.ReadResponse(r, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		var body struct{ Pid int }
-		if err := json.NewDecoder(resp.Body).Decode(&body); err != nil || body.Pid == 0 {
-			t.Fatalf("GET /pid: %v, %+v", err, body)
-		}
-		return body.Pid
-	}
 	for round := range 8 {
 		c1, r1 := s.rawConn()
-		p1 := runtimePid(c1, r1)
+		p1 := poolRuntimePid(t, c1, r1)
 		c2, r2 := s.rawConn()
-		p2 := runtimePid(c2, r2)
+		p2 := poolRuntimePid(t, c2, r2)
 		if p1 == p2 {
 			t.Fatalf("round %d: both keep-alive connections went to the worker whose runtime is %d while the other idled", round, p1)
 		}
 		c3, r3 := s.rawConn()
-		if p3 := runtimePid(c3, r3); p3 != p1 && p3 != p2 {
+		if p3 := poolRuntimePid(t, c3, r3); p3 != p1 && p3 != p2 {
 			t.Fatalf("round %d: a third connection reached runtime %d, not %d or %d", round, p3, p1, p2)
 		}
 		// Both connections of a worker still answer (it kept them).
-		if p := runtimePid(c1, r1); p != p1 {
+		if p := poolRuntimePid(t, c1, r1); p != p1 {
 			t.Fatalf("round %d: connection 1 moved from runtime %d to %d", round, p1, p)
 		}
 		c1.Close()
 		c2.Close()
 		c3.Close()
 		time.Sleep(100 * time.Millisecond) // the workers see them close
+	}
+}
+
+// poolRuntimePid asks, on c, which runtime answers it (basic.py's /pid).
+func poolRuntimePid(t *testing.T, c net.Conn, r *bufio.Reader) int {
+	t.Helper()
+	if _, err := io.WriteString(c, "GET /pid HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(r, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var body struct{ Pid int }
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil || body.Pid == 0 {
+		t.Fatalf("GET /pid: %v, %+v", err, body)
+	}
+	return body.Pid
+}
+
+// A keep-alive connection that idles (a health check's, a spare in a
+// proxy's pool) is not load. Once it has idled for over a second, two busy
+// clients that connect one after the other still end up on different
+// workers. Were it counted, its worker would hold as many connections as
+// the other after the first busy client, and the second could go to either:
+// both busy clients on one worker while the other serves nothing.
+func TestPoolIdleConnectionsAreNotLoad(t *testing.T) {
+	py := python(t)
+	s := poolStart(t, "", py, 2, "-w", "2", "--keep-alive", "30", "basic:app")
+	poolWaitLive(t, s, 2, nil, 30*time.Second)
+	idle, ri := s.rawConn()
+	idlePid := poolRuntimePid(t, idle, ri)
+	time.Sleep(1500 * time.Millisecond) // past a second idle, and a sweep
+	for round := range 8 {
+		c1, r1 := s.rawConn()
+		p1 := poolRuntimePid(t, c1, r1)
+		c2, r2 := s.rawConn()
+		p2 := poolRuntimePid(t, c2, r2)
+		if p1 == p2 {
+			t.Fatalf("round %d: both busy connections went to the worker whose runtime is %d (the idle connection is on %d)", round, p1, idlePid)
+		}
+		c1.Close()
+		c2.Close()
+		time.Sleep(100 * time.Millisecond) // the workers see them close
+	}
+	// The idle connection was kept, and is served by its worker.
+	if p := poolRuntimePid(t, idle, ri); p != idlePid {
+		t.Fatalf("the idle connection moved from runtime %d to %d", idlePid, p)
 	}
 }

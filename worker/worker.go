@@ -246,6 +246,12 @@ func Main(spec *Spec, log *slog.Logger) int {
 	tired := st.tired
 	heartbeat := time.NewTicker(heartbeatInterval(cfg))
 	defer heartbeat.Stop()
+	var sweep <-chan time.Time // only a balanced worker has a board to correct
+	if seat != nil {
+		t := time.NewTicker(idleSweepEvery)
+		defer t.Stop()
+		sweep = t.C
+	}
 	graceful := true
 	for loop := true; loop; {
 		select {
@@ -281,6 +287,8 @@ func Main(spec *Spec, log *slog.Logger) int {
 		case <-tired:
 			tired = nil // tell the master once
 			ctrl.send(protocol.WorkerTired, nil)
+		case now := <-sweep:
+			st.sweepIdle(now)
 		case <-heartbeat.C:
 			var payload [4]byte
 			if rt := sup.current(); rt != nil {
@@ -400,8 +408,27 @@ type state struct {
 	closed   chan struct{} // a connection closed (capacity 1)
 	seat     *balance.Seat // this worker's line on the balance board; nil: alone
 	idleMu   sync.Mutex
-	idle     map[net.Conn]time.Time // idle keep-alive connections, since when
+	idle     map[net.Conn]idleConn // idle keep-alive connections
 }
+
+// idleConn is an idle keep-alive connection: since when, and whether the
+// balance board has stopped counting it (see sweepIdle).
+type idleConn struct {
+	since     time.Time
+	uncounted bool
+}
+
+// idleUncounted is how long a keep-alive connection stays idle before the
+// balance board stops counting it as this worker's load: a connection that
+// has sent nothing for a second (a health check's, a spare in a proxy's
+// keep-alive pool) must not push new busy connections onto the other
+// workers. Shorter idle spells count: a client between two requests is
+// still the worker's load.
+const idleUncounted = time.Second
+
+// idleSweepEvery is how often a balanced worker looks for connections idle
+// longer than idleUncounted.
+const idleSweepEvery = idleUncounted / 4
 
 // requestDone counts a completed request against --max-requests.
 func (s *state) requestDone() {
@@ -428,26 +455,49 @@ func (s *state) connState(c net.Conn, cs http.ConnState) {
 		}
 		s.idleMu.Lock()
 		if s.idle == nil {
-			s.idle = make(map[net.Conn]time.Time)
+			s.idle = make(map[net.Conn]idleConn)
 		}
-		s.idle[c] = time.Now()
+		s.idle[c] = idleConn{since: time.Now()}
 		s.idleMu.Unlock()
 	case http.StateActive:
 		s.idleMu.Lock()
-		delete(s.idle, c)
+		if e, ok := s.idle[c]; ok {
+			delete(s.idle, c)
+			if e.uncounted {
+				s.seat.AddConns(1) // it is load again
+			}
+		}
 		s.idleMu.Unlock()
 	case http.StateClosed, http.StateHijacked:
 		s.idleMu.Lock()
+		e, ok := s.idle[c]
 		delete(s.idle, c)
 		s.idleMu.Unlock()
 		s.open.Add(-1)
-		s.seat.AddConns(-1)
+		if !ok || !e.uncounted {
+			s.seat.AddConns(-1)
+		}
 		select {
 		case s.closed <- struct{}{}:
 		default:
 		}
 		if sc := findSlotConn(c); sc != nil {
 			sc.begin()
+		}
+	}
+}
+
+// sweepIdle stops counting, on the balance board, the keep-alive
+// connections that have been idle for idleUncounted at now; StateActive
+// counts them again.
+func (s *state) sweepIdle(now time.Time) {
+	s.idleMu.Lock()
+	defer s.idleMu.Unlock()
+	for c, e := range s.idle {
+		if !e.uncounted && now.Sub(e.since) >= idleUncounted {
+			e.uncounted = true
+			s.idle[c] = e
+			s.seat.AddConns(-1)
 		}
 	}
 }
@@ -460,10 +510,13 @@ func (s *state) waitRoom(ctx context.Context) error {
 		s.idleMu.Lock()
 		var oldest net.Conn
 		var since time.Time
-		for c, t := range s.idle {
-			if oldest == nil || t.Before(since) {
-				oldest, since = c, t
+		for c, e := range s.idle {
+			if oldest == nil || e.since.Before(since) {
+				oldest, since = c, e.since
 			}
+		}
+		if e := s.idle[oldest]; e.uncounted {
+			s.seat.AddConns(1) // StateClosed, finding no entry, takes it off
 		}
 		delete(s.idle, oldest)
 		s.idleMu.Unlock()
