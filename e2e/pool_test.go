@@ -912,15 +912,13 @@ func TestPoolBalancesKeepAliveConnections(t *testing.T) {
 	s := poolStart(t, "", py, 2, "-w", "2", "basic:app")
 	poolWaitLive(t, s, 2, nil, 30*time.Second)
 	for round := range 8 {
-		c1, r1 := s.rawConn()
-		p1 := poolRuntimePid(t, c1, r1)
-		c2, r2 := s.rawConn()
-		p2 := poolRuntimePid(t, c2, r2)
+		c1, r1, p1 := poolPidConn(t, s)
+		c2, _, p2 := poolPidConn(t, s)
 		if p1 == p2 {
 			t.Fatalf("round %d: both keep-alive connections went to the worker whose runtime is %d while the other idled", round, p1)
 		}
-		c3, r3 := s.rawConn()
-		if p3 := poolRuntimePid(t, c3, r3); p3 != p1 && p3 != p2 {
+		c3, _, p3 := poolPidConn(t, s)
+		if p3 != p1 && p3 != p2 {
 			t.Fatalf("round %d: a third connection reached runtime %d, not %d or %d", round, p3, p1, p2)
 		}
 		// Both connections of a worker still answer (it kept them).
@@ -932,6 +930,14 @@ func TestPoolBalancesKeepAliveConnections(t *testing.T) {
 		c3.Close()
 		time.Sleep(100 * time.Millisecond) // the workers see them close
 	}
+}
+
+// poolPidConn connects to s and returns the connection, its reader and the
+// pid of the runtime that answers it.
+func poolPidConn(t *testing.T, s *server) (net.Conn, *bufio.Reader, int) {
+	t.Helper()
+	c, r := s.rawConn()
+	return c, r, poolRuntimePid(t, c, r)
 }
 
 // poolRuntimePid asks, on c, which runtime answers it (basic.py's /pid).
@@ -962,14 +968,11 @@ func TestPoolIdleConnectionsAreNotLoad(t *testing.T) {
 	py := python(t)
 	s := poolStart(t, "", py, 2, "-w", "2", "--keep-alive", "30", "basic:app")
 	poolWaitLive(t, s, 2, nil, 30*time.Second)
-	idle, ri := s.rawConn()
-	idlePid := poolRuntimePid(t, idle, ri)
-	time.Sleep(1500 * time.Millisecond) // past a second idle, and a sweep
+	idle, ri, idlePid := poolPidConn(t, s)
+	time.Sleep(2 * time.Second) // past a second idle, and a sweep after it
 	for round := range 8 {
-		c1, r1 := s.rawConn()
-		p1 := poolRuntimePid(t, c1, r1)
-		c2, r2 := s.rawConn()
-		p2 := poolRuntimePid(t, c2, r2)
+		c1, _, p1 := poolPidConn(t, s)
+		c2, _, p2 := poolPidConn(t, s)
 		if p1 == p2 {
 			t.Fatalf("round %d: both busy connections went to the worker whose runtime is %d (the idle connection is on %d)", round, p1, idlePid)
 		}
