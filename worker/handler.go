@@ -400,7 +400,15 @@ func (h *handler) timedOut(st *requestState) {
 
 // handle applies frames to the response; true once the call is over.
 func (h *handler) handle(st *requestState, events []protocol.Frame) bool {
-	for i, f := range events {
+	for i := 0; i < len(events); i++ {
+		f := events[i]
+		body := f.Payload
+		if f.Type == protocol.Shared {
+			// Frames whose bytes continue each other in the shared memory
+			// go out in one write; their slots are freed once written.
+			body, i = st.c.shared.joined(events, i)
+			f = events[i]
+		}
 		// Body bytes go to the client at once unless more follow in this
 		// batch: then they are flushed together. The head always goes at
 		// once: net/http picks the framing (chunked or Content-Length)
@@ -433,10 +441,6 @@ func (h *handler) handle(st *requestState, events []protocol.Frame) bool {
 				h.cancel(st)
 				h.plainError(st, http.StatusBadGateway)
 				return true
-			}
-			body := f.Payload
-			if f.Type == protocol.Shared {
-				body = st.c.shared.bytes(f.Payload) // freed with the frame, once written
 			}
 			if !h.writeBody(st, body, f.End(), flush) {
 				return true

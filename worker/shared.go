@@ -95,12 +95,33 @@ func (s *sharedBodies) check(p []byte) error {
 	return nil
 }
 
-// bytes returns the body bytes a checked Shared frame's payload names.
-// They stay valid until release.
-func (s *sharedBodies) bytes(p []byte) []byte {
+// joined returns the bytes of the checked Shared frame events[i] together
+// with those of the Shared frames right after it whose bytes continue them
+// in the memory (a full slot, then the next slot), as one slice, and the
+// index of the last frame joined. The runtime fills the lowest free slot
+// first, so the chunks of a streamed response usually lie end to end, and
+// the worker writes them to the client in one write(2) instead of one per
+// slot: the client is woken once, not once per 64 KiB. The frame that ends
+// the stream is always the last one joined.
+func (s *sharedBodies) joined(events []protocol.Frame, i int) (body []byte, last int) {
+	start, end := s.span(events[i].Payload)
+	for !events[i].End() && i+1 < len(events) && events[i+1].Type == protocol.Shared {
+		off, next := s.span(events[i+1].Payload)
+		if off != end {
+			break
+		}
+		end = next
+		i++
+	}
+	return s.mem[start:end:end], i
+}
+
+// span is where the bytes a checked Shared frame's payload names lie in
+// the memory: from start up to end.
+func (s *sharedBodies) span(p []byte) (start, end int) {
 	slot, n, _ := protocol.SharedPayload(p)
-	off := sharedHeader + int(slot)*sharedSlotSize
-	return s.mem[off : off+int(n) : off+int(n)]
+	start = sharedHeader + int(slot)*sharedSlotSize
+	return start, start + int(n)
 }
 
 // release frees the slot a checked Shared frame's payload names: the

@@ -58,6 +58,72 @@ func TestSharedBodiesCheck(t *testing.T) {
 	}
 }
 
+// frameBytes is what the worker writes for the checked Shared frame
+// payload p alone.
+func frameBytes(s *sharedBodies, p []byte) []byte {
+	b, _ := s.joined([]protocol.Frame{{Type: protocol.Shared, Payload: p}}, 0)
+	return b
+}
+
+// TestSharedBodiesJoined checks which Shared frames of a batch go out in
+// one write: those whose bytes continue each other in the memory, up to
+// the one that ends the stream.
+func TestSharedBodiesJoined(t *testing.T) {
+	const full = sharedSlotSize
+	type frame struct {
+		typ  protocol.Type
+		slot uint32
+		n    int
+		end  bool
+	}
+	tests := []struct {
+		name   string
+		frames []frame
+		from   int
+		want   int // bytes joined
+		last   int
+	}{
+		{"one frame", []frame{{protocol.Shared, 3, 100, false}}, 0, 100, 0},
+		{"full slots end to end", []frame{{protocol.Shared, 0, full, false}, {protocol.Shared, 1, full, false}, {protocol.Shared, 2, 10, false}}, 0, 2*full + 10, 2},
+		{"from the middle of the batch", []frame{{protocol.Shared, 0, full, false}, {protocol.Shared, 1, full, false}, {protocol.Shared, 2, 10, false}}, 1, full + 10, 2},
+		{"a partial slot ends the run", []frame{{protocol.Shared, 0, full - 1, false}, {protocol.Shared, 1, full, false}}, 0, full - 1, 0},
+		{"a slot further on", []frame{{protocol.Shared, 0, full, false}, {protocol.Shared, 2, full, false}}, 0, full, 0},
+		{"a slot before", []frame{{protocol.Shared, 1, full, false}, {protocol.Shared, 0, full, false}}, 0, full, 0},
+		{"the stream's end is the last", []frame{{protocol.Shared, 0, full, true}, {protocol.Shared, 1, full, false}}, 0, full, 0},
+		{"joined up to the end", []frame{{protocol.Shared, 0, full, false}, {protocol.Shared, 1, 5, true}}, 0, full + 5, 1},
+		{"a Data frame ends the run", []frame{{protocol.Shared, 0, full, false}, {protocol.Data, 0, 0, false}, {protocol.Shared, 1, full, false}}, 0, full, 0},
+		{"the last response slot", []frame{{protocol.Shared, sharedSlots - 2, full, false}, {protocol.Shared, sharedSlots - 1, full, false}}, 0, 2 * full, 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := testShared(t)
+			var events []protocol.Frame
+			var want []byte
+			for i, f := range tt.frames {
+				ev := protocol.Frame{Type: f.typ, Payload: []byte("data")}
+				if f.end {
+					ev.Flags = protocol.FlagEnd
+				}
+				if f.typ == protocol.Shared {
+					b := bytes.Repeat([]byte{byte(i + 1)}, f.n)
+					ev.Payload = fill(s, f.slot, b)
+					if i >= tt.from {
+						want = append(want, b...)
+					}
+				}
+				events = append(events, ev)
+			}
+			got, last := s.joined(events, tt.from)
+			if last != tt.last || len(got) != tt.want {
+				t.Fatalf("joined %d bytes up to frame %d, want %d bytes up to frame %d", len(got), last, tt.want, tt.last)
+			}
+			if !bytes.Equal(got, want[:tt.want]) || cap(got) != len(got) {
+				t.Errorf("the joined bytes are not the frames' bytes in order (cap %d)", cap(got))
+			}
+		})
+	}
+}
+
 func TestSharedBodiesBytesAndRelease(t *testing.T) {
 	s := testShared(t)
 	body := bytes.Repeat([]byte("abc"), 1000)
@@ -65,7 +131,7 @@ func TestSharedBodiesBytesAndRelease(t *testing.T) {
 	if err := s.check(p); err != nil {
 		t.Fatal(err)
 	}
-	got := s.bytes(p)
+	got := frameBytes(s, p)
 	if !bytes.Equal(got, body) || cap(got) != len(body) {
 		t.Errorf("bytes: %d bytes (cap %d), want the %d written", len(got), cap(got), len(body))
 	}
@@ -156,7 +222,7 @@ func FuzzSharedCheck(f *testing.F) {
 			return
 		}
 		slot, n, _ := protocol.SharedPayload(p)
-		b := s.bytes(p)
+		b := frameBytes(s, p)
 		start := sharedHeader + int(slot)*sharedSlotSize
 		if len(b) != int(n) || n == 0 || &b[0] != &s.mem[start] || start+len(b) > sharedHeader+(int(slot)+1)*sharedSlotSize {
 			t.Fatalf("check passed slot %d, %d bytes: got %d bytes outside it", slot, n, len(b))
