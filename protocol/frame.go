@@ -27,8 +27,11 @@ const Version = 1
 
 // InitialWindow is the response credit, in bytes, that each request starts
 // with: the runtime may send this many body bytes for a request before the
-// worker grants more with a Window frame.
-const InitialWindow = 1 << 20
+// worker grants more with a Window frame. 512 KiB: a quarter of the shared
+// response slots, so a runtime answering pipelined requests cannot run
+// ahead of their clients by more than the slots hold (docs/performance.md,
+// entry 15).
+const InitialWindow = 512 << 10
 
 // Type says what a frame carries.
 type Type uint8

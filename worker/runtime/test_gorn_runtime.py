@@ -76,7 +76,7 @@ class VectorTests(unittest.TestCase):
         self.assertEqual(types["error"], rt.T_ERROR)
         self.assertEqual(rt.HEADER_SIZE, 10)
         self.assertEqual(rt.MAX_PAYLOAD, 16 << 20)
-        self.assertEqual(rt.INITIAL_WINDOW, 1 << 20)
+        self.assertEqual(rt.INITIAL_WINDOW, 512 << 10)
         self.assertEqual(rt.READ_CHUNK, 64 << 10)
 
     def test_frames(self):
