@@ -461,22 +461,14 @@ func (s *state) connState(c net.Conn, cs http.ConnState) {
 		s.idleMu.Unlock()
 	case http.StateActive:
 		s.idleMu.Lock()
-		if e, ok := s.idle[c]; ok {
-			delete(s.idle, c)
-			if e.uncounted {
-				s.seat.AddConns(1) // it is load again
-			}
-		}
+		s.unidle(c)
 		s.idleMu.Unlock()
 	case http.StateClosed, http.StateHijacked:
 		s.idleMu.Lock()
-		e, ok := s.idle[c]
-		delete(s.idle, c)
+		s.unidle(c)
 		s.idleMu.Unlock()
 		s.open.Add(-1)
-		if !ok || !e.uncounted {
-			s.seat.AddConns(-1)
-		}
+		s.seat.AddConns(-1)
 		select {
 		case s.closed <- struct{}{}:
 		default:
@@ -487,9 +479,20 @@ func (s *state) connState(c net.Conn, cs http.ConnState) {
 	}
 }
 
+// unidle takes c out of the idle set; if the balance board had stopped
+// counting it, it counts again. Call with idleMu held.
+func (s *state) unidle(c net.Conn) {
+	if e, ok := s.idle[c]; ok {
+		delete(s.idle, c)
+		if e.uncounted {
+			s.seat.AddConns(1)
+		}
+	}
+}
+
 // sweepIdle stops counting, on the balance board, the keep-alive
-// connections that have been idle for idleUncounted at now; StateActive
-// counts them again.
+// connections that have been idle for idleUncounted at now; unidle counts
+// them again.
 func (s *state) sweepIdle(now time.Time) {
 	s.idleMu.Lock()
 	defer s.idleMu.Unlock()
@@ -515,10 +518,7 @@ func (s *state) waitRoom(ctx context.Context) error {
 				oldest, since = c, e.since
 			}
 		}
-		if e := s.idle[oldest]; e.uncounted {
-			s.seat.AddConns(1) // StateClosed, finding no entry, takes it off
-		}
-		delete(s.idle, oldest)
+		s.unidle(oldest)
 		s.idleMu.Unlock()
 		if oldest != nil {
 			oldest.Close()
