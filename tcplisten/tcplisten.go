@@ -54,7 +54,7 @@ type Listener struct {
 // FromFD reports an error wrapping ErrNotTCP for any other kind of socket
 // (a Unix socket, say), which the caller serves with net.FileListener.
 func FromFD(fd int) (*Listener, error) {
-	sa, err := unix.Getsockname(fd)
+	sa, err := syscall.Getsockname(fd)
 	if err != nil {
 		return nil, fmt.Errorf("descriptor %d is not a socket: %w", fd, err)
 	}
@@ -100,12 +100,15 @@ var ErrNotTCP = errors.New("not a TCP socket")
 func (l *Listener) Accept() (net.Conn, error) {
 	var (
 		nfd int
-		sa  unix.Sockaddr
+		sa  syscall.Sockaddr
 		err error
 	)
 	rerr := l.raw.Read(func(fd uintptr) bool {
 		for {
-			nfd, sa, err = unix.Accept4(int(fd), unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
+			// syscall's accept4, not x/sys/unix's: the latter asks the
+			// listening socket for its protocol (a getsockopt(2)) on
+			// every connection, to tell L2TP addresses apart.
+			nfd, sa, err = syscall.Accept4(int(fd), syscall.SOCK_NONBLOCK|syscall.SOCK_CLOEXEC)
 			switch err {
 			case unix.EINTR, unix.ECONNABORTED: // a connection reset while queued
 				continue
@@ -216,7 +219,7 @@ func (c *Conn) LocalAddr() net.Addr {
 	}
 	c.localOnce.Do(func() {
 		c.control(func(fd int) {
-			if sa, err := unix.Getsockname(fd); err == nil {
+			if sa, err := syscall.Getsockname(fd); err == nil {
 				c.local = tcpAddr(sa)
 			}
 		})
@@ -280,11 +283,11 @@ func closedErr(err error) error {
 }
 
 // tcpAddr converts an IPv4 or IPv6 socket address; nil for any other.
-func tcpAddr(sa unix.Sockaddr) *net.TCPAddr {
+func tcpAddr(sa syscall.Sockaddr) *net.TCPAddr {
 	switch sa := sa.(type) {
-	case *unix.SockaddrInet4:
+	case *syscall.SockaddrInet4:
 		return &net.TCPAddr{IP: net.IPv4(sa.Addr[0], sa.Addr[1], sa.Addr[2], sa.Addr[3]), Port: sa.Port}
-	case *unix.SockaddrInet6:
+	case *syscall.SockaddrInet6:
 		a := &net.TCPAddr{IP: append(net.IP(nil), sa.Addr[:]...), Port: sa.Port}
 		if sa.ZoneId != 0 {
 			if ifi, err := net.InterfaceByIndex(int(sa.ZoneId)); err == nil {
