@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -23,10 +24,11 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-// TestSmoke runs the suite in -quick mode (one 1-second run of hello and
+// TestSmoke runs the suite in -quick mode (two 1-second runs of hello and
 // upload against gorn, the pure Go server and whichever peers are installed)
 // and checks that it prints a table row for every server, with numbers for
-// gorn and the Go server, and the targets summary. It never asserts a speed.
+// gorn and the Go server, and the targets summary, and that the runs went
+// round by round. It never asserts a speed.
 func TestSmoke(t *testing.T) {
 	if testing.Short() {
 		t.Skip("the benchmark smoke takes ~20 s; skipped under -short")
@@ -39,7 +41,8 @@ func TestSmoke(t *testing.T) {
 			t.Skipf("%s is not installed (apt-get install wrk); CI fails instead of skipping", tool)
 		}
 	}
-	opts, err := parseFlags([]string{"-quick"})
+	// Two runs each, to see them go round by round.
+	opts, err := parseFlags([]string{"-quick", "-runs", "2"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,8 +79,49 @@ func TestSmoke(t *testing.T) {
 			}
 		}
 	}
+	// Every server's first run comes before any server's second.
+	for _, w := range []string{"hello", "upload"} {
+		runs := regexp.MustCompile(`(?m)^bench: `+w+` / (\S+): run (\d)/2:`).FindAllStringSubmatch(log.String(), -1)
+		started := strings.Count(log.String(), "bench: "+w+" / ")
+		started -= len(runs) // the lines left are the "starting" ones
+		if len(runs) != 2*started {
+			t.Errorf("%s: %d runs in the log for %d servers started, want 2 each:\n%s", w, len(runs), started, log.String())
+		}
+		second := false
+		for _, r := range runs {
+			second = second || r[2] == "2"
+			if second && r[2] == "1" {
+				t.Errorf("%s: %s's run 1 came after a run 2: runs are not round by round:\n%s", w, r[1], log.String())
+			}
+		}
+		if !second {
+			t.Errorf("%s: no second runs in the log:\n%s", w, log.String())
+		}
+	}
 	if !strings.Contains(got, "## Targets (issue 6)") || !regexp.MustCompile(`(?m)^\| hello \| req/s ≥ 0.75× pure Go \| [\d.]+× \(go-nethttp\) \| (yes|\*\*no\*\*) \|$`).MatchString(got) {
 		t.Errorf("no targets summary with gorn against the Go ceiling in:\n%s", got)
+	}
+}
+
+// TestRoundOrder checks the order of runs within a round: every server
+// once, and each round starting one server later.
+func TestRoundOrder(t *testing.T) {
+	tests := []struct {
+		round, n int
+		want     []int
+	}{
+		{round: 0, n: 1, want: []int{0}},
+		{round: 3, n: 1, want: []int{0}},
+		{round: 0, n: 5, want: []int{0, 1, 2, 3, 4}},
+		{round: 1, n: 5, want: []int{1, 2, 3, 4, 0}},
+		{round: 2, n: 5, want: []int{2, 3, 4, 0, 1}},
+		{round: 5, n: 5, want: []int{0, 1, 2, 3, 4}},
+		{round: 7, n: 3, want: []int{1, 2, 0}},
+	}
+	for _, tc := range tests {
+		if got := roundOrder(tc.round, tc.n); !slices.Equal(got, tc.want) {
+			t.Errorf("roundOrder(%d, %d) = %v, want %v", tc.round, tc.n, got, tc.want)
+		}
 	}
 }
 

@@ -1,10 +1,11 @@
 // Command bench is gorn's benchmark suite (docs/performance.md): it builds
-// gorn, runs each server under test in turn pinned to one core with the same
-// app and the same number of workers — gorn, gunicorn (sync and gthread),
-// uWSGI and a pure Go net/http server as the ceiling — drives load from
-// another core with wrk (or, for the mixed workload, its own load generator),
-// repeats each run and prints the medians as markdown tables, then how gorn
-// stands against the targets of issue 6.
+// gorn and, for each workload, starts every server under test pinned to one
+// core with the same app and the same number of workers — gorn, gunicorn
+// (sync and gthread), uWSGI and a pure Go net/http server as the ceiling.
+// It drives load from another core with wrk (or, for the mixed workload, its
+// own load generator) at one server at a time, round by round, so that each
+// server's runs alternate with its peers', and prints the medians as
+// markdown tables, then how gorn stands against the targets of issue 6.
 //
 //	go run ./bench [-runs 3] [-duration 5s] [-connections 32] [-only hello,gorn,uwsgi] [-quick]
 package main
@@ -236,28 +237,75 @@ func run(ctx context.Context, o options) error {
 	s.header()
 	results := map[string]map[string]*row{} // workload → server → row
 	for _, w := range ws {
+		rows := s.workload(ctx, &w, ss)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
 		results[w.name] = map[string]*row{}
-		var rows []*row
-		for _, sv := range ss {
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			r := &row{server: sv.name}
-			if why := sv.missing(&s.env, &w); why != "" {
-				r.note = "skipped: " + why
-			} else {
-				s.measure(ctx, &sv, &w, r)
-			}
-			results[w.name][sv.name] = r
-			rows = append(rows, r)
+		for _, r := range rows {
+			results[w.name][r.server] = r
 		}
 		s.table(&w, rows)
 	}
-	if ctx.Err() != nil {
-		return ctx.Err()
-	}
 	s.targets(results)
 	return nil
+}
+
+// workload measures w on every server in ss and returns their rows, in
+// ss's order. The servers run side by side, each started and warmed up
+// once, and the measured runs go round by round: in each round every
+// server has one run while the others sit idle, and each round starts one
+// server later than the one before. So a change in the machine's speed over
+// the minutes a workload takes shifts every server's runs alike, and the
+// ratios compare runs made within seconds of each other.
+func (s *suite) workload(ctx context.Context, w *workload, ss []server) []*row {
+	rows := make([]*row, len(ss))
+	live := make([]*running, len(ss))
+	defer func() {
+		for _, srv := range live {
+			if srv != nil {
+				stopTree(srv)
+			}
+		}
+	}()
+	for i := range ss {
+		rows[i] = &row{server: ss[i].name}
+		if ctx.Err() != nil {
+			return rows
+		}
+		if why := ss[i].missing(&s.env, w); why != "" {
+			rows[i].note = "skipped: " + why
+			continue
+		}
+		live[i] = s.prepare(ctx, &ss[i], w, rows[i])
+	}
+	for round := range s.opts.runs {
+		for _, i := range roundOrder(round, len(ss)) {
+			if live[i] == nil || ctx.Err() != nil {
+				continue
+			}
+			if !s.measure(ctx, &ss[i], w, live[i], rows[i], round) {
+				stopTree(live[i])
+				live[i] = nil
+			}
+		}
+	}
+	for _, r := range rows {
+		if m, ok := r.med(); ok && m.errors > 0 && r.note == "" {
+			r.note = fmt.Sprintf("%d errors per run (median)", m.errors)
+		}
+	}
+	return rows
+}
+
+// roundOrder is the order in which n servers (by index) have their runs
+// in round k (from 0): every server once, starting with server k mod n.
+func roundOrder(k, n int) []int {
+	order := make([]int, n)
+	for j := range order {
+		order[j] = (k + j) % n
+	}
+	return order
 }
 
 func writeFiles(dir string) error {
@@ -512,73 +560,77 @@ func rssPids(sv *server, r *running) []int {
 	return descendants(r.pid)
 }
 
-// measure runs workload w against server sv and fills in r.
-func (s *suite) measure(ctx context.Context, sv *server, w *workload, r *row) {
+// prepare starts server sv for workload w, records its idle memory in r
+// and warms it up. It returns nil, with the reason in r.note, if the server
+// cannot be used.
+func (s *suite) prepare(ctx context.Context, sv *server, w *workload, r *row) *running {
 	o := s.opts
 	fmt.Fprintf(o.log, "bench: %s / %s: starting\n", w.name, sv.name)
 	srv, err := s.start(sv, w)
 	if err != nil {
 		r.note = "failed: " + err.Error()
 		fmt.Fprintf(o.log, "bench: %s / %s: %s\n", w.name, sv.name, r.note)
-		return
+		return nil
 	}
-	defer stopTree(srv)
 	time.Sleep(200 * time.Millisecond) // let start-up settle
 	r.idle = rssOf(rssPids(sv, srv))
 	if d := s.warmup(); d > 0 {
 		if _, err := s.drive(ctx, w, srv.addr, d); err != nil {
 			r.note = "failed in warm-up: " + err.Error()
-			return
-		}
-	}
-	for i := range o.runs {
-		if ctx.Err() != nil {
-			return
-		}
-		pids := rssPids(sv, srv)
-		cpu0 := treeCPU(srv.pid)
-		var peak int64
-		stopSampling := make(chan struct{})
-		sampled := make(chan struct{})
-		go func() {
-			defer close(sampled)
-			t := time.NewTicker(100 * time.Millisecond)
-			defer t.Stop()
-			for {
-				peak = max(peak, rssOf(pids))
-				select {
-				case <-stopSampling:
-					return
-				case <-t.C:
-				}
-			}
-		}()
-		res, err := s.drive(ctx, w, srv.addr, o.duration)
-		close(stopSampling)
-		<-sampled
-		cpu1 := treeCPU(srv.pid)
-		if err != nil {
-			r.note = fmt.Sprintf("run %d failed: %v", i+1, err)
 			fmt.Fprintf(o.log, "bench: %s / %s: %s\n", w.name, sv.name, r.note)
-			return
-		}
-		smp := res.sample
-		smp.cpuPer = float64((cpu1 - cpu0).Microseconds()) / float64(res.requests)
-		smp.rss = rssOf(rssPids(sv, srv))
-		smp.peak = max(peak, smp.rss)
-		r.samples = append(r.samples, smp)
-		fmt.Fprintf(o.log, "bench: %s / %s: run %d/%d: %.0f req/s, p99 %s, %.1f µs CPU/req, %d errors\n",
-			w.name, sv.name, i+1, o.runs, smp.rps, smp.p99, smp.cpuPer, smp.errors)
-		select {
-		case <-srv.exited:
-			r.note = "server exited during the run: " + lastLines(srv.out.String(), 3)
-			return
-		default:
+			stopTree(srv)
+			return nil
 		}
 	}
-	if m, ok := r.med(); ok && m.errors > 0 {
-		r.note = fmt.Sprintf("%d errors per run (median)", m.errors)
+	return srv
+}
+
+// measure makes run i of workload w against the running server sv and adds
+// its sample to r. It returns false, with the reason in r.note, when the
+// run failed or the server exited; the server is then of no further use.
+func (s *suite) measure(ctx context.Context, sv *server, w *workload, srv *running, r *row, i int) bool {
+	o := s.opts
+	pids := rssPids(sv, srv)
+	cpu0 := treeCPU(srv.pid)
+	var peak int64
+	stopSampling := make(chan struct{})
+	sampled := make(chan struct{})
+	go func() {
+		defer close(sampled)
+		t := time.NewTicker(100 * time.Millisecond)
+		defer t.Stop()
+		for {
+			peak = max(peak, rssOf(pids))
+			select {
+			case <-stopSampling:
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	res, err := s.drive(ctx, w, srv.addr, o.duration)
+	close(stopSampling)
+	<-sampled
+	cpu1 := treeCPU(srv.pid)
+	if err != nil {
+		r.note = fmt.Sprintf("run %d failed: %v", i+1, err)
+		fmt.Fprintf(o.log, "bench: %s / %s: %s\n", w.name, sv.name, r.note)
+		return false
 	}
+	smp := res.sample
+	smp.cpuPer = float64((cpu1 - cpu0).Microseconds()) / float64(res.requests)
+	smp.rss = rssOf(rssPids(sv, srv))
+	smp.peak = max(peak, smp.rss)
+	r.samples = append(r.samples, smp)
+	fmt.Fprintf(o.log, "bench: %s / %s: run %d/%d: %.0f req/s, p99 %s, %.1f µs CPU/req, %d errors\n",
+		w.name, sv.name, i+1, o.runs, smp.rps, smp.p99, smp.cpuPer, smp.errors)
+	select {
+	case <-srv.exited:
+		r.note = "server exited during the run: " + lastLines(srv.out.String(), 3)
+		return false
+	default:
+	}
+	return true
 }
 
 // driveResult is one load run's outcome.
