@@ -110,6 +110,47 @@ func TestHTTPLargeDownload(t *testing.T) {
 	}
 }
 
+// TestHTTPLargeSingleBody: an app that returns its whole response as one
+// bytes object larger than the stream's credit and than the shared slots
+// (the upload echoed back). The runtime sends the frames of one write
+// together, so it must send what it holds before it waits for credit; and
+// with several threads competing for the slots, bytes go through the
+// socket too, in order. Each client gets its body back intact.
+func TestHTTPLargeSingleBody(t *testing.T) {
+	const size = 3<<20 + 12345 // 3 MiB and a partial slot
+	body := make([]byte, size)
+	for i := range body {
+		body[i] = byte(i*13 + i/65536)
+	}
+	for _, threads := range []string{"1", "4"} {
+		t.Run("threads "+threads, func(t *testing.T) {
+			s := start(t, python(t), "--threads", threads, "basic:app")
+			s.ready("/pid")
+			client := &http.Client{Timeout: 60 * time.Second}
+			n, _ := strconv.Atoi(threads)
+			var wg sync.WaitGroup
+			for i := range n {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					resp, err := client.Post(s.URL+"/echo", "application/octet-stream", bytes.NewReader(body))
+					if err != nil {
+						t.Errorf("client %d: %v", i, err)
+						return
+					}
+					got, err := io.ReadAll(resp.Body)
+					resp.Body.Close()
+					if err != nil || resp.StatusCode != 200 || !bytes.Equal(got, body) {
+						t.Errorf("client %d: status %d, %d bytes back (want %d), equal %v, %v",
+							i, resp.StatusCode, len(got), size, bytes.Equal(got, body), err)
+					}
+				}()
+			}
+			wg.Wait()
+		})
+	}
+}
+
 // TestHTTPResponseFraming checks chunked encoding, Content-Length and
 // keep-alive on HTTP/1.1 and HTTP/1.0.
 func TestHTTPResponseFraming(t *testing.T) {

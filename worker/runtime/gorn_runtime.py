@@ -492,47 +492,65 @@ class Responder:
                 total = room
             last = F_END
         self.sent += total
-        off = 0
-        if not self.headers_sent:
-            # The first bytes ride in the Start frame, unless they are
-            # large and shared memory is there for them.
-            inline = total < SCATTER_MIN or conn.shared is None
-            with conn.lock:
-                n = max(min(req.credit, MAX_DATA, total), 0) if inline else 0
-                req.credit -= n
-            frame = self._head_frame(last if n == total else 0, data if n == total else data[:n])
-            self.headers_sent = True
-            self.ended = bool(last) and n == total
-            conn.send(frame)
-            off = n
-        while off < total:
-            if req.credit <= 0:
-                conn.wait(req.has_credit)
-                if req.cancelled:
-                    raise ClientDisconnected("client disconnected")
-            slot = -1
-            with conn.lock:
-                n = min(req.credit, MAX_DATA, total - off)
-                shareable = n >= SCATTER_MIN and conn.shared is not None
-                if shareable:
-                    slot = conn.take_slot()
-                    if slot >= 0:
-                        n = min(n, conn.slot_size)
-                req.credit -= n
-            if shareable and slot < 0 and not self.slotless:
-                self.slotless = True
-                self.server.log.debug("No free shared memory slot for the response of %s; sending through the socket"
-                                      % req.environ.get("RAW_URI", ""))
-            flags = last if off + n == total else 0
-            self.ended = bool(flags)
-            chunk = data if n == total else memoryview(data)[off:off + n]
-            if slot >= 0:
-                conn.send_shared(slot, chunk, flags, req.sid)
-            elif n >= SCATTER_MIN:
-                conn.send_frame(HEADER.pack(n, T_DATA, flags, req.sid), chunk)
-            else:
-                conn.send(HEADER.pack(n, T_DATA, flags, req.sid) + chunk)
-            off += n
+        # The frames of one write go out in one send: the head and every
+        # shared slot of a large chunk reach the worker together, which
+        # wakes once and writes slots that lie end to end to the client at
+        # once. They go out before any wait for credit (the worker returns
+        # credit only for what it has) and before a large Data frame
+        # (sent apart, without a copy), so their order holds.
+        out = []
+        try:
+            off = 0
+            if not self.headers_sent:
+                # The first bytes ride in the Start frame, unless they are
+                # large and shared memory is there for them.
+                inline = total < SCATTER_MIN or conn.shared is None
+                with conn.lock:
+                    n = max(min(req.credit, MAX_DATA, total), 0) if inline else 0
+                    req.credit -= n
+                out.append(self._head_frame(last if n == total else 0, data if n == total else data[:n]))
+                self.headers_sent = True
+                self.ended = bool(last) and n == total
+                off = n
+            while off < total:
+                if req.credit <= 0:
+                    if out:
+                        pending, out = out, []
+                        conn.send(b"".join(pending))
+                    conn.wait(req.has_credit)
+                    if req.cancelled:
+                        raise ClientDisconnected("client disconnected")
+                slot = -1
+                with conn.lock:
+                    n = min(req.credit, MAX_DATA, total - off)
+                    shareable = n >= SCATTER_MIN and conn.shared is not None
+                    if shareable:
+                        slot = conn.take_slot()
+                        if slot >= 0:
+                            n = min(n, conn.slot_size)
+                    req.credit -= n
+                if shareable and slot < 0 and not self.slotless:
+                    self.slotless = True
+                    self.server.log.debug("No free shared memory slot for the response of %s; sending through the socket"
+                                          % req.environ.get("RAW_URI", ""))
+                flags = last if off + n == total else 0
+                self.ended = bool(flags)
+                chunk = data if n == total else memoryview(data)[off:off + n]
+                if slot >= 0:
+                    out.append(conn.fill_shared(slot, chunk, flags, req.sid))
+                elif n >= SCATTER_MIN:
+                    if out:
+                        pending, out = out, []
+                        conn.send(b"".join(pending))
+                    conn.send_frame(HEADER.pack(n, T_DATA, flags, req.sid), chunk)
+                else:
+                    out.append(HEADER.pack(n, T_DATA, flags, req.sid) + chunk)
+                off += n
+        finally:
+            # Also on the way out of an error: a slot taken here is freed
+            # only by the worker, once it has seen the frame naming it.
+            if out:
+                conn.send(b"".join(out))
 
     def run(self, app):
         req = self.req
@@ -689,12 +707,13 @@ class Connection:
         self.states[i] = 1
         return i
 
-    def send_shared(self, slot, chunk, flags, sid):
+    def fill_shared(self, slot, chunk, flags, sid):
         """Copies chunk (at most slot_size bytes) into a slot taken with
-        take_slot and sends the Shared frame naming it."""
+        take_slot and returns the Shared frame naming it, for the caller to
+        send."""
         off = self.slot_base + slot * self.slot_size
         self.shared[off:off + len(chunk)] = chunk
-        self.send(pack_frame(T_SHARED, flags, sid, SHARED.pack(slot, len(chunk))))
+        return pack_frame(T_SHARED, flags, sid, SHARED.pack(slot, len(chunk)))
 
     def send(self, data):
         with self.wlock:

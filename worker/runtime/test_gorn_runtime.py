@@ -204,6 +204,7 @@ class FakeConnection(rt.Connection):
     def __init__(self, step=None):
         rt.Connection.__init__(self, None, False)
         self.sent = []
+        self.sends = []  # frames per send() call
         self.step = step
         self.on_request = lambda req: None
 
@@ -211,6 +212,7 @@ class FakeConnection(rt.Connection):
         frames, off = rt.unpack_frames(data)
         assert off == len(data), "send() of a partial frame"
         self.sent.extend(frames)
+        self.sends.append(len(frames))
 
     def send_frame(self, head, body):
         self.send(head + bytes(body))
@@ -867,6 +869,45 @@ class ResponderTests(unittest.TestCase):
         self.assertEqual([(f[0], f[1]) for f in conn.sent], [(rt.T_START, 0), (rt.T_SHARED, 0), (rt.T_SHARED, rt.F_END)])
         self.assertEqual(self.start_of(conn.sent[0])[2], b"")
         self.assertEqual(b"".join(self.slot_bytes(conn, f)[1] for f in conn.sent[1:]), body)
+
+    def test_one_write_is_one_send(self):
+        # The head, three full slots and a small tail: five frames, one send.
+        body = b"q" * (200 << 10)
+
+        def app(environ, start_response):
+            start_response("200 OK", [("Content-Length", str(len(body)))])
+            return [body]
+        conn = self.run_shared(app)
+        S = rt.T_SHARED
+        self.assertEqual([(f[0], f[1]) for f in conn.sent],
+                         [(rt.T_START, 0), (S, 0), (S, 0), (S, 0), (rt.T_DATA, rt.F_END)])
+        self.assertEqual(conn.sends, [5])
+        self.assertEqual(b"".join(self.slot_bytes(conn, f)[1] for f in conn.sent[1:4]) + conn.sent[4][3], body)
+
+    def test_frames_go_out_before_waiting_for_credit(self):
+        # 192 KiB with 128 KiB of credit: the head and the two slots the
+        # credit covers must reach the worker before the runtime waits,
+        # or the worker has nothing to write and no credit to return.
+        body = b"w" * (192 << 10)
+        waits = []
+
+        def step(conn):
+            waits.append([f[0] for f in conn.sent])
+            return [(rt.T_WINDOW, 0, 9, rt.U32.pack(128 << 10))]
+        conn = self.shared_conn(FakeConnection(step))
+        server = rt.Server(conn, None, {"threads": 1}, rt.Log("critical", 1))
+        req = rt.Request(conn, 9, {"RAW_URI": "/t"}, b"", True)
+        req.credit = 128 << 10
+        conn.requests[9] = req
+
+        def app(environ, start_response):
+            start_response("200 OK", [("Content-Length", str(len(body)))])
+            return [body]
+        rt.Responder(server, req).run(app)
+        S = rt.T_SHARED
+        self.assertEqual(waits, [[rt.T_START, S, S]])
+        self.assertEqual(conn.sends, [3, 1])
+        self.assertEqual(conn.sent[-1][:2], (S, rt.F_END))
 
     def test_shared_request_body(self):
         conn = FakeConnection()
