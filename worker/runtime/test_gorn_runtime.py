@@ -196,6 +196,14 @@ class VectorTests(unittest.TestCase):
 
 # ----------------------------------------------------------------- fake worker
 
+def one_body(body):
+    """An app that returns body as one bytes object, with its Content-Length."""
+    def app(environ, start_response):
+        start_response("200 OK", [("Content-Length", str(len(body)))])
+        return [body]
+    return app
+
+
 class FakeConnection(rt.Connection):
     """The real Connection (wait, dispatch, locks) without a socket: sent
     frames are recorded, and each time the runtime would block reading from
@@ -861,11 +869,7 @@ class ResponderTests(unittest.TestCase):
 
     def test_large_single_body_goes_through_shared_memory(self):
         body = b"q" * (100 << 10)
-
-        def app(environ, start_response):
-            start_response("200 OK", [("Content-Length", str(len(body)))])
-            return [body]
-        conn = self.run_shared(app)
+        conn = self.run_shared(one_body(body))
         self.assertEqual([(f[0], f[1]) for f in conn.sent], [(rt.T_START, 0), (rt.T_SHARED, 0), (rt.T_SHARED, rt.F_END)])
         self.assertEqual(self.start_of(conn.sent[0])[2], b"")
         self.assertEqual(b"".join(self.slot_bytes(conn, f)[1] for f in conn.sent[1:]), body)
@@ -873,11 +877,7 @@ class ResponderTests(unittest.TestCase):
     def test_one_write_is_one_send(self):
         # The head, three full slots and a small tail: five frames, one send.
         body = b"q" * (200 << 10)
-
-        def app(environ, start_response):
-            start_response("200 OK", [("Content-Length", str(len(body)))])
-            return [body]
-        conn = self.run_shared(app)
+        conn = self.run_shared(one_body(body))
         S = rt.T_SHARED
         self.assertEqual([(f[0], f[1]) for f in conn.sent],
                          [(rt.T_START, 0), (S, 0), (S, 0), (S, 0), (rt.T_DATA, rt.F_END)])
@@ -899,11 +899,7 @@ class ResponderTests(unittest.TestCase):
         req = rt.Request(conn, 9, {"RAW_URI": "/t"}, b"", True)
         req.credit = 128 << 10
         conn.requests[9] = req
-
-        def app(environ, start_response):
-            start_response("200 OK", [("Content-Length", str(len(body)))])
-            return [body]
-        rt.Responder(server, req).run(app)
+        rt.Responder(server, req).run(one_body(body))
         S = rt.T_SHARED
         self.assertEqual(waits, [[rt.T_START, S, S]])
         self.assertEqual(conn.sends, [3, 1])
