@@ -257,7 +257,7 @@ func run(ctx context.Context, o options) error {
 // server has one run while the others sit idle, and each round starts one
 // server later than the one before. So a change in the machine's speed over
 // the minutes a workload takes shifts every server's runs alike, and the
-// ratios compare runs made within seconds of each other.
+// ratios compare runs made in the same rounds.
 func (s *suite) workload(ctx context.Context, w *workload, ss []server) []*row {
 	rows := make([]*row, len(ss))
 	live := make([]*running, len(ss))
