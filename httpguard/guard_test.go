@@ -7,8 +7,11 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"slices"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -218,6 +221,97 @@ func TestDrainHonoursErrors(t *testing.T) {
 	}
 	if _, err := g.Read(buf); !errors.Is(err, boom) {
 		t.Fatalf("after the rejection: %v, want %v", err, boom)
+	}
+}
+
+// scriptConn is a net.Conn whose reads follow a script: each step
+// returns its bytes, or fails with its error; past the end, io.EOF.
+type scriptConn struct {
+	fakeConn
+	steps []step
+}
+
+type step struct {
+	data string
+	err  error
+}
+
+func (c *scriptConn) Read(b []byte) (int, error) {
+	if len(c.steps) == 0 {
+		return 0, io.EOF
+	}
+	s := c.steps[0]
+	c.steps = c.steps[1:]
+	if s.err != nil {
+		return 0, s.err
+	}
+	if len(s.data) > len(b) {
+		panic("scriptConn: a step larger than the read")
+	}
+	return copy(b, s.data), nil
+}
+
+// TestReadBufferGivenBack checks that a connection holds no read buffer
+// after a failed read (it went back to the pool for the next
+// connection), that a request, a head or a body split by a failed read
+// (a deadline, as net/http sets to stop its background read) loses no
+// byte, and that connections reading at once do not share a buffer.
+func TestReadBufferGivenBack(t *testing.T) {
+	const head = "GET /x HTTP/1.1\r\nHost: h\r\n\r\n"
+	const post = "POST /x HTTP/1.1\r\nHost: h\r\nContent-Length: 10\r\n\r\n"
+	deadline := os.ErrDeadlineExceeded
+	tests := []struct {
+		name  string
+		steps []step
+		want  string // what the guard passes on; every row passes its input unchanged
+		errs  int    // failed reads before the final io.EOF
+	}{
+		{"request, end", []step{{data: head}}, head, 0},
+		{"deadline before the request", []step{{err: deadline}, {data: head}}, head, 1},
+		{"deadline inside the head", []step{{data: head[:9]}, {err: deadline}, {data: head[9:]}}, head, 1},
+		{"deadline inside the body", []step{{data: post + "01234"}, {err: deadline}, {err: deadline}, {data: "56789"}}, post + "0123456789", 2},
+		{"pipelined, deadlines between", []step{{data: head + head[:3]}, {err: deadline}, {data: head[3:] + head}, {err: deadline}}, head + head + head, 2},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var wg sync.WaitGroup
+			for i := range 4 { // at once, each with its own path
+				path := "/x" + strconv.Itoa(i)
+				steps := slices.Clone(tt.steps)
+				for j := range steps {
+					steps[j].data = strings.ReplaceAll(steps[j].data, "/x", path)
+				}
+				want := strings.ReplaceAll(tt.want, "/x", path)
+				wg.Go(func() {
+					g := Wrap(&scriptConn{steps: steps}, nil)
+					var got []byte
+					buf := make([]byte, 16)
+					errs := 0
+					for {
+						n, err := g.Read(buf)
+						got = append(got, buf[:n]...)
+						if err == nil {
+							continue
+						}
+						if cap(g.in) != 0 {
+							t.Errorf("%s: the conn still holds its read buffer after %v", path, err)
+						}
+						if err == io.EOF {
+							break
+						}
+						if !errors.Is(err, deadline) {
+							t.Errorf("%s: %v", path, err)
+							return
+						}
+						errs++
+					}
+					if string(got) != want || errs != tt.errs {
+						t.Errorf("%s: passed %q after %d failed reads, want %q after %d", path, got, errs, want, tt.errs)
+					}
+				})
+			}
+			wg.Wait()
+		})
 	}
 }
 
