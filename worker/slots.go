@@ -233,7 +233,8 @@ type gatedListener struct {
 	cancel    context.CancelFunc
 	closeOnce sync.Once
 	closeErr  error
-	last      *slotConn // the connection accepted last; only Accept touches it
+	last      *slotConn   // the connection accepted last; only Accept touches it
+	grace     *time.Timer // Accept's wait for last's first request, reused; only Accept touches it
 	// room, if set, returns once the worker may open one more connection
 	// (--worker-connections).
 	room func(context.Context) error
@@ -276,13 +277,21 @@ func newGatedListener(l net.Listener, s *slots) *gatedListener {
 func (l *gatedListener) Accept() (net.Conn, error) {
 	if last := l.last; last != nil {
 		l.last = nil
-		t := time.NewTimer(firstRequestGrace)
 		select {
-		case <-last.started:
-		case <-t.C:
-		case <-l.ctx.Done():
+		case <-last.started: // usually: no timer to arm
+		default:
+			if l.grace == nil {
+				l.grace = time.NewTimer(firstRequestGrace)
+			} else {
+				l.grace.Reset(firstRequestGrace)
+			}
+			select {
+			case <-last.started:
+			case <-l.grace.C:
+			case <-l.ctx.Done():
+			}
+			l.grace.Stop()
 		}
-		t.Stop()
 	}
 	if l.room != nil {
 		if err := l.room(l.ctx); err != nil {
