@@ -192,10 +192,10 @@ func (e *BodyError) Error() string { return "httpguard: " + e.Msg }
 // net/http's own.
 const readBuf = 4096
 
-// readBufs holds the read buffers of connections whose reads failed with
-// nothing left to parse. A closing connection gives its buffer to the next
-// one instead of to the garbage collector: under Connection: close that
-// buffer was four tenths of the bytes a worker allocated.
+// readBufs holds the read buffers that connections gave back (see
+// Conn.giveBack). A closing connection gives its buffer to the next one
+// instead of to the garbage collector: under Connection: close that buffer
+// was four tenths of the bytes a worker allocated.
 var readBufs = sync.Pool{New: func() any { return new([readBuf]byte) }}
 
 // Conn is a connection whose reads are validated HTTP/1 requests.
@@ -325,12 +325,13 @@ func (c *Conn) Read(b []byte) (int, error) {
 	}
 }
 
-// giveBack returns the read buffer to the pool after a read of the wrapped
-// conn failed: it is closed, failed or at its end, or a deadline stopped
-// the read (net/http stops its background read that way after every
-// request). Everything read before is parsed by then, so the buffer holds
-// nothing, and only Read, never run twice at once, touches it; the next
-// Read that reads the wrapped conn takes one again.
+// giveBack returns the read buffer, if c holds one, to the pool. Read
+// calls it when the buffer holds nothing: after a read of the wrapped conn
+// failed (closed, failed or at its end, or stopped by a deadline, as
+// net/http stops its background read after every request), everything
+// read before being parsed, and once bytes pass straight through (h2).
+// Only Read, never run twice at once, touches the buffer; the next Read
+// that needs one takes one again.
 func (c *Conn) giveBack() {
 	if cap(c.in) != 0 {
 		readBufs.Put((*[readBuf]byte)(c.in[:readBuf]))
