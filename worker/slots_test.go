@@ -412,3 +412,33 @@ func TestSlotsAcceptAhead(t *testing.T) {
 		})
 	}
 }
+
+func TestPipelineDepth(t *testing.T) {
+	tests := []struct {
+		name    string
+		threads int
+		env     string
+		want    int
+	}{
+		{"default", 1, "", defaultPipeline},
+		{"more threads than the default", defaultPipeline + 8, "", defaultPipeline + 8},
+		{"override", 1, "16", 16},
+		{"override turns it off", 4, "0", 0},
+		{"override wins over threads", 64, "8", 8},
+		{"negative is ignored", 1, "-3", defaultPipeline},
+		{"not a number is ignored", 1, "deep", defaultPipeline},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			env := func(key string) string {
+				if key == "GORN_PIPELINE" {
+					return tt.env
+				}
+				return ""
+			}
+			if got := pipelineDepth(tt.threads, env); got != tt.want {
+				t.Errorf("pipelineDepth(%d) with GORN_PIPELINE=%q = %d, want %d", tt.threads, tt.env, got, tt.want)
+			}
+		})
+	}
+}

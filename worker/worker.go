@@ -203,7 +203,7 @@ func Main(spec *Spec, log *slog.Logger) int {
 		access = &accessLog{w: f}
 	}
 
-	st := &state{slots: newSlots(cfg.Threads, pipelineDepth(cfg.Threads)), maxRequests: int64(spec.MaxRequests), tired: make(chan struct{}),
+	st := &state{slots: newSlots(cfg.Threads, pipelineDepth(cfg.Threads, os.Getenv)), maxRequests: int64(spec.MaxRequests), tired: make(chan struct{}),
 		maxConns: int64(cfg.WorkerConnections), closed: make(chan struct{}, 1), seat: seat}
 	st.slots.acceptAhead(4, cfg.Workers)
 	if seat != nil {
@@ -609,10 +609,15 @@ func DecodeSpec(s string) (*Spec, error) {
 // of idling while Go works, and both sides read and write in batches.
 // Only requests on connections the worker already has queue there: new
 // connections are accepted only while fewer than --threads requests are
-// in. $GORN_PIPELINE overrides it (0 disables).
-func pipelineDepth(threads int) int {
-	if v, err := strconv.Atoi(os.Getenv("GORN_PIPELINE")); err == nil && v >= 0 {
+// in. The default is 16, or --threads if larger (docs/performance.md,
+// entries 2 and 20). $GORN_PIPELINE, read from env, overrides it (0
+// disables).
+func pipelineDepth(threads int, env func(string) string) int {
+	if v, err := strconv.Atoi(env("GORN_PIPELINE")); err == nil && v >= 0 {
 		return v
 	}
-	return max(16, threads)
+	return max(defaultPipeline, threads)
 }
+
+// defaultPipeline is pipelineDepth's default, in requests.
+const defaultPipeline = 16
