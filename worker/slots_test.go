@@ -422,7 +422,7 @@ func TestPipelineDepth(t *testing.T) {
 	}{
 		{"default", 1, "", defaultPipeline},
 		{"more threads than the default", defaultPipeline + 8, "", defaultPipeline + 8},
-		{"override", 1, "16", 16},
+		{"override", 1, "48", 48},
 		{"override turns it off", 4, "0", 0},
 		{"override wins over threads", 64, "8", 8},
 		{"negative is ignored", 1, "-3", defaultPipeline},
