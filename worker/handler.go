@@ -210,7 +210,11 @@ func (h *handler) serve(st *requestState) {
 	// one buffer: header, environ length, environ, body. The stream id in
 	// the header is filled in once the call exists.
 	fb := h.getFrameBuf()
-	defer h.putFrameBuf(fb)
+	defer func() {
+		if fb != nil {
+			h.putFrameBuf(fb)
+		}
+	}()
 	var env protocol.Environ
 	env.ResetAfter((*fb)[:protocol.HeaderSize+4])
 	h.environ(&env, r, pathInfo)
@@ -261,6 +265,13 @@ func (h *handler) serve(st *requestState) {
 	// A failed write means the runtime is going: pump then sees it gone,
 	// after any response it managed to send, and decides (retry or 502).
 	rt.sendRequest(c, frame)
+	if !end {
+		// The send copied or wrote the frame, and no retry needs it: the
+		// buffer (up to initialBody of body) goes back now, not after the
+		// response, so queued uploads do not each hold one.
+		h.putFrameBuf(fb)
+		fb = nil
+	}
 	h.pump(st)
 }
 
