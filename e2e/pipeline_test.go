@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -145,6 +146,50 @@ func TestPipelinedRequestsRaceCrashes(t *testing.T) {
 			if code, body := k.read(t); code != 200 {
 				t.Fatalf("round %d: request %d sent with the crashing one: status %d %s", round, i, code, body)
 			}
+		}
+	}
+}
+
+// TestPipelinedUploads queues more uploads in one runtime than the ones
+// near its front that carry their body's start in their Request frame
+// (--threads + 16): behind a slow request, 40 connections each post a
+// body of a different size (tiny, just over the size that always rides
+// along, a whole first frame, larger than one), so that some are sent
+// with their body and some, deep in a pipeline of 32, without it. Every
+// one must come back intact.
+func TestPipelinedUploads(t *testing.T) {
+	t.Setenv("GORN_PIPELINE", "32")
+	s := start(t, python(t), "-w", "1", "--threads", "1", "basic:app")
+	s.ready("/pid")
+	slow := openKeepAlive(t, s)
+	ks := openKeepAlives(t, s, 40)
+	sizes := []int{100, 20 << 10, 64 << 10, 100 << 10, 300 << 10}
+	slow.send(t, "/sleep?0.5")
+	time.Sleep(100 * time.Millisecond) // the slow request runs; the uploads queue behind it
+	bodies := make([][]byte, len(ks))
+	var writers sync.WaitGroup
+	defer writers.Wait()
+	for i, k := range ks {
+		body := make([]byte, sizes[i%len(sizes)])
+		for j := range body {
+			body[j] = byte(i + j*7)
+		}
+		bodies[i] = body
+		k.c.SetDeadline(time.Now().Add(30 * time.Second))
+		writers.Go(func() { // a body larger than the socket buffers is written while responses are read
+			req := fmt.Appendf(nil, "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n", len(body))
+			if _, err := k.c.Write(append(req, body...)); err != nil {
+				t.Errorf("sending upload %d: %v", i, err)
+			}
+		})
+	}
+	if code, _ := slow.read(t); code != 200 {
+		t.Fatalf("the slow request: status %d", code)
+	}
+	for i, k := range ks {
+		code, got := k.read(t)
+		if code != 200 || got != string(bodies[i]) {
+			t.Fatalf("upload %d (%d bytes): status %d, %d bytes back, equal %v", i, len(bodies[i]), code, len(got), got == string(bodies[i]))
 		}
 	}
 }

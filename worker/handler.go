@@ -31,6 +31,11 @@ import (
 // frame; larger and chunked bodies are pulled by the runtime with Read.
 const initialBody = 64 << 10
 
+// smallBody is the largest request body, in bytes, that rides in the
+// Request frame wherever the request stands in the pipeline; a larger one
+// does only for the requests near its front (slots.nearFront).
+const smallBody = 16 << 10
+
 // hopByHop are the response headers (RFC 9110 section 7.6.1) that describe
 // the app's connection, not the response, and are dropped. Connection: close
 // is honoured by closing the client connection after the response.
@@ -223,12 +228,15 @@ func (h *handler) serve(st *requestState) {
 	envLen := len(frame) - protocol.HeaderSize - 4
 	end := r.ContentLength == 0 || r.Body == nil || r.Body == http.NoBody
 	st.bodyEOF = end
-	if !end && r.ContentLength > 0 && (r.ContentLength <= initialBody || r.Header.Get("Expect") == "") {
+	if !end && r.ContentLength > 0 && (r.ContentLength <= initialBody || r.Header.Get("Expect") == "") &&
+		(r.ContentLength <= smallBody || h.slots.nearFront()) {
 		// The whole body when it is small; else its first initialBody
 		// bytes (the runtime pulls the rest with Read frames), which
 		// saves the app's first round trip. Not when the client waits
 		// for 100 Continue: reading would send it before the app has
-		// seen the request.
+		// seen the request. Nor, if it is over smallBody, for a request
+		// deep in the pipeline: the runtime pulls its body when it starts
+		// it, so the queue holds heads, not bodies.
 		n := int(min(r.ContentLength, initialBody))
 		frame = slices.Grow(frame, n)
 		h.bodyDeadline(st)

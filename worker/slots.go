@@ -199,6 +199,22 @@ func (s *slots) release() {
 	s.mu.Unlock()
 }
 
+// bodyQueue is how many requests beyond --threads in the runtime may
+// carry the start of their body (up to initialBody bytes) in their
+// Request frame. The requests queued behind them send their heads alone
+// and the runtime pulls their bodies when it starts them, so a deep
+// pipeline does not hold a queue of uploads in memory on both sides of
+// the socket (docs/performance.md, entry 21).
+const bodyQueue = 16
+
+// nearFront reports whether a request holding a slot is among the first
+// --threads + bodyQueue in the runtime, and so may carry its body.
+func (s *slots) nearFront() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.inflight <= s.accept+bodyQueue
+}
+
 // inUse is the number of requests holding a slot.
 func (s *slots) inUse() int {
 	s.mu.Lock()

@@ -442,3 +442,35 @@ func TestPipelineDepth(t *testing.T) {
 		})
 	}
 }
+
+// TestSlotsNearFront checks which requests in the runtime may carry their
+// body's start: the first --threads + bodyQueue, counting the asking one.
+func TestSlotsNearFront(t *testing.T) {
+	tests := []struct {
+		name              string
+		threads, pipeline int
+		held              int // slots taken, the asking request's included
+		want              bool
+	}{
+		{"the only request", 1, 32, 1, true},
+		{"last of the front", 1, 32, 1 + bodyQueue, true},
+		{"first behind the front", 1, 32, 2 + bodyQueue, false},
+		{"the pipeline's last", 1, 32, 33, false},
+		{"more threads widen the front", 8, 32, 8 + bodyQueue, true},
+		{"behind the wider front", 8, 32, 9 + bodyQueue, false},
+		{"a pipeline no deeper than the front", 1, bodyQueue, 1 + bodyQueue, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := newSlots(tt.threads, tt.pipeline)
+			for i := range tt.held {
+				if err := s.acquire(context.Background()); err != nil {
+					t.Fatalf("acquire %d: %v", i+1, err)
+				}
+			}
+			if got := s.nearFront(); got != tt.want {
+				t.Errorf("nearFront with %d of %d+%d slots held = %v, want %v", tt.held, tt.threads, tt.pipeline, got, tt.want)
+			}
+		})
+	}
+}
