@@ -609,8 +609,9 @@ func DecodeSpec(s string) (*Spec, error) {
 // of idling while Go works, and both sides read and write in batches.
 // Only requests on connections the worker already has queue there: new
 // connections are accepted only while fewer than --threads requests are
-// in. The default is 16, or --threads if larger (docs/performance.md,
-// entries 2 and 20). $GORN_PIPELINE, read from env, overrides it (0
+// in, and only the first --threads + bodyQueue carry the start of their
+// body. The default is 32, or --threads if larger (docs/performance.md,
+// entries 2, 20 and 21). $GORN_PIPELINE, read from env, overrides it (0
 // disables).
 func pipelineDepth(threads int, env func(string) string) int {
 	if v, err := strconv.Atoi(env("GORN_PIPELINE")); err == nil && v >= 0 {
@@ -620,4 +621,4 @@ func pipelineDepth(threads int, env func(string) string) int {
 }
 
 // defaultPipeline is pipelineDepth's default, in requests.
-const defaultPipeline = 16
+const defaultPipeline = 32
