@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"regexp"
@@ -261,29 +262,36 @@ func TestPercentileAndMedian(t *testing.T) {
 	}
 }
 
-// TestRuntimeLoop runs bench/runtime_loop.py briefly, for a small response
-// and a streamed one, so the tool keeps working with the runtime it
-// measures: it must report the requests it was asked for.
+// TestRuntimeLoop runs bench/runtime_loop.py briefly, for a small response,
+// a streamed one, an upload, app threads and the cycle collector's counts,
+// so the tool keeps working with the runtime it measures: it must report
+// the requests and depth it was asked for, and nothing else.
 func TestRuntimeLoop(t *testing.T) {
 	python := "/usr/bin/python3"
 	if _, err := exec.LookPath(python); err != nil {
 		t.Skip("no /usr/bin/python3")
 	}
-	for _, args := range [][]string{
-		{"--requests", "300"},
-		{"--requests", "20", "--path", "/stream"},
-		{"--requests", "20", "--path", "/stream", "--no-shared"},
-		{"--requests", "20", "--path", "/echo", "--body", "100000"},
+	figures := `^%s requests, depth %s: runtime CPU [0-9.]+ us/request.*\n`
+	for _, tc := range []struct {
+		args []string
+		want string // the output, a regexp
+	}{
+		{[]string{"--requests", "300"}, fmt.Sprintf(figures, "300", "32") + `$`},
+		{[]string{"--requests", "20", "--path", "/stream"}, fmt.Sprintf(figures, "20", "32") + `$`},
+		{[]string{"--requests", "20", "--path", "/stream", "--no-shared"}, fmt.Sprintf(figures, "20", "32") + `$`},
+		{[]string{"--requests", "20", "--path", "/echo", "--body", "100000"}, fmt.Sprintf(figures, "20", "32") + `$`},
+		{[]string{"--requests", "50", "--depth", "8", "--threads", "2"}, fmt.Sprintf(figures, "50", "8") + `$`},
+		{[]string{"--requests", "50", "--gc"}, fmt.Sprintf(figures, "50", "32") +
+			`cycle collector: generation 0: [0-9]+ collections, [0-9]+ objects freed; generation 1: .*; generation 2: .*\n$`},
 	} {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		out, err := exec.CommandContext(ctx, python, append([]string{"runtime_loop.py"}, args...)...).CombinedOutput()
+		out, err := exec.CommandContext(ctx, python, append([]string{"runtime_loop.py"}, tc.args...)...).CombinedOutput()
 		cancel()
 		if err != nil {
-			t.Fatalf("runtime_loop.py %v: %v\n%s", args, err, out)
+			t.Fatalf("runtime_loop.py %v: %v\n%s", tc.args, err, out)
 		}
-		want := regexp.MustCompile(`^` + args[1] + ` requests, depth 16: runtime CPU [0-9.]+ us/request`)
-		if !want.Match(out) {
-			t.Errorf("runtime_loop.py %v printed %q, want a line matching %s", args, out, want)
+		if want := regexp.MustCompile(tc.want); !want.Match(out) {
+			t.Errorf("runtime_loop.py %v printed %q, want it to match %s", tc.args, out, want)
 		}
 	}
 }

@@ -2,7 +2,8 @@
 HTTP, no Go and no client in the way.
 
     /usr/bin/python3 bench/runtime_loop.py [--app wsgi_app:app] [--path /]
-        [--requests 50000] [--depth 16] [--body 0] [--no-shared] [--profile]
+        [--requests 50000] [--depth 32] [--threads 1] [--body 0] [--no-shared]
+        [--profile | --gc]
 
 Starts worker/runtime/gorn_runtime.py on one end of a socketpair, as a
 gorn worker does, and plays the worker on the other: it keeps --depth
@@ -11,8 +12,9 @@ runtime's CPU time (user + system, from /proc) per request and the
 requests per second of runtime CPU. Large response chunks come back in
 shared memory, as from a gorn worker (the geometry is the worker's);
 --no-shared leaves it out, so every byte crosses the socket. --profile
-runs the runtime under
-cProfile and prints its top functions instead. Used to measure changes to
+runs the runtime under cProfile and prints its top functions instead;
+--gc prints, after the figures, what Python's cycle collector did in the
+runtime, start-up and the app's import included. Used to measure changes to
 the runtime's hot path (docs/performance.md); the load it applies stays
 inside this process pair.
 """
@@ -66,6 +68,23 @@ prof.enable()
 runpy.run_path(path, run_name="__main__")
 """
 
+# Runs the runtime and prints, as it exits, what Python's cycle collector
+# did in it (docs/performance.md, entry 22).
+GC_STATS = """
+import gc, os, runpy, sys
+path = sys.argv[1]
+sys.argv = sys.argv[1:]
+real_exit = os._exit
+def _exit(code):
+    sys.stdout.write("cycle collector: " + "; ".join(
+        "generation %d: %d collections, %d objects freed" % (i, s["collections"], s["collected"])
+        for i, s in enumerate(gc.get_stats())) + "\\n")
+    sys.stdout.flush()
+    real_exit(code)
+os._exit = _exit
+runpy.run_path(path, run_name="__main__")
+"""
+
 
 def environ(path, body_len):
     """The environ a gorn worker sends for wrk's GET (or a POST of body_len)."""
@@ -106,14 +125,17 @@ def main():
     ap.add_argument("--chdir", default=os.path.join(HERE, "apps"))
     ap.add_argument("--path", default="/")
     ap.add_argument("--requests", type=int, default=50000)
-    ap.add_argument("--depth", type=int, default=16)
+    ap.add_argument("--depth", type=int, default=32, help="requests in flight (gorn's pipeline)")
+    ap.add_argument("--threads", type=int, default=1, help="the runtime's app threads (--threads)")
     ap.add_argument("--body", type=int, default=0, help="request body bytes (sent whole)")
     ap.add_argument("--no-shared", action="store_true", help="no shared memory: bodies through the socket")
-    ap.add_argument("--profile", action="store_true")
+    how = ap.add_mutually_exclusive_group()
+    how.add_argument("--profile", action="store_true", help="print the runtime's cProfile top 25 instead")
+    how.add_argument("--gc", action="store_true", help="print what the cycle collector did")
     args = ap.parse_args()
 
     ours, theirs = socket.socketpair()
-    cfg = {"app": args.app, "threads": 1, "fd": theirs.fileno(), "log_level": "warning"}
+    cfg = {"app": args.app, "threads": args.threads, "fd": theirs.fileno(), "log_level": "warning"}
     fds = [theirs.fileno()]
     args.states = None
     if not args.no_shared:
@@ -124,12 +146,13 @@ def main():
         cfg.update(shared_fd=mfd, shared_header=SHARED_HEADER, shared_slots=SHARED_SLOTS,
                    shared_body_slots=SHARED_BODY_SLOTS, shared_slot_size=SLOT_SIZE)
         fds.append(mfd)
-    if args.profile:
-        cmd = [sys.executable, "-c", PROFILER, RUNTIME, json.dumps(cfg)]
+    wrapper = PROFILER if args.profile else GC_STATS if args.gc else None
+    if wrapper:
+        cmd = [sys.executable, "-c", wrapper, RUNTIME, json.dumps(cfg)]
     else:
         cmd = [sys.executable, RUNTIME, json.dumps(cfg)]
     proc = subprocess.Popen(cmd, cwd=args.chdir, pass_fds=fds,
-                            stdout=subprocess.PIPE if args.profile else None)
+                            stdout=subprocess.PIPE if wrapper else None)
     theirs.close()
     if len(fds) > 1:
         os.close(fds[1])
@@ -142,7 +165,7 @@ def main():
         except subprocess.TimeoutExpired:
             proc.kill()
             out, _ = proc.communicate()
-        if args.profile and out:
+        if wrapper and out:
             print("\n".join(out.decode().splitlines()[:40]))
 
 
