@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -561,6 +562,76 @@ func TestLifecycleWorkerSigkill(t *testing.T) {
 	if ppid := num(t, m, "ppid"); ppid != fresh {
 		t.Fatalf("served by a runtime of %d, want the new worker %d", ppid, fresh)
 	}
+}
+
+// TestLifecycleOrphansReaped: a process the app started outlives its
+// runtime, killed here. It is handed to the master, not to init, and the
+// master reaps it when it exits: no zombie is left. The same reaping
+// covers every orphan when gorn runs as PID 1 in a container.
+func TestLifecycleOrphansReaped(t *testing.T) {
+	py := python(t)
+	s := start(t, py, "-w", "1", "--log-level", "debug", "lc_util:app")
+	s.ready("/pid")
+	master := s.cmd.Process.Pid
+	runtime := num(t, getJSON(t, noKeepAlive, s.URL+"/pid"), "pid")
+	orphan := num(t, getJSON(t, noKeepAlive, s.URL+"/spawn?t=2"), "pid")
+	t.Cleanup(func() {
+		if cmd, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", orphan)); err == nil && strings.HasPrefix(string(cmd), "sleep\x00") {
+			syscall.Kill(orphan, syscall.SIGKILL)
+		}
+	})
+	if ppid, _, ok := procParent(orphan); !ok || ppid != runtime {
+		t.Fatalf("the app's child %d has parent %d (found: %v), want the runtime %d", orphan, ppid, ok, runtime)
+	}
+	if err := syscall.Kill(runtime, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		ppid, _, ok := procParent(orphan)
+		if !ok {
+			t.Fatalf("the orphan %d went away before it was seen handed to the master", orphan)
+		}
+		if ppid == master {
+			break
+		}
+		if ppid != runtime {
+			t.Fatalf("the orphan %d was handed to %d, want the master %d", orphan, ppid, master)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the orphan %d still has the killed runtime %d as parent", orphan, runtime)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	// sleep 2 exits; the master must reap it.
+	deadline = time.Now().Add(15 * time.Second)
+	for {
+		ppid, state, ok := procParent(orphan)
+		if !ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the orphan %d is not reaped: state %c, parent %d", orphan, state, ppid)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	s.waitLog(fmt.Sprintf(`Reaped orphaned process %d \(exit code 0\)`, orphan), 10*time.Second)
+	s.waitLog(`App runtime died; starting a fresh one`, 10*time.Second)
+}
+
+// procParent reads a process's parent pid and state from /proc; ok is
+// false once the process is gone (reaped).
+func procParent(pid int) (ppid int, state byte, ok bool) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, 0, false
+	}
+	fields := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+	if len(fields) < 2 || len(fields[0]) != 1 {
+		return 0, 0, false
+	}
+	ppid, err = strconv.Atoi(fields[1])
+	return ppid, fields[0][0], err == nil
 }
 
 func TestLifecycleBootFailure(t *testing.T) {

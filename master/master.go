@@ -194,6 +194,14 @@ func (m *Master) Run() int {
 	sigs := make(chan os.Signal, 16)
 	signal.Notify(sigs, signals.Master...)
 	defer signal.Stop(sigs)
+	// Orphans below the master come to it (orphans.go); each exit of a
+	// child raises SIGCHLD, and one pending notice covers any number.
+	children := make(chan os.Signal, 1)
+	signal.Notify(children, syscall.SIGCHLD)
+	defer signal.Stop(children)
+	if err := becomeSubreaper(); err != nil {
+		m.log.Warn("Orphaned processes will not be reaped by gorn", "err", err)
+	}
 
 	tick := time.NewTicker(m.checkInterval())
 	defer tick.Stop()
@@ -215,6 +223,8 @@ func (m *Master) Run() int {
 			case ctrlEvent:
 				m.control(ev)
 			}
+		case <-children:
+			m.reapStrays()
 		case now := <-tick.C:
 			m.check(now)
 		}

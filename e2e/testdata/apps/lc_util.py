@@ -8,12 +8,15 @@ Routes:
   /hold?t=SECS&f=PATH  creates PATH (so the test knows the request is in
                     the app), then sleeps SECS.
   /pid              {"pid": runtime pid, "ppid": its parent (the worker)}
+  /spawn?t=SECS     starts `sleep SECS` and leaves it running:
+                    {"pid": its pid}
   /osenv            the runtime's os.environ
   /cwd              {"cwd": os.getcwd()}
   /exe              {"executable": sys.executable}
 """
 import json
 import os
+import subprocess
 import sys
 import threading
 import time
@@ -72,6 +75,9 @@ def app(environ, start_response):
         return _json(start_response, {"pid": os.getpid()})
     if path == "/pid":
         return _json(start_response, {"pid": os.getpid(), "ppid": os.getppid()})
+    if path == "/spawn":
+        child = subprocess.Popen(["sleep", q.get("t", "1")])
+        return _json(start_response, {"pid": child.pid})
     if path == "/osenv":
         return _json(start_response, dict(os.environ))
     if path == "/cwd":
