@@ -225,12 +225,23 @@ func (s *server) kill() {
 
 // alive reports whether pid is a live process (zombies count as dead).
 func alive(pid int) bool {
+	_, state, ok := procParent(pid)
+	return ok && state != 'Z'
+}
+
+// procParent reads a process's parent pid and state from /proc; ok is
+// false once the process is gone (reaped).
+func procParent(pid int) (ppid int, state byte, ok bool) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
-		return false
+		return 0, 0, false
 	}
 	fields := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
-	return len(fields) > 0 && fields[0] != "Z"
+	if len(fields) < 2 || len(fields[0]) != 1 {
+		return 0, 0, false
+	}
+	ppid, err = strconv.Atoi(fields[1])
+	return ppid, fields[0][0], err == nil
 }
 
 var bootingRe = regexp.MustCompile(`Booting worker with pid: (\d+)`)

@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -617,21 +616,6 @@ func TestLifecycleOrphansReaped(t *testing.T) {
 	}
 	s.waitLog(fmt.Sprintf(`Reaped orphaned process %d \(exit code 0\)`, orphan), 10*time.Second)
 	s.waitLog(`App runtime died; starting a fresh one`, 10*time.Second)
-}
-
-// procParent reads a process's parent pid and state from /proc; ok is
-// false once the process is gone (reaped).
-func procParent(pid int) (ppid int, state byte, ok bool) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, 0, false
-	}
-	fields := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
-	if len(fields) < 2 || len(fields[0]) != 1 {
-		return 0, 0, false
-	}
-	ppid, err = strconv.Atoi(fields[1])
-	return ppid, fields[0][0], err == nil
 }
 
 func TestLifecycleBootFailure(t *testing.T) {
