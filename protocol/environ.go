@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"unicode/utf8"
 )
 
@@ -203,22 +204,25 @@ func ParseStart(p []byte) (ResponseHead, []byte, error) {
 		return ResponseHead{}, nil, errors.New("protocol: start frame head truncated")
 	}
 	head, body := p[4:4+n], p[4+n:]
-	var h ResponseHead
-	fields := splitNUL(head)
-	if len(fields)%2 != 1 {
+	// One copy of the head: the status, names and values are slices of it.
+	rest := string(head)
+	seps := strings.Count(rest, "\x00")
+	if seps%2 != 0 {
 		return ResponseHead{}, nil, errors.New("protocol: start frame has a header name without a value")
 	}
-	h.Status = fields[0]
-	code, err := parseStatus(h.Status)
+	status, rest, _ := strings.Cut(rest, "\x00")
+	code, err := parseStatus(status)
 	if err != nil {
 		return ResponseHead{}, nil, err
 	}
-	h.Code = code
-	if len(fields) > 1 {
-		h.Headers = make([][2]string, 0, len(fields)/2)
+	h := ResponseHead{Status: status, Code: code}
+	if seps > 0 {
+		h.Headers = make([][2]string, 0, seps/2)
 	}
-	for i := 1; i < len(fields); i += 2 {
-		name, value := fields[i], fields[i+1]
+	for range seps / 2 {
+		var name, value string
+		name, rest, _ = strings.Cut(rest, "\x00")
+		value, rest, _ = strings.Cut(rest, "\x00")
 		if !validHeaderName(name) {
 			return ResponseHead{}, nil, fmt.Errorf("protocol: invalid header name %q", name)
 		}
@@ -228,18 +232,6 @@ func ParseStart(p []byte) (ResponseHead, []byte, error) {
 		h.Headers = append(h.Headers, [2]string{name, value})
 	}
 	return h, body, nil
-}
-
-func splitNUL(b []byte) []string {
-	out := make([]string, 0, 16)
-	start := 0
-	for i, c := range b {
-		if c == 0 {
-			out = append(out, string(b[start:i]))
-			start = i + 1
-		}
-	}
-	return append(out, string(b[start:]))
 }
 
 func parseStatus(s string) (int, error) {
