@@ -50,8 +50,12 @@ func PutPayload(b []byte) {
 	if c < PooledMin || c > PooledMax || c&(c-1) != 0 {
 		return
 	}
-	b = b[:0]
-	payloadPools[class(c)].Put(&b)
+	// A fresh pointer, not &b: taking b's address would move the parameter
+	// to the heap on every call, the many small payloads that return
+	// above included.
+	p := new([]byte)
+	*p = b[:0]
+	payloadPools[class(c)].Put(p)
 }
 
 // ReadFramePooled is ReadFrame for a reader that owns its stream and uses

@@ -80,3 +80,15 @@ func TestReadFramePooledTruncated(t *testing.T) {
 		}
 	}
 }
+
+// TestPutPayloadSmallAllocatesNothing: giving back a buffer the pool does
+// not keep costs no allocation (it cost one per frame while PutPayload
+// took its parameter's address).
+func TestPutPayloadSmallAllocatesNothing(t *testing.T) {
+	for _, n := range []int{0, 100, PooledMin - 1, PooledMax + 1} {
+		b := make([]byte, n)
+		if allocs := testing.AllocsPerRun(100, func() { PutPayload(b) }); allocs != 0 {
+			t.Errorf("PutPayload of a %d-byte buffer: %v allocations, want 0", n, allocs)
+		}
+	}
+}

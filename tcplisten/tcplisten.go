@@ -266,8 +266,7 @@ func (c *Conn) control(f func(fd int)) error {
 // *net.OpError around the cause (os.ErrDeadlineExceeded, a syscall error),
 // with net.ErrClosed for a closed connection.
 func (c *Conn) opError(op string, err error) error {
-	var pe *os.PathError
-	if errors.As(err, &pe) {
+	if pe, ok := err.(*os.PathError); ok { // as *os.File returns them; errors.As would cost an allocation per call
 		err = pe.Err
 	}
 	return &net.OpError{Op: op, Net: "tcp", Source: c.listen, Addr: c.remote, Err: closedErr(err)}

@@ -336,14 +336,16 @@ func (h *handler) retry(st *requestState) bool {
 func (h *handler) pump(st *requestState) {
 	c, rt := st.c, st.rt
 	ctx := st.r.Context()
-	fp := h.frames.Get()
-	var events []protocol.Frame
-	if fp != nil {
-		events = (*fp.(*[]protocol.Frame))[:0]
+	// The pool holds the slice's holder, not &events: taking a local's
+	// address would move it to the heap on every request.
+	fp, _ := h.frames.Get().(*[]protocol.Frame)
+	if fp == nil {
+		fp = new([]protocol.Frame)
 	}
+	events := (*fp)[:0]
 	defer func() {
-		events = c.recycle(events)
-		h.frames.Put(&events)
+		*fp = c.recycle(events)
+		h.frames.Put(fp)
 		c.close()
 	}()
 	// --timeout bounds the time the request runs in Python: from when the
