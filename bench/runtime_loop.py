@@ -29,6 +29,7 @@ import queue
 import socket
 import subprocess
 import sys
+import textwrap
 import threading
 import time
 
@@ -50,40 +51,42 @@ rt = _load_runtime()
 SHARED_HEADER, SHARED_SLOTS, SHARED_BODY_SLOTS, SLOT_SIZE = 4096, 32, 8, 64 << 10
 
 
-# Runs the runtime under cProfile; the runtime ends with os._exit, which
-# is where the profile is printed.
-PROFILER = """
-import cProfile, os, pstats, runpy, sys
+# Runs the runtime with start run just before it, and report as it
+# exits: the runtime ends with os._exit, which is where report prints.
+WRAPPER = """
+import os, runpy, sys
 path = sys.argv[1]
 sys.argv = sys.argv[1:]
-prof = cProfile.Profile()
 real_exit = os._exit
 def _exit(code):
-    prof.disable()
-    pstats.Stats(prof, stream=sys.stdout).sort_stats("tottime").print_stats(25)
+{report}
     sys.stdout.flush()
     real_exit(code)
 os._exit = _exit
-prof.enable()
+{start}
 runpy.run_path(path, run_name="__main__")
 """
 
-# Runs the runtime and prints, as it exits, what Python's cycle collector
-# did in it (docs/performance.md, entry 22).
-GC_STATS = """
-import gc, os, runpy, sys
-path = sys.argv[1]
-sys.argv = sys.argv[1:]
-real_exit = os._exit
-def _exit(code):
-    sys.stdout.write("cycle collector: " + "; ".join(
-        "generation %d: %d collections, %d objects freed" % (i, s["collections"], s["collected"])
-        for i, s in enumerate(gc.get_stats())) + "\\n")
-    sys.stdout.flush()
-    real_exit(code)
-os._exit = _exit
-runpy.run_path(path, run_name="__main__")
-"""
+
+def wrapper(start, report):
+    """The WRAPPER program with its start and report code."""
+    return WRAPPER.format(start=start, report=textwrap.indent(report, "    "))
+
+
+# The runtime under cProfile, its top functions printed as it exits.
+PROFILER = wrapper(start="""\
+import cProfile, pstats
+prof = cProfile.Profile()
+prof.enable()""", report="""\
+prof.disable()
+pstats.Stats(prof, stream=sys.stdout).sort_stats("tottime").print_stats(25)""")
+
+# The runtime, with what Python's cycle collector did in it printed as it
+# exits (docs/performance.md, entry 22).
+GC_STATS = wrapper(start="import gc", report="""\
+sys.stdout.write("cycle collector: " + "; ".join(
+    "generation %d: %d collections, %d objects freed" % (i, s["collections"], s["collected"])
+    for i, s in enumerate(gc.get_stats())) + "\\n")""")
 
 
 def environ(path, body_len):
