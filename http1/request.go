@@ -1,0 +1,238 @@
+package http1
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/textproto"
+	"net/url"
+	"strconv"
+	"strings"
+)
+
+// errNoRequest is a connection that ended (or timed out) between
+// requests: nothing to answer.
+var errNoRequest = errors.New("http1: no request")
+
+// readRequest reads a request head from br and sets up its body. The head
+// is expected to be valid HTTP/1 (httpguard checked it); an error is a
+// head it cannot parse, or errNoRequest when br ends before any byte.
+func readRequest(br *bufio.Reader, remote string) (*http.Request, error) {
+	tp := textproto.NewReader(br)
+	var line string
+	for blank := 0; ; blank++ { // empty lines before a request line are skipped
+		l, err := tp.ReadLine()
+		if err != nil {
+			if l == "" && (err == io.EOF || isTimeout(err) || blank > 0) {
+				return nil, errNoRequest
+			}
+			return nil, err
+		}
+		if l != "" {
+			line = l
+			break
+		}
+		if blank >= 8 {
+			return nil, errors.New("http1: too many empty lines")
+		}
+	}
+	method, rest, ok1 := strings.Cut(line, " ")
+	target, proto, ok2 := strings.Cut(rest, " ")
+	if !ok1 || !ok2 || method == "" || target == "" {
+		return nil, fmt.Errorf("http1: malformed request line %q", line)
+	}
+	major, minor, ok := http.ParseHTTPVersion(proto)
+	if !ok || major != 1 {
+		return nil, fmt.Errorf("http1: unsupported version %q", proto)
+	}
+	u, err := parseTarget(method, target)
+	if err != nil {
+		return nil, err
+	}
+	hdr, err := tp.ReadMIMEHeader()
+	if err != nil {
+		return nil, err
+	}
+	r := &http.Request{
+		Method:     method,
+		URL:        u,
+		Proto:      proto,
+		ProtoMajor: major,
+		ProtoMinor: minor,
+		Header:     http.Header(hdr),
+		RequestURI: target,
+		RemoteAddr: remote,
+		Host:       u.Host,
+		Body:       http.NoBody,
+	}
+	if r.Host == "" {
+		r.Host = hdr.Get("Host")
+	}
+	delete(hdr, "Host")
+	r.Close = shouldClose(minor, hdr["Connection"])
+	if te := hdr["Transfer-Encoding"]; len(te) > 0 {
+		if minor == 0 || len(te) != 1 || !strings.EqualFold(strings.TrimSpace(te[0]), "chunked") {
+			return nil, fmt.Errorf("http1: unsupported transfer encoding %q", te)
+		}
+		delete(hdr, "Transfer-Encoding")
+		delete(hdr, "Content-Length")
+		r.TransferEncoding = []string{"chunked"}
+		r.ContentLength = -1
+	} else if cl := hdr["Content-Length"]; len(cl) > 0 {
+		n, err := strconv.ParseUint(strings.TrimSpace(cl[0]), 10, 63)
+		if err != nil {
+			return nil, fmt.Errorf("http1: bad Content-Length %q", cl[0])
+		}
+		r.ContentLength = int64(n)
+		hdr["Content-Length"] = cl[:1] // identical duplicates (the guard checked) count once
+	}
+	return r, nil
+}
+
+// parseTarget parses a request target as net/http does
+// (url.ParseRequestURI, or an authority for CONNECT), without its cost for
+// the common origin form with no escapes.
+func parseTarget(method, target string) (*url.URL, error) {
+	if target[0] == '/' && strings.IndexByte(target, '%') < 0 && (len(target) < 2 || target[1] != '/') {
+		path, query, hasQuery := strings.Cut(target, "?")
+		return &url.URL{Path: path, RawQuery: query, ForceQuery: hasQuery && query == ""}, nil
+	}
+	if method == "CONNECT" && target[0] != '/' {
+		u, err := url.Parse("http://" + target)
+		if err != nil {
+			return nil, err
+		}
+		u.Scheme = ""
+		return u, nil
+	}
+	return url.ParseRequestURI(target)
+}
+
+// shouldClose reports whether a request asks for its connection to close
+// after the response: Connection: close, or HTTP/1.0 without keep-alive.
+func shouldClose(minor int, conn []string) bool {
+	if minor == 0 {
+		return hasToken(conn, "close") || !hasToken(conn, "keep-alive")
+	}
+	return hasToken(conn, "close")
+}
+
+// hasToken reports whether the comma-separated values hold token (ASCII
+// case-insensitive).
+func hasToken(values []string, token string) bool {
+	for _, v := range values {
+		for v != "" {
+			var t string
+			t, v, _ = strings.Cut(v, ",")
+			if strings.EqualFold(strings.Trim(t, " \t"), token) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// isReadError reports whether err is the connection's, not the head's:
+// then there is nobody to answer (net/http closes silently too).
+func isReadError(err error) bool {
+	var oe *net.OpError
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || isTimeout(err) || errors.As(err, &oe)
+}
+
+func isTimeout(err error) bool {
+	var ne interface{ Timeout() bool }
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// body is a request body: Content-Length bytes, or chunked. It sends
+// 100 Continue before its first read when the client waits for one.
+type body struct {
+	c         *conn
+	r         io.Reader // a LimitedReader over the conn, or a chunked reader
+	lr        io.LimitedReader
+	chunked   bool
+	eof       bool
+	expect    bool // the client sent Expect: 100-continue
+	continue_ bool // send 100 Continue before the first read
+	err       error
+}
+
+func (b *body) done() bool { return b.eof }
+
+// Read reads the body; like net/http's, it returns io.EOF along with the
+// last bytes of a Content-Length body.
+func (b *body) Read(p []byte) (int, error) {
+	if b.eof {
+		return 0, io.EOF
+	}
+	if b.err != nil {
+		return 0, b.err
+	}
+	if b.continue_ {
+		b.continue_ = false
+		if !b.c.res.wroteHead {
+			b.c.bw.WriteString("HTTP/1.1 100 Continue\r\n\r\n")
+			if err := b.c.bw.Flush(); err != nil {
+				b.err = err
+				return 0, err
+			}
+		}
+	}
+	n, err := b.r.Read(p)
+	switch {
+	case b.chunked && err == io.EOF:
+		err = b.trailer()
+	case !b.chunked && b.lr.N == 0:
+		err = io.EOF
+	case !b.chunked && err == io.EOF:
+		err = io.ErrUnexpectedEOF
+	}
+	if err == io.EOF {
+		b.eof = true
+		b.c.bodyDone()
+	} else if err != nil {
+		b.err = err
+	}
+	return n, err
+}
+
+// trailer reads a chunked body's trailer section (httpguard checked it)
+// up to its empty line; io.EOF when it is all there.
+func (b *body) trailer() error {
+	for {
+		line, err := b.c.br.ReadSlice('\n')
+		if err != nil {
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			return err
+		}
+		if len(line) <= 2 && strings.TrimRight(string(line), "\r\n") == "" {
+			return io.EOF
+		}
+	}
+}
+
+func (b *body) Close() error { return nil }
+
+// newBody returns r's body reader, reading from c; nil for no body.
+func newBody(c *conn, r *http.Request) *body {
+	if r.ContentLength == 0 {
+		return nil
+	}
+	b := &body{c: c}
+	if r.ContentLength < 0 {
+		b.chunked = true
+		b.r = httputil.NewChunkedReader(c.br)
+	} else {
+		b.lr = io.LimitedReader{R: c.br, N: r.ContentLength}
+		b.r = &b.lr
+	}
+	b.expect = r.ProtoAtLeast(1, 1) && hasToken(r.Header["Expect"], "100-continue")
+	b.continue_ = b.expect
+	return b
+}

@@ -1,0 +1,398 @@
+// Package http1 serves HTTP/1.0 and HTTP/1.1 on plain connections to a
+// net/http Handler: a lean stand-in for net/http's server where the
+// request heads have already been validated (by package httpguard).
+//
+// It exists for speed. net/http's server parses a head the guard has
+// already parsed, starts a background read and sets four read deadlines
+// per request, and formats the response through two layers of buffers;
+// together those were a fifth of a worker's time on small requests (see
+// docs/performance.md, entry 24). This server parses the validated head
+// once with net/textproto, sets two deadlines per keep-alive request, and
+// watches for a client that goes away only once a request has run for
+// [WatchAfter]. It keeps net/http's behaviour where gorn's handler relies
+// on it: the framing a response gets (Content-Length for a small body
+// written whole, else chunked on HTTP/1.1, else close-delimited),
+// HTTP/1.0 keep-alive, Expect: 100-continue, HEAD, the Date header,
+// Content-Type sniffing, ConnState and ConnContext, and a request context
+// cancelled when the client hangs up.
+//
+// What it does not do: HTTP/2, TLS, Hijack, trailers in responses, and
+// any check of the request head beyond what it needs to parse it. Put it
+// behind httpguard, which refuses what must be refused.
+package http1
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"runtime"
+	"sync"
+	"time"
+)
+
+// WatchAfter is how long a request runs before the server starts reading
+// its connection in the background to notice a client that hung up (and
+// cancel the request's context). net/http does that for every request;
+// most finish well within this, and never pay for it.
+const WatchAfter = 5 * time.Millisecond
+
+// Server serves HTTP/1.x connections. Its fields must not change once
+// Serve is called.
+type Server struct {
+	// Handler answers every request.
+	Handler http.Handler
+	// ReadHeaderTimeout bounds the time to read a request head, from its
+	// first byte (from the accept for a connection's first request); 0
+	// means no bound.
+	ReadHeaderTimeout time.Duration
+	// IdleTimeout bounds the wait for the next request on a keep-alive
+	// connection; 0 means ReadHeaderTimeout bounds it instead.
+	IdleTimeout time.Duration
+	// DisableKeepAlives closes every connection after one response.
+	DisableKeepAlives bool
+	// ConnContext, if set, derives a connection's base context (of which
+	// every request context is a child) from the server's.
+	ConnContext func(ctx context.Context, c net.Conn) context.Context
+	// ConnState, if set, is told of each connection's state changes, as
+	// net/http's: New (in the accept loop, before the next accept),
+	// Active, Idle and Closed.
+	ConnState func(net.Conn, http.ConnState)
+	// Log gets panics of the handler (at error level); nil discards them.
+	Log *slog.Logger
+
+	mu        sync.Mutex
+	listeners map[net.Listener]struct{}
+	conns     map[*conn]struct{}
+	closed    bool
+}
+
+// ErrServerClosed is returned by Serve after Close.
+var ErrServerClosed = http.ErrServerClosed
+
+// Serve accepts connections on l and serves each in its own goroutine,
+// until l fails (its error is returned) or Close is called. Connections
+// already accepted are served on after Serve returns, until Close.
+func (s *Server) Serve(l net.Listener) error {
+	if !s.track(l) {
+		return ErrServerClosed
+	}
+	defer s.untrack(l)
+	var delay time.Duration // backoff on temporary accept errors, as net/http's
+	for {
+		rwc, err := l.Accept()
+		if err != nil {
+			if s.isClosed() {
+				return ErrServerClosed
+			}
+			// As net/http: a temporary error (EMFILE, ECONNABORTED, ...)
+			// is waited out, anything else ends Serve.
+			var te interface{ Temporary() bool }
+			if errors.As(err, &te) && te.Temporary() {
+				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+				time.Sleep(delay)
+				continue
+			}
+			return err
+		}
+		delay = 0
+		c := s.newConn(rwc)
+		if c == nil {
+			rwc.Close()
+			return ErrServerClosed
+		}
+		s.setState(rwc, http.StateNew)
+		go c.serve()
+	}
+}
+
+// Close closes the listeners Serve is using and every connection, at
+// once, whatever it is doing; as net/http's Server.Close.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	s.closed = true
+	var err error
+	for l := range s.listeners {
+		if e := l.Close(); e != nil && err == nil {
+			err = e
+		}
+	}
+	clear(s.listeners)
+	for c := range s.conns {
+		c.rwc.Close()
+	}
+	s.mu.Unlock()
+	return err
+}
+
+func (s *Server) track(l net.Listener) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return false
+	}
+	if s.listeners == nil {
+		s.listeners = make(map[net.Listener]struct{})
+	}
+	s.listeners[l] = struct{}{}
+	return true
+}
+
+func (s *Server) untrack(l net.Listener) {
+	s.mu.Lock()
+	delete(s.listeners, l)
+	s.mu.Unlock()
+}
+
+func (s *Server) isClosed() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closed
+}
+
+// newConn registers a connection; nil once the server is closed.
+func (s *Server) newConn(rwc net.Conn) *conn {
+	c := &conn{srv: s, rwc: rwc}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil
+	}
+	if s.conns == nil {
+		s.conns = make(map[*conn]struct{})
+	}
+	s.conns[c] = struct{}{}
+	return c
+}
+
+func (s *Server) forget(c *conn) {
+	s.mu.Lock()
+	delete(s.conns, c)
+	s.mu.Unlock()
+}
+
+func (s *Server) setState(c net.Conn, st http.ConnState) {
+	if s.ConnState != nil {
+		s.ConnState(c, st)
+	}
+}
+
+// conn is one client connection. Its goroutine (serve) owns everything
+// but the watch fields, which the watcher shares under mu.
+type conn struct {
+	srv    *Server
+	rwc    net.Conn
+	cr     connReader
+	br     *bufio.Reader
+	bw     *bufio.Writer
+	remote string
+	res    response
+
+	// The watcher: after WatchAfter, a goroutine reads the connection
+	// to notice a client that hangs up (as net/http's background read).
+	mu        sync.Mutex
+	timer     *time.Timer
+	inRequest bool               // a request runs, its body read to the end
+	watching  bool               // the watcher is reading
+	watchDone chan struct{}      // closed when the watcher's read returns
+	cancel    context.CancelFunc // the running request's
+	hungUp    bool               // the watcher's read failed: the client is gone
+}
+
+// aLongTimeAgo is a deadline in the past, which stops a pending read.
+var aLongTimeAgo = time.Unix(1, 0)
+
+// serve runs the connection's requests one after the other.
+func (c *conn) serve() {
+	s := c.srv
+	defer func() {
+		if err := recover(); err != nil && err != http.ErrAbortHandler {
+			const size = 64 << 10
+			buf := make([]byte, size)
+			buf = buf[:runtime.Stack(buf, false)]
+			if s.Log != nil {
+				s.Log.Error(fmt.Sprintf("http: panic serving %s: %v\n%s", c.remote, err, buf))
+			}
+		}
+		c.stopWatch()
+		c.rwc.Close()
+		s.forget(c)
+		s.setState(c.rwc, http.StateClosed)
+	}()
+	ctx := context.Background()
+	if s.ConnContext != nil {
+		ctx = s.ConnContext(ctx, c.rwc)
+	}
+	c.remote = c.rwc.RemoteAddr().String()
+	c.cr.c = c
+	c.br = bufio.NewReaderSize(&c.cr, 4<<10)
+	c.bw = bufio.NewWriterSize(c.rwc, 4<<10)
+	c.timer = time.AfterFunc(time.Hour, c.startWatch)
+	c.timer.Stop()
+	if d := s.ReadHeaderTimeout; d > 0 {
+		c.rwc.SetReadDeadline(time.Now().Add(d))
+	}
+	for first := true; ; first = false {
+		if !first {
+			// Wait for the next request's first byte: up to the idle
+			// timeout, then up to the header timeout for the rest of
+			// its head (unless the whole head is already here).
+			idle := s.IdleTimeout
+			if idle == 0 {
+				idle = s.ReadHeaderTimeout
+			}
+			if idle > 0 {
+				c.rwc.SetReadDeadline(time.Now().Add(idle))
+			}
+			if _, err := c.br.Peek(1); err != nil {
+				return
+			}
+			if d := s.ReadHeaderTimeout; d > 0 && !headBuffered(c.br) {
+				c.rwc.SetReadDeadline(time.Now().Add(d))
+			} else if idle > 0 && d == 0 {
+				c.rwc.SetReadDeadline(time.Time{})
+			}
+		}
+		req, err := readRequest(c.br, c.remote)
+		if err != nil {
+			if !errors.Is(err, errNoRequest) && !isReadError(err) {
+				c.badRequest()
+			}
+			return
+		}
+		if s.ReadHeaderTimeout > 0 || s.IdleTimeout > 0 {
+			c.rwc.SetReadDeadline(time.Time{})
+		}
+		s.setState(c.rwc, http.StateActive)
+		if !c.serveRequest(ctx, req) {
+			return
+		}
+		s.setState(c.rwc, http.StateIdle)
+	}
+}
+
+// serveRequest runs one request; false if the connection must close.
+func (c *conn) serveRequest(ctx context.Context, req *http.Request) bool {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	req = req.WithContext(ctx)
+	w := &c.res
+	w.reset(c, req)
+	c.mu.Lock()
+	c.cancel, c.inRequest = cancel, w.body == nil || w.body.done()
+	c.mu.Unlock()
+	c.timer.Reset(WatchAfter)
+	c.srv.Handler.ServeHTTP(w, req)
+	c.stopWatch()
+	if err := w.finish(); err != nil {
+		return false
+	}
+	return w.reusable() && !c.hungUpLocked()
+}
+
+func (c *conn) hungUpLocked() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.hungUp
+}
+
+// bodyDone lets the watcher start: the request's body has been read to
+// its end (the watcher must not read body bytes).
+func (c *conn) bodyDone() {
+	c.mu.Lock()
+	if c.cancel != nil {
+		c.inRequest = true
+	}
+	c.mu.Unlock()
+}
+
+// startWatch runs on the timer's goroutine once a request has run for
+// WatchAfter: it reads the connection until the request ends (stopWatch
+// aborts the read), the client hangs up, or the client sends more.
+func (c *conn) startWatch() {
+	c.mu.Lock()
+	if !c.inRequest || c.watching || c.cr.hasByte {
+		c.mu.Unlock()
+		return
+	}
+	c.watching = true
+	c.watchDone = make(chan struct{})
+	done := c.watchDone
+	c.mu.Unlock()
+	var b [1]byte
+	n, err := c.rwc.Read(b[:])
+	c.mu.Lock()
+	if n == 1 {
+		c.cr.hasByte, c.cr.byte = true, b[0]
+	}
+	var ne net.Error
+	if err != nil && !(errors.As(err, &ne) && ne.Timeout() && !c.inRequest) {
+		c.hungUp = true
+		if c.cancel != nil {
+			c.cancel()
+		}
+	}
+	c.watching = false
+	c.mu.Unlock()
+	close(done)
+}
+
+// stopWatch ends the request's watch: a pending watcher read is stopped
+// and waited for.
+func (c *conn) stopWatch() {
+	if c.timer == nil {
+		return
+	}
+	c.timer.Stop()
+	c.mu.Lock()
+	c.inRequest, c.cancel = false, nil
+	watching, done := c.watching, c.watchDone
+	c.mu.Unlock()
+	if watching {
+		c.rwc.SetReadDeadline(aLongTimeAgo)
+		<-done
+		c.rwc.SetReadDeadline(time.Time{})
+	}
+}
+
+// badRequest answers a head the server cannot parse, as net/http does.
+func (c *conn) badRequest() {
+	const page = "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n400 Bad Request"
+	c.rwc.SetWriteDeadline(time.Now().Add(time.Second))
+	c.bw.WriteString(page)
+	c.bw.Flush()
+}
+
+// connReader reads the connection for the request parser, first handing
+// on a byte the watcher read.
+type connReader struct {
+	c       *conn
+	hasByte bool // guarded by c.mu while a watcher may run; else owned by serve
+	byte    byte
+}
+
+func (r *connReader) Read(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	if r.hasByte {
+		r.hasByte = false
+		p[0] = r.byte
+		return 1, nil
+	}
+	return r.c.rwc.Read(p)
+}
+
+// headBuffered reports whether br holds a whole request head already.
+func headBuffered(br *bufio.Reader) bool {
+	b, _ := br.Peek(br.Buffered())
+	for i := 0; i+3 < len(b); i++ {
+		if b[i] == '\r' && b[i+1] == '\n' && b[i+2] == '\r' && b[i+3] == '\n' {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,457 @@
+package http1
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// start serves srv on a fresh loopback port until the test ends, and
+// returns the address.
+func start(t *testing.T, srv *Server) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(l) }()
+	t.Cleanup(func() {
+		srv.Close()
+		select {
+		case err := <-done:
+			if !errors.Is(err, ErrServerClosed) {
+				t.Errorf("Serve returned %v, want ErrServerClosed", err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Error("Serve did not return after Close")
+		}
+	})
+	return l.Addr().String()
+}
+
+// dial opens a connection with a 10 s deadline, closed when the test ends.
+func dial(t *testing.T, addr string) (net.Conn, *bufio.Reader) {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	t.Cleanup(func() { c.Close() })
+	return c, bufio.NewReader(c)
+}
+
+// closedByServer reports whether the server closed c (EOF on a read
+// that waits up to wait).
+func closedByServer(c net.Conn, br *bufio.Reader, wait time.Duration) bool {
+	c.SetReadDeadline(time.Now().Add(wait))
+	_, err := br.ReadByte()
+	return err == io.EOF
+}
+
+func TestResponses(t *testing.T) {
+	big := strings.Repeat("x", 3000)
+	tests := []struct {
+		name    string
+		handler http.HandlerFunc
+		req     string
+		status  string            // the status line, without CRLF
+		header  map[string]string // fields that must be there ("" means absent)
+		body    string
+		open    bool // the connection stays open
+	}{
+		{"small body gets a Content-Length",
+			func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "Hello, World!") },
+			"GET / HTTP/1.1\r\nHost: h\r\n\r\n", "HTTP/1.1 200 OK",
+			map[string]string{"Content-Length": "13", "Content-Type": "text/plain; charset=utf-8", "Transfer-Encoding": ""},
+			"Hello, World!", true},
+		{"the handler's Content-Length and type",
+			func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Content-Length", "2")
+				w.Header().Set("Content-Type", "application/json")
+				w.WriteHeader(201)
+				io.WriteString(w, "{}")
+			},
+			"GET / HTTP/1.1\r\nHost: h\r\n\r\n", "HTTP/1.1 201 Created",
+			map[string]string{"Content-Length": "2", "Content-Type": "application/json"}, "{}", true},
+		{"a large body is chunked",
+			func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, big) },
+			"GET / HTTP/1.1\r\nHost: h\r\n\r\n", "HTTP/1.1 200 OK",
+			map[string]string{"Transfer-Encoding": "chunked", "Content-Length": ""}, big, true},
+		{"a flushed body is chunked",
+			func(w http.ResponseWriter, r *http.Request) {
+				io.WriteString(w, "a")
+				w.(http.Flusher).Flush()
+				io.WriteString(w, "b")
+			},
+			"GET / HTTP/1.1\r\nHost: h\r\n\r\n", "HTTP/1.1 200 OK",
+			map[string]string{"Transfer-Encoding": "chunked"}, "ab", true},
+		{"HTTP/1.0 with no length ends at close",
+			func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, big) },
+			"GET / HTTP/1.0\r\n\r\n", "HTTP/1.0 200 OK",
+			map[string]string{"Transfer-Encoding": "", "Connection": ""}, big, false},
+		{"HTTP/1.0 keep-alive with a length",
+			func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "hi") },
+			"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n", "HTTP/1.0 200 OK",
+			map[string]string{"Connection": "keep-alive", "Content-Length": "2"}, "hi", true},
+		{"HTTP/1.0 without keep-alive closes",
+			func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "hi") },
+			"GET / HTTP/1.0\r\n\r\n", "HTTP/1.0 200 OK",
+			map[string]string{"Connection": "", "Content-Length": "2"}, "hi", false},
+		{"Connection: close from the client",
+			func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "hi") },
+			"GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n", "HTTP/1.1 200 OK",
+			map[string]string{"Connection": "close"}, "hi", false},
+		{"Connection: close from the handler",
+			func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Connection", "close")
+				io.WriteString(w, "hi")
+			},
+			"GET / HTTP/1.1\r\nHost: h\r\n\r\n", "HTTP/1.1 200 OK",
+			map[string]string{"Connection": "close"}, "hi", false},
+		{"HEAD keeps the length, sends no body",
+			func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "Hello") },
+			"HEAD / HTTP/1.1\r\nHost: h\r\n\r\n", "HTTP/1.1 200 OK",
+			map[string]string{"Content-Length": "5"}, "", true},
+		{"204 has no body and no length",
+			func(w http.ResponseWriter, r *http.Request) {
+				w.WriteHeader(204)
+				if _, err := io.WriteString(w, "x"); err != http.ErrBodyNotAllowed {
+					panic("a body for 204 was not refused")
+				}
+			},
+			"GET / HTTP/1.1\r\nHost: h\r\n\r\n", "HTTP/1.1 204 No Content",
+			map[string]string{"Content-Length": "", "Transfer-Encoding": ""}, "", true},
+		{"a short body closes the connection",
+			func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Content-Length", "5")
+				io.WriteString(w, "abc")
+				w.(http.Flusher).Flush()
+			},
+			"GET / HTTP/1.1\r\nHost: h\r\n\r\n", "HTTP/1.1 200 OK",
+			map[string]string{"Content-Length": "5"}, "abc", false},
+		{"CR and LF in a value become spaces; bad names are dropped",
+			func(w http.ResponseWriter, r *http.Request) {
+				w.Header()["X-A"] = []string{"1\r\nSet-Cookie: x"}
+				w.Header()["Bad Name"] = []string{"v"}
+			},
+			"GET / HTTP/1.1\r\nHost: h\r\n\r\n", "HTTP/1.1 200 OK",
+			map[string]string{"X-A": "1  Set-Cookie: x", "Set-Cookie": "", "Bad Name": "", "Content-Length": "0"}, "", true},
+		{"a Content-Length body echoed",
+			func(w http.ResponseWriter, r *http.Request) { io.Copy(w, r.Body) },
+			"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\nContent-Type: text/plain\r\n\r\nhello", "HTTP/1.1 200 OK",
+			map[string]string{"Content-Length": "5"}, "hello", true},
+		{"a chunked body with a trailer echoed",
+			func(w http.ResponseWriter, r *http.Request) { io.Copy(w, r.Body) },
+			"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2;x=y\r\nde\r\n0\r\nX-T: 1\r\n\r\n", "HTTP/1.1 200 OK",
+			map[string]string{"Content-Length": "5"}, "abcde", true},
+		{"an unread body closes the connection",
+			func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "no") },
+			"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\nhello", "HTTP/1.1 200 OK",
+			map[string]string{"Connection": "close"}, "no", false},
+		{"an unknown status",
+			func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(299) },
+			"GET / HTTP/1.1\r\nHost: h\r\n\r\n", "HTTP/1.1 299 status code 299",
+			nil, "", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			addr := start(t, &Server{Handler: tt.handler})
+			c, br := dial(t, addr)
+			io.WriteString(c, tt.req)
+			line, err := br.ReadString('\n')
+			if err != nil || strings.TrimRight(line, "\r\n") != tt.status {
+				t.Fatalf("status line %q, %v; want %q", line, err, tt.status)
+			}
+			// Put the line back for net/http's response parser.
+			br = bufio.NewReader(io.MultiReader(strings.NewReader(line), br))
+			method, _, _ := strings.Cut(tt.req, " ")
+			resp, err := http.ReadResponse(br, &http.Request{Method: method})
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := io.ReadAll(resp.Body)
+			if errors.Is(err, io.ErrUnexpectedEOF) && !tt.open {
+				err = nil // a body cut short by the close
+			}
+			if err != nil || string(got) != tt.body {
+				t.Errorf("body %q (%v), want %q", got, err, tt.body)
+			}
+			for k, want := range tt.header {
+				v := strings.Join(resp.Header[k], ",")
+				switch {
+				case k == "Transfer-Encoding":
+					v = strings.Join(resp.TransferEncoding, ",")
+				case k == "Connection" && resp.Close && resp.ProtoMinor == 1:
+					v = "close" // ReadResponse takes it out of the header
+				}
+				if v != want {
+					t.Errorf("%s: %q, want %q (header %v)", k, v, want, resp.Header)
+				}
+			}
+			if resp.Header.Get("Date") == "" {
+				t.Error("no Date")
+			}
+			wait := 5 * time.Second // the close is expected at once
+			if tt.open {
+				wait = 200 * time.Millisecond // long enough to see one
+			}
+			if closed := closedByServer(c, br, wait); closed == tt.open {
+				t.Errorf("connection closed: %v, want %v", closed, !tt.open)
+			}
+		})
+	}
+}
+
+// TestKeepAliveAndPipelining: requests on one connection, some sent
+// together, are answered in order; each sees its own method and path.
+func TestKeepAliveAndPipelining(t *testing.T) {
+	addr := start(t, &Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, r.Method+" "+r.URL.Path+"?"+r.URL.RawQuery+" "+r.Host)
+	})})
+	c, br := dial(t, addr)
+	io.WriteString(c, "GET /a?x=1 HTTP/1.1\r\nHost: one\r\n\r\nPOST /b HTTP/1.1\r\nHost: two\r\nContent-Length: 0\r\n\r\n")
+	io.WriteString(c, "\r\nGET http://three/c%20d HTTP/1.1\r\nHost: ignored\r\n\r\n")
+	for _, want := range []string{"GET /a?x=1 one", "POST /b? two", "GET /c d? three"} {
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, _ := io.ReadAll(resp.Body)
+		if string(got) != want {
+			t.Errorf("got %q, want %q", got, want)
+		}
+	}
+}
+
+// TestExpectContinue: 100 Continue goes out when the handler first reads
+// the body, and not at all if it never does (the connection then closes).
+func TestExpectContinue(t *testing.T) {
+	addr := start(t, &Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/read" {
+			io.Copy(w, r.Body)
+			return
+		}
+		io.WriteString(w, "refused")
+	})})
+	c, br := dial(t, addr)
+	io.WriteString(c, "POST /read HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\n")
+	if line, err := br.ReadString('\n'); err != nil || line != "HTTP/1.1 100 Continue\r\n" {
+		t.Fatalf("%q %v", line, err)
+	}
+	br.ReadString('\n')
+	io.WriteString(c, "abc")
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := io.ReadAll(resp.Body); string(got) != "abc" {
+		t.Errorf("echo %q", got)
+	}
+
+	io.WriteString(c, "POST /no HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\n")
+	resp, err = http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := io.ReadAll(resp.Body); string(got) != "refused" || !resp.Close {
+		t.Errorf("%q, Connection: close %v", got, resp.Close)
+	}
+	if !closedByServer(c, br, 5*time.Second) {
+		t.Error("the connection stayed open with the body unread")
+	}
+}
+
+// TestHangUpCancels: a client that hangs up while its request runs
+// cancels the request's context (once the request has run WatchAfter).
+func TestHangUpCancels(t *testing.T) {
+	cancelled := make(chan error, 1)
+	addr := start(t, &Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-r.Context().Done():
+			cancelled <- nil
+		case <-time.After(5 * time.Second):
+			cancelled <- errors.New("the context was not cancelled")
+		}
+	})})
+	c, _ := dial(t, addr)
+	io.WriteString(c, "GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+	time.Sleep(2 * WatchAfter)
+	c.Close()
+	if err := <-cancelled; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestWatchKeepsPipelinedBytes: the byte the watcher reads from a client
+// that sends its next request early belongs to that request, and a long
+// request is not cancelled by it.
+func TestWatchKeepsPipelinedBytes(t *testing.T) {
+	addr := start(t, &Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/slow" {
+			select {
+			case <-r.Context().Done():
+				io.WriteString(w, "cancelled")
+				return
+			case <-time.After(10 * WatchAfter):
+			}
+		}
+		io.WriteString(w, r.URL.Path)
+	})})
+	c, br := dial(t, addr)
+	io.WriteString(c, "GET /slow HTTP/1.1\r\nHost: h\r\n\r\n")
+	time.Sleep(3 * WatchAfter)
+	io.WriteString(c, "GET /next HTTP/1.1\r\nHost: h\r\n\r\n")
+	for _, want := range []string{"/slow", "/next"} {
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, _ := io.ReadAll(resp.Body); string(got) != want {
+			t.Errorf("got %q, want %q", got, want)
+		}
+	}
+}
+
+// TestTimeouts: a head that does not end within ReadHeaderTimeout, and a
+// keep-alive connection idle past IdleTimeout, are closed.
+func TestTimeouts(t *testing.T) {
+	addr := start(t, &Server{ReadHeaderTimeout: 200 * time.Millisecond, IdleTimeout: 300 * time.Millisecond,
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {})})
+	c, br := dial(t, addr)
+	io.WriteString(c, "GET / HTTP/1.1\r\nHost:")
+	if !closedByServer(c, br, 5*time.Second) {
+		t.Error("an unfinished head was not timed out")
+	}
+	c, br = dial(t, addr)
+	io.WriteString(c, "GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+	if _, err := http.ReadResponse(br, nil); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	if !closedByServer(c, br, 5*time.Second) {
+		t.Error("an idle keep-alive connection was not closed")
+	}
+	if d := time.Since(start); d < 250*time.Millisecond {
+		t.Errorf("closed after %v, before the idle timeout", d)
+	}
+}
+
+// TestConnStateAndAbort: ConnState sees New, Active, Idle and Closed; a
+// handler that panics with http.ErrAbortHandler cuts the connection.
+func TestConnStateAndAbort(t *testing.T) {
+	var mu sync.Mutex
+	var states []http.ConnState
+	type key struct{}
+	srv := &Server{
+		ConnState: func(_ net.Conn, s http.ConnState) { mu.Lock(); states = append(states, s); mu.Unlock() },
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			return context.WithValue(ctx, key{}, "conn")
+		},
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.Context().Value(key{}) != "conn" {
+				panic("no ConnContext value")
+			}
+			if r.URL.Path == "/abort" {
+				io.WriteString(w, "partial")
+				w.(http.Flusher).Flush()
+				panic(http.ErrAbortHandler)
+			}
+		}),
+	}
+	addr := start(t, srv)
+	c, br := dial(t, addr)
+	io.WriteString(c, "GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+	if _, err := http.ReadResponse(br, nil); err != nil {
+		t.Fatal(err)
+	}
+	io.WriteString(c, "GET /abort HTTP/1.1\r\nHost: h\r\n\r\n")
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadAll(resp.Body); !errors.Is(err, io.ErrUnexpectedEOF) {
+		t.Errorf("aborted response read: %v, want a cut", err)
+	}
+	want := []http.ConnState{http.StateNew, http.StateActive, http.StateIdle, http.StateActive, http.StateClosed}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		mu.Lock()
+		got := append([]http.ConnState(nil), states...)
+		mu.Unlock()
+		if len(got) == len(want) || time.Now().After(deadline) {
+			for i := range want {
+				if i >= len(got) || got[i] != want[i] {
+					t.Fatalf("states %v, want %v", got, want)
+				}
+			}
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestBadHead: what the server cannot parse gets net/http's 400.
+func TestBadHead(t *testing.T) {
+	addr := start(t, &Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {})})
+	c, br := dial(t, addr)
+	io.WriteString(c, "NONSENSE\r\n\r\n")
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil || resp.StatusCode != 400 || !resp.Close {
+		t.Fatalf("%v %v", resp, err)
+	}
+}
+
+// tempErr is an accept error that passes (as EMFILE does).
+type tempErr struct{}
+
+func (tempErr) Error() string   { return "too many open files" }
+func (tempErr) Temporary() bool { return true }
+func (tempErr) Timeout() bool   { return false }
+
+// flakyListener fails its first Accept with a temporary error.
+type flakyListener struct {
+	net.Listener
+	failed bool
+}
+
+func (l *flakyListener) Accept() (net.Conn, error) {
+	if !l.failed {
+		l.failed = true
+		return nil, tempErr{}
+	}
+	return l.Listener.Accept()
+}
+
+// TestTemporaryAcceptError: Serve waits out a temporary accept error.
+func TestTemporaryAcceptError(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") })}
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(&flakyListener{Listener: l}) }()
+	defer func() {
+		srv.Close()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			t.Error("Serve did not return after Close")
+		}
+	}()
+	c, br := dial(t, l.Addr().String())
+	io.WriteString(c, "GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("%v %v", resp, err)
+	}
+}
