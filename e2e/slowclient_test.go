@@ -149,3 +149,29 @@ func TestWorkerConnectionsBound(t *testing.T) {
 		t.Fatalf("the longest-idle connection is still open (read %d bytes)", n)
 	}
 }
+
+// TestClientHangsUp: a client that hangs up while its request waits
+// behind a slow one is let go at once (499 in the access log), not when
+// the app gets to its request; the app never runs it.
+func TestClientHangsUp(t *testing.T) {
+	s := start(t, python(t), "-w", "1", "--threads", "1", "--access-logfile", "-", "basic:app")
+	s.ready("/pid")
+	slow, slowBR := s.rawConn()
+	fmt.Fprintf(slow, "GET /sleep?3 HTTP/1.1\r\nHost: h\r\n\r\n")
+	time.Sleep(200 * time.Millisecond) // the app is in the sleep
+	queued, _ := s.rawConn()
+	fmt.Fprintf(queued, "GET /path?queued HTTP/1.1\r\nHost: h\r\n\r\n")
+	time.Sleep(200 * time.Millisecond)
+	queued.Close()
+	s.waitLog(`"GET /path\?queued HTTP/1.1" 499`, 2*time.Second)
+	if strings.Contains(s.log.String(), `"GET /sleep?3 HTTP/1.1" 200`) {
+		t.Fatalf("the hang-up was noticed only after the slow request ended:\n%s", s.log.String())
+	}
+	resp, err := http.ReadResponse(slowBR, nil)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("the slow request: %v %v", resp, err)
+	}
+	if code, _ := s.get("/pid"); code != 200 {
+		t.Errorf("after the hang-up: %d", code)
+	}
+}

@@ -27,6 +27,7 @@ import (
 	"github.com/gorn-project/gorn/balance"
 	"github.com/gorn-project/gorn/config"
 	"github.com/gorn-project/gorn/forwarded"
+	"github.com/gorn-project/gorn/http1"
 	"github.com/gorn-project/gorn/httpguard"
 	"github.com/gorn-project/gorn/internal/rawio"
 	"github.com/gorn-project/gorn/logs"
@@ -211,7 +212,7 @@ func Main(spec *Spec, log *slog.Logger) int {
 	}
 	scriptName := strings.TrimRight(os.Getenv("SCRIPT_NAME"), "/")
 	errLog := slog.NewLogLogger(log.Handler(), slog.LevelDebug)
-	var servers []*http.Server
+	var servers []httpServer
 	var gated []*gatedListener
 	serveErr := make(chan error, len(lns))
 	var serving sync.WaitGroup // the Serve loops; drain waits for them
@@ -220,16 +221,31 @@ func Main(spec *Spec, log *slog.Logger) int {
 		h.serverName, h.serverPort = listenerName(spec.Listeners[i])
 		h.scheme, h.trusted = cfg.URLScheme(), trusted
 		h.headerMap, h.bodyLimit = guard.HeaderMap, guard.Body
-		srv := &http.Server{
-			Handler:           h,
-			ReadHeaderTimeout: readHeaderTimeout(cfg),
-			IdleTimeout:       cfg.KeepAlive,
-			ErrorLog:          errLog,
-			ConnContext:       connContext,
-			ConnState:         st.connState,
-			Protocols:         tlsconf.Protocols(tlsCfg != nil), // h2 only over TLS (ALPN)
+		var srv httpServer
+		if tlsCfg != nil {
+			// net/http, for HTTP/2 by ALPN.
+			hs := &http.Server{
+				Handler:           h,
+				ReadHeaderTimeout: readHeaderTimeout(cfg),
+				IdleTimeout:       cfg.KeepAlive,
+				ErrorLog:          errLog,
+				ConnContext:       connContext,
+				ConnState:         st.connState,
+				Protocols:         tlsconf.Protocols(true),
+			}
+			hs.SetKeepAlivesEnabled(cfg.KeepAlive > 0)
+			srv = hs
+		} else {
+			srv = &http1.Server{
+				Handler:           h,
+				ReadHeaderTimeout: readHeaderTimeout(cfg),
+				IdleTimeout:       cfg.KeepAlive,
+				DisableKeepAlives: cfg.KeepAlive <= 0,
+				ConnContext:       connContext,
+				ConnState:         st.connState,
+				Log:               log,
+			}
 		}
-		srv.SetKeepAlivesEnabled(cfg.KeepAlive > 0)
 		servers = append(servers, srv)
 		gl := newGatedListener(ln, st.slots)
 		gl.room = st.waitRoom
@@ -343,7 +359,7 @@ func inheritListener(fd int) (net.Listener, error) {
 // Connection: close) or close at their keep-alive timeout, so a client
 // never sees a connection cut under a request it just sent. Whatever is
 // still open after grace is closed.
-func drain(st *state, gated []*gatedListener, servers []*http.Server, serving *sync.WaitGroup, grace time.Duration) {
+func drain(st *state, gated []*gatedListener, servers []httpServer, serving *sync.WaitGroup, grace time.Duration) {
 	st.draining.Store(true)
 	for _, gl := range gated {
 		gl.Close()
@@ -359,6 +375,13 @@ func drain(st *state, gated []*gatedListener, servers []*http.Server, serving *s
 	for _, srv := range servers {
 		srv.Close()
 	}
+}
+
+// httpServer is what serves a listener: package http1 on plain
+// connections, net/http over TLS (which may negotiate HTTP/2).
+type httpServer interface {
+	Serve(net.Listener) error
+	Close() error
 }
 
 // serveListener stacks the per-connection wrappers on a gated listener,
