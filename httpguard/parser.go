@@ -299,19 +299,22 @@ func (p *parser) requestLine(content []byte) error {
 	// The four request-target forms of RFC 9112 section 3.2, parsed as
 	// net/http will: "*" only for OPTIONS (net/http answers OPTIONS *
 	// itself), authority-form only for CONNECT.
-	t := string(target)
 	switch {
-	case t == "*":
+	case target[0] == '/' && bytes.IndexByte(target, '%') < 0:
+		// The origin form without escapes, the common case: with the
+		// control characters and spaces refused above, url.ParseRequestURI
+		// cannot fail on it, so it is not run.
+	case string(target) == "*":
 		if string(method) != "OPTIONS" {
 			return bad()
 		}
-	case string(method) == "CONNECT" && t[0] != '/':
-		if _, err := url.ParseRequestURI("http://" + t); err != nil {
+	case string(method) == "CONNECT" && target[0] != '/':
+		if _, err := url.ParseRequestURI("http://" + string(target)); err != nil {
 			return bad()
 		}
 	default:
-		u, err := url.ParseRequestURI(t)
-		if err != nil || (t[0] != '/' && u.Scheme == "") {
+		u, err := url.ParseRequestURI(string(target))
+		if err != nil || (target[0] != '/' && u.Scheme == "") {
 			return bad()
 		}
 	}
