@@ -455,3 +455,13 @@ func TestTemporaryAcceptError(t *testing.T) {
 		t.Fatalf("%v %v", resp, err)
 	}
 }
+
+// TestAppendDate: the cached Date value is the second's, in HTTP format.
+func TestAppendDate(t *testing.T) {
+	base := time.Date(2026, 11, 25, 1, 2, 3, 0, time.UTC)
+	for _, now := range []time.Time{base, base.Add(300 * time.Millisecond), base.Add(time.Second), base.Add(-time.Hour).In(time.FixedZone("X", 3600))} {
+		if got, want := string(appendDate(nil, now)), now.UTC().Format(http.TimeFormat); got != want {
+			t.Errorf("%v: %q, want %q", now, got, want)
+		}
+	}
+}
