@@ -152,7 +152,8 @@ func TestWorkerConnectionsBound(t *testing.T) {
 
 // TestClientHangsUp: a client that hangs up while its request waits
 // behind a slow one is let go at once (499 in the access log), not when
-// the app gets to its request; the app never runs it.
+// the app gets to its request; the app never runs it. One that hangs up
+// in the middle of its request body is logged 499 as well.
 func TestClientHangsUp(t *testing.T) {
 	s := start(t, python(t), "-w", "1", "--threads", "1", "--access-logfile", "-", "basic:app")
 	s.ready("/pid")
@@ -174,4 +175,12 @@ func TestClientHangsUp(t *testing.T) {
 	if code, _ := s.get("/pid"); code != 200 {
 		t.Errorf("after the hang-up: %d", code)
 	}
+
+	// A client that hangs up in the middle of its body is logged 499
+	// too: a client gone, not a bad request.
+	upload, _ := s.rawConn()
+	fmt.Fprintf(upload, "POST /echo?cut HTTP/1.1\r\nHost: h\r\nContent-Length: 100000\r\n\r\n%s", strings.Repeat("x", 70000))
+	time.Sleep(200 * time.Millisecond)
+	upload.Close()
+	s.waitLog(`"POST /echo\?cut HTTP/1.1" 499`, 5*time.Second)
 }

@@ -41,7 +41,7 @@ func differential(t *testing.T, raw []byte, step int, fold bool) {
 	c := &conn{srv: &Server{}, br: ourBR, bw: bufio.NewWriter(io.Discard)}
 	for {
 		want, wantErr := http.ReadRequest(netBR)
-		got, err := readRequest(ourBR, "peer")
+		got, err := readRequest(ourBR, "peer", nil)
 		if wantErr != nil || err != nil {
 			if (wantErr == nil) != (err == nil) && !(wantErr == io.EOF && errors.Is(err, errNoRequest)) {
 				t.Fatalf("net/http: %v, readRequest: %v\ninput %q", wantErr, err, out)

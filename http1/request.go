@@ -18,10 +18,11 @@ import (
 // requests: nothing to answer.
 var errNoRequest = errors.New("http1: no request")
 
-// readRequest reads a request head from br and sets up its body. The head
-// is expected to be valid HTTP/1 (httpguard checked it); an error is a
-// head it cannot parse, or errNoRequest when br ends before any byte.
-func readRequest(br *bufio.Reader, remote string) (*http.Request, error) {
+// readRequest reads a request head from br. The head is expected to be
+// valid HTTP/1 (httpguard checked it); an error is a head it cannot parse,
+// or errNoRequest when br ends before any byte. The request is a copy of
+// tmpl (for its context; nil means none) with the head's fields.
+func readRequest(br *bufio.Reader, remote string, tmpl *http.Request) (*http.Request, error) {
 	tp := textproto.NewReader(br)
 	var line string
 	for blank := 0; ; blank++ { // empty lines before a request line are skipped
@@ -57,18 +58,12 @@ func readRequest(br *bufio.Reader, remote string) (*http.Request, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &http.Request{
-		Method:     method,
-		URL:        u,
-		Proto:      proto,
-		ProtoMajor: major,
-		ProtoMinor: minor,
-		Header:     http.Header(hdr),
-		RequestURI: target,
-		RemoteAddr: remote,
-		Host:       u.Host,
-		Body:       http.NoBody,
+	r := new(http.Request)
+	if tmpl != nil {
+		*r = *tmpl
 	}
+	r.Method, r.URL, r.Proto, r.ProtoMajor, r.ProtoMinor = method, u, proto, major, minor
+	r.Header, r.RequestURI, r.RemoteAddr, r.Host, r.Body = http.Header(hdr), target, remote, u.Host, http.NoBody
 	if r.Host == "" {
 		r.Host = hdr.Get("Host")
 	}

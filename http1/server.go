@@ -195,11 +195,17 @@ type conn struct {
 	// to notice a client that hangs up (as net/http's background read).
 	mu        sync.Mutex
 	timer     *time.Timer
-	inRequest bool               // a request runs, its body read to the end
-	watching  bool               // the watcher is reading
-	watchDone chan struct{}      // closed when the watcher's read returns
-	cancel    context.CancelFunc // the running request's
-	hungUp    bool               // the watcher's read failed: the client is gone
+	active    bool          // a request runs
+	inRequest bool          // ... and its body is read to the end: it may be watched
+	watching  bool          // the watcher is reading
+	watchDone chan struct{} // closed when the watcher's read returns
+	stale     bool          // a read deadline set for the head may still be pending
+	hungUp    bool          // the watcher's read failed: the client is gone
+
+	// cancel ends the connection's context, of which every request's
+	// context is: a read of the connection failed, the client is gone.
+	// Set before the first request; safe to call from any goroutine.
+	cancel context.CancelFunc
 }
 
 // aLongTimeAgo is a deadline in the past, which stops a pending read.
@@ -226,6 +232,12 @@ func (c *conn) serve() {
 	if s.ConnContext != nil {
 		ctx = s.ConnContext(ctx, c.rwc)
 	}
+	// One context for all the connection's requests: it ends only when
+	// the client is gone, and then the connection closes after the
+	// request. (net/http makes one per request, two allocations more.)
+	ctx, c.cancel = context.WithCancel(ctx)
+	defer c.cancel()
+	tmpl := new(http.Request).WithContext(ctx)
 	c.remote = c.rwc.RemoteAddr().String()
 	c.cr.c = c
 	c.br = bufio.NewReaderSize(&c.cr, 4<<10)
@@ -256,18 +268,22 @@ func (c *conn) serve() {
 				c.rwc.SetReadDeadline(time.Time{})
 			}
 		}
-		req, err := readRequest(c.br, c.remote)
+		req, err := readRequest(c.br, c.remote, tmpl)
 		if err != nil {
 			if !errors.Is(err, errNoRequest) && !isReadError(err) {
 				c.badRequest()
 			}
 			return
 		}
-		if s.ReadHeaderTimeout > 0 || s.IdleTimeout > 0 {
+		// The head's deadline must not cut a body short, nor the watch;
+		// without a body only the watch reads, and clears it first.
+		stale := s.ReadHeaderTimeout > 0 || s.IdleTimeout > 0
+		if stale && req.ContentLength != 0 {
 			c.rwc.SetReadDeadline(time.Time{})
+			stale = false
 		}
 		s.setState(c.rwc, http.StateActive)
-		if !c.serveRequest(ctx, req) {
+		if !c.serveRequest(req, stale) {
 			return
 		}
 		s.setState(c.rwc, http.StateIdle)
@@ -275,14 +291,12 @@ func (c *conn) serve() {
 }
 
 // serveRequest runs one request; false if the connection must close.
-func (c *conn) serveRequest(ctx context.Context, req *http.Request) bool {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	req = req.WithContext(ctx)
+// stale says a read deadline may be pending.
+func (c *conn) serveRequest(req *http.Request, stale bool) bool {
 	w := &c.res
 	w.reset(c, req)
 	c.mu.Lock()
-	c.cancel, c.inRequest = cancel, w.body == nil || w.body.done()
+	c.active, c.inRequest, c.stale = true, w.body == nil, stale
 	c.mu.Unlock()
 	c.timer.Reset(WatchAfter)
 	c.srv.Handler.ServeHTTP(w, req)
@@ -303,7 +317,7 @@ func (c *conn) hungUpLocked() bool {
 // its end (the watcher must not read body bytes).
 func (c *conn) bodyDone() {
 	c.mu.Lock()
-	if c.cancel != nil {
+	if c.active {
 		c.inRequest = true
 	}
 	c.mu.Unlock()
@@ -318,6 +332,10 @@ func (c *conn) startWatch() {
 		c.mu.Unlock()
 		return
 	}
+	if c.stale {
+		c.rwc.SetReadDeadline(time.Time{})
+		c.stale = false
+	}
 	c.watching = true
 	c.watchDone = make(chan struct{})
 	done := c.watchDone
@@ -331,9 +349,7 @@ func (c *conn) startWatch() {
 	var ne net.Error
 	if err != nil && !(errors.As(err, &ne) && ne.Timeout() && !c.inRequest) {
 		c.hungUp = true
-		if c.cancel != nil {
-			c.cancel()
-		}
+		c.cancel()
 	}
 	c.watching = false
 	c.mu.Unlock()
@@ -348,7 +364,7 @@ func (c *conn) stopWatch() {
 	}
 	c.timer.Stop()
 	c.mu.Lock()
-	c.inRequest, c.cancel = false, nil
+	c.active, c.inRequest = false, false
 	watching, done := c.watching, c.watchDone
 	c.mu.Unlock()
 	if watching {
@@ -383,7 +399,11 @@ func (r *connReader) Read(p []byte) (int, error) {
 		p[0] = r.byte
 		return 1, nil
 	}
-	return r.c.rwc.Read(p)
+	n, err := r.c.rwc.Read(p)
+	if err != nil && r.c.cancel != nil {
+		r.c.cancel() // as net/http: a failed read means the client is gone
+	}
+	return n, err
 }
 
 // headBuffered reports whether br holds a whole request head already.

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -463,5 +464,53 @@ func TestAppendDate(t *testing.T) {
 		if got, want := string(appendDate(nil, now)), now.UTC().Format(http.TimeFormat); got != want {
 			t.Errorf("%v: %q, want %q", now, got, want)
 		}
+	}
+}
+
+// TestLongRequestNotCancelled: a request that runs past the head's
+// deadlines (header and idle timeouts) is not taken for a hung-up client.
+func TestLongRequestNotCancelled(t *testing.T) {
+	addr := start(t, &Server{ReadHeaderTimeout: 50 * time.Millisecond, IdleTimeout: 50 * time.Millisecond,
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			select {
+			case <-r.Context().Done():
+				io.WriteString(w, "cancelled")
+			case <-time.After(300 * time.Millisecond):
+				io.WriteString(w, "done")
+			}
+		})})
+	c, br := dial(t, addr)
+	for i := 0; i < 2; i++ { // the first request, then a keep-alive one
+		io.WriteString(c, "GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, _ := io.ReadAll(resp.Body); string(got) != "done" {
+			t.Fatalf("request %d: %q", i+1, got)
+		}
+	}
+}
+
+// TestBodyReadFailureCancels: a client that goes away in the middle of
+// its body fails the body read and cancels the request's context, as in
+// net/http (gorn's handler then logs 499, not 400).
+func TestBodyReadFailureCancels(t *testing.T) {
+	result := make(chan string, 1)
+	addr := start(t, &Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, err := io.ReadAll(r.Body)
+		result <- fmt.Sprintf("%v, context: %v", err, r.Context().Err())
+	})})
+	c, _ := dial(t, addr)
+	io.WriteString(c, "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 10\r\n\r\nabc")
+	time.Sleep(50 * time.Millisecond)
+	c.Close()
+	select {
+	case got := <-result:
+		if want := "unexpected EOF, context: context canceled"; got != want {
+			t.Errorf("%s, want %s", got, want)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the body read did not fail")
 	}
 }
