@@ -300,17 +300,11 @@ func (c *conn) serveRequest(req *http.Request, stale bool) bool {
 	c.mu.Unlock()
 	c.timer.Reset(WatchAfter)
 	c.srv.Handler.ServeHTTP(w, req)
-	c.stopWatch()
+	hungUp := c.stopWatch()
 	if err := w.finish(); err != nil {
 		return false
 	}
-	return w.reusable() && !c.hungUpLocked()
-}
-
-func (c *conn) hungUpLocked() bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.hungUp
+	return w.reusable() && !hungUp
 }
 
 // bodyDone lets the watcher start: the request's body has been read to
@@ -357,21 +351,25 @@ func (c *conn) startWatch() {
 }
 
 // stopWatch ends the request's watch: a pending watcher read is stopped
-// and waited for.
-func (c *conn) stopWatch() {
+// and waited for. It reports whether the watch found the client gone.
+func (c *conn) stopWatch() (hungUp bool) {
 	if c.timer == nil {
-		return
+		return false
 	}
 	c.timer.Stop()
 	c.mu.Lock()
 	c.active, c.inRequest = false, false
-	watching, done := c.watching, c.watchDone
+	watching, done, hungUp := c.watching, c.watchDone, c.hungUp
 	c.mu.Unlock()
 	if watching {
 		c.rwc.SetReadDeadline(aLongTimeAgo)
 		<-done
 		c.rwc.SetReadDeadline(time.Time{})
+		c.mu.Lock()
+		hungUp = c.hungUp
+		c.mu.Unlock()
 	}
+	return hungUp
 }
 
 // badRequest answers a head the server cannot parse, as net/http does.
