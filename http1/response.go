@@ -15,6 +15,10 @@ import (
 // bufferBeforeChunkingSize).
 const bufferBeforeChunking = 2048
 
+// maxScratch is the largest head buffer a connection keeps between
+// requests, in bytes.
+const maxScratch = 16 << 10
+
 // sniffLen is how many bytes http.DetectContentType looks at.
 const sniffLen = 512
 
@@ -47,7 +51,11 @@ func (w *response) reset(c *conn, req *http.Request) {
 	} else {
 		clear(w.hdr)
 	}
-	*w = response{c: c, req: req, hdr: w.hdr, contentLength: -1, buf: w.buf[:0], keys: w.keys[:0], scratch: w.scratch[:0],
+	scratch := w.scratch[:0]
+	if cap(scratch) > maxScratch {
+		scratch = nil // an app's huge head once must not stay with the connection
+	}
+	*w = response{c: c, req: req, hdr: w.hdr, contentLength: -1, buf: w.buf[:0], keys: w.keys[:0], scratch: scratch,
 		isHEAD: req.Method == "HEAD"}
 	w.body = newBody(c, req)
 	if w.body != nil {

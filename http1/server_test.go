@@ -514,3 +514,18 @@ func TestBodyReadFailureCancels(t *testing.T) {
 		t.Fatal("the body read did not fail")
 	}
 }
+
+// TestResetDropsLargeScratch: a connection does not keep a head buffer
+// grown by one huge response head; an ordinary one is kept for reuse.
+func TestResetDropsLargeScratch(t *testing.T) {
+	for _, tt := range []struct {
+		capacity int
+		kept     bool
+	}{{4 << 10, true}, {maxScratch, true}, {maxScratch + 1, false}, {1 << 20, false}} {
+		w := &response{scratch: make([]byte, 10, tt.capacity)}
+		w.reset(&conn{}, &http.Request{Method: "GET", Body: http.NoBody})
+		if kept := cap(w.scratch) == tt.capacity; kept != tt.kept || len(w.scratch) != 0 {
+			t.Errorf("capacity %d: kept %v (len %d), want %v", tt.capacity, kept, len(w.scratch), tt.kept)
+		}
+	}
+}
