@@ -148,15 +148,21 @@ func (w *response) writeBody(p []byte) error {
 	return w.err
 }
 
-// FlushError sends the head and every byte written so far to the client.
-func (w *response) FlushError() error {
+// commit writes the head and the body bytes held back, if not yet done;
+// done says the handler has returned.
+func (w *response) commit(done bool) {
 	if w.status == 0 {
 		w.WriteHeader(http.StatusOK)
 	}
 	if !w.wroteHead {
-		w.writeHead(false, nil)
+		w.writeHead(done, nil)
 		w.writeBody(w.buf)
 	}
+}
+
+// FlushError sends the head and every byte written so far to the client.
+func (w *response) FlushError() error {
+	w.commit(false)
 	if w.err == nil {
 		w.err = w.c.bw.Flush()
 	}
@@ -182,13 +188,7 @@ func (w *response) SetWriteDeadline(t time.Time) error { return w.c.rwc.SetWrite
 
 // finish completes the response after the handler returned.
 func (w *response) finish() error {
-	if w.status == 0 {
-		w.WriteHeader(http.StatusOK)
-	}
-	if !w.wroteHead {
-		w.writeHead(true, nil)
-		w.writeBody(w.buf)
-	}
+	w.commit(true)
 	if w.chunked && !w.isHEAD && w.err == nil {
 		_, w.err = w.c.bw.WriteString("0\r\n\r\n")
 	}
