@@ -7,7 +7,8 @@
 // per request, and formats the response through two layers of buffers;
 // together those were a fifth of a worker's time on small requests (see
 // docs/performance.md, entry 24). This server parses the validated head
-// once with net/textproto, sets two deadlines per keep-alive request, and
+// once with net/textproto, sets one read deadline per keep-alive request
+// (a second to clear it before a body is read), and
 // watches for a client that goes away only once a request has run for
 // [WatchAfter]. It keeps net/http's behaviour where gorn's handler relies
 // on it: the framing a response gets (Content-Length for a small body
@@ -262,10 +263,12 @@ func (c *conn) serve() {
 			if _, err := c.br.Peek(1); err != nil {
 				return
 			}
-			if d := s.ReadHeaderTimeout; d > 0 && !headBuffered(c.br) {
-				c.rwc.SetReadDeadline(time.Now().Add(d))
-			} else if idle > 0 && d == 0 {
-				c.rwc.SetReadDeadline(time.Time{})
+			if !headBuffered(c.br) { // the rest of the head may take time
+				if d := s.ReadHeaderTimeout; d > 0 {
+					c.rwc.SetReadDeadline(time.Now().Add(d))
+				} else if idle > 0 {
+					c.rwc.SetReadDeadline(time.Time{})
+				}
 			}
 		}
 		req, err := readRequest(c.br, c.remote, tmpl)

@@ -529,3 +529,24 @@ func TestResetDropsLargeScratch(t *testing.T) {
 		}
 	}
 }
+
+// TestIdleTimeoutBoundsOnlyTheWait: without a header timeout, the idle
+// timeout bounds the wait for a request's first byte, not the time its
+// head takes after that.
+func TestIdleTimeoutBoundsOnlyTheWait(t *testing.T) {
+	addr := start(t, &Server{IdleTimeout: 200 * time.Millisecond,
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, r.URL.Path) })})
+	c, br := dial(t, addr)
+	for i, path := range []string{"/first", "/second"} {
+		io.WriteString(c, "GET "+path+" HTTP/1.1\r\n")
+		time.Sleep(400 * time.Millisecond)
+		io.WriteString(c, "Host: h\r\n\r\n")
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("request %d: %v", i+1, err)
+		}
+		if got, _ := io.ReadAll(resp.Body); string(got) != path {
+			t.Errorf("request %d: %q", i+1, got)
+		}
+	}
+}
