@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bufio"
 	"bytes"
 	"crypto/sha256"
 	"crypto/tls"
@@ -92,7 +93,7 @@ func getEnviron(t *testing.T, c *http.Client, url string) (*http.Response, map[s
 
 func TestTLSHTTPS(t *testing.T) {
 	p := newTestPKI(t)
-	_, base := startTLS(t, p)
+	s, base := startTLS(t, p)
 	resp, env := getEnviron(t, p.client(false, false), base)
 	if resp.StatusCode != 200 || resp.Proto != "HTTP/1.1" || resp.TLS == nil {
 		t.Fatalf("status %d proto %s tls %v", resp.StatusCode, resp.Proto, resp.TLS != nil)
@@ -105,6 +106,22 @@ func TestTLSHTTPS(t *testing.T) {
 	}
 	if _, ok := env["HTTPS"]; ok {
 		t.Errorf("HTTPS in the environ (gunicorn sets none): %v", env["HTTPS"])
+	}
+	// OPTIONS * goes to the app (basic's 404 for an unknown path), as on
+	// plain connections and in gunicorn; net/http would answer it itself.
+	oc, err := tls.Dial("tcp", s.Addr, &tls.Config{RootCAs: p.Pool, ServerName: "127.0.0.1", NextProtos: []string{"http/1.1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer oc.Close()
+	oc.SetDeadline(time.Now().Add(10 * time.Second))
+	io.WriteString(oc, "OPTIONS * HTTP/1.1\r\nHost: h\r\n\r\n")
+	oresp, err := http.ReadResponse(bufio.NewReader(oc), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if body, _ := io.ReadAll(oresp.Body); oresp.StatusCode != 404 || string(body) != "not found\n" {
+		t.Errorf("OPTIONS *: %d %q, want the app's 404", oresp.StatusCode, body)
 	}
 	// A client that refuses anything below TLS 1.3 is served too.
 	c13 := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: p.Pool, ServerName: "localhost", MinVersion: tls.VersionTLS13}}}

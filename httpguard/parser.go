@@ -297,8 +297,8 @@ func (p *parser) requestLine(content []byte) error {
 		return &Reject{http.StatusBadRequest, "Invalid HTTP Version 'Invalid HTTP Version: " + repr(version) + "'"}
 	}
 	// The four request-target forms of RFC 9112 section 3.2, parsed as
-	// net/http will: "*" only for OPTIONS (net/http answers OPTIONS *
-	// itself), authority-form only for CONNECT.
+	// net/http will: "*" only for OPTIONS (the app gets it, PATH_INFO
+	// "*", as in gunicorn), authority-form only for CONNECT.
 	switch {
 	case target[0] == '/' && bytes.IndexByte(target, '%') < 0:
 		// The origin form without escapes, the common case: with the

@@ -232,6 +232,9 @@ func Main(spec *Spec, log *slog.Logger) int {
 				ConnContext:       connContext,
 				ConnState:         st.connState,
 				Protocols:         tlsconf.Protocols(true),
+				// OPTIONS * goes to the app, as on plain connections
+				// and in gunicorn.
+				DisableGeneralOptionsHandler: true,
 			}
 			hs.SetKeepAlivesEnabled(cfg.KeepAlive > 0)
 			srv = hs
