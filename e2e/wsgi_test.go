@@ -501,6 +501,19 @@ func TestWSGIResponseRules(t *testing.T) {
 		}
 	})
 
+	t.Run("no Content-Type added", func(t *testing.T) {
+		// As gunicorn: a response the app sends without a Content-Type
+		// goes out without one (net/http would sniff one, text/html here).
+		c, br := s.rawConn()
+		resp, body, err := wcExchange(t, c, br, "GET", "GET /untyped HTTP/1.1\r\nHost: h\r\n\r\n")
+		if err != nil || resp.StatusCode != 200 || !strings.Contains(string(body), "no Content-Type") {
+			t.Fatalf("GET /untyped = %d %q %v", resp.StatusCode, body, err)
+		}
+		if v, ok := resp.Header["Content-Type"]; ok {
+			t.Errorf("Content-Type %q was added", v)
+		}
+	})
+
 	t.Run("Connection close from the app", func(t *testing.T) {
 		c, br := s.rawConn()
 		resp, body, err := wcExchange(t, c, br, "GET", "GET /close HTTP/1.1\r\nHost: h\r\n\r\n")

@@ -520,6 +520,11 @@ func (h *handler) writeHead(st *requestState, head protocol.ResponseHead) bool {
 		values[i] = kv[1]
 		hdr[key] = values[i : i+1 : i+1]
 	}
+	if _, ok := hdr["Content-Type"]; !ok {
+		// As gunicorn, no Content-Type when the app sends none: the key
+		// with no value stops the server from sniffing one.
+		hdr["Content-Type"] = nil
+	}
 	if cl := hdr.Get("Content-Length"); cl != "" {
 		// ParseUint, unlike ParseInt, refuses a sign: "+5" is not a valid
 		// Content-Length (RFC 9110: 1*DIGIT) and would be sent as is.

@@ -246,6 +246,11 @@ def app(environ, start_response):
         start_response("%s Whatever" % code, [("X-Status", code)])
         return [b"this body must never reach the client"]
 
+    if path == "/untyped":
+        body = b"<html><body>no Content-Type</body></html>"
+        start_response("200 OK", [("Content-Length", str(len(body)))])
+        return [body]
+
     if path == "/hop":
         body = b"hop-by-hop headers dropped\n"
         start_response("200 OK", text + [
