@@ -209,6 +209,33 @@ type conn struct {
 	cancel context.CancelFunc
 }
 
+// readers and writers hold the buffers of closed connections for new
+// ones (as net/http's do): under one connection per request they were
+// most of the bytes a connection allocated.
+var (
+	readers = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 4<<10) }}
+	writers = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 4<<10) }}
+)
+
+// getBuffers gives c its read and write buffers.
+func (c *conn) getBuffers() {
+	c.br = readers.Get().(*bufio.Reader)
+	c.br.Reset(&c.cr)
+	c.bw = writers.Get().(*bufio.Writer)
+	c.bw.Reset(c.rwc)
+}
+
+// putBuffers gives c's buffers back once nothing can use them.
+func (c *conn) putBuffers() {
+	if c.br != nil {
+		c.br.Reset(nil)
+		readers.Put(c.br)
+		c.bw.Reset(nil)
+		writers.Put(c.bw)
+		c.br, c.bw = nil, nil
+	}
+}
+
 // aLongTimeAgo is a deadline in the past, which stops a pending read.
 var aLongTimeAgo = time.Unix(1, 0)
 
@@ -228,6 +255,7 @@ func (c *conn) serve() {
 		c.rwc.Close()
 		s.forget(c)
 		s.setState(c.rwc, http.StateClosed)
+		c.putBuffers()
 	}()
 	ctx := context.Background()
 	if s.ConnContext != nil {
@@ -241,8 +269,7 @@ func (c *conn) serve() {
 	tmpl := new(http.Request).WithContext(ctx)
 	c.remote = c.rwc.RemoteAddr().String()
 	c.cr.c = c
-	c.br = bufio.NewReaderSize(&c.cr, 4<<10)
-	c.bw = bufio.NewWriterSize(c.rwc, 4<<10)
+	c.getBuffers()
 	c.timer = time.AfterFunc(time.Hour, c.startWatch)
 	c.timer.Stop()
 	if d := s.ReadHeaderTimeout; d > 0 {

@@ -550,3 +550,36 @@ func TestIdleTimeoutBoundsOnlyTheWait(t *testing.T) {
 		}
 	}
 }
+
+// TestBuffersCarryNothingOver: a connection that closes with a request
+// still in its read buffer (pipelined after Connection: close) hands its
+// pooled buffers on empty: the next connections see only their own bytes.
+func TestBuffersCarryNothingOver(t *testing.T) {
+	addr := start(t, &Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, r.URL.Path)
+	})})
+	for i := 0; i < 20; i++ {
+		c, br := dial(t, addr)
+		io.WriteString(c, "GET /closing HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\nGET /left-over HTTP/1.1\r\nHost: h\r\n\r\n")
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil || !resp.Close {
+			t.Fatalf("round %d: %v %v", i, resp, err)
+		}
+		if got, _ := io.ReadAll(resp.Body); string(got) != "/closing" {
+			t.Fatalf("round %d: got %q", i, got)
+		}
+		if !closedByServer(c, br, 5*time.Second) {
+			t.Fatal("the connection stayed open after Connection: close")
+		}
+		c2, br2 := dial(t, addr)
+		io.WriteString(c2, "GET /mine HTTP/1.1\r\nHost: h\r\n\r\n")
+		resp, err = http.ReadResponse(br2, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, _ := io.ReadAll(resp.Body); string(got) != "/mine" {
+			t.Fatalf("round %d: got %q", i, got)
+		}
+		c2.Close()
+	}
+}
