@@ -375,7 +375,7 @@ func (p *parser) field(line, content []byte) error {
 		}
 		f := &p.fields[p.lastField]
 		f.kind = kind
-		f.name = upper(name)
+		f.name = appendUpper(f.name[:0], name) // the field's buffer is reused
 		f.val = append(f.val[:0], value...)
 	}
 	return nil
@@ -756,15 +756,17 @@ func lower(c byte) byte {
 	return c
 }
 
-func upper(b []byte) []byte {
-	u := make([]byte, len(b))
-	for i, c := range b {
+func upper(b []byte) []byte { return appendUpper(make([]byte, 0, len(b)), b) }
+
+// appendUpper appends b, in ASCII upper case, to dst.
+func appendUpper(dst, b []byte) []byte {
+	for _, c := range b {
 		if c >= 'a' && c <= 'z' {
 			c -= 'a' - 'A'
 		}
-		u[i] = c
+		dst = append(dst, c)
 	}
-	return u
+	return dst
 }
 
 // repr quotes client bytes for a message as Python's repr does for a
