@@ -592,6 +592,10 @@ func (m *Master) reap(ev exitEvent) (code int, reason string, halt bool) {
 	w := ev.w
 	delete(m.workers, w.pid)
 	w.ctrl.Close()
+	// The pool's metrics drop the worker before its exit is counted: a
+	// scrape must not see the exit while the dead worker still counts as
+	// ready (and its replacement not yet as spawned).
+	m.publish()
 	m.workerExited(w)
 	m.balance.Release(w.seat)
 	if w.retired == "" && !w.tired { // it left a gap: say why the next spawn fills it
