@@ -341,10 +341,16 @@ func (c *conn) serveRequest(req *http.Request, stale bool) bool {
 // its end (the watcher must not read body bytes).
 func (c *conn) bodyDone() {
 	c.mu.Lock()
-	if c.active {
+	active := c.active
+	if active {
 		c.inRequest = true
 	}
 	c.mu.Unlock()
+	if active {
+		// The timer may have fired while the body was still coming (and
+		// found nothing to watch): the watch starts WatchAfter from now.
+		c.timer.Reset(WatchAfter)
+	}
 }
 
 // startWatch runs on the timer's goroutine once a request has run for

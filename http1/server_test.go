@@ -583,3 +583,30 @@ func TestBuffersCarryNothingOver(t *testing.T) {
 		c2.Close()
 	}
 }
+
+// TestHangUpAfterSlowBodyCancels: a request whose body took longer than
+// WatchAfter to arrive is still watched once the body is read.
+func TestHangUpAfterSlowBodyCancels(t *testing.T) {
+	cancelled := make(chan error, 1)
+	addr := start(t, &Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if b, err := io.ReadAll(r.Body); err != nil || string(b) != "abc" {
+			cancelled <- fmt.Errorf("body %q, %v", b, err)
+			return
+		}
+		select {
+		case <-r.Context().Done():
+			cancelled <- nil
+		case <-time.After(5 * time.Second):
+			cancelled <- errors.New("the context was not cancelled")
+		}
+	})})
+	c, _ := dial(t, addr)
+	io.WriteString(c, "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\r\n")
+	time.Sleep(4 * WatchAfter) // past the first WatchAfter, with the body unread
+	io.WriteString(c, "abc")
+	time.Sleep(4 * WatchAfter)
+	c.Close()
+	if err := <-cancelled; err != nil {
+		t.Fatal(err)
+	}
+}
