@@ -7,6 +7,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+
+	"github.com/gorn-project/gorn/httpguard"
 )
 
 // bufferBeforeChunking is how many body bytes a response holds back
@@ -335,7 +337,7 @@ func (w *response) appendHeader(b []byte) []byte {
 	slices.Sort(keys)
 	w.keys = keys
 	for _, k := range keys {
-		if !validName(k) {
+		if !httpguard.IsToken(k) {
 			continue
 		}
 		for _, v := range w.hdr[k] {
@@ -364,33 +366,6 @@ func appendValue(b []byte, v string) []byte {
 	}
 	return b
 }
-
-// validName reports whether k is a token (RFC 9110 section 5.6.2).
-func validName(k string) bool {
-	if k == "" {
-		return false
-	}
-	for i := 0; i < len(k); i++ {
-		c := k[i]
-		if c >= 0x80 || !isTokenByte[c] {
-			return false
-		}
-	}
-	return true
-}
-
-var isTokenByte = func() (t [128]bool) {
-	for c := '0'; c <= '9'; c++ {
-		t[c] = true
-	}
-	for c := 'a'; c <= 'z'; c++ {
-		t[c], t[c-'a'+'A'] = true, true
-	}
-	for _, c := range "!#$%&'*+-.^_`|~" {
-		t[c] = true
-	}
-	return t
-}()
 
 // bodyAllowedForStatus reports whether a response with status may have a
 // body (not 1xx, 204 or 304).

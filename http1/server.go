@@ -24,6 +24,7 @@ package http1
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -376,8 +377,7 @@ func (c *conn) startWatch() {
 	if n == 1 {
 		c.cr.hasByte, c.cr.byte = true, b[0]
 	}
-	var ne net.Error
-	if err != nil && !(errors.As(err, &ne) && ne.Timeout() && !c.inRequest) {
+	if err != nil && !(isTimeout(err) && !c.inRequest) { // not stopWatch's abort
 		c.hungUp = true
 		c.cancel()
 	}
@@ -443,10 +443,5 @@ func (r *connReader) Read(p []byte) (int, error) {
 // headBuffered reports whether br holds a whole request head already.
 func headBuffered(br *bufio.Reader) bool {
 	b, _ := br.Peek(br.Buffered())
-	for i := 0; i+3 < len(b); i++ {
-		if b[i] == '\r' && b[i+1] == '\n' && b[i+2] == '\r' && b[i+3] == '\n' {
-			return true
-		}
-	}
-	return false
+	return bytes.Contains(b, []byte("\r\n\r\n"))
 }

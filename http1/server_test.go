@@ -271,17 +271,22 @@ func TestExpectContinue(t *testing.T) {
 	}
 }
 
+// waitCancelled waits up to 5 s for ctx to end; an error if it does not.
+func waitCancelled(ctx context.Context) error {
+	select {
+	case <-ctx.Done():
+		return nil
+	case <-time.After(5 * time.Second):
+		return errors.New("the context was not cancelled")
+	}
+}
+
 // TestHangUpCancels: a client that hangs up while its request runs
 // cancels the request's context (once the request has run WatchAfter).
 func TestHangUpCancels(t *testing.T) {
 	cancelled := make(chan error, 1)
 	addr := start(t, &Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		select {
-		case <-r.Context().Done():
-			cancelled <- nil
-		case <-time.After(5 * time.Second):
-			cancelled <- errors.New("the context was not cancelled")
-		}
+		cancelled <- waitCancelled(r.Context())
 	})})
 	c, _ := dial(t, addr)
 	io.WriteString(c, "GET / HTTP/1.1\r\nHost: h\r\n\r\n")
@@ -593,12 +598,7 @@ func TestHangUpAfterSlowBodyCancels(t *testing.T) {
 			cancelled <- fmt.Errorf("body %q, %v", b, err)
 			return
 		}
-		select {
-		case <-r.Context().Done():
-			cancelled <- nil
-		case <-time.After(5 * time.Second):
-			cancelled <- errors.New("the context was not cancelled")
-		}
+		cancelled <- waitCancelled(r.Context())
 	})})
 	c, _ := dial(t, addr)
 	io.WriteString(c, "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\r\n")

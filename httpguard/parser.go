@@ -662,12 +662,16 @@ var tokenChars = func() (t [256]bool) {
 
 func isTokenByte(c byte) bool { return tokenChars[c] }
 
-func isToken(b []byte) bool {
+// IsToken reports whether s is a token (RFC 9110 section 5.6.2), the
+// syntax of a header field name.
+func IsToken(s string) bool { return isToken(s) }
+
+func isToken[T string | []byte](b T) bool {
 	if len(b) == 0 {
 		return false
 	}
-	for _, c := range b {
-		if !tokenChars[c] {
+	for i := 0; i < len(b); i++ {
+		if !tokenChars[b[i]] {
 			return false
 		}
 	}
