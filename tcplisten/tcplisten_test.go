@@ -1,6 +1,7 @@
 package tcplisten
 
 import (
+	"bytes"
 	"errors"
 	"io"
 	"net"
@@ -8,6 +9,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -127,29 +129,215 @@ func TestAcceptedConnection(t *testing.T) {
 }
 
 // The errors are what a *net.TCPConn returns, which net/http and
-// crypto/tls depend on.
+// crypto/tls depend on: for a connection still outside the poller as for
+// one in it.
 func TestErrors(t *testing.T) {
-	_, _, c := accepted(t, "127.0.0.1:0")
-	c.SetReadDeadline(time.Now().Add(20 * time.Millisecond))
-	_, err := c.Read(make([]byte, 1))
-	var ne net.Error
-	var oe *net.OpError
-	if !errors.As(err, &ne) || !ne.Timeout() || !errors.Is(err, os.ErrDeadlineExceeded) || !errors.As(err, &oe) || oe.Op != "read" {
-		t.Errorf("read past the deadline: %#v; want a timeout *net.OpError (read)", err)
-	}
-	c.SetReadDeadline(time.Time{})
-	c.Close()
-	for _, op := range []struct {
-		name string
-		do   func() error
+	for _, tc := range []struct {
+		name   string
+		polled bool
 	}{
-		{"read", func() error { _, err := c.Read(make([]byte, 1)); return err }},
-		{"write", func() error { _, err := c.Write([]byte("x")); return err }},
-		{"close", c.Close},
+		{"before the poller", false},
+		{"in the poller", true},
 	} {
-		if err := op.do(); !errors.Is(err, net.ErrClosed) || !errors.As(err, &oe) {
-			t.Errorf("%s after Close: %v; want a *net.OpError wrapping net.ErrClosed", op.name, err)
+		t.Run(tc.name, func(t *testing.T) {
+			_, _, c := accepted(t, "127.0.0.1:0")
+			var ne net.Error
+			var oe *net.OpError
+			if tc.polled { // a read that waits: into the poller
+				c.SetReadDeadline(time.Now().Add(20 * time.Millisecond))
+			} else { // a deadline already past: refused before any read
+				c.SetReadDeadline(time.Now().Add(-time.Second))
+			}
+			_, err := c.Read(make([]byte, 1))
+			if !errors.As(err, &ne) || !ne.Timeout() || !errors.Is(err, os.ErrDeadlineExceeded) || !errors.As(err, &oe) || oe.Op != "read" {
+				t.Errorf("read past the deadline: %#v; want a timeout *net.OpError (read)", err)
+			}
+			if got := c.p.Load() != nil; got != tc.polled {
+				t.Fatalf("in the poller: %v, want %v", got, tc.polled)
+			}
+			c.SetReadDeadline(time.Time{})
+			c.Close()
+			for _, op := range []struct {
+				name string
+				do   func() error
+			}{
+				{"read", func() error { _, err := c.Read(make([]byte, 1)); return err }},
+				{"write", func() error { _, err := c.Write([]byte("x")); return err }},
+				{"set deadline", func() error { return c.SetDeadline(time.Now()) }},
+				{"close write", c.CloseWrite},
+				{"close", c.Close},
+			} {
+				if err := op.do(); !errors.Is(err, net.ErrClosed) || !errors.As(err, &oe) {
+					t.Errorf("%s after Close: %v; want a *net.OpError wrapping net.ErrClosed", op.name, err)
+				}
+			}
+		})
+	}
+}
+
+// A client that sends its request with the connection is answered and
+// closed without the connection ever entering the poller; a read that has
+// to wait, a write that fills the send buffer, or SyscallConn put it
+// there, keeping the deadlines set before.
+func TestEntersPollerOnlyToWait(t *testing.T) {
+	t.Run("request already there", func(t *testing.T) {
+		_, client, c := accepted(t, "127.0.0.1:0")
+		io.WriteString(client, "ping")
+		c.SetReadDeadline(time.Now().Add(5 * time.Second)) // remembered, not a timer
+		buf := make([]byte, 16)
+		deadline := time.Now().Add(5 * time.Second)
+		n := 0
+		for n < 4 && time.Now().Before(deadline) { // the bytes may come in pieces
+			m, err := c.Read(buf[n:])
+			if err != nil {
+				t.Fatal(err)
+			}
+			n += m
 		}
+		if _, err := c.Write([]byte("pong")); err != nil {
+			t.Fatal(err)
+		}
+		if c.p.Load() != nil {
+			t.Error("the connection entered the poller without waiting")
+		}
+		if err := c.Close(); err != nil {
+			t.Fatal(err)
+		}
+		client.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if got, err := io.ReadAll(client); err != nil || string(got) != "pong" || string(buf[:n]) != "ping" {
+			t.Errorf("server read %q; client read %q, %v; want ping, then pong and EOF", buf[:n], got, err)
+		}
+	})
+	t.Run("read waits", func(t *testing.T) {
+		_, client, c := accepted(t, "127.0.0.1:0")
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		go func() {
+			time.Sleep(20 * time.Millisecond)
+			io.WriteString(client, "late")
+		}()
+		buf := make([]byte, 4)
+		if _, err := io.ReadFull(c, buf); err != nil || string(buf) != "late" {
+			t.Fatalf("read %q, %v", buf, err)
+		}
+		if c.p.Load() == nil {
+			t.Error("a read that waited left the connection outside the poller")
+		}
+	})
+	t.Run("deadline set before the wait", func(t *testing.T) {
+		_, _, c := accepted(t, "127.0.0.1:0")
+		c.SetReadDeadline(time.Now().Add(30 * time.Millisecond))
+		done := make(chan error, 1)
+		go func() { _, err := c.Read(make([]byte, 1)); done <- err }()
+		select {
+		case err := <-done:
+			if !errors.Is(err, os.ErrDeadlineExceeded) {
+				t.Errorf("read: %v; want the deadline set before it waited", err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("read still waiting 5 s past its deadline")
+		}
+	})
+	t.Run("close stops a waiting read", func(t *testing.T) {
+		_, _, c := accepted(t, "127.0.0.1:0")
+		done := make(chan error, 1)
+		go func() { _, err := c.Read(make([]byte, 1)); done <- err }()
+		for c.p.Load() == nil { // the read is waiting in the poller
+			time.Sleep(time.Millisecond)
+		}
+		c.Close()
+		select {
+		case err := <-done:
+			if !errors.Is(err, net.ErrClosed) {
+				t.Errorf("read: %v; want net.ErrClosed", err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("read still waiting 5 s after Close")
+		}
+	})
+	t.Run("write fills the send buffer", func(t *testing.T) {
+		_, client, c := accepted(t, "127.0.0.1:0")
+		big := make([]byte, 8<<20) // more than both socket buffers hold
+		for i := range big {
+			big[i] = byte(i)
+		}
+		got := make(chan []byte, 1)
+		go func() {
+			time.Sleep(20 * time.Millisecond) // let the write fill the buffers first
+			client.SetReadDeadline(time.Now().Add(10 * time.Second))
+			b, _ := io.ReadAll(client)
+			got <- b
+		}()
+		c.SetWriteDeadline(time.Now().Add(10 * time.Second))
+		if n, err := c.Write(big); n != len(big) || err != nil {
+			t.Fatalf("Write = %d, %v; want %d, nil", n, err, len(big))
+		}
+		if c.p.Load() == nil {
+			t.Error("a write that waited left the connection outside the poller")
+		}
+		c.Close()
+		if b := <-got; !bytes.Equal(b, big) {
+			t.Errorf("client read %d bytes, not the %d written in order", len(b), len(big))
+		}
+	})
+	t.Run("SyscallConn", func(t *testing.T) {
+		_, client, c := accepted(t, "127.0.0.1:0")
+		raw, err := c.SyscallConn()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.p.Load() == nil {
+			t.Fatal("SyscallConn left the connection outside the poller")
+		}
+		go func() {
+			time.Sleep(20 * time.Millisecond)
+			io.WriteString(client, "x")
+		}()
+		var n int
+		var rerr error
+		err = raw.Read(func(fd uintptr) bool { // waits in the poller
+			n, rerr = unix.Read(int(fd), make([]byte, 1))
+			return rerr != unix.EAGAIN
+		})
+		if err != nil || rerr != nil || n != 1 {
+			t.Errorf("RawConn.Read: %v, read(2) %d, %v; want one byte", err, n, rerr)
+		}
+	})
+}
+
+// Reads, writes, deadlines and Close from several goroutines at once, as
+// http1's request and watcher goroutines make them, on connections that
+// start outside the poller (run with -race).
+func TestConcurrentUse(t *testing.T) {
+	for range 20 {
+		_, client, c := accepted(t, "127.0.0.1:0")
+		go io.Copy(io.Discard, client)
+		io.WriteString(client, "abc")
+		var wg sync.WaitGroup
+		wg.Add(3)
+		go func() {
+			defer wg.Done()
+			buf := make([]byte, 8)
+			for {
+				if _, err := c.Read(buf); err != nil {
+					return
+				}
+			}
+		}()
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 50; i++ {
+				if _, err := c.Write([]byte("x")); err != nil {
+					return
+				}
+				c.SetReadDeadline(time.Now().Add(time.Second))
+			}
+		}()
+		go func() {
+			defer wg.Done()
+			time.Sleep(time.Millisecond)
+			c.Close()
+		}()
+		wg.Wait()
 	}
 }
 

@@ -151,20 +151,20 @@ func (f *FD) write(fd uintptr) bool {
 func (o *op) result(syscallName string, pollErr error) (int, error) {
 	switch {
 	case pollErr != nil:
-		return o.n, pollError(pollErr)
+		return o.n, PollError(pollErr)
 	case o.errno != 0:
 		return o.n, os.NewSyscallError(syscallName, o.errno)
 	}
 	return o.n, nil
 }
 
-// pollError is what the poller's error means to a caller. The poller
+// PollError is what the poller's error means to a caller. The poller
 // says "closed" differently for a net.Conn (net.ErrClosed) and an *os.File
 // (internal/poll's ErrFileClosing, which os.File turns into os.ErrClosed):
 // both become net.ErrClosed. Past the deadline stays
 // os.ErrDeadlineExceeded; anything else (a descriptor that is not in the
 // poller) is returned as it is.
-func pollError(err error) error {
+func PollError(err error) error {
 	if errors.Is(err, net.ErrClosed) || err.Error() == errFileClosing {
 		return net.ErrClosed
 	}
