@@ -16,6 +16,7 @@ package httpguard
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -201,13 +202,16 @@ var readBufs = sync.Pool{New: func() any { return new([readBuf]byte) }}
 // Conn is a connection whose reads are validated HTTP/1 requests.
 type Conn struct {
 	net.Conn
-	p        parser
-	in       []byte // raw bytes read and not yet parsed: in[inOff:]
-	inOff    int
-	out      []byte // validated bytes not yet returned: out[outOff:]
-	outOff   int
-	err      error // sticky: a BodyError, or the drain after a rejection
-	pass     atomic.Bool
+	p      parser
+	in     []byte // raw bytes read and not yet parsed: in[inOff:]
+	inOff  int
+	out    []byte // validated bytes not yet returned: out[outOff:]
+	outOff int
+	err    error // sticky: a BodyError, or the drain after a rejection
+	pass   atomic.Bool
+	// state is idle, reading (a Read runs) or closed (Close found no
+	// Read running and gave the read buffer back).
+	state    atomic.Int32
 	checked  bool // the ALPN choice was asked for
 	rejected bool // the synthetic request is out; drain the rest
 }
@@ -249,8 +253,46 @@ func (l *Listener) Accept() (net.Conn, error) {
 	return Wrap(c, l.Config), nil
 }
 
-// Read returns validated request bytes.
+// Read returns validated request bytes. After Close it returns the
+// wrapped conn's error.
 func (c *Conn) Read(b []byte) (int, error) {
+	if !c.state.CompareAndSwap(idle, reading) {
+		if c.state.Load() == closed {
+			return c.Conn.Read(b) // fails: the wrapped conn is closed
+		}
+		return 0, errConcurrentRead
+	}
+	n, err := c.read(b)
+	c.state.Store(idle)
+	return n, err
+}
+
+// A Conn's states (Conn.state).
+const (
+	idle int32 = iota
+	reading
+	closed
+)
+
+// errConcurrentRead is Read's error while another Read runs: the guard
+// reads for one caller at a time (net/http's and gorn's servers never
+// read a connection twice at once).
+var errConcurrentRead = errors.New("httpguard: concurrent Read on one connection")
+
+// Close closes the wrapped conn. Unless a Read is running (it gives the
+// buffer back itself when its read fails), the read buffer goes back to
+// the pool at once: a connection closed after its response, with no
+// failed read to end it, would otherwise leave it to the garbage
+// collector, and the next connection would allocate a new one.
+func (c *Conn) Close() error {
+	err := c.Conn.Close()
+	if c.state.CompareAndSwap(idle, closed) {
+		c.giveBack()
+	}
+	return err
+}
+
+func (c *Conn) read(b []byte) (int, error) {
 	for {
 		if c.outOff < len(c.out) {
 			n := copy(b, c.out[c.outOff:])
@@ -330,8 +372,8 @@ func (c *Conn) Read(b []byte) (int, error) {
 // failed (closed, failed or at its end, or stopped by a deadline, as
 // net/http stops its background read after every request), everything
 // read before being parsed, and once bytes pass straight through (h2).
-// Only Read, never run twice at once, touches the buffer; the next Read
-// that needs one takes one again.
+// Only Read, never run twice at once, and Close while no Read runs touch
+// the buffer; the next Read that needs one takes one again.
 func (c *Conn) giveBack() {
 	if cap(c.in) != 0 {
 		readBufs.Put((*[readBuf]byte)(c.in[:readBuf]))

@@ -315,6 +315,66 @@ func TestReadBufferGivenBack(t *testing.T) {
 	}
 }
 
+// TestCloseGivesBufferBack checks that Close gives the read buffer back
+// when no Read runs (a connection closed after its response, with no
+// failed read to do it), that a Read running at Close keeps it until its
+// read fails, and that the guard never reads for two callers at once.
+func TestCloseGivesBufferBack(t *testing.T) {
+	const head = "GET / HTTP/1.1\r\nHost: h\r\n\r\n"
+	for _, tc := range []struct {
+		name    string
+		reading bool // a Read waits for more when Close comes
+	}{
+		{"closed between reads", false},
+		{"closed while a Read waits", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			server, client := net.Pipe()
+			defer client.Close()
+			g := Wrap(server, nil)
+			go io.WriteString(client, head)
+			buf := make([]byte, 256)
+			if n, err := g.Read(buf); err != nil || string(buf[:n]) != head {
+				t.Fatalf("Read = %q, %v; want the request", buf[:n], err)
+			}
+			if cap(g.in) == 0 {
+				t.Fatal("no read buffer held after a read: nothing to give back")
+			}
+			var readErr chan error
+			if tc.reading {
+				readErr = make(chan error, 1)
+				go func() { _, err := g.Read(buf); readErr <- err }()
+				deadline := time.Now().Add(5 * time.Second)
+				for g.state.Load() != reading && time.Now().Before(deadline) {
+					time.Sleep(time.Millisecond)
+				}
+				if _, err := g.Read(make([]byte, 1)); err != errConcurrentRead {
+					t.Errorf("a second Read at once: %v; want errConcurrentRead", err)
+				}
+			}
+			if err := g.Close(); err != nil {
+				t.Fatal(err)
+			}
+			if tc.reading {
+				select {
+				case err := <-readErr:
+					if err == nil {
+						t.Error("the waiting Read returned no error after Close")
+					}
+				case <-time.After(5 * time.Second):
+					t.Fatal("the waiting Read still runs 5 s after Close")
+				}
+			}
+			if cap(g.in) != 0 {
+				t.Error("the conn still holds its read buffer after Close")
+			}
+			if n, err := g.Read(buf); n != 0 || !errors.Is(err, io.ErrClosedPipe) {
+				t.Errorf("Read after Close = %d, %v; want the wrapped conn's error", n, err)
+			}
+		})
+	}
+}
+
 type errReader struct{ err error }
 
 func (r errReader) Read([]byte) (int, error) { return 0, r.err }
