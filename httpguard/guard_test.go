@@ -522,3 +522,41 @@ func TestFeedAllocatesNothing(t *testing.T) {
 		}
 	}
 }
+
+// A connection after a closed one finds the parser's buffers grown: the
+// whole life of a Connection: close connection, Wrap to Close, allocates
+// only the Conn itself.
+func TestNewConnReusesBuffers(t *testing.T) {
+	for _, raw := range []string{
+		"GET / HTTP/1.1\r\nHost: example.com\r\nUser-Agent: t\r\nAccept: */*\r\nConnection: close\r\n\r\n",
+		"POST /a?b=c HTTP/1.1\r\nHost: example.com\r\nContent-Length: 2\r\nExpect: 100-continue\r\n\r\nok",
+	} {
+		cfg := Defaults()
+		src := strings.NewReader(raw)
+		fc := &fakeConn{r: src}
+		buf := make([]byte, 512)
+		serve := func() {
+			src.Reset(raw)
+			g := Wrap(fc, &cfg)
+			n := 0
+			for n < len(raw) {
+				m, err := g.Read(buf[n:])
+				if err != nil {
+					t.Fatalf("Read: %v after %q", err, buf[:n])
+				}
+				n += m
+			}
+			g.Close()
+			if g.bufs != nil || g.p.head != nil || g.out != nil || cap(g.in) != 0 {
+				t.Fatal("Close kept the connection's buffers")
+			}
+		}
+		serve() // the buffers grow once
+		if raceEnabled {
+			continue // sync.Pool drops a share of its buffers on purpose
+		}
+		if n := testing.AllocsPerRun(100, serve); n > 1 {
+			t.Errorf("%q: %.1f allocations per connection, want 1 (the Conn)", raw, n)
+		}
+	}
+}
