@@ -226,32 +226,23 @@ func TestEntersPollerOnlyToWait(t *testing.T) {
 	t.Run("deadline set before the wait", func(t *testing.T) {
 		_, _, c := accepted(t, "127.0.0.1:0")
 		c.SetReadDeadline(time.Now().Add(30 * time.Millisecond))
-		done := make(chan error, 1)
-		go func() { _, err := c.Read(make([]byte, 1)); done <- err }()
-		select {
-		case err := <-done:
-			if !errors.Is(err, os.ErrDeadlineExceeded) {
-				t.Errorf("read: %v; want the deadline set before it waited", err)
-			}
-		case <-time.After(5 * time.Second):
-			t.Fatal("read still waiting 5 s past its deadline")
+		done := readOne(c)
+		if err := waitErr(t, done, "past its deadline"); !errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Errorf("read: %v; want the deadline set before it waited", err)
 		}
 	})
 	t.Run("close stops a waiting read", func(t *testing.T) {
 		_, _, c := accepted(t, "127.0.0.1:0")
-		done := make(chan error, 1)
-		go func() { _, err := c.Read(make([]byte, 1)); done <- err }()
-		for c.p.Load() == nil { // the read is waiting in the poller
+		done := readOne(c)
+		for deadline := time.Now().Add(5 * time.Second); c.p.Load() == nil; { // the read waits in the poller
+			if time.Now().After(deadline) {
+				t.Fatal("the read has not entered the poller after 5 s")
+			}
 			time.Sleep(time.Millisecond)
 		}
 		c.Close()
-		select {
-		case err := <-done:
-			if !errors.Is(err, net.ErrClosed) {
-				t.Errorf("read: %v; want net.ErrClosed", err)
-			}
-		case <-time.After(5 * time.Second):
-			t.Fatal("read still waiting 5 s after Close")
+		if err := waitErr(t, done, "after Close"); !errors.Is(err, net.ErrClosed) {
+			t.Errorf("read: %v; want net.ErrClosed", err)
 		}
 	})
 	t.Run("write fills the send buffer", func(t *testing.T) {
@@ -302,6 +293,26 @@ func TestEntersPollerOnlyToWait(t *testing.T) {
 			t.Errorf("RawConn.Read: %v, read(2) %d, %v; want one byte", err, n, rerr)
 		}
 	})
+}
+
+// readOne reads one byte of c in a goroutine; its error comes on the
+// channel.
+func readOne(c *Conn) <-chan error {
+	done := make(chan error, 1)
+	go func() { _, err := c.Read(make([]byte, 1)); done <- err }()
+	return done
+}
+
+// waitErr waits up to 5 s for done's error.
+func waitErr(t *testing.T, done <-chan error, what string) error {
+	t.Helper()
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(5 * time.Second):
+		t.Fatalf("read still waiting 5 s %s", what)
+		return nil
+	}
 }
 
 // Reads, writes, deadlines and Close from several goroutines at once, as
