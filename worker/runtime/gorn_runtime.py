@@ -61,6 +61,16 @@ RECV_BUFFER = 256 << 10
 # and payload as two buffers, rather than joined (a copy) first.
 SCATTER_MIN = 16 << 10
 
+# start_response remembers up to HEAD_CACHE_SIZE heads it has checked, by
+# status and headers: most apps send a few heads over and over, and a head
+# seen before needs neither the checks nor the join again. Once the cache
+# fills with fewer hits than entries since it last did, the app's heads
+# rarely repeat (a session cookie or an ETag in each), and the cache is
+# dropped for good (head_cache becomes None).
+HEAD_CACHE_SIZE = 256
+head_cache = {}
+head_cache_hits = 0
+
 WORKER_BOOT_ERROR = 3
 APP_LOAD_ERROR = 4
 
@@ -400,6 +410,9 @@ class Request:
 class Responder:
     """Runs the app for one request and streams its response."""
 
+    __slots__ = ("server", "req", "status", "headers", "head", "headers_sent", "length",
+                 "sent", "ended", "excess", "slotless", "__weakref__")
+
     def __init__(self, server, req):
         self.server = server
         self.req = req
@@ -418,6 +431,7 @@ class Responder:
         self.slotless = False  # a chunk found no free shared slot (logged once)
 
     def start_response(self, status, headers, exc_info=None):
+        global head_cache, head_cache_hits
         if exc_info:
             try:
                 if self.headers_sent:
@@ -426,6 +440,21 @@ class Responder:
                 exc_info = None
         elif self.status is not None:
             raise AssertionError("start_response called a second time without exc_info")
+        # A head checked before (see HEAD_CACHE_SIZE).
+        cache = head_cache
+        key = None
+        if cache is not None and type(status) is str and type(headers) is list:
+            try:
+                key = (status, *headers)
+                hit = cache.get(key)
+            except TypeError:  # an unhashable item: the checks say what is wrong
+                key = hit = None
+            if hit is not None:
+                head_cache_hits += 1
+                self.status = status
+                self.headers = headers
+                self.head, self.length = hit
+                return self.write
         # The common case in one pass: the head the Start frame carries,
         # checked as a whole; anything odd goes through check_head for a
         # precise error.
@@ -456,6 +485,14 @@ class Responder:
         self.headers = headers
         self.head = head
         self.length = int(length) if length and length.isdigit() and length.isascii() else None
+        if key is not None:
+            if len(cache) >= HEAD_CACHE_SIZE:
+                if head_cache_hits < HEAD_CACHE_SIZE:
+                    head_cache = None
+                    return self.write
+                cache.clear()
+                head_cache_hits = 0
+            cache[key] = (head, self.length)
         return self.write
 
     def _head_frame(self, flags, body):
@@ -716,6 +753,9 @@ class Connection:
         return pack_frame(T_SHARED, flags, sid, SHARED.pack(slot, len(chunk)))
 
     def send(self, data):
+        if not self.threaded:  # one thread sends: no lock to take
+            self.sock.sendall(data)
+            return
         with self.wlock:
             self.sock.sendall(data)
 

@@ -654,6 +654,61 @@ class StartResponseTests(unittest.TestCase):
         self.assertEqual(conn.sent, [])
 
 
+class HeadCacheTests(unittest.TestCase):
+    """start_response's cache of the heads it has checked."""
+
+    def setUp(self):
+        saved = rt.head_cache, rt.head_cache_hits
+        rt.head_cache, rt.head_cache_hits = {}, 0
+
+        def restore():
+            rt.head_cache, rt.head_cache_hits = saved
+        self.addCleanup(restore)
+
+    def start(self, status, headers):
+        r = rt.Responder(None, None)
+        self.assertEqual(r.start_response(status, headers), r.write)
+        self.assertEqual((r.status, r.headers), (status, headers))
+        return r.head, r.length
+
+    def test_a_repeated_head_is_the_one_checked(self):
+        cases = [
+            ("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "13")],
+             "200 OK\x00Content-Type\x00text/plain\x00Content-Length\x0013", 13),
+            ("404 Not Found", [], "404 Not Found", None),
+            ("200 OK", [("Content-Length", "1"), ("content-length", "2")],  # two: not trusted
+             "200 OK\x00Content-Length\x001\x00content-length\x002", None),
+            ("200 OK", [("Content-Length", "x1")], "200 OK\x00Content-Length\x00x1", None),
+        ]
+        for status, headers, head, length in cases:
+            with self.subTest(status=status, headers=headers):
+                self.assertEqual(self.start(status, list(headers)), (head, length))
+                self.assertEqual(self.start(status, list(headers)), (head, length))  # an equal list: from the cache
+        self.assertEqual(rt.head_cache_hits, len(cases))
+
+    def test_refused_heads_are_refused_again(self):
+        for headers, exc in [([("X", "a\rb")], ValueError), ([["X", "y"]], TypeError), ([("X", ["y"])], TypeError)]:
+            with self.subTest(headers=headers):
+                for _ in range(2):
+                    with self.assertRaises(exc):
+                        rt.Responder(None, None).start_response("200 OK", headers)
+        self.assertEqual(rt.head_cache, {})
+
+    def test_heads_that_rarely_repeat_turn_the_cache_off(self):
+        for i in range(rt.HEAD_CACHE_SIZE + 1):
+            self.start("200 OK", [("ETag", str(i))])
+        self.assertIsNone(rt.head_cache)
+        self.assertEqual(self.start("200 OK", [("ETag", "x")]), ("200 OK\x00ETag\x00x", None))
+
+    def test_heads_that_repeat_keep_the_cache(self):
+        for _ in range(rt.HEAD_CACHE_SIZE + 1):
+            self.start("200 OK", [])
+        for i in range(rt.HEAD_CACHE_SIZE + 1):  # fills it: cleared, not dropped
+            self.start("200 OK", [("ETag", str(i))])
+        self.assertIsNotNone(rt.head_cache)
+        self.assertLessEqual(len(rt.head_cache), rt.HEAD_CACHE_SIZE)
+
+
 # ----------------------------------------------------------------- responses
 
 class Result:
