@@ -30,6 +30,7 @@ PROTOCOL_VERSION = 1
 HEADER = struct.Struct("<IBBI")
 HEADER_SIZE = HEADER.size
 U32 = struct.Struct("<I")
+START_HEADER = struct.Struct("<IBBII")  # a Start frame's header and its head's length
 SHARED = struct.Struct("<II")  # a Shared frame's payload: slot, length
 MAX_PAYLOAD = 16 << 20
 
@@ -125,8 +126,11 @@ def decode_request(payload):
     (n,) = U32.unpack_from(payload)
     if n > len(payload) - 4:
         raise ProtocolError("request environ truncated")
-    with memoryview(payload) as view:
-        environ = marshal.loads(view[4:4 + n])
+    if n <= 4096:  # copying a small environ costs less than a view
+        environ = marshal.loads(payload[4:4 + n])
+    else:
+        with memoryview(payload) as view:
+            environ = marshal.loads(view[4:4 + n])
     if type(environ) is not dict:
         raise ProtocolError("request environ is not a dict")
     return environ, payload[4 + n:]
@@ -500,8 +504,8 @@ class Responder:
             head = self.head.encode("latin-1")
         except UnicodeEncodeError as e:
             raise ValueError("response status and headers must be latin-1: %s" % e)
-        payload = U32.pack(len(head)) + head + body
-        return HEADER.pack(len(payload), T_START, flags, self.req.sid) + payload
+        return (START_HEADER.pack(4 + len(head) + len(body), T_START, flags, self.req.sid, len(head))
+                + head + body)
 
     def write(self, data):
         """The write() callable, and how every body chunk is sent."""
@@ -617,9 +621,9 @@ class Responder:
                         len(body) < SCATTER_MIN or req.conn.shared is None):
                     frame = self._head_frame(F_END, body)
                     self.headers_sent = self.ended = True
-                    self._log_excess()
-                    self._close(result)
-                    result = None
+                    if self.excess:
+                        self._log_excess()
+                    result = None  # a list: nothing to close
                     req.conn.send(frame)
                     return
             for chunk in result:

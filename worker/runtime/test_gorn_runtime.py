@@ -129,6 +129,16 @@ class VectorTests(unittest.TestCase):
                 self.assertEqual(environ, {text(k): text(v) for k, v in c["pairs"]})
                 self.assertEqual(body, bytes.fromhex(c["body"]))
 
+    def test_small_and_large_environs(self):
+        # Under 4 KiB decode_request copies the environ; above, it reads it
+        # through a view: the same dict either way.
+        for size in (10, 4090, 5000, 300000):
+            with self.subTest(size=size):
+                env = {"PATH_INFO": "/", "HTTP_X_BIG": "v" * size}
+                raw = marshal.dumps(env)
+                environ, body = rt.decode_request(rt.U32.pack(len(raw)) + raw + b"body")
+                self.assertEqual((environ, body), (env, b"body"))
+
     def test_starts(self):
         for c in V["starts"]:
             with self.subTest(c["name"]):
