@@ -614,11 +614,14 @@ class Responder:
                     raise TypeError("response body must be bytes, not %s" % type(body).__name__)
                 if self.status is None:
                     raise AssertionError("the app returned without calling start_response()")
-                if self.length is not None and len(body) > self.length:
-                    self.excess = len(body) - self.length
-                    body = body[:self.length]
-                if len(body) <= req.credit and len(body) <= MAX_DATA and (
-                        len(body) < SCATTER_MIN or req.conn.shared is None):
+                size = len(body)
+                length = self.length
+                if length is not None and size > length:
+                    self.excess = size - length
+                    body = body[:length]
+                    size = length
+                if size <= req.credit and size <= MAX_DATA and (
+                        size < SCATTER_MIN or req.conn.shared is None):
                     frame = self._head_frame(F_END, body)
                     self.headers_sent = self.ended = True
                     if self.excess:
