@@ -67,8 +67,11 @@ SCATTER_MIN = 16 << 10
 # seen before needs neither the checks nor the join again. Once the cache
 # fills with fewer hits than entries since it last did, the app's heads
 # rarely repeat (a session cookie or an ETag in each), and the cache is
-# dropped for good (head_cache becomes None).
+# dropped for good (head_cache becomes None). Heads longer than
+# HEAD_CACHE_MAX bytes are not kept, so the cache stays under about a
+# megabyte.
 HEAD_CACHE_SIZE = 256
+HEAD_CACHE_MAX = 2048
 head_cache = {}
 head_cache_hits = 0
 
@@ -489,7 +492,7 @@ class Responder:
         self.headers = headers
         self.head = head
         self.length = int(length) if length and length.isdigit() and length.isascii() else None
-        if key is not None:
+        if key is not None and len(head) <= HEAD_CACHE_MAX:
             if len(cache) >= HEAD_CACHE_SIZE:
                 if head_cache_hits < HEAD_CACHE_SIZE:
                     head_cache = None

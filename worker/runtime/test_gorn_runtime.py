@@ -696,6 +696,12 @@ class HeadCacheTests(unittest.TestCase):
                 self.assertEqual(self.start(status, list(headers)), (head, length))  # an equal list: from the cache
         self.assertEqual(rt.head_cache_hits, len(cases))
 
+    def test_long_heads_are_not_kept(self):
+        big = [("Content-Security-Policy", "x" * rt.HEAD_CACHE_MAX)]
+        self.start("200 OK", big)
+        self.start("200 OK", big)
+        self.assertEqual((rt.head_cache, rt.head_cache_hits), ({}, 0))
+
     def test_refused_heads_are_refused_again(self):
         for headers, exc in [([("X", "a\rb")], ValueError), ([["X", "y"]], TypeError), ([("X", ["y"])], TypeError)]:
             with self.subTest(headers=headers):
