@@ -32,7 +32,6 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
 
@@ -227,55 +226,45 @@ func expired(d time.Time) bool { return !d.IsZero() && !time.Now().Before(d) }
 func (c *Conn) Read(b []byte) (int, error) {
 	p := c.p.Load()
 	if p == nil {
-		c.mu.Lock()
-		if p = c.p.Load(); p == nil {
-			n, errno, err := c.readNow(b)
-			if errno == unix.EAGAIN {
-				p, err = c.waiting()
-			}
-			c.mu.Unlock()
-			if p == nil {
-				if err != nil && err != io.EOF {
-					err = c.opError("read", err)
-				}
-				return n, err
-			}
-		} else {
-			c.mu.Unlock()
+		var n int
+		var err error
+		if p, n, err = c.readUnpolled(b); p == nil {
+			return n, c.ioError("read", err)
 		}
 	}
 	n, err := p.fd.Read(b)
-	if err != nil && err != io.EOF {
-		err = c.opError("read", err)
-	}
-	return n, err
+	return n, c.ioError("read", err)
 }
 
-// readNow is one read(2) before the poller, c.mu held: EAGAIN means wait.
-func (c *Conn) readNow(b []byte) (int, syscall.Errno, error) {
+// readUnpolled reads with one read(2) while c is not in the poller. When
+// that finds no bytes, or c entered the poller meanwhile, it returns c's
+// poller state instead, to wait in (nothing read).
+func (c *Conn) readUnpolled(b []byte) (p *polled, n int, err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if p = c.p.Load(); p != nil {
+		return p, 0, nil
+	}
 	switch {
 	case c.closed:
-		return 0, 0, net.ErrClosed
+		return nil, 0, net.ErrClosed
 	case len(b) == 0:
-		return 0, 0, nil
+		return nil, 0, nil
 	case expired(c.rdl):
-		return 0, 0, os.ErrDeadlineExceeded
+		return nil, 0, os.ErrDeadlineExceeded
 	}
-	for {
-		n, _, errno := unix.RawSyscall(unix.SYS_READ, uintptr(c.sysfd), uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)))
-		switch errno {
-		case 0:
-			if n == 0 {
-				return 0, 0, io.EOF
-			}
-			return int(n), 0, nil
-		case unix.EINTR:
-			continue
-		case unix.EAGAIN:
-			return 0, errno, nil
+	n, errno := rawio.ReadOnce(c.sysfd, b)
+	switch errno {
+	case 0:
+		if n == 0 {
+			return nil, 0, io.EOF
 		}
-		return 0, errno, os.NewSyscallError("read", errno)
+		return nil, n, nil
+	case unix.EAGAIN:
+		p, err = c.waiting()
+		return p, 0, err
 	}
+	return nil, 0, os.NewSyscallError("read", errno)
 }
 
 // Write writes all of b unless an error (or the write deadline) stops it.
@@ -283,55 +272,49 @@ func (c *Conn) Write(b []byte) (int, error) {
 	p := c.p.Load()
 	done := 0
 	if p == nil {
-		c.mu.Lock()
-		if p = c.p.Load(); p == nil {
-			var errno syscall.Errno
-			var err error
-			done, errno, err = c.writeNow(b)
-			if errno == unix.EAGAIN {
-				p, err = c.waiting()
-			}
-			c.mu.Unlock()
-			if p == nil {
-				if err != nil {
-					err = c.opError("write", err)
-				}
-				return done, err
-			}
-		} else {
-			c.mu.Unlock()
+		var err error
+		if p, done, err = c.writeUnpolled(b); p == nil {
+			return done, c.ioError("write", err)
 		}
 	}
 	n, err := p.fd.Write(b[done:])
-	if err != nil {
-		err = c.opError("write", err)
-	}
-	return done + n, err
+	return done + n, c.ioError("write", err)
 }
 
-// writeNow writes b with write(2) before the poller, c.mu held, until all
-// is written, the kernel refuses, or EAGAIN (wait, then write the rest).
-func (c *Conn) writeNow(b []byte) (int, syscall.Errno, error) {
+// writeUnpolled writes b with write(2) while c is not in the poller, until
+// all is written or the kernel refuses. When the send buffer is full, or
+// c entered the poller meanwhile, it returns c's poller state with what
+// was written: the rest waits there.
+func (c *Conn) writeUnpolled(b []byte) (p *polled, n int, err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if p = c.p.Load(); p != nil {
+		return p, 0, nil
+	}
 	switch {
 	case c.closed:
-		return 0, 0, net.ErrClosed
+		return nil, 0, net.ErrClosed
 	case expired(c.wdl):
-		return 0, 0, os.ErrDeadlineExceeded
+		return nil, 0, os.ErrDeadlineExceeded
 	}
-	done := 0
-	for done < len(b) {
-		n, _, errno := unix.RawSyscall(unix.SYS_WRITE, uintptr(c.sysfd), uintptr(unsafe.Pointer(&b[done])), uintptr(len(b)-done))
-		switch errno {
-		case 0:
-			done += int(n)
-		case unix.EINTR:
-		case unix.EAGAIN:
-			return done, errno, nil
-		default:
-			return done, errno, os.NewSyscallError("write", errno)
-		}
+	n, errno := rawio.WriteAll(c.sysfd, b)
+	switch errno {
+	case 0:
+		return nil, n, nil
+	case unix.EAGAIN:
+		p, err = c.waiting()
+		return p, n, err
 	}
-	return done, 0, nil
+	return nil, n, os.NewSyscallError("write", errno)
+}
+
+// ioError is a read's or write's error as a net.Conn returns it: nil and
+// io.EOF as they are, anything else an *net.OpError.
+func (c *Conn) ioError(op string, err error) error {
+	if err == nil || err == io.EOF {
+		return err
+	}
+	return c.opError(op, err)
 }
 
 // Close closes the connection; blocked reads and writes return.
@@ -410,24 +393,13 @@ func (c *Conn) SetWriteDeadline(t time.Time) error { return c.setDeadline(t, fal
 func (c *Conn) setDeadline(t time.Time, read, write bool) error {
 	p := c.p.Load()
 	if p == nil {
-		c.mu.Lock()
-		if p = c.p.Load(); p == nil {
-			closed := c.closed
-			if !closed {
-				if read {
-					c.rdl = t
-				}
-				if write {
-					c.wdl = t
-				}
-			}
-			c.mu.Unlock()
-			if closed {
-				return c.opError("set", net.ErrClosed)
+		var err error
+		if p, err = c.rememberDeadline(t, read, write); p == nil {
+			if err != nil {
+				return c.opError("set", err)
 			}
 			return nil
 		}
-		c.mu.Unlock()
 	}
 	var err error
 	switch {
@@ -444,6 +416,27 @@ func (c *Conn) setDeadline(t time.Time, read, write bool) error {
 	return nil
 }
 
+// rememberDeadline keeps a deadline for reads and writes made before the
+// poller; if c entered the poller meanwhile, it returns c's poller state
+// instead, to set it there.
+func (c *Conn) rememberDeadline(t time.Time, read, write bool) (*polled, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	switch p := c.p.Load(); {
+	case p != nil:
+		return p, nil
+	case c.closed:
+		return nil, net.ErrClosed
+	}
+	if read {
+		c.rdl = t
+	}
+	if write {
+		c.wdl = t
+	}
+	return nil, nil
+}
+
 // SyscallConn gives access to the connection's descriptor. It puts the
 // connection in the poller, so that the RawConn's Read and Write can wait.
 func (c *Conn) SyscallConn() (syscall.RawConn, error) {
@@ -458,24 +451,18 @@ func (c *Conn) SyscallConn() (syscall.RawConn, error) {
 
 // control runs f on the descriptor, which stays open while it runs.
 func (c *Conn) control(f func(fd int)) error {
-	if p := c.p.Load(); p != nil {
-		return rawControl(p.f, f)
-	}
 	c.mu.Lock()
-	if p := c.p.Load(); p != nil {
-		c.mu.Unlock()
-		return rawControl(p.f, f)
+	p := c.p.Load()
+	if p == nil {
+		defer c.mu.Unlock()
+		if c.closed {
+			return net.ErrClosed
+		}
+		f(c.sysfd)
+		return nil
 	}
-	defer c.mu.Unlock()
-	if c.closed {
-		return net.ErrClosed
-	}
-	f(c.sysfd)
-	return nil
-}
-
-func rawControl(file *os.File, f func(fd int)) error {
-	raw, err := file.SyscallConn()
+	c.mu.Unlock()
+	raw, err := p.f.SyscallConn()
 	if err != nil {
 		return err
 	}

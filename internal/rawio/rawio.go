@@ -22,9 +22,11 @@
 // connection: the worker runs on one thread instead of two, sysmon stays
 // asleep, and the median latency drops from 170 µs to 146 µs.
 //
-// Only use it on descriptors that are non-blocking and in the poller
-// (sockets from net.FileConn, or an *os.File that os.NewFile registered);
-// a raw call on a blocking descriptor would stall the whole process.
+// Only use it on non-blocking descriptors (an FD's must be in the poller
+// too: sockets from net.FileConn, or an *os.File that os.NewFile
+// registered); a raw call on a blocking descriptor would stall the whole
+// process. ReadOnce and WriteAll make single raw attempts for callers that
+// wait by other means (package tcplisten, before its poller registration).
 package rawio
 
 import (
@@ -96,19 +98,27 @@ func (f *FD) Read(b []byte) (int, error) {
 // in the poller, then try again).
 func (f *FD) read(fd uintptr) bool {
 	o := &f.rd
+	n, e := ReadOnce(int(fd), o.b)
+	if e == unix.EAGAIN {
+		return false
+	}
+	o.n, o.errno = n, e
+	return true
+}
+
+// ReadOnce is one raw read(2) of the non-blocking descriptor fd into b
+// (not empty), retried when a signal interrupts it: the bytes read (0 at
+// the end of the stream), or the kernel's refusal (EAGAIN: none yet).
+func ReadOnce(fd int, b []byte) (int, syscall.Errno) {
 	for {
-		r, _, e := unix.RawSyscall(unix.SYS_READ, fd, uintptr(unsafe.Pointer(&o.b[0])), uintptr(len(o.b)))
-		switch e {
-		case 0:
-			o.n = int(r)
-		case unix.EINTR:
+		r, _, e := unix.RawSyscall(unix.SYS_READ, uintptr(fd), uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)))
+		if e == unix.EINTR {
 			continue
-		case unix.EAGAIN:
-			return false
-		default:
-			o.errno = e
 		}
-		return true
+		if e != 0 {
+			return 0, e
+		}
+		return int(r), 0
 	}
 }
 
@@ -130,20 +140,30 @@ func (f *FD) Write(b []byte) (int, error) {
 // (false: wait in the poller, then go on).
 func (f *FD) write(fd uintptr) bool {
 	o := &f.wr
-	for o.n < len(o.b) {
-		r, _, e := unix.RawSyscall(unix.SYS_WRITE, fd, uintptr(unsafe.Pointer(&o.b[o.n])), uintptr(len(o.b)-o.n))
+	n, e := WriteAll(int(fd), o.b[o.n:])
+	o.n += n
+	if e == unix.EAGAIN {
+		return false
+	}
+	o.errno = e
+	return true
+}
+
+// WriteAll writes b to the non-blocking descriptor fd with raw write(2)
+// calls until all is written or the kernel refuses (EAGAIN: the send
+// buffer is full; wait, then write the rest). n is what was written.
+func WriteAll(fd int, b []byte) (n int, errno syscall.Errno) {
+	for n < len(b) {
+		r, _, e := unix.RawSyscall(unix.SYS_WRITE, uintptr(fd), uintptr(unsafe.Pointer(&b[n])), uintptr(len(b)-n))
 		switch e {
 		case 0:
-			o.n += int(r)
+			n += int(r)
 		case unix.EINTR:
-		case unix.EAGAIN:
-			return false
 		default:
-			o.errno = e
-			return true
+			return n, e
 		}
 	}
-	return true
+	return n, 0
 }
 
 // result is the op's outcome given the poller's error: the bytes done, and
