@@ -5,13 +5,13 @@ HTTP, no Go and no client in the way.
         [--requests 50000] [--depth 32] [--threads 1] [--body 0] [--no-shared]
         [--profile | --gc]
 
-Starts worker/runtime/gorn_runtime.py on one end of a socketpair, as a
-gorn worker does, and plays the worker on the other: it keeps --depth
+Starts worker/runtime/gorn_runtime.py with two pipes, as a gorn worker
+does, and plays the worker on the other: it keeps --depth
 requests in flight (gorn's pipeline), reads the responses, and prints the
 runtime's CPU time (user + system, from /proc) per request and the
 requests per second of runtime CPU. Large response chunks come back in
 shared memory, as from a gorn worker (the geometry is the worker's);
---no-shared leaves it out, so every byte crosses the socket. --profile
+--no-shared leaves it out, so every byte crosses the pipes. --profile
 runs the runtime under cProfile and prints its top functions instead;
 --gc prints, after the figures, what Python's cycle collector did in the
 runtime, start-up and the app's import included. Used to measure changes to
@@ -26,7 +26,6 @@ import marshal
 import mmap
 import os
 import queue
-import socket
 import subprocess
 import sys
 import textwrap
@@ -131,15 +130,17 @@ def main():
     ap.add_argument("--depth", type=int, default=32, help="requests in flight (gorn's pipeline)")
     ap.add_argument("--threads", type=int, default=1, help="the runtime's app threads (--threads)")
     ap.add_argument("--body", type=int, default=0, help="request body bytes (sent whole)")
-    ap.add_argument("--no-shared", action="store_true", help="no shared memory: bodies through the socket")
+    ap.add_argument("--no-shared", action="store_true", help="no shared memory: bodies through the pipes")
     how = ap.add_mutually_exclusive_group()
     how.add_argument("--profile", action="store_true", help="print the runtime's cProfile top 25 instead")
     how.add_argument("--gc", action="store_true", help="print what the cycle collector did")
     args = ap.parse_args()
 
-    ours, theirs = socket.socketpair()
-    cfg = {"app": args.app, "threads": args.threads, "fd": theirs.fileno(), "log_level": "warning"}
-    fds = [theirs.fileno()]
+    rt_in, to_rt = os.pipe()  # the runtime reads frames from rt_in
+    from_rt, rt_out = os.pipe()  # and writes its frames to rt_out
+    cfg = {"app": args.app, "threads": args.threads, "in_fd": rt_in, "out_fd": rt_out,
+           "log_level": "warning"}
+    fds = [rt_in, rt_out]
     args.states = None
     if not args.no_shared:
         size = SHARED_HEADER + (SHARED_SLOTS + SHARED_BODY_SLOTS) * SLOT_SIZE
@@ -156,13 +157,13 @@ def main():
         cmd = [sys.executable, RUNTIME, json.dumps(cfg)]
     proc = subprocess.Popen(cmd, cwd=args.chdir, pass_fds=fds,
                             stdout=subprocess.PIPE if wrapper else None)
-    theirs.close()
-    if len(fds) > 1:
-        os.close(fds[1])
+    for fd in fds:
+        os.close(fd)
     try:
-        run(ours, proc, args)
+        run(to_rt, from_rt, proc, args)
     finally:
-        ours.close()
+        os.close(to_rt)
+        os.close(from_rt)
         try:
             out, _ = proc.communicate(timeout=30)
         except subprocess.TimeoutExpired:
@@ -172,20 +173,20 @@ def main():
             print("\n".join(out.decode().splitlines()[:40]))
 
 
-def run(sock, proc, args):
+def run(to_rt, from_rt, proc, args):
     def frames():
         """Yields the frames that arrive, reading as needed."""
         buf = bytearray()
         while True:
-            data = sock.recv(1 << 20)
+            data = os.read(from_rt, 1 << 20)
             if not data:
-                raise SystemExit("the runtime closed the socket")
+                raise SystemExit("the runtime closed its pipe")
             buf += data
             got, off = rt.unpack_frames(buf)
             del buf[:off]
             yield from got
 
-    # Sends go through a thread, as in a gorn worker: a blocking sendall
+    # Sends go through a thread, as in a gorn worker: a blocking write
     # here while the runtime blocks writing responses would deadlock.
     outbox = queue.SimpleQueue()
 
@@ -194,7 +195,7 @@ def run(sock, proc, args):
             data = outbox.get()
             if data is None:
                 return
-            sock.sendall(data)
+            rt.write_all(to_rt, data)
     sending = threading.Thread(target=sender, daemon=True)
     sending.start()
 
@@ -233,7 +234,7 @@ def run(sock, proc, args):
     wall = time.monotonic() - w0
     outbox.put(rt.pack_frame(rt.T_SHUTDOWN, 0, 0))
     outbox.put(None)
-    sending.join(10)  # before the caller closes the socket under it
+    sending.join(10)  # before the caller closes the pipe under it
     if not args.profile:
         print("%d requests, depth %d: runtime CPU %.2f us/request (%.0f req/s of runtime CPU), wall %.0f req/s"
               % (args.requests, args.depth, 1e6 * cpu / args.requests, args.requests / cpu if cpu else 0,

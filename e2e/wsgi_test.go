@@ -353,6 +353,46 @@ func TestWSGIEnviron(t *testing.T) {
 	})
 }
 
+// TestRuntimeDescriptors checks that the runtime's pipes to the worker are
+// open in the app's process but that nothing the app execs inherits them
+// (nor any other descriptor gorn gave the runtime).
+func TestRuntimeDescriptors(t *testing.T) {
+	s := start(t, python(t), "conform:app")
+	s.ready("/hello")
+	status, body := s.get("/fds")
+	if status != 200 {
+		t.Fatalf("GET /fds: %d\n%s", status, body)
+	}
+	var got struct{ Open, Inheritable []string }
+	if err := json.Unmarshal([]byte(body), &got); err != nil {
+		t.Fatalf("decoding %q: %v", body, err)
+	}
+	pipes := 0
+	for _, target := range got.Open {
+		if strings.HasPrefix(target, "pipe:") {
+			pipes++
+		}
+	}
+	if pipes < 2 {
+		t.Errorf("the runtime has %d pipes open, want its two to the worker: %q", pipes, got.Open)
+	}
+	// Descriptors this test process was started with reach gorn, and
+	// everything gorn starts, as they reach gunicorn: not gorn's to close.
+	ours := map[string]bool{}
+	if entries, err := os.ReadDir("/proc/self/fd"); err == nil {
+		for _, e := range entries {
+			if target, err := os.Readlink("/proc/self/fd/" + e.Name()); err == nil {
+				ours[target] = true
+			}
+		}
+	}
+	for _, target := range got.Inheritable {
+		if !ours[target] {
+			t.Errorf("an exec'd child of the app would inherit %q (inheritable: %q, open: %q)", target, got.Inheritable, got.Open)
+		}
+	}
+}
+
 // TestWSGIEnvironUnixSocket checks SERVER_NAME and SERVER_PORT on a unix
 // socket, which has no port: they come from Host, as in gunicorn.
 func TestWSGIEnvironUnixSocket(t *testing.T) {

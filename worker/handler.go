@@ -582,7 +582,7 @@ func (h *handler) sendBody(st *requestState, n int) bool {
 		}
 		if !st.slotless {
 			st.slotless = true
-			h.log.Debug("No free shared body slot; sending the request body through the socket", "uri", st.r.RequestURI)
+			h.log.Debug("No free shared body slot; sending the request body through the pipe", "uri", st.r.RequestURI)
 		}
 	}
 	bufp := h.getBuf()

@@ -41,16 +41,15 @@ type ReadyInfo struct {
 	Pid      int    `json:"pid"`
 }
 
-// runtimeProc is one running app runtime: the python3 child and the
-// socketpair to it. Its reader goroutine owns the frames coming back and
-// hands each to the call it belongs to.
+// runtimeProc is one running app runtime: the python3 child and the two
+// pipes to it. Its reader goroutine owns the frames coming back and hands
+// each to the call it belongs to.
 type runtimeProc struct {
 	cmd    *exec.Cmd
-	conn   *net.UnixConn
-	fd     *rawio.FD // conn's descriptor, read and written with raw system calls
+	pipes  *pipes
 	info   ReadyInfo
 	log    *slog.Logger
-	shared *sharedBodies // nil if it could not be made: bodies go through conn
+	shared *sharedBodies // nil if it could not be made: bodies go through the pipes
 
 	wmu      sync.Mutex // guards out, spare and flushing; see send
 	out      []byte     // frames waiting to be written
@@ -188,7 +187,8 @@ type runtimeConfig struct {
 	URLScheme    string   `json:"url_scheme"`
 	Argv         []string `json:"argv"`
 	ErrorLog     string   `json:"error_log"`
-	FD           int      `json:"fd"`
+	InFD         int      `json:"in_fd"`  // the runtime reads frames from the worker here
+	OutFD        int      `json:"out_fd"` // and writes its frames to the worker here
 	SourceFD     int      `json:"source_fd"`
 	// The shared body memory (see sharedBodies); SharedFD 0 if none.
 	SharedFD        int `json:"shared_fd,omitempty"`
@@ -204,24 +204,13 @@ type runtimeConfig struct {
 // started, if not nil, is called with the process as soon as it runs, so a
 // boot can be aborted by killing it.
 func startRuntime(cfg *config.Config, log *slog.Logger, argv []string, started func(*runtimeProc)) (*runtimeProc, error) {
-	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	conn, childIn, childOut, err := openPipes()
 	if err != nil {
-		return nil, fmt.Errorf("creating the runtime socketpair: %w", err)
+		return nil, err
 	}
-	parent := os.NewFile(uintptr(fds[0]), "runtime")
-	child := os.NewFile(uintptr(fds[1]), "runtime-child")
-	defer child.Close() // on early returns; closed right after the start
-	fc, err := net.FileConn(parent)
-	parent.Close()
-	if err != nil {
-		return nil, fmt.Errorf("wrapping the runtime socket: %w", err)
-	}
-	conn := fc.(*net.UnixConn)
-	fd, err := rawio.New(conn)
-	if err != nil {
-		conn.Close()
-		return nil, fmt.Errorf("wrapping the runtime socket: %w", err)
-	}
+	// On early returns; closed right after the start.
+	defer childIn.Close()
+	defer childOut.Close()
 
 	src, err := sourceFile()
 	if err != nil {
@@ -240,18 +229,19 @@ func startRuntime(cfg *config.Config, log *slog.Logger, argv []string, started f
 		URLScheme:    cfg.URLScheme(),
 		Argv:         argv,
 		ErrorLog:     cfg.ErrorLog,
-		FD:           3,
+		InFD:         3,
 		SourceFD:     4,
+		OutFD:        5,
 	}
 	cmd := exec.Command(cfg.Python, "-c", pyruntime.Loader)
-	cmd.ExtraFiles = []*os.File{child, src}
+	cmd.ExtraFiles = []*os.File{childIn, src, childOut}
 	shared, sharedFile, err := newSharedBodies()
 	if err != nil {
-		log.Warn("Bodies go through the runtime socket only", "err", err)
+		log.Warn("Bodies go through the runtime pipes only", "err", err)
 	} else {
 		defer sharedFile.Close()
 		cmd.ExtraFiles = append(cmd.ExtraFiles, sharedFile)
-		rc.SharedFD, rc.SharedHeader, rc.SharedSlots, rc.SharedBodySlots, rc.SharedSlotSize = 5, sharedHeader, sharedSlots, sharedBodySlots, sharedSlotSize
+		rc.SharedFD, rc.SharedHeader, rc.SharedSlots, rc.SharedBodySlots, rc.SharedSlotSize = 6, sharedHeader, sharedSlots, sharedBodySlots, sharedSlotSize
 	}
 	js, _ := json.Marshal(rc)
 	cmd.Args = append(cmd.Args, string(js))
@@ -259,8 +249,9 @@ func startRuntime(cfg *config.Config, log *slog.Logger, argv []string, started f
 	cmd.Stderr = os.Stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	err = proc.Start(cmd)
-	// Only the runtime may hold the other end: its exit must read as EOF.
-	child.Close()
+	// Only the runtime may hold the other ends: its exit must read as EOF.
+	childIn.Close()
+	childOut.Close()
 	src.Close()
 	if err != nil {
 		conn.Close()
@@ -268,8 +259,7 @@ func startRuntime(cfg *config.Config, log *slog.Logger, argv []string, started f
 	}
 	rt := &runtimeProc{
 		cmd:     cmd,
-		conn:    conn,
-		fd:      fd,
+		pipes:   conn,
 		shared:  shared,
 		log:     log,
 		threads: max(cfg.Threads, 1),
@@ -285,12 +275,12 @@ func startRuntime(cfg *config.Config, log *slog.Logger, argv []string, started f
 		started(rt)
 	}
 
-	r := protocol.NewReader(fd)
+	r := protocol.NewReader(conn.rfd)
 	if cfg.BootTimeout > 0 {
-		conn.SetReadDeadline(time.Now().Add(cfg.BootTimeout))
+		conn.fromRT.SetReadDeadline(time.Now().Add(cfg.BootTimeout))
 	}
 	f, err := r.ReadFrame()
-	conn.SetReadDeadline(time.Time{})
+	conn.fromRT.SetReadDeadline(time.Time{})
 	if err != nil {
 		rt.kill()
 		conn.Close()
@@ -334,6 +324,59 @@ func startRuntime(cfg *config.Config, log *slog.Logger, argv []string, started f
 	return rt, nil
 }
 
+// pipes are the worker's ends of the two pipes to a runtime: frames go to
+// the runtime on toRT and come back on fromRT. Both are non-blocking, in
+// Go's poller, and read and written with raw system calls (package rawio).
+//
+// Two pipes rather than one socketpair, because a pipe write is the cheaper
+// system call: a small write(2) to a pipe costs the runtime less than half
+// of a send(2) on a Unix socket, which allocates a buffer (an skb) per call,
+// and the runtime makes one per response (docs/architecture.md).
+type pipes struct {
+	toRT, fromRT *os.File
+	wfd, rfd     *rawio.FD // toRT's and fromRT's descriptors, for raw calls
+}
+
+// openPipes creates the two pipes and returns the worker's ends, and the
+// runtime's: childIn (it reads frames there) and childOut (it writes
+// frames there). The runtime's ends stay blocking, as its os.read and
+// os.write calls expect; all four are close-on-exec (exec.Cmd's ExtraFiles
+// passes on the child's two).
+func openPipes() (p *pipes, childIn, childOut *os.File, err error) {
+	var in, out [2]int // [read end, write end]
+	if err := unix.Pipe2(in[:], unix.O_CLOEXEC); err != nil {
+		return nil, nil, nil, fmt.Errorf("creating the pipe to the runtime: %w", err)
+	}
+	if err := unix.Pipe2(out[:], unix.O_CLOEXEC); err != nil {
+		unix.Close(in[0])
+		unix.Close(in[1])
+		return nil, nil, nil, fmt.Errorf("creating the pipe from the runtime: %w", err)
+	}
+	// Non-blocking before os.NewFile, which then puts them in the poller.
+	errW, errR := unix.SetNonblock(in[1], true), unix.SetNonblock(out[0], true)
+	p = &pipes{toRT: os.NewFile(uintptr(in[1]), "to-runtime"), fromRT: os.NewFile(uintptr(out[0]), "from-runtime")}
+	childIn, childOut = os.NewFile(uintptr(in[0]), "runtime-in"), os.NewFile(uintptr(out[1]), "runtime-out")
+	if err = errors.Join(errW, errR); err == nil {
+		if p.wfd, err = rawio.New(p.toRT); err == nil {
+			p.rfd, err = rawio.New(p.fromRT)
+		}
+	}
+	if err != nil {
+		p.Close()
+		childIn.Close()
+		childOut.Close()
+		return nil, nil, nil, fmt.Errorf("setting up the runtime pipes: %w", err)
+	}
+	return p, childIn, childOut, nil
+}
+
+// Close closes the worker's ends: the runtime reads EOF (and exits), and a
+// Read or Write waiting in the poller returns net.ErrClosed.
+func (p *pipes) Close() {
+	p.toRT.Close()
+	p.fromRT.Close()
+}
+
 // sourceFile returns a memfd holding the runtime's source, positioned at 0,
 // so nothing is written to disk.
 func sourceFile() (*os.File, error) {
@@ -367,7 +410,7 @@ func describeExit(err error) string {
 	return err.Error()
 }
 
-// readLoop owns the reading side of the socket until it fails; then it
+// readLoop owns the pipe from the runtime until it fails; then it
 // marks the runtime gone and releases every call's slot.
 func (rt *runtimeProc) readLoop(r *protocol.Reader) {
 	defer rt.fail()
@@ -455,7 +498,7 @@ func (rt *runtimeProc) fail() {
 	for _, c := range calls {
 		c.releaseSlot()
 	}
-	rt.conn.Close()
+	rt.pipes.Close()
 }
 
 // newCall registers a stream; release is called once when the runtime ends
@@ -517,7 +560,7 @@ func (rt *runtimeProc) sendLocked(b []byte) error {
 		// it is, then whatever others queue meanwhile.
 		rt.flushing = true
 		rt.wmu.Unlock()
-		_, err = rt.fd.Write(b)
+		_, err = rt.pipes.wfd.Write(b)
 		rt.wmu.Lock()
 	} else {
 		rt.out = append(rt.out, b...)
@@ -534,7 +577,7 @@ func (rt *runtimeProc) sendLocked(b []byte) error {
 		buf := rt.out
 		rt.out = rt.spare[:0]
 		rt.wmu.Unlock()
-		_, werr := rt.fd.Write(buf)
+		_, werr := rt.pipes.wfd.Write(buf)
 		rt.wmu.Lock()
 		if werr != nil && err == nil {
 			err = werr
@@ -588,5 +631,5 @@ func (rt *runtimeProc) stop(grace time.Duration) {
 		rt.kill()
 		<-rt.exited
 	}
-	rt.conn.Close()
+	rt.pipes.Close()
 }

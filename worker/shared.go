@@ -16,7 +16,7 @@ import (
 )
 
 // sharedBodies is memory a worker shares with one runtime for large body
-// chunks, so their bytes do not cross the socketpair (a copy into the
+// chunks, so their bytes do not cross the pipes (a copy into the
 // kernel, one out of it, and a wake-up per chunk).
 //
 // Response bodies: the runtime copies a chunk into a free response slot

@@ -204,7 +204,7 @@ func (s *slots) release() {
 // Request frame. The requests queued behind them send their heads alone
 // and the runtime pulls their bodies when it starts them, so a deep
 // pipeline does not hold a queue of uploads in memory on both sides of
-// the socket (docs/performance.md, entry 21).
+// the pipe (docs/performance.md, entry 21).
 const bodyQueue = 16
 
 // nearFront reports whether a request holding a slot is among the first

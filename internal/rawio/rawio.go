@@ -1,6 +1,6 @@
-// Package rawio reads and writes a non-blocking socket in Go's network
-// poller with raw read(2) and write(2) calls, which the Go scheduler does
-// not see as system calls.
+// Package rawio reads and writes a non-blocking socket or pipe in Go's
+// network poller with raw read(2) and write(2) calls, which the Go
+// scheduler does not see as system calls.
 //
 // A normal read or write on a socket (net.Conn, *os.File) goes through the
 // runtime's entersyscall and exitsyscall. With one P (GOMAXPROCS=1, a
@@ -23,8 +23,8 @@
 // asleep, and the median latency drops from 170 µs to 146 µs.
 //
 // Only use it on non-blocking descriptors (an FD's must be in the poller
-// too: sockets from net.FileConn, or an *os.File that os.NewFile
-// registered); a raw call on a blocking descriptor would stall the whole
+// too: sockets from net.FileConn, or an *os.File, socket or pipe, that
+// os.NewFile registered); a raw call on a blocking descriptor would stall the whole
 // process. ReadOnce and WriteAll make single raw attempts for callers that
 // wait by other means (package tcplisten, before its poller registration).
 package rawio
@@ -41,7 +41,7 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// FD is a socket read and written with raw system calls. Like net.Conn's,
+// FD is a socket or pipe read and written with raw system calls. Like net.Conn's,
 // its methods may be called from several goroutines; reads wait for each
 // other, and so do writes.
 type FD struct {
@@ -62,7 +62,7 @@ type op struct {
 	errno syscall.Errno
 }
 
-// New returns an FD for c, a non-blocking socket in the poller.
+// New returns an FD for c, a non-blocking socket or pipe in the poller.
 func New(c syscall.Conn) (*FD, error) {
 	rc, err := c.SyscallConn()
 	if err != nil {
@@ -123,7 +123,7 @@ func ReadOnce(fd int, b []byte) (int, syscall.Errno) {
 }
 
 // Write writes all of b, waiting in the poller while the socket's send
-// buffer is full. Its errors are Read's, with "write" for the system call
+// buffer (or the pipe) is full. Its errors are Read's, with "write" for the system call
 // (EPIPE once the peer is gone); n says how much was written before one.
 func (f *FD) Write(b []byte) (int, error) {
 	f.wmu.Lock()

@@ -243,3 +243,85 @@ func TestWrapConnPassesOthers(t *testing.T) {
 		t.Fatalf("WrapConn(net.Pipe) = %T; want the pipe itself", c)
 	}
 }
+
+// pipe returns an FD on each end of a pipe as the worker makes them (the
+// ends in the poller, non-blocking), and the ends' files.
+func pipe(t *testing.T) (r, w *FD, rf, wf *os.File) {
+	t.Helper()
+	var fds [2]int
+	if err := unix.Pipe2(fds[:], unix.O_CLOEXEC|unix.O_NONBLOCK); err != nil {
+		t.Fatal(err)
+	}
+	rf, wf = os.NewFile(uintptr(fds[0]), "r"), os.NewFile(uintptr(fds[1]), "w")
+	t.Cleanup(func() { rf.Close(); wf.Close() })
+	var err error
+	if r, err = New(rf); err == nil {
+		w, err = New(wf)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r, w, rf, wf
+}
+
+// TestPipe checks an FD on each end of a pipe (the worker's channel to its
+// runtime): the same results as on a socket.
+func TestPipe(t *testing.T) {
+	cases := []struct {
+		name string
+		run  func(t *testing.T, r, w *FD, rf, wf *os.File)
+	}{
+		{"a write larger than the pipe, read in order, then EOF", func(t *testing.T, r, w *FD, _, wf *os.File) {
+			want := make([]byte, 4<<20)
+			for i := range want {
+				want[i] = byte(i * 7)
+			}
+			go func() {
+				w.Write(want)
+				wf.Close()
+			}()
+			got, err := io.ReadAll(readerFunc(r.Read))
+			if err != nil || !bytes.Equal(got, want) {
+				t.Fatalf("read %d bytes, %v; want the %d written, in order, then EOF", len(got), err, len(want))
+			}
+		}},
+		{"the read deadline", func(t *testing.T, r, _ *FD, rf, _ *os.File) {
+			rf.SetReadDeadline(time.Now().Add(20 * time.Millisecond))
+			if _, err := r.Read(make([]byte, 8)); !errors.Is(err, os.ErrDeadlineExceeded) {
+				t.Fatalf("read past the deadline: %v; want os.ErrDeadlineExceeded", err)
+			}
+		}},
+		{"close wakes a waiting read", func(t *testing.T, r, _ *FD, rf, _ *os.File) {
+			go func() {
+				time.Sleep(20 * time.Millisecond)
+				rf.Close()
+			}()
+			if _, err := r.Read(make([]byte, 8)); !errors.Is(err, net.ErrClosed) {
+				t.Fatalf("read when closed: %v; want net.ErrClosed", err)
+			}
+		}},
+		{"close wakes a waiting write", func(t *testing.T, _, w *FD, _, wf *os.File) {
+			go func() {
+				time.Sleep(20 * time.Millisecond)
+				wf.Close()
+			}()
+			if _, err := w.Write(make([]byte, 4<<20)); !errors.Is(err, net.ErrClosed) {
+				t.Fatalf("write when closed: %v; want net.ErrClosed", err)
+			}
+		}},
+		{"a write with the reader gone", func(t *testing.T, _, w *FD, rf, _ *os.File) {
+			rf.Close()
+			_, err := w.Write([]byte("x"))
+			var se *os.SyscallError
+			if !errors.As(err, &se) || se.Syscall != "write" || !errors.Is(err, syscall.EPIPE) {
+				t.Fatalf("write with the reader gone: %v; want *os.SyscallError write EPIPE", err)
+			}
+		}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			r, w, rf, wf := pipe(t)
+			tc.run(t, r, w, rf, wf)
+		})
+	}
+}

@@ -1,12 +1,13 @@
 """gorn's app runtime: imports a WSGI application and serves the requests a
-gorn worker sends it over the socketpair on fd 3.
+gorn worker sends it over a pipe, answering over another.
 
 Standard library only, Python >= 3.9. The wire format is specified in
 docs/protocol.md; the worker starts this file as
 
     python -c <loader> '<json config>'
 
-with the socket on fd 3. The runtime never touches the network: the worker
+reading frames from the pipe on fd 3 and writing frames to the pipe on
+fd 5. The runtime never touches the network: the worker
 speaks HTTP, the runtime builds PEP 3333 environs, calls the app and streams
 what it returns back as frames.
 """
@@ -18,7 +19,6 @@ import mmap
 import os
 import queue
 import signal
-import socket
 import struct
 import sys
 import threading
@@ -575,7 +575,7 @@ class Responder:
                     req.credit -= n
                 if shareable and slot < 0 and not self.slotless:
                     self.slotless = True
-                    self.server.log.debug("No free shared memory slot for the response of %s; sending through the socket"
+                    self.server.log.debug("No free shared memory slot for the response of %s; sending it through the pipe"
                                           % req.environ.get("RAW_URI", ""))
                 flags = last if off + n == total else 0
                 self.ended = bool(flags)
@@ -681,16 +681,28 @@ class Responder:
 
 # ----------------------------------------------------------------- connection
 
+def write_all(fd, data):
+    """Writes all of data to the blocking pipe fd. A pipe write returns
+    short only when a signal interrupts it after some bytes went."""
+    n = os.write(fd, data)
+    if n < len(data):
+        view = memoryview(data)
+        while n < len(view):
+            n += os.write(fd, view[n:])
+
+
 class Connection:
-    """The socketpair to the worker: frame reading and dispatch.
+    """The two pipes to the worker: frames come in on rfd and go out on
+    wfd; frame reading and dispatch.
 
     With one thread the app runs on the thread that reads frames, which
     reads on demand (conn.wait); with several, a reader thread dispatches
     frames and app threads wait on a condition.
     """
 
-    def __init__(self, sock, threaded):
-        self.sock = sock
+    def __init__(self, rfd, wfd, threaded):
+        self.rfd = rfd
+        self.wfd = wfd
         self.threaded = threaded
         self.wlock = threading.Lock()
         self.lock = threading.Lock()
@@ -764,29 +776,29 @@ class Connection:
 
     def send(self, data):
         if not self.threaded:  # one thread sends: no lock to take
-            self.sock.sendall(data)
+            write_all(self.wfd, data)
             return
         with self.wlock:
-            self.sock.sendall(data)
+            write_all(self.wfd, data)
 
     def send_frame(self, head, body):
         """Sends a frame given as its header and a large payload without
         joining them (no copy of the payload)."""
         total = len(head) + len(body)
         with self.wlock:
-            n = self.sock.sendmsg((head, body))
+            n = os.writev(self.wfd, (head, body))
             if n < total:  # a partial write: the rest, in order
                 if n < len(head):
-                    self.sock.sendall(head[n:])
+                    write_all(self.wfd, head[n:])
                     n = len(head)
-                self.sock.sendall(memoryview(body)[n - len(head):])
+                write_all(self.wfd, memoryview(body)[n - len(head):])
 
     def read_once(self):
-        """Reads what the socket has and dispatches every complete frame."""
+        """Reads what the pipe has and dispatches every complete frame."""
         if self.rend == len(self.rbuf):
             self._make_room()
         try:
-            n = self.sock.recv_into(self.rview[self.rend:])
+            n = os.readv(self.rfd, (self.rview[self.rend:],))
         except InterruptedError:
             return
         if not n:
@@ -887,7 +899,7 @@ class Connection:
 
 
 def worker_gone():
-    """The worker closed the socket: it is gone, and so is every client."""
+    """The worker closed its end of the pipe: it is gone, and so is every client."""
     os._exit(0)
 
 
@@ -986,7 +998,10 @@ def main(argv):
     # the interpreter in a long C call.
     import faulthandler
     faulthandler.register(signal.SIGUSR1, file=sys.stderr, all_threads=True)
-    sock = socket.socket(fileno=int(cfg.get("fd", 3)))
+    rfd, wfd = int(cfg["in_fd"]), int(cfg["out_fd"])
+    # Ours alone: an app's exec'd children do not inherit them.
+    os.set_inheritable(rfd, False)
+    os.set_inheritable(wfd, False)
     for path in reversed(cfg.get("pythonpath") or []):
         sys.path.insert(0, path)
     if "" in sys.path:
@@ -996,12 +1011,12 @@ def main(argv):
     try:
         app = load_app(cfg["app"])
     except AppImportError as e:
-        boot_error(sock, APP_LOAD_ERROR, str(e))
+        boot_error(wfd, APP_LOAD_ERROR, str(e))
     except BaseException as e:
-        boot_error(sock, WORKER_BOOT_ERROR, app_traceback(e))
+        boot_error(wfd, WORKER_BOOT_ERROR, app_traceback(e))
 
     threads = max(1, int(cfg.get("threads", 1)))
-    conn = Connection(sock, threads > 1)
+    conn = Connection(rfd, wfd, threads > 1)
     conn.error_log = cfg.get("error_log")
     if cfg.get("shared_fd"):
         try:
@@ -1009,7 +1024,7 @@ def main(argv):
                                int(cfg["shared_slots"]), int(cfg["shared_slot_size"]),
                                int(cfg.get("shared_body_slots", 0)))
         except (OSError, ValueError) as e:
-            log.warning("Bodies go through the socket only: %s" % e)
+            log.warning("Bodies go through the pipes only: %s" % e)
     server = Server(conn, app, cfg, log)
     info = {
         "protocol": PROTOCOL_VERSION,
@@ -1040,11 +1055,11 @@ def app_traceback(exc):
     return "".join(traceback.format_exception(type(exc), exc, tb))
 
 
-def boot_error(sock, code, text):
+def boot_error(wfd, code, text):
     """Reports a failed app load to the worker and exits with code."""
     payload = json.dumps({"code": code, "message": text}).encode()
     try:
-        sock.sendall(pack_frame(T_BOOT_ERROR, 0, 0, payload))
+        write_all(wfd, pack_frame(T_BOOT_ERROR, 0, 0, payload))
     except OSError:
         sys.stderr.write(text + "\n")
     sys.stdout.flush()

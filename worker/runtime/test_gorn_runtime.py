@@ -14,7 +14,6 @@ import marshal
 import os
 import random
 import shutil
-import socket
 import struct
 import sys
 import tempfile
@@ -217,12 +216,12 @@ def one_body(body):
 
 
 class FakeConnection(rt.Connection):
-    """The real Connection (wait, dispatch, locks) without a socket: sent
+    """The real Connection (wait, dispatch, locks) without pipes: sent
     frames are recorded, and each time the runtime would block reading from
     the worker, step() decides which frames the worker sends."""
 
     def __init__(self, step=None):
-        rt.Connection.__init__(self, None, False)
+        rt.Connection.__init__(self, -1, -1, False)
         self.sent = []
         self.sends = []  # frames per send() call
         self.step = step
@@ -283,6 +282,24 @@ def split(data, sizes):
         i += n
         k += 1
     return out
+
+
+def real_pipes(test, threaded=False):
+    """A Connection over two real pipes, as the worker makes them, and the
+    worker's ends: (conn, fd the worker writes frames to, fd it reads the
+    runtime's frames from). Every descriptor is closed at the test's end;
+    the worker's write end can be closed earlier with close_fd."""
+    to_rt = os.pipe()
+    from_rt = os.pipe()
+    fds = set(to_rt + from_rt)
+
+    def close_fd(fd):
+        if fd in fds:
+            fds.discard(fd)
+            os.close(fd)
+    test.close_fd = close_fd
+    test.addCleanup(lambda: [close_fd(fd) for fd in list(fds)])
+    return rt.Connection(to_rt[0], from_rt[1], threaded), to_rt[1], from_rt[0]
 
 
 def make_input(data, first=0, sizes=(7,), separate_end=False):
@@ -431,27 +448,24 @@ class InputTests(unittest.TestCase):
         self.assertTrue(req.cancelled)
         self.assertEqual(len(conn.sent_of(rt.T_READ)), 1)
 
-    def test_large_body_over_a_real_socketpair(self):
-        """The real Connection, reading on demand from a socket, with a
+    def test_large_body_over_real_pipes(self):
+        """The real Connection, reading on demand from a pipe, with a
         worker thread that answers each Read with one Body frame sent in
         small pieces."""
         for threaded in (False, True):
             with self.subTest(threaded=threaded):
-                self._socketpair_body(threaded)
+                self._pipes_body(threaded)
 
-    def test_send_frame_over_a_real_socketpair(self):
+    def test_send_frame_over_a_real_pipe(self):
         """send_frame delivers header and payload whole and in order, for
-        payloads far larger than the socket buffer and for memoryviews."""
-        a, b = socket.socketpair()
-        self.addCleanup(a.close)
-        self.addCleanup(b.close)
-        conn = rt.Connection(a, False)
+        payloads far larger than the pipe's buffer and for memoryviews."""
+        conn, _, theirs = real_pipes(self)
         payload = bytes(random.getrandbits(8) for _ in range(4096)) * 700  # 2.8 MB
         received = bytearray()
 
         def reader():
             while len(received) < 2 * (rt.HEADER_SIZE + len(payload)):
-                data = b.recv(1 << 20)
+                data = os.read(theirs, 1 << 20)
                 if not data:
                     return
                 received.extend(data)
@@ -469,10 +483,7 @@ class InputTests(unittest.TestCase):
     def test_read_once_reassembles_frames_across_reads(self):
         """read_once's reused buffer: frames split across reads, many per
         read, and frames larger than the buffer all arrive intact."""
-        a, b = socket.socketpair()
-        self.addCleanup(a.close)
-        self.addCleanup(b.close)
-        conn = rt.Connection(a, False)
+        conn, theirs, _ = real_pipes(self)
         got = []
         conn.on_request = got.append
         sizes = [10, 3000, rt.RECV_BUFFER + 12345, 7, 200000, 3 * rt.RECV_BUFFER, 1]
@@ -487,7 +498,7 @@ class InputTests(unittest.TestCase):
             off = 0
             while off < len(wire):
                 n = rng.choice([1, 9, 4096, 70000, 300000])
-                b.sendall(wire[off:off + n])
+                rt.write_all(theirs, wire[off:off + n])
                 off += n
         t = threading.Thread(target=writer)
         t.start()
@@ -500,12 +511,9 @@ class InputTests(unittest.TestCase):
             self.assertEqual(r.environ["HTTP_X"], "v" * size)
         self.assertEqual(conn.roff, conn.rend)
 
-    def _socketpair_body(self, threaded):
+    def _pipes_body(self, threaded):
         data = random.Random(7).randbytes(300000)
-        a, b = socket.socketpair()
-        a.settimeout(10)
-        b.settimeout(10)
-        conn = rt.Connection(a, threaded)
+        conn, to_rt, from_rt = real_pipes(self, threaded)
         conn.on_request = lambda req: None
         req = rt.Request(conn, 5, {}, data[:1000], False)
         conn.requests[5] = req
@@ -519,7 +527,7 @@ class InputTests(unittest.TestCase):
                 while pos < len(data) or pos == len(data):
                     frames, off = rt.unpack_frames(buf, off)
                     if not frames:
-                        chunk = b.recv(4096)
+                        chunk = os.read(from_rt, 4096)
                         if not chunk:
                             return
                         buf += chunk
@@ -532,11 +540,12 @@ class InputTests(unittest.TestCase):
                         end = rt.F_END if pos == len(data) else 0
                         frame = rt.pack_frame(rt.T_BODY, end, 5, piece)
                         for i in range(0, len(frame), 3000):
-                            b.sendall(frame[i:i + 3000])
+                            rt.write_all(to_rt, frame[i:i + 3000])
                         if end:
                             return
             except Exception as e:  # reported by the main thread
                 errors.append(e)
+                self.close_fd(to_rt)  # the runtime's reads see EOF
 
         def reader():
             try:
@@ -557,11 +566,10 @@ class InputTests(unittest.TestCase):
             self.assertEqual(got, data)
         finally:
             wt.join(10)
-            b.close()
+            self.close_fd(to_rt)  # the reader thread sees EOF
             if rthread:
                 rthread.join(10)
                 self.assertFalse(rthread.is_alive())
-            a.close()
         self.assertFalse(wt.is_alive())
         self.assertEqual(errors, [])
 

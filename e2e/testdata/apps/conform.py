@@ -7,7 +7,7 @@ logged as STRICT-FAILURE (the test fails on that line) and fails the
 response.
 
 `app` routes on PATH_INFO to behaviours the tests check: environ dumps,
-streaming, bodies read every way, status codes without bodies, hop-by-hop
+the runtime's open descriptors, streaming, bodies read every way, status codes without bodies, hop-by-hop
 headers, errors before and after the headers, start_response exc_info, and
 close() recorded in a file named by the `rec` query parameter.
 """
@@ -226,6 +226,22 @@ def app(environ, start_response):
         env["has_errors"] = hasattr(environ.get("wsgi.errors"), "write")
         env["body_len"] = len(environ["wsgi.input"].read())
         return _json(start_response, env)
+
+    if path == "/fds":
+        # The runtime's descriptors above stderr: every one, and those a
+        # child the app starts (exec) would inherit.
+        fds = {}
+        for name in os.listdir("/proc/self/fd"):
+            fd = int(name)
+            if fd > 2:
+                try:
+                    fds[fd] = (os.readlink("/proc/self/fd/%d" % fd), os.get_inheritable(fd))
+                except OSError:  # listdir's own descriptor, closed by now
+                    pass
+        return _json(start_response, {
+            "open": sorted(target for target, _ in fds.values()),
+            "inheritable": sorted(target for target, inh in fds.values() if inh),
+        })
 
     if path == "/path":
         body = environ["RAW_URI"].encode("latin-1")
