@@ -120,6 +120,9 @@ func (s *supervisor) run(ctx context.Context) {
 
 // get returns a serving runtime, waiting while one boots.
 func (s *supervisor) get(ctx context.Context) (*runtimeProc, error) {
+	if rt := s.current(); rt != nil && rt.alive() {
+		return rt, nil // the usual case, without a two-way select
+	}
 	for {
 		g := s.cur.Load()
 		select {
