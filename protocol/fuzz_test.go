@@ -99,8 +99,9 @@ func FuzzReadFrame(f *testing.F) {
 	})
 }
 
-// FuzzParseStart checks ParseStart never panics and that what it accepts
-// is safe to send and survives a round trip through AppendStart.
+// FuzzParseStart checks ParseStart never panics, that what it accepts is
+// safe to send and survives a round trip through AppendStart, and that a
+// HeadCache answers as ParseStart does.
 func FuzzParseStart(f *testing.F) {
 	v := loadVectors(f)
 	for _, c := range v.Starts {
@@ -109,8 +110,15 @@ func FuzzParseStart(f *testing.F) {
 	for _, c := range v.Invalid.Starts {
 		f.Add([]byte(c.Payload))
 	}
+	var cache HeadCache
 	f.Fuzz(func(t *testing.T, p []byte) {
 		h, body, err := ParseStart(p)
+		for range 2 { // a cache miss, then (for a kept head) a hit
+			ch, cbody, cerr := cache.ParseStart(p)
+			if (cerr == nil) != (err == nil) || ch.Status != h.Status || ch.Code != h.Code || !slices.Equal(ch.Headers, h.Headers) || !bytes.Equal(cbody, body) {
+				t.Fatalf("HeadCache.ParseStart = %+v %q %v, ParseStart %+v %q %v", ch, cbody, cerr, h, body, err)
+			}
+		}
 		if err != nil {
 			return
 		}

@@ -64,15 +64,16 @@ type handler struct {
 	log         *slog.Logger
 	access      *accessLog
 	scriptName  string
-	timeout     time.Duration // --timeout; 0 disables
-	bodyTimeout time.Duration // --body-timeout; 0 disables
-	serverName  string        // SERVER_NAME: the listener's host, or a unix socket's path
-	serverPort  string        // SERVER_PORT: the listener's port; "" on a unix socket
-	frames      sync.Pool     // *[]protocol.Frame
-	bufs        sync.Pool     // *[]byte of initialBody bytes
-	states      sync.Pool     // *requestState, with its timer
-	frameBufs   sync.Pool     // *[]byte: Request frames being built
-	metrics     *metrics.Slot // this worker's scoreboard slot; nil counts nothing
+	timeout     time.Duration      // --timeout; 0 disables
+	bodyTimeout time.Duration      // --body-timeout; 0 disables
+	serverName  string             // SERVER_NAME: the listener's host, or a unix socket's path
+	serverPort  string             // SERVER_PORT: the listener's port; "" on a unix socket
+	frames      sync.Pool          // *[]protocol.Frame
+	heads       protocol.HeadCache // the app's response heads, decoded and checked
+	bufs        sync.Pool          // *[]byte of initialBody bytes
+	states      sync.Pool          // *requestState, with its timer
+	frameBufs   sync.Pool          // *[]byte: Request frames being built
+	metrics     *metrics.Slot      // this worker's scoreboard slot; nil counts nothing
 	// scheme is wsgi.url_scheme unless a trusted peer's secure scheme
 	// headers say otherwise: http, or https on TLS ("" means http).
 	scheme string
@@ -438,7 +439,7 @@ func (h *handler) handle(st *requestState, events []protocol.Frame) bool {
 			(events[i+1].Type != protocol.Data && events[i+1].Type != protocol.Shared)
 		switch f.Type {
 		case protocol.Start:
-			head, body, err := protocol.ParseStart(f.Payload)
+			head, body, err := h.heads.ParseStart(f.Payload)
 			if err != nil {
 				h.log.Error("The app sent an invalid response head; answering 500", "uri", st.r.RequestURI, "err", err)
 				h.cancel(st)
