@@ -563,6 +563,35 @@ func TestLifecycleWorkerSigkill(t *testing.T) {
 	}
 }
 
+// TestLifecycleRuntimeDiesWithForkedChild: the app forked a child that
+// holds the runtime's pipes open after the runtime dies. The worker still
+// sees the runtime gone (within about a second) and the next request gets
+// a fresh runtime, instead of waiting for a runtime that will never answer.
+func TestLifecycleRuntimeDiesWithForkedChild(t *testing.T) {
+	s := start(t, python(t), "-w", "1", "lc_util:app")
+	s.ready("/pid")
+	runtime := num(t, getJSON(t, noKeepAlive, s.URL+"/pid"), "pid")
+	child := num(t, getJSON(t, noKeepAlive, s.URL+"/fork?t=60"), "pid")
+	t.Cleanup(func() { syscall.Kill(child, syscall.SIGKILL) })
+	if err := syscall.Kill(runtime, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	s.waitLog(`App runtime died; starting a fresh one`, 10*time.Second)
+	client := &http.Client{Timeout: 10 * time.Second}
+	resp, err := client.Get(s.URL + "/pid")
+	if err != nil {
+		t.Fatalf("the request after the runtime died: %v", err)
+	}
+	defer resp.Body.Close()
+	var m map[string]any
+	if err := json.NewDecoder(resp.Body).Decode(&m); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("the request after the runtime died: %d, %v", resp.StatusCode, err)
+	}
+	if pid := num(t, m, "pid"); pid == runtime || pid == child {
+		t.Fatalf("served by %d, want a fresh runtime (the dead one was %d, its child %d)", pid, runtime, child)
+	}
+}
+
 // TestLifecycleOrphansReaped: a process the app started outlives its
 // runtime, killed here. It is handed to the master, not to init, and the
 // master reaps it when it exits: no zombie is left. The same reaping

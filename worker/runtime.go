@@ -270,6 +270,7 @@ func startRuntime(cfg *config.Config, log *slog.Logger, argv []string, started f
 	go func() {
 		rt.status = cmd.Wait()
 		close(rt.exited)
+		rt.afterExit()
 	}()
 	if started != nil {
 		started(rt)
@@ -320,8 +321,27 @@ func startRuntime(cfg *config.Config, log *slog.Logger, argv []string, started f
 		<-rt.exited
 		return nil, fmt.Errorf("the app runtime sent %s before ready", f.Type)
 	}
+	select {
+	case <-rt.exited: // the handshake's deadline reset may have undone afterExit's
+		rt.afterExit()
+	default:
+	}
 	go rt.readLoop(r)
 	return rt, nil
+}
+
+// exitDrain is how long the worker keeps reading the runtime's pipe once
+// the runtime has exited (1 s).
+const exitDrain = time.Second
+
+// afterExit bounds the reading of the pipe from a runtime that has
+// exited. EOF normally ends it at once; but a process the app forked
+// keeps the runtime's end of the pipe open, and EOF would then not come
+// before that process exits. So the read gets a deadline: what the runtime
+// wrote before it exited is read within exitDrain, then the read fails and
+// the runtime counts as gone.
+func (rt *runtimeProc) afterExit() {
+	rt.pipes.fromRT.SetReadDeadline(time.Now().Add(exitDrain))
 }
 
 // pipes are the worker's ends of the two pipes to a runtime: frames go to
@@ -417,9 +437,9 @@ func (rt *runtimeProc) readLoop(r *protocol.Reader) {
 	for {
 		f, err := r.ReadFramePooled()
 		if err != nil {
-			// A reset is the runtime dying (or killed by a quick stop),
-			// which the supervisor reports; it is not a read failure.
-			if err != io.EOF && !errors.Is(err, net.ErrClosed) && !errors.Is(err, syscall.ECONNRESET) {
+			// EOF is the runtime gone (or killed by a quick stop), which
+			// the supervisor reports; so is the deadline afterExit sets.
+			if err != io.EOF && !errors.Is(err, net.ErrClosed) && !errors.Is(err, os.ErrDeadlineExceeded) {
 				rt.log.Error("Reading from the app runtime failed", "pid", rt.info.Pid, "err", err)
 			}
 			return

@@ -10,6 +10,8 @@ Routes:
   /pid              {"pid": runtime pid, "ppid": its parent (the worker)}
   /spawn?t=SECS     starts `sleep SECS` and leaves it running:
                     {"pid": its pid}
+  /fork?t=SECS      forks a copy of the runtime (holding every descriptor
+                    the runtime has) that sleeps SECS: {"pid": its pid}
   /osenv            the runtime's os.environ
   /cwd              {"cwd": os.getcwd()}
   /exe              {"executable": sys.executable}
@@ -78,6 +80,12 @@ def app(environ, start_response):
     if path == "/spawn":
         child = subprocess.Popen(["sleep", q.get("t", "1")])
         return _json(start_response, {"pid": child.pid})
+    if path == "/fork":
+        pid = os.fork()
+        if pid == 0:
+            time.sleep(float(q.get("t", "1")))
+            os._exit(0)
+        return _json(start_response, {"pid": pid})
     if path == "/osenv":
         return _json(start_response, dict(os.environ))
     if path == "/cwd":
