@@ -204,7 +204,7 @@ type runtimeConfig struct {
 // started, if not nil, is called with the process as soon as it runs, so a
 // boot can be aborted by killing it.
 func startRuntime(cfg *config.Config, log *slog.Logger, argv []string, started func(*runtimeProc)) (*runtimeProc, error) {
-	conn, childIn, childOut, err := openPipes()
+	pp, childIn, childOut, err := openPipes()
 	if err != nil {
 		return nil, err
 	}
@@ -214,7 +214,7 @@ func startRuntime(cfg *config.Config, log *slog.Logger, argv []string, started f
 
 	src, err := sourceFile()
 	if err != nil {
-		conn.Close()
+		pp.Close()
 		return nil, err
 	}
 	defer src.Close()
@@ -254,12 +254,12 @@ func startRuntime(cfg *config.Config, log *slog.Logger, argv []string, started f
 	childOut.Close()
 	src.Close()
 	if err != nil {
-		conn.Close()
+		pp.Close()
 		return nil, fmt.Errorf("starting the app runtime %s: %w", cfg.Python, err)
 	}
 	rt := &runtimeProc{
 		cmd:     cmd,
-		pipes:   conn,
+		pipes:   pp,
 		shared:  shared,
 		log:     log,
 		threads: max(cfg.Threads, 1),
@@ -276,20 +276,21 @@ func startRuntime(cfg *config.Config, log *slog.Logger, argv []string, started f
 		started(rt)
 	}
 
-	r := protocol.NewReader(conn.rfd)
+	r := protocol.NewReader(pp.rfd)
 	if cfg.BootTimeout > 0 {
-		conn.fromRT.SetReadDeadline(time.Now().Add(cfg.BootTimeout))
+		pp.fromRT.SetReadDeadline(time.Now().Add(cfg.BootTimeout))
 	}
 	f, err := r.ReadFrame()
-	conn.fromRT.SetReadDeadline(time.Time{})
+	pp.fromRT.SetReadDeadline(time.Time{})
 	if err != nil {
+		exited := rt.hasExited() // before the kill: a deadline may be afterExit's
 		rt.kill()
-		conn.Close()
+		pp.Close()
 		<-rt.exited
-		if errors.Is(err, os.ErrDeadlineExceeded) {
+		if errors.Is(err, os.ErrDeadlineExceeded) && !exited {
 			return nil, fmt.Errorf("the app did not load within --boot-timeout %s", cfg.BootTimeout)
 		}
-		if err == io.EOF || errors.Is(err, io.ErrUnexpectedEOF) {
+		if exited || err == io.EOF || errors.Is(err, io.ErrUnexpectedEOF) {
 			return nil, fmt.Errorf("the app runtime exited before it was ready: %s", describeExit(rt.status))
 		}
 		return nil, fmt.Errorf("reading the runtime handshake: %w", err)
@@ -298,7 +299,7 @@ func startRuntime(cfg *config.Config, log *slog.Logger, argv []string, started f
 	case protocol.Ready:
 		if err := json.Unmarshal(f.Payload, &rt.info); err != nil || rt.info.Protocol != protocol.Version {
 			rt.kill()
-			conn.Close()
+			pp.Close()
 			<-rt.exited
 			return nil, fmt.Errorf("the app runtime speaks another protocol: %q", f.Payload)
 		}
@@ -307,7 +308,7 @@ func startRuntime(cfg *config.Config, log *slog.Logger, argv []string, started f
 		if err := json.Unmarshal(f.Payload, be); err != nil {
 			be.Message = string(f.Payload)
 		}
-		conn.Close()
+		pp.Close()
 		select {
 		case <-rt.exited:
 		case <-time.After(5 * time.Second):
@@ -317,17 +318,25 @@ func startRuntime(cfg *config.Config, log *slog.Logger, argv []string, started f
 		return nil, be
 	default:
 		rt.kill()
-		conn.Close()
+		pp.Close()
 		<-rt.exited
 		return nil, fmt.Errorf("the app runtime sent %s before ready", f.Type)
 	}
-	select {
-	case <-rt.exited: // the handshake's deadline reset may have undone afterExit's
+	if rt.hasExited() { // the handshake's deadline reset may have undone afterExit's
 		rt.afterExit()
-	default:
 	}
 	go rt.readLoop(r)
 	return rt, nil
+}
+
+// hasExited reports whether cmd.Wait has returned.
+func (rt *runtimeProc) hasExited() bool {
+	select {
+	case <-rt.exited:
+		return true
+	default:
+		return false
+	}
 }
 
 // exitDrain is how long the worker keeps reading the runtime's pipe once
