@@ -330,9 +330,12 @@ func startRuntime(cfg *config.Config, log *slog.Logger, argv []string, started f
 }
 
 // hasExited reports whether cmd.Wait has returned.
-func (rt *runtimeProc) hasExited() bool {
+func (rt *runtimeProc) hasExited() bool { return isClosed(rt.exited) }
+
+// isClosed reports whether ch, a channel that is only ever closed, is.
+func isClosed(ch <-chan struct{}) bool {
 	select {
-	case <-rt.exited:
+	case <-ch:
 		return true
 	default:
 		return false
@@ -623,14 +626,7 @@ func (rt *runtimeProc) sendLocked(b []byte) error {
 }
 
 // alive reports whether the runtime is still serving.
-func (rt *runtimeProc) alive() bool {
-	select {
-	case <-rt.done:
-		return false
-	default:
-		return true
-	}
-}
+func (rt *runtimeProc) alive() bool { return !isClosed(rt.done) }
 
 func (rt *runtimeProc) pid() int { return rt.cmd.Process.Pid }
 
