@@ -197,11 +197,8 @@ type polled struct {
 // waiting returns c's poller state, entering the poller first if c is
 // not in it yet. c.mu must be held.
 func (c *Conn) waiting() (*polled, error) {
-	if p := c.p.Load(); p != nil {
-		return p, nil
-	}
-	if c.closed {
-		return nil, net.ErrClosed
+	if p, err := c.unpolled(); p != nil || err != nil {
+		return p, err
 	}
 	f := os.NewFile(uintptr(c.sysfd), "") // non-blocking: in the poller
 	fd, err := rawio.New(f)
@@ -217,6 +214,19 @@ func (c *Conn) waiting() (*polled, error) {
 	p := &polled{f: f, fd: fd}
 	c.p.Store(p)
 	return p, nil
+}
+
+// unpolled is the check every call makes first while c may not be in
+// the poller (c.mu held): c's poller state if it has entered it, else
+// net.ErrClosed if c is closed; neither means go on without the poller.
+func (c *Conn) unpolled() (*polled, error) {
+	if p := c.p.Load(); p != nil {
+		return p, nil
+	}
+	if c.closed {
+		return nil, net.ErrClosed
+	}
+	return nil, nil
 }
 
 // expired reports whether deadline d is set and has passed.
@@ -242,12 +252,10 @@ func (c *Conn) Read(b []byte) (int, error) {
 func (c *Conn) readUnpolled(b []byte) (p *polled, n int, err error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if p = c.p.Load(); p != nil {
-		return p, 0, nil
+	if p, err = c.unpolled(); p != nil || err != nil {
+		return p, 0, err
 	}
 	switch {
-	case c.closed:
-		return nil, 0, net.ErrClosed
 	case len(b) == 0:
 		return nil, 0, nil
 	case expired(c.rdl):
@@ -288,13 +296,10 @@ func (c *Conn) Write(b []byte) (int, error) {
 func (c *Conn) writeUnpolled(b []byte) (p *polled, n int, err error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if p = c.p.Load(); p != nil {
-		return p, 0, nil
+	if p, err = c.unpolled(); p != nil || err != nil {
+		return p, 0, err
 	}
-	switch {
-	case c.closed:
-		return nil, 0, net.ErrClosed
-	case expired(c.wdl):
+	if expired(c.wdl) {
 		return nil, 0, os.ErrDeadlineExceeded
 	}
 	n, errno := rawio.WriteAll(c.sysfd, b)
@@ -392,17 +397,12 @@ func (c *Conn) SetWriteDeadline(t time.Time) error { return c.setDeadline(t, fal
 
 func (c *Conn) setDeadline(t time.Time, read, write bool) error {
 	p := c.p.Load()
-	if p == nil {
-		var err error
-		if p, err = c.rememberDeadline(t, read, write); p == nil {
-			if err != nil {
-				return c.opError("set", err)
-			}
-			return nil
-		}
-	}
 	var err error
+	if p == nil {
+		p, err = c.rememberDeadline(t, read, write)
+	}
 	switch {
+	case p == nil:
 	case read && write:
 		err = p.f.SetDeadline(t)
 	case read:
@@ -422,11 +422,8 @@ func (c *Conn) setDeadline(t time.Time, read, write bool) error {
 func (c *Conn) rememberDeadline(t time.Time, read, write bool) (*polled, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	switch p := c.p.Load(); {
-	case p != nil:
-		return p, nil
-	case c.closed:
-		return nil, net.ErrClosed
+	if p, err := c.unpolled(); p != nil || err != nil {
+		return p, err
 	}
 	if read {
 		c.rdl = t
@@ -452,11 +449,11 @@ func (c *Conn) SyscallConn() (syscall.RawConn, error) {
 // control runs f on the descriptor, which stays open while it runs.
 func (c *Conn) control(f func(fd int)) error {
 	c.mu.Lock()
-	p := c.p.Load()
+	p, err := c.unpolled()
 	if p == nil {
 		defer c.mu.Unlock()
-		if c.closed {
-			return net.ErrClosed
+		if err != nil {
+			return err
 		}
 		f(c.sysfd)
 		return nil

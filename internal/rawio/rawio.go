@@ -24,9 +24,10 @@
 //
 // Only use it on non-blocking descriptors (an FD's must be in the poller
 // too: sockets from net.FileConn, or an *os.File, socket or pipe, that
-// os.NewFile registered); a raw call on a blocking descriptor would stall the whole
-// process. ReadOnce and WriteAll make single raw attempts for callers that
-// wait by other means (package tcplisten, before its poller registration).
+// os.NewFile registered); a raw call on a blocking descriptor would stall
+// the whole process. ReadOnce and WriteAll make single raw attempts for
+// callers that wait by other means (package tcplisten, before its poller
+// registration).
 package rawio
 
 import (
@@ -41,9 +42,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// FD is a socket or pipe read and written with raw system calls. Like net.Conn's,
-// its methods may be called from several goroutines; reads wait for each
-// other, and so do writes.
+// FD is a socket or pipe read and written with raw system calls. Like
+// net.Conn's, its methods may be called from several goroutines; reads
+// wait for each other, and so do writes.
 type FD struct {
 	rc syscall.RawConn
 	// The read side's and the write side's call in progress, and the
@@ -123,8 +124,9 @@ func ReadOnce(fd int, b []byte) (int, syscall.Errno) {
 }
 
 // Write writes all of b, waiting in the poller while the socket's send
-// buffer (or the pipe) is full. Its errors are Read's, with "write" for the system call
-// (EPIPE once the peer is gone); n says how much was written before one.
+// buffer (or the pipe) is full. Its errors are Read's, with "write" for
+// the system call (EPIPE once the peer is gone); n says how much was
+// written before one.
 func (f *FD) Write(b []byte) (int, error) {
 	f.wmu.Lock()
 	defer f.wmu.Unlock()

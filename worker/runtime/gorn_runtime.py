@@ -7,9 +7,9 @@ docs/protocol.md; the worker starts this file as
     python -c <loader> '<json config>'
 
 reading frames from the pipe on fd 3 and writing frames to the pipe on
-fd 5. The runtime never touches the network: the worker
-speaks HTTP, the runtime builds PEP 3333 environs, calls the app and streams
-what it returns back as frames.
+fd 5. The runtime never touches the network: the worker speaks HTTP, the
+runtime builds PEP 3333 environs, calls the app and streams what it
+returns back as frames.
 """
 
 import io
@@ -899,7 +899,8 @@ class Connection:
 
 
 def worker_gone():
-    """The worker closed its end of the pipe: it is gone, and so is every client."""
+    """The worker closed its end of the pipe: it is gone, and so is every
+    client."""
     os._exit(0)
 
 
