@@ -108,7 +108,12 @@ def environ(path, body_len):
     if body_len:
         env["CONTENT_LENGTH"] = str(body_len)
         env["CONTENT_TYPE"] = "application/octet-stream"
-    return marshal.dumps(env)
+    # As the worker encodes it (docs/protocol.md §2): the values of the
+    # runtime's ENVIRON_KEYS, the other entries, the mask of absent keys.
+    values = tuple(env.get(k) for k in rt.ENVIRON_KEYS)
+    other = {k: v for k, v in env.items() if k not in rt.ENVIRON_KEYS}
+    absent = sum(1 << i for i, k in enumerate(rt.ENVIRON_KEYS) if k not in env)
+    return marshal.dumps(values + (other, absent))
 
 
 def request_frame(sid, env, body):

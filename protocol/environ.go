@@ -9,51 +9,126 @@ import (
 	"unicode/utf8"
 )
 
-// Environ encodes the CGI part of a WSGI environ as the serialization of a
-// Python dict of str that Python's marshal.loads decodes in one C call.
+// EnvironKeys are the environ keys with a place of their own in the
+// encoding, in that order (docs/protocol.md §2): the ones the worker sends
+// with nearly every request. The runtime builds a request's environ by
+// pairing these with the values it decodes, which costs far less than
+// decoding a key string per entry.
+var EnvironKeys = [...]string{
+	"REQUEST_METHOD",
+	"SCRIPT_NAME",
+	"PATH_INFO",
+	"QUERY_STRING",
+	"RAW_URI",
+	"SERVER_PROTOCOL",
+	"SERVER_SOFTWARE",
+	"REMOTE_ADDR",
+	"REMOTE_PORT",
+	"SERVER_NAME",
+	"SERVER_PORT",
+	"HTTP_HOST",
+	"wsgi.url_scheme",
+}
+
+// environKey returns the index of key in EnvironKeys, or -1.
+func environKey(key string) int {
+	switch key {
+	case "REQUEST_METHOD":
+		return 0
+	case "SCRIPT_NAME":
+		return 1
+	case "PATH_INFO":
+		return 2
+	case "QUERY_STRING":
+		return 3
+	case "RAW_URI":
+		return 4
+	case "SERVER_PROTOCOL":
+		return 5
+	case "SERVER_SOFTWARE":
+		return 6
+	case "REMOTE_ADDR":
+		return 7
+	case "REMOTE_PORT":
+		return 8
+	case "SERVER_NAME":
+		return 9
+	case "SERVER_PORT":
+		return 10
+	case "HTTP_HOST":
+		return 11
+	case "wsgi.url_scheme":
+		return 12
+	}
+	return -1
+}
+
+// Environ encodes the CGI part of a WSGI environ in a form that Python's
+// marshal.loads decodes in one C call: a tuple of the values of
+// EnvironKeys (None for a key not sent), a dict of the other entries, and
+// the bit mask of the keys not sent (docs/protocol.md §2).
 //
 // Every value is a byte string that the runtime sees as its latin-1 decoding,
 // as PEP 3333 wants for "native strings": pure ASCII strings use marshal's
 // ASCII types, anything else is re-encoded so that each byte becomes the code
 // point of the same value.
+//
+// The zero value is an empty environ. An Environ keeps its buffer across
+// Reset, for reuse.
 type Environ struct {
-	buf []byte
+	values [len(EnvironKeys)]string
+	set    uint32 // bit i: values[i] was added
+	other  []byte // the other entries, encoded as the dict's body
 }
 
 // Marshal type codes used by the encoder (CPython Python/marshal.c).
 const (
+	marshalSmallTuple = ')' // 1-byte count, then the items
+	marshalNone       = 'N'
+	marshalInt        = 'i' // 4-byte signed integer
 	marshalDict       = '{'
-	marshalNull       = '0'
+	marshalNull       = '0' // the end of a dict
 	marshalShortASCII = 'z' // 1-byte length, ASCII bytes
 	marshalASCII      = 'a' // 4-byte length, ASCII bytes
 	marshalUnicode    = 'u' // 4-byte length, UTF-8 bytes
 )
 
-// Reset starts a new environ, reusing the buffer.
-func (e *Environ) Reset() { e.buf = append(e.buf[:0], marshalDict) }
+// environItems is the length of the encoded tuple: the values of
+// EnvironKeys, the dict of the others, the mask.
+const environItems = len(EnvironKeys) + 2
 
-// ResetAfter starts a new dict whose encoding is appended to prefix, so a
-// frame can be built in one buffer: Bytes then returns prefix followed by
-// the dict.
-func (e *Environ) ResetAfter(prefix []byte) { e.buf = append(prefix, marshalDict) }
+// allKeys is the mask with a bit for every key of EnvironKeys.
+const allKeys = 1<<len(EnvironKeys) - 1
 
-// Add appends one key and value.
+// Reset empties the environ, keeping its buffer.
+func (e *Environ) Reset() { *e = Environ{other: e.other[:0]} }
+
+// Add sets key to value. A key added twice keeps its last value, as in a
+// Python dict.
 func (e *Environ) Add(key, value string) {
-	if len(e.buf) == 0 {
-		e.buf = append(e.buf, marshalDict)
+	if i := environKey(key); i >= 0 {
+		e.values[i] = value
+		e.set |= 1 << i
+		return
 	}
-	e.buf = appendLatin1(e.buf, key)
-	e.buf = appendLatin1(e.buf, value)
+	e.other = appendLatin1(e.other, key)
+	e.other = appendLatin1(e.other, value)
 }
 
-// Bytes terminates the dict and returns its encoding. The Environ must be
-// Reset before it is used again.
-func (e *Environ) Bytes() []byte {
-	if len(e.buf) == 0 {
-		e.buf = append(e.buf, marshalDict)
+// AppendTo appends the environ's encoding to dst and returns the result.
+func (e *Environ) AppendTo(dst []byte) []byte {
+	dst = append(dst, marshalSmallTuple, byte(environItems))
+	for i, v := range e.values {
+		if e.set&(1<<i) == 0 {
+			dst = append(dst, marshalNone)
+			continue
+		}
+		dst = appendLatin1(dst, v)
 	}
-	e.buf = append(e.buf, marshalNull)
-	return e.buf
+	dst = append(dst, marshalDict)
+	dst = append(dst, e.other...)
+	dst = append(dst, marshalNull, marshalInt)
+	return binary.LittleEndian.AppendUint32(dst, ^e.set&allKeys)
 }
 
 func isASCII(s string) bool {
@@ -89,35 +164,64 @@ func appendLatin1(dst []byte, s string) []byte {
 	return dst
 }
 
-// DecodeEnviron decodes what Environ produced back into ordered pairs of
-// byte strings (each code point back to one byte). It exists for tests and
-// tools; the runtime decodes with marshal.loads.
+// DecodeEnviron decodes what Environ produced into the entries the
+// runtime's environ gets, as ordered pairs of byte strings (each code point
+// back to one byte): the keys of EnvironKeys that were sent, in that
+// order, then the other entries in the order they were added. It exists
+// for tests and tools; the runtime decodes with marshal.loads. It refuses
+// anything Environ does not produce.
 func DecodeEnviron(b []byte) ([][2]string, error) {
-	if len(b) < 2 || b[0] != marshalDict {
-		return nil, errors.New("protocol: environ is not a marshal dict")
+	if len(b) < 2 || b[0] != marshalSmallTuple || int(b[1]) != environItems {
+		return nil, fmt.Errorf("protocol: environ is not a marshal tuple of %d items", environItems)
 	}
 	var out [][2]string
-	p := b[1:]
+	var absent uint32
+	p := b[2:]
+	for i, key := range EnvironKeys {
+		if len(p) > 0 && p[0] == marshalNone {
+			absent |= 1 << i
+			p = p[1:]
+			continue
+		}
+		var v string
+		var err error
+		if v, p, err = decodeString(p); err != nil {
+			return nil, err
+		}
+		out = append(out, [2]string{key, v})
+	}
+	if len(p) == 0 || p[0] != marshalDict {
+		return nil, errors.New("protocol: environ has no dict of other entries")
+	}
+	p = p[1:]
 	for {
 		if len(p) == 0 {
 			return nil, errors.New("protocol: environ truncated")
 		}
 		if p[0] == marshalNull {
-			if len(p) != 1 {
-				return nil, errors.New("protocol: trailing bytes after environ")
-			}
-			return out, nil
+			p = p[1:]
+			break
 		}
 		var k, v string
 		var err error
 		if k, p, err = decodeString(p); err != nil {
 			return nil, err
 		}
+		if environKey(k) >= 0 {
+			return nil, fmt.Errorf("protocol: environ key %q belongs in the tuple", k)
+		}
 		if v, p, err = decodeString(p); err != nil {
 			return nil, err
 		}
 		out = append(out, [2]string{k, v})
 	}
+	if len(p) != 5 || p[0] != marshalInt {
+		return nil, errors.New("protocol: environ has no mask of absent keys, or bytes after it")
+	}
+	if mask := binary.LittleEndian.Uint32(p[1:]); mask != absent {
+		return nil, fmt.Errorf("protocol: environ mask %#x does not match its absent keys %#x", mask, absent)
+	}
+	return out, nil
 }
 
 func decodeString(p []byte) (string, []byte, error) {

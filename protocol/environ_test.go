@@ -8,6 +8,26 @@ import (
 	"testing"
 )
 
+// encoded builds an expected encoding: the values of EnvironKeys given by
+// index (encoded already), the other entries' encoded dict body, and the
+// mask of the keys without a value.
+func encoded(fixed map[int]string, other string) []byte {
+	b := []byte{')', byte(len(EnvironKeys) + 2)}
+	var absent uint32
+	for i := range EnvironKeys {
+		if v, ok := fixed[i]; ok {
+			b = append(b, v...)
+		} else {
+			b = append(b, 'N')
+			absent |= 1 << i
+		}
+	}
+	b = append(b, '{')
+	b = append(b, other...)
+	b = append(b, '0', 'i')
+	return binary.LittleEndian.AppendUint32(b, absent)
+}
+
 func TestEnvironEncoding(t *testing.T) {
 	long := strings.Repeat("x", 300)
 	tests := []struct {
@@ -15,15 +35,24 @@ func TestEnvironEncoding(t *testing.T) {
 		pairs [][2]string
 		want  []byte
 	}{
-		{"empty", nil, []byte("{0")},
-		{"ascii", [][2]string{{"A", "bc"}}, []byte("{z\x01Az\x02bc0")},
-		{"empty value", [][2]string{{"K", ""}}, []byte("{z\x01Kz\x000")},
-		{"255 bytes is short", [][2]string{{"K", long[:255]}}, append([]byte("{z\x01Kz\xff"), long[:255]+"0"...)},
-		{"256 bytes is long", [][2]string{{"K", long[:256]}}, append([]byte("{z\x01Ka\x00\x01\x00\x00"), long[:256]+"0"...)},
-		{"latin-1 byte", [][2]string{{"K", "\xe9"}}, []byte("{z\x01Ku\x02\x00\x00\x00\xc3\xa90")},
-		{"utf-8 bytes are two code points", [][2]string{{"K", "\xc3\xa9"}}, []byte("{z\x01Ku\x04\x00\x00\x00\xc3\x83\xc2\xa90")},
-		{"non-ascii key", [][2]string{{"\xff", "v"}}, []byte("{u\x02\x00\x00\x00\xc3\xbfz\x01v0")},
-		{"order kept", [][2]string{{"B", "1"}, {"A", "2"}}, []byte("{z\x01Bz\x011z\x01Az\x0120")},
+		{"empty", nil, encoded(nil, "")},
+		{"ascii", [][2]string{{"A", "bc"}}, encoded(nil, "z\x01Az\x02bc")},
+		{"empty value", [][2]string{{"K", ""}}, encoded(nil, "z\x01Kz\x00")},
+		{"255 bytes is short", [][2]string{{"K", long[:255]}}, encoded(nil, "z\x01Kz\xff"+long[:255])},
+		{"256 bytes is long", [][2]string{{"K", long[:256]}}, encoded(nil, "z\x01Ka\x00\x01\x00\x00"+long[:256])},
+		{"latin-1 byte", [][2]string{{"K", "\xe9"}}, encoded(nil, "z\x01Ku\x02\x00\x00\x00\xc3\xa9")},
+		{"utf-8 bytes are two code points", [][2]string{{"K", "\xc3\xa9"}}, encoded(nil, "z\x01Ku\x04\x00\x00\x00\xc3\x83\xc2\xa9")},
+		{"non-ascii key", [][2]string{{"\xff", "v"}}, encoded(nil, "u\x02\x00\x00\x00\xc3\xbfz\x01v")},
+		{"order kept", [][2]string{{"B", "1"}, {"A", "2"}}, encoded(nil, "z\x01Bz\x011z\x01Az\x012")},
+		{"keys in the tuple", [][2]string{{"PATH_INFO", "/"}, {"REQUEST_METHOD", "GET"}},
+			encoded(map[int]string{0: "z\x03GET", 2: "z\x01/"}, "")},
+		{"a key in the tuple twice: the last value", [][2]string{{"HTTP_HOST", "a"}, {"HTTP_HOST", "b"}},
+			encoded(map[int]string{11: "z\x01b"}, "")},
+		{"an empty value is not an absent one", [][2]string{{"QUERY_STRING", ""}}, encoded(map[int]string{3: "z\x00"}, "")},
+		{"both", [][2]string{{"HTTP_X", "1"}, {"wsgi.url_scheme", "https"}, {"CONTENT_TYPE", "t"}},
+			encoded(map[int]string{12: "z\x05https"}, "z\x06HTTP_Xz\x011z\x0cCONTENT_TYPEz\x01t")},
+		{"a value in the tuple is latin-1 too", [][2]string{{"PATH_INFO", "/\xe9"}},
+			encoded(map[int]string{2: "u\x03\x00\x00\x00/\xc3\xa9"}, "")},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -35,68 +64,95 @@ func TestEnvironEncoding(t *testing.T) {
 			if err != nil {
 				t.Fatalf("DecodeEnviron: %v", err)
 			}
-			if !slices.Equal(back, tt.pairs) {
-				t.Errorf("DecodeEnviron = %q, want %q", back, tt.pairs)
+			if want := environEntries(tt.pairs); !slices.Equal(back, want) {
+				t.Errorf("DecodeEnviron = %q, want %q", back, want)
 			}
 		})
 	}
 }
 
-// TestEnvironReuse checks Reset starts over and that Add works on a zero
-// Environ.
+// TestEnvironReuse checks Reset starts over and keeps the buffer, that
+// Add works on a zero Environ, and that AppendTo appends.
 func TestEnvironReuse(t *testing.T) {
 	var e Environ
 	e.Add("A", "1")
-	if got := string(e.Bytes()); got != "{z\x01Az\x0110" {
-		t.Fatalf("zero Environ: %q", got)
+	e.Add("PATH_INFO", "/a")
+	if got, want := e.AppendTo(nil), encoded(map[int]string{2: "z\x02/a"}, "z\x01Az\x011"); !bytes.Equal(got, want) {
+		t.Fatalf("zero Environ: %q, want %q", got, want)
 	}
+	other := &e.other[0]
 	e.Reset()
 	e.Add("B", "2")
-	if got := string(e.Bytes()); got != "{z\x01Bz\x0120" {
-		t.Fatalf("after Reset: %q", got)
+	if got, want := e.AppendTo(nil), encoded(nil, "z\x01Bz\x012"); !bytes.Equal(got, want) {
+		t.Fatalf("after Reset: %q, want %q", got, want)
+	}
+	if &e.other[0] != other {
+		t.Error("Reset did not keep the buffer")
 	}
 	var empty Environ
-	if got := string(empty.Bytes()); got != "{0" {
-		t.Fatalf("empty Environ: %q", got)
+	if got, want := empty.AppendTo(nil), encoded(nil, ""); !bytes.Equal(got, want) {
+		t.Fatalf("empty Environ: %q, want %q", got, want)
 	}
-	buf := make([]byte, 0, 64)
-	e.ResetAfter(append(buf, "HEAD"...))
-	e.Add("C", "3")
-	got := e.Bytes()
-	if string(got) != "HEAD{z\x01Cz\x0130" {
-		t.Fatalf("after ResetAfter: %q", got)
+	got := e.AppendTo([]byte("HEAD"))
+	if want := append([]byte("HEAD"), encoded(nil, "z\x01Bz\x012")...); !bytes.Equal(got, want) {
+		t.Fatalf("AppendTo after a prefix: %q, want %q", got, want)
 	}
-	if &got[0] != &buf[:1][0] {
-		t.Fatal("ResetAfter did not build in the prefix's buffer")
-	}
-	if d, err := DecodeEnviron(got[4:]); err != nil || len(d) != 1 || d[0] != [2]string{"C", "3"} {
-		t.Fatalf("the dict after the prefix decodes to %q, %v", d, err)
+}
+
+// BenchmarkEnviron encodes the environ of the bench's hello request.
+func BenchmarkEnviron(b *testing.B) {
+	var e Environ
+	buf := make([]byte, 0, 1024)
+	b.ReportAllocs()
+	for b.Loop() {
+		e.Reset()
+		for _, kv := range [][2]string{{"REQUEST_METHOD", "GET"}, {"SCRIPT_NAME", ""}, {"PATH_INFO", "/"},
+			{"QUERY_STRING", ""}, {"RAW_URI", "/"}, {"SERVER_PROTOCOL", "HTTP/1.1"}, {"SERVER_SOFTWARE", "gorn/1"},
+			{"REMOTE_ADDR", "127.0.0.1"}, {"REMOTE_PORT", "40000"}, {"SERVER_NAME", "127.0.0.1"},
+			{"SERVER_PORT", "8000"}, {"HTTP_HOST", "127.0.0.1:8000"}, {"wsgi.url_scheme", "http"}} {
+			e.Add(kv[0], kv[1])
+		}
+		buf = e.AppendTo(buf[:0])
 	}
 }
 
 func TestDecodeEnvironErrors(t *testing.T) {
 	u32 := func(n uint32) string { return string(binary.LittleEndian.AppendUint32(nil, n)) }
+	nones := strings.Repeat("N", len(EnvironKeys))
+	all := u32(allKeys)
+	head := ")\x0f"
+	// raw is a tuple of the given values (all the keys'), other entries and mask.
+	raw := func(values, other, mask string) string { return head + values + "{" + other + "0i" + mask }
 	tests := []struct{ name, in string }{
 		{"empty", ""},
-		{"only brace", "{"},
-		{"not a dict", "z\x01a"},
-		{"no terminator", "{z\x01az\x01b"},
-		{"key without value", "{z\x01a0"},
-		{"key then end of input", "{z\x01a"},
-		{"short length only", "{z"},
-		{"long length cut", "{a\x01\x00"},
-		{"short string cut", "{z\x05abc"},
-		{"long string cut", "{a" + u32(10) + "abc"},
-		{"huge length", "{a" + u32(0xffffffff) + "abc"},
-		{"huge unicode length", "{u" + u32(0x80000000) + "abc"},
-		{"unknown type", "{i\x01\x00\x00\x00z\x00" + "0"},
-		{"interned ascii", "{Z\x01az\x01b0"},
-		{"non-ascii in z", "{z\x01\xe9z\x000"},
-		{"non-ascii in a", "{a" + u32(1) + "\xe9z\x000"},
-		{"code point above 0xff", "{z\x01au\x02\x00\x00\x00\xc4\x800"},
-		{"invalid utf-8", "{z\x01au\x01\x00\x00\x00\xe90"},
-		{"surrogate", "{z\x01au\x03\x00\x00\x00\xed\xa0\x800"},
-		{"trailing bytes", "{z\x01az\x01b0x"},
+		{"the old dict", "{z\x01az\x01b0"},
+		{"tuple of 14", ")\x0e" + nones + "{0i" + all},
+		{"tuple of 16", ")\x10" + nones + "{0i" + all + "N"},
+		{"a list", "[\x0f\x00\x00\x00" + nones + "{0i" + all},
+		{"tuple cut in its values", head + "NNN"},
+		{"int for a value", raw("i\x01\x00\x00\x00"+nones[1:], "", u32(allKeys&^1))},
+		{"interned ascii value", raw("Z\x01a"+nones[1:], "", u32(allKeys&^1))},
+		{"non-ascii in a z value", raw("z\x01\xe9"+nones[1:], "", u32(allKeys&^1))},
+		{"code point above 0xff in a value", raw("u\x02\x00\x00\x00\xc4\x80"+nones[1:], "", u32(allKeys&^1))},
+		{"huge value length", head + "a" + u32(0xffffffff) + "abc"},
+		{"no dict", head + nones + "0i" + all},
+		{"dict without its end", head + nones + "{z\x01az\x01b"},
+		{"key without value", raw(nones, "z\x01a", all)},
+		{"other key cut", raw(nones, "z\x05abc", all)},
+		{"long other key cut", raw(nones, "a"+u32(10)+"abc", all)},
+		{"huge unicode length", head + nones + "{u" + u32(0x80000000) + "abc"},
+		{"int as another value", raw(nones, "z\x01ai\x01\x00\x00\x00", all)},
+		{"non-ascii in an a key", raw(nones, "a"+u32(1)+"\xe9z\x00", all)},
+		{"invalid utf-8", raw(nones, "z\x01au\x01\x00\x00\x00\xe9", all)},
+		{"surrogate", raw(nones, "z\x01au\x03\x00\x00\x00\xed\xa0\x80", all)},
+		{"a key of the tuple among the others", raw(nones, "z\x09PATH_INFOz\x01/", all)},
+		{"no mask", head + nones + "{0"},
+		{"mask cut", head + nones + "{0i\x01"},
+		{"mask of another type", head + nones + "{0z\x01a"},
+		{"mask without a bit for a None", raw(nones, "", u32(allKeys&^1))},
+		{"mask with a bit for a value", raw("z\x01a"+nones[1:], "", all)},
+		{"mask with a bit past the keys", raw(nones, "", u32(allKeys|1<<20))},
+		{"trailing bytes", raw(nones, "", all) + "x"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -104,6 +160,10 @@ func TestDecodeEnvironErrors(t *testing.T) {
 				t.Errorf("DecodeEnviron(%q) = %q, want an error", tt.in, got)
 			}
 		})
+	}
+	// The builder above makes what DecodeEnviron accepts, given valid parts.
+	if _, err := DecodeEnviron([]byte(raw("z\x01a"+nones[1:], "z\x01kz\x01v", u32(allKeys&^1)))); err != nil {
+		t.Errorf("a valid environ refused: %v", err)
 	}
 }
 

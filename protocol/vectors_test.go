@@ -106,11 +106,12 @@ type vectorInvalid struct {
 }
 
 type vectorFile struct {
-	Frames   []vectorFrame   `json:"frames"`
-	Environs []vectorEnviron `json:"environs"`
-	Requests []vectorRequest `json:"requests"`
-	Starts   []vectorStart   `json:"starts"`
-	Invalid  struct {
+	Frames      []vectorFrame   `json:"frames"`
+	EnvironKeys []string        `json:"environ_keys"`
+	Environs    []vectorEnviron `json:"environs"`
+	Requests    []vectorRequest `json:"requests"`
+	Starts      []vectorStart   `json:"starts"`
+	Invalid     struct {
 		Frames   []vectorInvalid `json:"frames"`
 		Environs []vectorInvalid `json:"environs"`
 		Starts   []vectorInvalid `json:"starts"`
@@ -144,11 +145,35 @@ func pairs(ps [][2]latin1) [][2]string {
 
 func encodeEnviron(ps [][2]string) []byte {
 	var e Environ
-	e.Reset()
 	for _, p := range ps {
 		e.Add(p[0], p[1])
 	}
-	return e.Bytes()
+	return e.AppendTo(nil)
+}
+
+// environEntries is what the runtime's environ holds after pairs ps went
+// through Environ, in DecodeEnviron's order: the keys of EnvironKeys that
+// were added, in that order, with their last values; then the others, in
+// the order they were added.
+func environEntries(ps [][2]string) [][2]string {
+	var fixed [len(EnvironKeys)]*string
+	var out [][2]string
+	for _, p := range ps {
+		if i := slices.Index(EnvironKeys[:], p[0]); i >= 0 {
+			fixed[i] = &p[1]
+		}
+	}
+	for i, v := range fixed {
+		if v != nil {
+			out = append(out, [2]string{EnvironKeys[i], *v})
+		}
+	}
+	for _, p := range ps {
+		if !slices.Contains(EnvironKeys[:], p[0]) {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 // errorClass maps an error to the class names vectors.json uses.
@@ -217,6 +242,14 @@ func TestVectorFrames(t *testing.T) {
 
 func TestVectorEnvirons(t *testing.T) {
 	v := loadVectors(t)
+	if !slices.Equal(v.EnvironKeys, EnvironKeys[:]) {
+		t.Errorf("EnvironKeys = %q, vectors.json has %q", EnvironKeys, v.EnvironKeys)
+	}
+	for i, k := range EnvironKeys {
+		if environKey(k) != i {
+			t.Errorf("environKey(%q) = %d, want %d", k, environKey(k), i)
+		}
+	}
 	for _, c := range v.Environs {
 		t.Run(c.Name, func(t *testing.T) {
 			ps := pairs(c.Pairs)
@@ -227,8 +260,8 @@ func TestVectorEnvirons(t *testing.T) {
 			if err != nil {
 				t.Fatalf("DecodeEnviron: %v", err)
 			}
-			if !slices.Equal(got, ps) {
-				t.Errorf("DecodeEnviron = %q, want %q", got, ps)
+			if want := environEntries(ps); !slices.Equal(got, want) {
+				t.Errorf("DecodeEnviron = %q, want %q", got, want)
 			}
 		})
 	}

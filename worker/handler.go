@@ -103,6 +103,9 @@ type requestState struct {
 	retried     bool
 	slotless    bool        // a body read found no free shared slot (logged once)
 	timer       *time.Timer // --timeout's; kept with the state when it is reused
+	// env builds the request's environ; kept with the state when it is
+	// reused, for its buffer.
+	env *protocol.Environ
 }
 
 // newState returns a requestState for a request, reused from an earlier
@@ -112,7 +115,7 @@ func (h *handler) newState(rw http.ResponseWriter, r *http.Request) *requestStat
 	if st == nil {
 		st = &requestState{}
 	}
-	*st = requestState{rw: rw, r: r, timer: st.timer}
+	*st = requestState{rw: rw, r: r, timer: st.timer, env: st.env}
 	return st
 }
 
@@ -121,7 +124,10 @@ func (h *handler) putState(st *requestState) {
 	if st.timer != nil {
 		st.timer.Stop()
 	}
-	*st = requestState{timer: st.timer}
+	if st.env != nil {
+		st.env.Reset() // lets go of the request's strings
+	}
+	*st = requestState{timer: st.timer, env: st.env}
 	h.states.Put(st)
 }
 
@@ -221,11 +227,14 @@ func (h *handler) serve(st *requestState) {
 			h.putFrameBuf(fb)
 		}
 	}()
-	var env protocol.Environ
-	env.ResetAfter((*fb)[:protocol.HeaderSize+4])
-	h.environ(&env, r, pathInfo)
+	if st.env == nil {
+		st.env = new(protocol.Environ)
+	}
+	env := st.env
+	env.Reset()
+	h.environ(env, r, pathInfo)
 	env.Add("wsgi.url_scheme", scheme) // the runtime's default gives way to it
-	frame := env.Bytes()
+	frame := env.AppendTo((*fb)[:protocol.HeaderSize+4])
 	envLen := len(frame) - protocol.HeaderSize - 4
 	end := r.ContentLength == 0 || r.Body == nil || r.Body == http.NoBody
 	st.bodyEOF = end

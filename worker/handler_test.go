@@ -154,7 +154,7 @@ func TestEnviron(t *testing.T) {
 			var e protocol.Environ
 			e.Reset()
 			h.environ(&e, r, pathInfo)
-			pairs, err := protocol.DecodeEnviron(e.Bytes())
+			pairs, err := protocol.DecodeEnviron(e.AppendTo(nil))
 			if err != nil {
 				t.Fatalf("DecodeEnviron: %v", err)
 			}

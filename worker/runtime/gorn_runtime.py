@@ -54,6 +54,27 @@ T_SHARED = 0x16
 
 F_END = 0x01
 
+# The environ keys with a place of their own in a Request's environ, in
+# order (docs/protocol.md §2; EnvironKeys in Go's protocol package). The
+# worker sends their values in a tuple, not a dict: pairing them with these
+# keys costs far less than decoding a key string per entry.
+ENVIRON_KEYS = (
+    "REQUEST_METHOD",
+    "SCRIPT_NAME",
+    "PATH_INFO",
+    "QUERY_STRING",
+    "RAW_URI",
+    "SERVER_PROTOCOL",
+    "SERVER_SOFTWARE",
+    "REMOTE_ADDR",
+    "REMOTE_PORT",
+    "SERVER_NAME",
+    "SERVER_PORT",
+    "HTTP_HOST",
+    "wsgi.url_scheme",
+)
+ENVIRON_ITEMS = len(ENVIRON_KEYS) + 2  # the values, the other entries, the mask
+
 INITIAL_WINDOW = 512 << 10
 READ_CHUNK = 64 << 10
 MAX_DATA = 256 << 10
@@ -122,7 +143,51 @@ def unpack_frames(buf, start=0, end=None):
     return frames, off
 
 
-def decode_request(payload):
+def environ_template(defaults=None):
+    """The dict each request's environ starts as a copy of: a placeholder
+    for every key of ENVIRON_KEYS, then the defaults (the server's wsgi.*
+    entries). Copying it is a single C call, and filling the placeholders
+    in grows nothing."""
+    template = dict.fromkeys(ENVIRON_KEYS)
+    if defaults:
+        template.update(defaults)
+    return template
+
+
+BARE_TEMPLATE = environ_template()
+
+
+def decode_environ(data, template=BARE_TEMPLATE):
+    """Decodes a Request's environ (docs/protocol.md §2): a marshal tuple of
+    the values of ENVIRON_KEYS, a dict of the other entries and the bit
+    mask of the keys the worker did not send. Returns a new dict: template
+    with the values filled in. A key not sent gets the template's value if
+    it has one (the server's default wsgi.url_scheme), else is left out."""
+    values = marshal.loads(data)
+    if type(values) is not tuple or len(values) != ENVIRON_ITEMS:
+        raise ProtocolError("request environ is not a tuple of %d items" % ENVIRON_ITEMS)
+    environ = template.copy()
+    environ.update(zip(ENVIRON_KEYS, values))
+    absent = values[-1]
+    if absent:
+        if type(absent) is not int:
+            raise ProtocolError("request environ's mask is not an int")
+        for i, key in enumerate(ENVIRON_KEYS):
+            if absent >> i & 1:
+                default = template.get(key)
+                if default is None:
+                    del environ[key]
+                else:
+                    environ[key] = default
+    other = values[-2]
+    if type(other) is not dict:
+        raise ProtocolError("request environ's other entries are not a dict")
+    if other:
+        environ.update(other)
+    return environ
+
+
+def decode_request(payload, template=BARE_TEMPLATE):
     """Splits a Request payload into (environ dict, first body bytes)."""
     if len(payload) < 4:
         raise ProtocolError("request frame too short")
@@ -130,12 +195,10 @@ def decode_request(payload):
     if n > len(payload) - 4:
         raise ProtocolError("request environ truncated")
     if n <= 4096:  # copying a small environ costs less than a view
-        environ = marshal.loads(payload[4:4 + n])
+        environ = decode_environ(payload[4:4 + n], template)
     else:
         with memoryview(payload) as view:
-            environ = marshal.loads(view[4:4 + n])
-    if type(environ) is not dict:
-        raise ProtocolError("request environ is not a dict")
+            environ = decode_environ(view[4:4 + n], template)
     return environ, payload[4 + n:]
 
 
@@ -601,12 +664,6 @@ class Responder:
         environ = req.environ
         server = self.server
         environ["wsgi.input"] = Input(req)
-        # The server's defaults, except the per-request wsgi.url_scheme the
-        # Go side decided (TLS, a trusted proxy's X-Forwarded-Proto).
-        scheme = environ.get("wsgi.url_scheme")
-        environ.update(server.wsgi_vars)
-        if scheme is not None:
-            environ["wsgi.url_scheme"] = scheme
         result = None
         try:
             result = app(environ, self.start_response)
@@ -714,6 +771,9 @@ class Connection:
         self.roff = 0  # first byte not yet decoded
         self.rend = 0  # end of the bytes received
         self.requests = {}
+        # What a request's environ starts from (environ_template); the
+        # server puts its wsgi.* entries in.
+        self.environ_template = BARE_TEMPLATE
         self.pending = []  # requests not yet started, single-thread mode
         self.on_request = None
         self.closed = False
@@ -835,7 +895,7 @@ class Connection:
         requests = self.requests
         for ftype, flags, sid, payload in frames:
             if ftype == T_REQUEST:
-                environ, body = decode_request(payload)
+                environ, body = decode_request(payload, self.environ_template)
                 req = Request(self, sid, environ, body, bool(flags & F_END))
                 requests[sid] = req
                 self.on_request(req)
@@ -932,7 +992,7 @@ class Server:
         self.app = app
         self.log = log
         self.threads = max(1, int(cfg.get("threads", 1)))
-        self.wsgi_vars = {
+        wsgi_vars = {
             "wsgi.version": (1, 0),
             "wsgi.url_scheme": cfg.get("url_scheme", "http"),
             "wsgi.errors": ErrorStream(),
@@ -942,6 +1002,10 @@ class Server:
             "wsgi.input_terminated": True,
             "wsgi.file_wrapper": FileWrapper,
         }
+        # Every request's environ starts with these; the worker's
+        # wsgi.url_scheme (TLS, a trusted proxy's X-Forwarded-Proto)
+        # replaces the default.
+        conn.environ_template = environ_template(wsgi_vars)
 
     def handle(self, req):
         try:

@@ -53,6 +53,23 @@ def text(v):
     return latin1(v).decode("latin-1")
 
 
+def encode_environ(env):
+    """A Request's environ (docs/protocol.md §2) for the entries of env, as
+    the worker sends it: the values of rt.ENVIRON_KEYS (None for a key not
+    in env), the other entries, the mask of the keys not in env. Python's
+    marshal writes it differently from Go, and decodes both the same."""
+    values = tuple(env.get(k) for k in rt.ENVIRON_KEYS)
+    other = {k: v for k, v in env.items() if k not in rt.ENVIRON_KEYS}
+    absent = sum(1 << i for i, k in enumerate(rt.ENVIRON_KEYS) if k not in env)
+    return marshal.dumps(values + (other, absent))
+
+
+def request_payload(env, body=b""):
+    """A Request frame's payload: the environ of env, then body."""
+    raw = encode_environ(env)
+    return struct.pack("<I", len(raw)) + raw + body
+
+
 # ----------------------------------------------------------------- vectors
 
 class VectorTests(unittest.TestCase):
@@ -103,11 +120,14 @@ class VectorTests(unittest.TestCase):
         self.assertEqual([f[3] for f in got], [bytes.fromhex(c["payload"]) for c in V["frames"]])
         self.assertEqual([f[:3] for f in got], [(c["type"], c["flags"], c["id"]) for c in V["frames"]])
 
+    def test_environ_keys_match_vectors(self):
+        self.assertEqual(list(rt.ENVIRON_KEYS), V["environ_keys"])
+
     def test_environs(self):
         for c in V["environs"]:
             with self.subTest(c["name"]):
                 want = {text(k): text(v) for k, v in c["pairs"]}
-                got = marshal.loads(bytes.fromhex(c["marshal"]))
+                got = rt.decode_environ(bytes.fromhex(c["marshal"]))
                 self.assertIs(type(got), dict)
                 self.assertEqual(got, want)
                 for k, v in got.items():
@@ -134,9 +154,30 @@ class VectorTests(unittest.TestCase):
         for size in (10, 4090, 5000, 300000):
             with self.subTest(size=size):
                 env = {"PATH_INFO": "/", "HTTP_X_BIG": "v" * size}
-                raw = marshal.dumps(env)
-                environ, body = rt.decode_request(rt.U32.pack(len(raw)) + raw + b"body")
+                environ, body = rt.decode_request(request_payload(env, b"body"))
                 self.assertEqual((environ, body), (env, b"body"))
+
+    def test_environ_from_template(self):
+        """A request's environ is a fresh copy of the template with the
+        values filled in; a key the worker did not send is left out, or
+        keeps the template's value when it has one (the server's default
+        wsgi.url_scheme); the other entries join it."""
+        template = rt.environ_template({"wsgi.url_scheme": "http", "wsgi.version": (1, 0)})
+        sent = {"REQUEST_METHOD": "GET", "PATH_INFO": "/a", "HTTP_X": "1", "CONTENT_TYPE": "t"}
+        environ, _ = rt.decode_request(request_payload(sent), template)
+        self.assertEqual(environ, dict(sent, **{"wsgi.url_scheme": "http", "wsgi.version": (1, 0)}))
+        self.assertNotIn("HTTP_HOST", environ)
+        self.assertNotIn("REMOTE_PORT", environ)
+        environ["HTTP_Y"] = "2"
+        again, _ = rt.decode_request(request_payload(dict(sent, **{"wsgi.url_scheme": "https"})), template)
+        self.assertEqual(again["wsgi.url_scheme"], "https")
+        self.assertNotIn("HTTP_Y", again)
+        self.assertEqual(template, rt.environ_template({"wsgi.url_scheme": "http", "wsgi.version": (1, 0)}))
+        every = {k: "v%d" % i for i, k in enumerate(rt.ENVIRON_KEYS)}
+        environ, _ = rt.decode_request(request_payload(every), template)
+        self.assertEqual(environ, dict(every, **{"wsgi.version": (1, 0)}))
+        for v in environ.values():
+            self.assertIsNotNone(v)
 
     def test_starts(self):
         for c in V["starts"]:
@@ -182,6 +223,7 @@ class VectorTests(unittest.TestCase):
                     # never sends these.
                     self.assertEqual(c["python"], "accept")
                     self.assertIs(type(rt.decode_request(payload)[0]), dict)
+        self.assertGreater(sum(c["python"] == "error" for c in V["invalid"]["environs"]), 5)
 
     def test_invalid_starts_refused_by_start_response(self):
         n = 0
@@ -197,9 +239,19 @@ class VectorTests(unittest.TestCase):
         self.assertGreater(n, 5)
 
     def test_decode_request_errors(self):
-        env = marshal.dumps({"A": "b"})
+        env = encode_environ({"A": "b"})
+        values = tuple(None for _ in rt.ENVIRON_KEYS)
+        full = (1 << len(rt.ENVIRON_KEYS)) - 1
+
+        def sized(m):
+            return struct.pack("<I", len(m)) + m
         for payload in (b"", b"\x01\x00\x00", struct.pack("<I", len(env) + 1) + env,
-                        struct.pack("<I", 3) + marshal.dumps("str")[:3]):
+                        struct.pack("<I", 3) + marshal.dumps("str")[:3],
+                        request_payload({})[:-1],
+                        struct.pack("<I", 2) + marshal.dumps({}),
+                        struct.pack("<I", 5) + marshal.dumps(values),
+                        sized(marshal.dumps(values + ([], full))),
+                        sized(marshal.dumps(values + ({}, "x")))):
             with self.subTest(payload=payload):
                 with self.assertRaises((rt.ProtocolError, ValueError, EOFError)):
                     rt.decode_request(payload)
@@ -489,8 +541,7 @@ class InputTests(unittest.TestCase):
         sizes = [10, 3000, rt.RECV_BUFFER + 12345, 7, 200000, 3 * rt.RECV_BUFFER, 1]
         wire = bytearray()
         for sid, size in enumerate(sizes, 1):
-            env = marshal.dumps({"PATH_INFO": "/%d" % sid, "HTTP_X": "v" * size})
-            payload = struct.pack("<I", len(env)) + env
+            payload = request_payload({"PATH_INFO": "/%d" % sid, "HTTP_X": "v" * size})
             wire += rt.HEADER.pack(len(payload), rt.T_REQUEST, rt.F_END, sid) + payload
         rng = random.Random(7)
 
@@ -754,7 +805,8 @@ class ResponderTests(unittest.TestCase):
         conn = FakeConnection(step)
         log = rt.Log("critical", 1)
         server = rt.Server(conn, app, {"threads": 1}, log)
-        req = rt.Request(conn, 9, dict(environ or {"RAW_URI": "/t"}), body, True)
+        environ = rt.decode_environ(encode_environ(environ or {"RAW_URI": "/t"}), conn.environ_template)
+        req = rt.Request(conn, 9, environ, body, True)
         conn.requests[9] = req
         rt.Responder(server, req).run(app)
         return conn
