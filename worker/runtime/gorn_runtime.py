@@ -187,19 +187,20 @@ def decode_environ(data, template=BARE_TEMPLATE):
     return environ
 
 
-def decode_request(payload, template=BARE_TEMPLATE):
-    """Splits a Request payload into (environ dict, first body bytes)."""
-    if len(payload) < 4:
+def decode_request(buf, start=0, stop=None, template=BARE_TEMPLATE):
+    """Decodes the Request payload in buf[start:stop] (stop: len(buf)) into
+    (environ dict, first body bytes); see decode_environ for template."""
+    if stop is None:
+        stop = len(buf)
+    if stop - start < 4:
         raise ProtocolError("request frame too short")
-    (n,) = U32.unpack_from(payload)
-    if n > len(payload) - 4:
+    (n,) = U32.unpack_from(buf, start)
+    start += 4
+    if n > stop - start:
         raise ProtocolError("request environ truncated")
-    if n <= 4096:  # copying a small environ costs less than a view
-        environ = decode_environ(payload[4:4 + n], template)
-    else:
-        with memoryview(payload) as view:
-            environ = decode_environ(view[4:4 + n], template)
-    return environ, payload[4 + n:]
+    environ = decode_environ(buf[start:start + n], template)
+    start += n
+    return environ, bytes(buf[start:stop]) if start < stop else b""
 
 
 def encode_start(sid, flags, status, headers, body=b""):
@@ -868,16 +869,37 @@ class Connection:
                     self.cond.notify_all()
             return
         self.rend += n
-        frames, self.roff = unpack_frames(self.rbuf, self.roff, self.rend)
-        if self.roff == self.rend:
-            self.roff = self.rend = 0
-        if frames:
-            if self.threaded:
-                with self.cond:
-                    self.dispatch(frames)
-                    self.cond.notify_all()
+        if self.threaded:
+            with self.cond:
+                self._dispatch_buffered()
+                self.cond.notify_all()
+        else:
+            self._dispatch_buffered()
+
+    def _dispatch_buffered(self):
+        """Dispatches every complete frame in the buffer: a Request frame
+        straight from it (no copy of its payload, no tuple for it), the
+        others through dispatch."""
+        buf = self.rbuf
+        off = self.roff
+        end = self.rend
+        while end - off >= HEADER_SIZE:
+            size, ftype, flags, sid = HEADER.unpack_from(buf, off)
+            if size > MAX_PAYLOAD:
+                raise ProtocolError("frame payload of %d bytes exceeds 16 MiB" % size)
+            start = off + HEADER_SIZE
+            stop = start + size
+            if stop > end:
+                break
+            off = stop
+            if ftype == T_REQUEST:
+                self.add_request(sid, flags, buf, start, stop)
             else:
-                self.dispatch(frames)
+                self.dispatch([(ftype, flags, sid, bytes(buf[start:stop]))])
+        if off == end:
+            self.roff = self.rend = 0
+        else:
+            self.roff = off
 
     def _make_room(self):
         """The buffer is full of an incomplete frame: moves it to the front,
@@ -891,14 +913,20 @@ class Connection:
             self.rbuf.extend(bytes(len(self.rbuf)))
         self.rview = memoryview(self.rbuf)
 
+    def add_request(self, sid, flags, buf, start, stop):
+        """Registers the request of the Request frame whose payload is
+        buf[start:stop] and hands it to on_request."""
+        environ, body = decode_request(buf, start, stop, self.environ_template)
+        req = Request(self, sid, environ, body, (flags & F_END) != 0)
+        self.requests[sid] = req
+        self.on_request(req)
+
     def dispatch(self, frames):
+        """Applies decoded frames (type, flags, id, payload)."""
         requests = self.requests
         for ftype, flags, sid, payload in frames:
             if ftype == T_REQUEST:
-                environ, body = decode_request(payload, self.environ_template)
-                req = Request(self, sid, environ, body, bool(flags & F_END))
-                requests[sid] = req
-                self.on_request(req)
+                self.add_request(sid, flags, payload, 0, len(payload))
                 continue
             req = requests.get(sid)
             if ftype == T_BODY or ftype == T_SHARED_BODY:

@@ -164,17 +164,17 @@ class VectorTests(unittest.TestCase):
         wsgi.url_scheme); the other entries join it."""
         template = rt.environ_template({"wsgi.url_scheme": "http", "wsgi.version": (1, 0)})
         sent = {"REQUEST_METHOD": "GET", "PATH_INFO": "/a", "HTTP_X": "1", "CONTENT_TYPE": "t"}
-        environ, _ = rt.decode_request(request_payload(sent), template)
+        environ, _ = rt.decode_request(request_payload(sent), template=template)
         self.assertEqual(environ, dict(sent, **{"wsgi.url_scheme": "http", "wsgi.version": (1, 0)}))
         self.assertNotIn("HTTP_HOST", environ)
         self.assertNotIn("REMOTE_PORT", environ)
         environ["HTTP_Y"] = "2"
-        again, _ = rt.decode_request(request_payload(dict(sent, **{"wsgi.url_scheme": "https"})), template)
+        again, _ = rt.decode_request(request_payload(dict(sent, **{"wsgi.url_scheme": "https"})), template=template)
         self.assertEqual(again["wsgi.url_scheme"], "https")
         self.assertNotIn("HTTP_Y", again)
         self.assertEqual(template, rt.environ_template({"wsgi.url_scheme": "http", "wsgi.version": (1, 0)}))
         every = {k: "v%d" % i for i, k in enumerate(rt.ENVIRON_KEYS)}
-        environ, _ = rt.decode_request(request_payload(every), template)
+        environ, _ = rt.decode_request(request_payload(every), template=template)
         self.assertEqual(environ, dict(every, **{"wsgi.version": (1, 0)}))
         for v in environ.values():
             self.assertIsNotNone(v)
@@ -534,15 +534,22 @@ class InputTests(unittest.TestCase):
 
     def test_read_once_reassembles_frames_across_reads(self):
         """read_once's reused buffer: frames split across reads, many per
-        read, and frames larger than the buffer all arrive intact."""
+        read, and frames larger than the buffer all arrive intact, Request
+        frames (decoded straight from the buffer) and others alike."""
         conn, theirs, _ = real_pipes(self)
         got = []
         conn.on_request = got.append
         sizes = [10, 3000, rt.RECV_BUFFER + 12345, 7, 200000, 3 * rt.RECV_BUFFER, 1]
         wire = bytearray()
         for sid, size in enumerate(sizes, 1):
-            payload = request_payload({"PATH_INFO": "/%d" % sid, "HTTP_X": "v" * size})
-            wire += rt.HEADER.pack(len(payload), rt.T_REQUEST, rt.F_END, sid) + payload
+            # Odd streams: the first body bytes in the Request, the rest
+            # in a Body frame; every stream gets a Window frame.
+            body = b"b%d" % sid if sid % 2 else b""
+            payload = request_payload({"PATH_INFO": "/%d" % sid, "HTTP_X": "v" * size}, body)
+            wire += rt.HEADER.pack(len(payload), rt.T_REQUEST, 0 if body else rt.F_END, sid) + payload
+            if body:
+                wire += rt.pack_frame(rt.T_BODY, rt.F_END, sid, b"rest" * size)
+            wire += rt.pack_frame(rt.T_WINDOW, 0, sid, struct.pack("<I", sid))
         rng = random.Random(7)
 
         def writer():
@@ -553,13 +560,19 @@ class InputTests(unittest.TestCase):
                 off += n
         t = threading.Thread(target=writer)
         t.start()
-        while len(got) < len(sizes):
+        while len(got) < len(sizes) or got[-1].credit == rt.INITIAL_WINDOW:  # up to the last frame
             conn.read_once()
         t.join(10)
         self.assertEqual([r.sid for r in got], list(range(1, len(sizes) + 1)))
         for r, size in zip(got, sizes):
             self.assertEqual(r.environ["PATH_INFO"], "/%d" % r.sid)
             self.assertEqual(r.environ["HTTP_X"], "v" * size)
+            self.assertEqual(r.credit, rt.INITIAL_WINDOW + r.sid)
+            self.assertIs(r.body_done, True)
+            if r.sid % 2:
+                self.assertEqual(r.body, [b"b%d" % r.sid, b"rest" * size])
+            else:
+                self.assertEqual(r.body, [])
         self.assertEqual(conn.roff, conn.rend)
 
     def _pipes_body(self, threaded):
