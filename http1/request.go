@@ -2,6 +2,7 @@ package http1
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -23,6 +24,18 @@ var errNoRequest = errors.New("http1: no request")
 // or errNoRequest when br ends before any byte. The request is a copy of
 // tmpl (for its context; nil means none) with the head's fields.
 func readRequest(br *bufio.Reader, remote string, tmpl *http.Request) (*http.Request, error) {
+	if br.Buffered() == 0 {
+		// The guard passes on whole heads: one read brings the head in.
+		if _, err := br.Peek(1); err != nil {
+			if err == io.EOF || isTimeout(err) {
+				return nil, errNoRequest
+			}
+			return nil, err
+		}
+	}
+	if r, ok, err := readBufferedHead(br, remote, tmpl); ok {
+		return r, err
+	}
 	tp := textproto.NewReader(br)
 	var line string
 	for blank := 0; ; blank++ { // empty lines before a request line are skipped
@@ -41,6 +54,65 @@ func readRequest(br *bufio.Reader, remote string, tmpl *http.Request) (*http.Req
 			return nil, errors.New("http1: too many empty lines")
 		}
 	}
+	hdr, err := tp.ReadMIMEHeader()
+	if err != nil {
+		return nil, err
+	}
+	return newRequest(line, http.Header(hdr), remote, tmpl)
+}
+
+// maxFastFields is the most header fields a head may have for
+// readBufferedHead to parse it.
+const maxFastFields = 32
+
+// readBufferedHead parses a request head that br holds whole in its
+// buffer, as textproto would, with one string for the whole head of which
+// the method, target, header names (when sent in canonical form) and
+// values are all slices. ok is false, and nothing is read, for a head it
+// leaves to textproto: not buffered whole, empty lines before it, obsolete
+// line folding, or more than maxFastFields fields.
+func readBufferedHead(br *bufio.Reader, remote string, tmpl *http.Request) (r *http.Request, ok bool, err error) {
+	buf, _ := br.Peek(br.Buffered())
+	end := bytes.Index(buf, []byte("\r\n\r\n"))
+	if end < 0 || buf[0] == '\r' || buf[0] == '\n' {
+		return nil, false, nil
+	}
+	head := string(buf[:end+2]) // every line with its CRLF
+	line, rest, _ := strings.Cut(head, "\r\n")
+	var fields [maxFastFields][2]string
+	n := 0
+	for rest != "" {
+		var kv string
+		kv, rest, _ = strings.Cut(rest, "\r\n")
+		if n == maxFastFields || kv == "" || kv[0] == ' ' || kv[0] == '\t' {
+			return nil, false, nil
+		}
+		k, v, found := strings.Cut(kv, ":")
+		if !found {
+			return nil, false, nil // textproto says what is wrong
+		}
+		fields[n] = [2]string{textproto.CanonicalMIMEHeaderKey(k), strings.Trim(v, " \t")}
+		n++
+	}
+	// The map and one slab for its values, as textproto: most names
+	// appear once.
+	hdr := make(http.Header, n)
+	strs := make([]string, n)
+	for i, f := range fields[:n] {
+		if vs, dup := hdr[f[0]]; dup {
+			hdr[f[0]] = append(vs, f[1])
+			continue
+		}
+		strs[i] = f[1]
+		hdr[f[0]] = strs[i : i+1 : i+1]
+	}
+	br.Discard(end + 4)
+	r, err = newRequest(line, hdr, remote, tmpl)
+	return r, true, err
+}
+
+// newRequest builds the request of a request line and its header fields.
+func newRequest(line string, hdr http.Header, remote string, tmpl *http.Request) (*http.Request, error) {
 	method, rest, ok1 := strings.Cut(line, " ")
 	target, proto, ok2 := strings.Cut(rest, " ")
 	if !ok1 || !ok2 || method == "" || target == "" {
@@ -54,16 +126,12 @@ func readRequest(br *bufio.Reader, remote string, tmpl *http.Request) (*http.Req
 	if err != nil {
 		return nil, err
 	}
-	hdr, err := tp.ReadMIMEHeader()
-	if err != nil {
-		return nil, err
-	}
 	r := new(http.Request)
 	if tmpl != nil {
 		*r = *tmpl
 	}
 	r.Method, r.URL, r.Proto, r.ProtoMajor, r.ProtoMinor = method, u, proto, major, minor
-	r.Header, r.RequestURI, r.RemoteAddr, r.Host, r.Body = http.Header(hdr), target, remote, u.Host, http.NoBody
+	r.Header, r.RequestURI, r.RemoteAddr, r.Host, r.Body = hdr, target, remote, u.Host, http.NoBody
 	if r.Host == "" {
 		r.Host = hdr.Get("Host")
 	}
