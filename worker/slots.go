@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -236,6 +237,9 @@ type slotConn struct {
 	net.Conn
 	started   chan struct{}
 	startOnce sync.Once
+	// idle is the connection's idle word: 0 while it is not idle
+	// (see idleUncountedBit).
+	idle atomic.Int64
 }
 
 // begin marks the connection's first request as started.

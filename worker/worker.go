@@ -433,16 +433,30 @@ type state struct {
 	maxConns int64         // --worker-connections
 	closed   chan struct{} // a connection closed (capacity 1)
 	seat     *balance.Seat // this worker's line on the balance board; nil: alone
-	idleMu   sync.Mutex
-	idle     map[net.Conn]idleConn // idle keep-alive connections
+	connsMu  sync.Mutex
+	conns    map[*slotConn]struct{} // the open HTTP/1 connections, for sweepIdle and waitRoom
 }
 
-// idleConn is an idle keep-alive connection: since when, and whether the
-// balance board has stopped counting it (see sweepIdle).
-type idleConn struct {
-	since     time.Time
-	uncounted bool
-}
+// A slotConn's idle word (slotConn.idle) is 0 while the connection is not
+// idle; while it is, it holds when it went idle, in nanoseconds of
+// monoClock, shifted left by one, and in its lowest bit whether the
+// balance board has stopped counting it (see sweepIdle). Each request
+// sets it twice with one atomic operation each, and takes no lock.
+const idleUncountedBit = 1
+
+// monoEpoch is the origin of monoClock.
+var monoEpoch = time.Now()
+
+// monoClock returns the monotonic clock in nanoseconds since monoEpoch:
+// one clock read, where time.Now makes two.
+func monoClock() int64 { return int64(time.Since(monoEpoch)) }
+
+// idleWord is the idle word of a connection idle since t (monoClock).
+func idleWord(t int64) int64 { return max(t, 1) << 1 }
+
+// idleSince is when a connection whose idle word is w went idle
+// (monoClock).
+func idleSince(w int64) int64 { return w >> 1 }
 
 // idleUncounted is how long a keep-alive connection stays idle before the
 // balance board stops counting it as this worker's load: a connection that
@@ -463,56 +477,58 @@ func (s *state) requestDone() {
 	}
 }
 
-// connState counts open connections, keeps the set of idle keep-alive
-// connections, and lets the accept loop go on when a connection closes
-// before its first request.
+// connState counts open connections, keeps the set of open HTTP/1
+// connections, marks them idle or not, and lets the accept loop go on when
+// a connection closes before its first request.
 func (s *state) connState(c net.Conn, cs http.ConnState) {
 	switch cs {
 	case http.StateNew:
 		s.open.Add(1)
 		s.seat.AddConns(1)
+		// HTTP/2 (over TLS): net/http's HTTP/2 server reports Idle and
+		// Active with a conn value of its own, never Closed, so it is not
+		// tracked. It closes when idle for --keep-alive anyway.
+		if sc := findSlotConn(c); sc != nil {
+			s.connsMu.Lock()
+			if s.conns == nil {
+				s.conns = make(map[*slotConn]struct{})
+			}
+			s.conns[sc] = struct{}{}
+			s.connsMu.Unlock()
+		}
 	case http.StateIdle:
-		if findSlotConn(c) == nil {
-			// HTTP/2 (over TLS): net/http's HTTP/2 server reports Idle and
-			// Active with a conn value of its own, never Closed, so an
-			// entry would outlive the connection. It closes when idle for
-			// --keep-alive anyway.
-			return
+		if sc := findSlotConn(c); sc != nil {
+			sc.idle.Store(idleWord(monoClock()))
 		}
-		s.idleMu.Lock()
-		if s.idle == nil {
-			s.idle = make(map[net.Conn]idleConn)
-		}
-		s.idle[c] = idleConn{since: time.Now()}
-		s.idleMu.Unlock()
 	case http.StateActive:
-		s.idleMu.Lock()
-		s.unidle(c)
-		s.idleMu.Unlock()
+		if sc := findSlotConn(c); sc != nil {
+			s.unidle(sc)
+		}
 	case http.StateClosed, http.StateHijacked:
-		s.idleMu.Lock()
-		s.unidle(c)
-		s.idleMu.Unlock()
+		sc := findSlotConn(c)
+		if sc != nil {
+			s.unidle(sc)
+			s.connsMu.Lock()
+			delete(s.conns, sc)
+			s.connsMu.Unlock()
+		}
 		s.open.Add(-1)
 		s.seat.AddConns(-1)
 		select {
 		case s.closed <- struct{}{}:
 		default:
 		}
-		if sc := findSlotConn(c); sc != nil {
+		if sc != nil {
 			sc.begin()
 		}
 	}
 }
 
-// unidle takes c out of the idle set; if the balance board had stopped
-// counting it, it counts again. Call with idleMu held.
-func (s *state) unidle(c net.Conn) {
-	if e, ok := s.idle[c]; ok {
-		delete(s.idle, c)
-		if e.uncounted {
-			s.seat.AddConns(1)
-		}
+// unidle marks sc not idle; if the balance board had stopped counting it,
+// it counts again.
+func (s *state) unidle(sc *slotConn) {
+	if w := sc.idle.Swap(0); w&idleUncountedBit != 0 {
+		s.seat.AddConns(1)
 	}
 }
 
@@ -520,12 +536,13 @@ func (s *state) unidle(c net.Conn) {
 // connections that have been idle for idleUncounted at now; unidle counts
 // them again.
 func (s *state) sweepIdle(now time.Time) {
-	s.idleMu.Lock()
-	defer s.idleMu.Unlock()
-	for c, e := range s.idle {
-		if !e.uncounted && now.Sub(e.since) >= idleUncounted {
-			e.uncounted = true
-			s.idle[c] = e
+	at := int64(now.Sub(monoEpoch))
+	s.connsMu.Lock()
+	defer s.connsMu.Unlock()
+	for sc := range s.conns {
+		w := sc.idle.Load()
+		if w != 0 && w&idleUncountedBit == 0 && at-idleSince(w) >= int64(idleUncounted) &&
+			sc.idle.CompareAndSwap(w, w|idleUncountedBit) { // else it just went active
 			s.seat.AddConns(-1)
 		}
 	}
@@ -536,17 +553,17 @@ func (s *state) sweepIdle(now time.Time) {
 // keep-alive connection, so idle clients cannot crowd out new ones.
 func (s *state) waitRoom(ctx context.Context) error {
 	for s.maxConns > 0 && s.open.Load() >= s.maxConns {
-		s.idleMu.Lock()
-		var oldest net.Conn
-		var since time.Time
-		for c, e := range s.idle {
-			if oldest == nil || e.since.Before(since) {
-				oldest, since = c, e.since
+		s.connsMu.Lock()
+		var oldest *slotConn
+		var since int64
+		for sc := range s.conns {
+			if w := sc.idle.Load(); w != 0 && (oldest == nil || idleSince(w) < since) {
+				oldest, since = sc, idleSince(w)
 			}
 		}
-		s.unidle(oldest)
-		s.idleMu.Unlock()
+		s.connsMu.Unlock()
 		if oldest != nil {
+			s.unidle(oldest)
 			oldest.Close()
 		}
 		t := time.NewTimer(100 * time.Millisecond)
