@@ -452,6 +452,31 @@ class Input:
         return line
 
 
+class EmptyInput:
+    """wsgi.input of a request without a body: there is nothing to read.
+    It holds no state, so one (EMPTY_INPUT) serves every such request."""
+
+    __slots__ = ()
+
+    def read(self, size=-1):
+        return b""
+
+    def readline(self, size=-1):
+        return b""
+
+    def readlines(self, hint=-1):
+        return []
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        raise StopIteration
+
+
+EMPTY_INPUT = EmptyInput()
+
+
 # ----------------------------------------------------------------- requests
 
 class Request:
@@ -664,7 +689,7 @@ class Responder:
         req = self.req
         environ = req.environ
         server = self.server
-        environ["wsgi.input"] = Input(req)
+        environ["wsgi.input"] = Input(req) if req.body or not req.body_done else EMPTY_INPUT
         result = None
         try:
             result = app(environ, self.start_response)

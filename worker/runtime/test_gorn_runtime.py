@@ -1123,6 +1123,24 @@ class ResponderTests(unittest.TestCase):
         self.assertIs(seen["wsgi.file_wrapper"], rt.FileWrapper)
         self.assertEqual(self.start_of(conn.sent[0])[2], b"posted")
 
+    def test_input_of_a_bodiless_request(self):
+        """A request the worker sent whole with no body bytes reads as empty
+        from the shared EMPTY_INPUT; one with a body gets its own Input."""
+        inputs = []
+
+        def app(environ, start_response):
+            inp = environ["wsgi.input"]
+            inputs.append(inp)
+            got = (inp.read(), inp.read(5), inp.readline(), inp.readlines(), list(inp))
+            start_response("200 OK", [])
+            return [repr(got).encode()]
+        conn = self.run_app(app)
+        self.assertIs(inputs[0], rt.EMPTY_INPUT)
+        self.assertEqual(self.start_of(conn.sent[0])[2], repr((b"", b"", b"", [], [])).encode())
+        conn = self.run_app(app, body=b"one\ntwo")
+        self.assertIsInstance(inputs[1], rt.Input)
+        self.assertEqual(self.start_of(conn.sent[0])[2], repr((b"one\ntwo", b"", b"", [], [])).encode())
+
     def test_credit(self):
         """The runtime never sends more body than the worker granted."""
         chunk = b"z" * 100000
@@ -1263,7 +1281,9 @@ class CycleTests(unittest.TestCase):
                 refs = []
 
                 def wrapped(environ, start_response):
-                    refs.append(weakref.ref(environ["wsgi.input"]))
+                    # Freed with the environ, unless a cycle holds it.
+                    environ["test.marker"] = marker = Marker()
+                    refs.append(weakref.ref(marker))
                     return app(environ, start_response)
 
                 conn = FakeConnection()
@@ -1282,6 +1302,10 @@ class CycleTests(unittest.TestCase):
                     if enabled:
                         gc.enable()
                 self.assertTrue(conn.sent, "no response was sent")
+
+
+class Marker:
+    """An object to hold a weak reference to."""
 
 
 # ----------------------------------------------------------------- load_app
