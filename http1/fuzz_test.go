@@ -38,10 +38,11 @@ func differential(t *testing.T, raw []byte, step int, fold bool) {
 	out, _ := io.ReadAll(httpguard.Wrap(&readConn{r: bytes.NewReader(raw), step: step}, &cfg))
 	netBR := bufio.NewReader(bytes.NewReader(out))
 	ourBR := bufio.NewReader(bytes.NewReader(out))
+	reuse := new(reqBuf) // as a connection: each request built where the previous one was
 	c := &conn{srv: &Server{}, br: ourBR, bw: bufio.NewWriter(io.Discard)}
 	for {
 		want, wantErr := http.ReadRequest(netBR)
-		got, err := readRequest(ourBR, "peer", nil)
+		got, err := readRequest(ourBR, "peer", nil, reuse)
 		if wantErr != nil || err != nil {
 			if (wantErr == nil) != (err == nil) && !(wantErr == io.EOF && errors.Is(err, errNoRequest)) {
 				t.Fatalf("net/http: %v, readRequest: %v\ninput %q", wantErr, err, out)

@@ -19,11 +19,24 @@ import (
 // requests: nothing to answer.
 var errNoRequest = errors.New("http1: no request")
 
+// reqBuf is where a connection's requests are built, one after the other:
+// the request, its URL and its header map (and the backing array of the
+// header's values) are reused for the next request, which saves their
+// allocations. A handler must not keep them once ServeHTTP returns (see
+// Server).
+type reqBuf struct {
+	r    http.Request
+	u    url.URL
+	hdr  http.Header
+	strs []string
+}
+
 // readRequest reads a request head from br. The head is expected to be
 // valid HTTP/1 (httpguard checked it); an error is a head it cannot parse,
 // or errNoRequest when br ends before any byte. The request is a copy of
-// tmpl (for its context; nil means none) with the head's fields.
-func readRequest(br *bufio.Reader, remote string, tmpl *http.Request) (*http.Request, error) {
+// tmpl (for its context; nil means none) with the head's fields, built in
+// into (nil: in new memory).
+func readRequest(br *bufio.Reader, remote string, tmpl *http.Request, into *reqBuf) (*http.Request, error) {
 	if br.Buffered() == 0 {
 		// The guard passes on whole heads: one read brings the head in.
 		if _, err := br.Peek(1); err != nil {
@@ -33,7 +46,7 @@ func readRequest(br *bufio.Reader, remote string, tmpl *http.Request) (*http.Req
 			return nil, err
 		}
 	}
-	if r, ok, err := readBufferedHead(br, remote, tmpl); ok {
+	if r, ok, err := readBufferedHead(br, remote, tmpl, into); ok {
 		return r, err
 	}
 	tp := textproto.NewReader(br)
@@ -58,7 +71,7 @@ func readRequest(br *bufio.Reader, remote string, tmpl *http.Request) (*http.Req
 	if err != nil {
 		return nil, err
 	}
-	return newRequest(line, http.Header(hdr), remote, tmpl)
+	return newRequest(line, http.Header(hdr), remote, tmpl, into)
 }
 
 // maxFastFields is the most header fields a head may have for
@@ -71,7 +84,7 @@ const maxFastFields = 32
 // values are all slices. ok is false, and nothing is read, for a head it
 // leaves to textproto: not buffered whole, empty lines before it, obsolete
 // line folding, or more than maxFastFields fields.
-func readBufferedHead(br *bufio.Reader, remote string, tmpl *http.Request) (r *http.Request, ok bool, err error) {
+func readBufferedHead(br *bufio.Reader, remote string, tmpl *http.Request, into *reqBuf) (r *http.Request, ok bool, err error) {
 	buf, _ := br.Peek(br.Buffered())
 	end := bytes.Index(buf, []byte("\r\n\r\n"))
 	if end < 0 || buf[0] == '\r' || buf[0] == '\n' {
@@ -95,9 +108,20 @@ func readBufferedHead(br *bufio.Reader, remote string, tmpl *http.Request) (r *h
 		n++
 	}
 	// The map and one slab for its values, as textproto: most names
-	// appear once.
-	hdr := make(http.Header, n)
-	strs := make([]string, n)
+	// appear once. Both are the previous request's, when there is one.
+	var hdr http.Header
+	var strs []string
+	switch {
+	case into == nil:
+		hdr, strs = make(http.Header, n), make([]string, n)
+	case into.hdr == nil || cap(into.strs) < n:
+		into.hdr, into.strs = make(http.Header, max(n, 8)), make([]string, max(n, 8))
+		fallthrough
+	default:
+		hdr, strs = into.hdr, into.strs[:n]
+		clear(hdr)
+		clear(strs)
+	}
 	for i, f := range fields[:n] {
 		if vs, dup := hdr[f[0]]; dup {
 			hdr[f[0]] = append(vs, f[1])
@@ -107,12 +131,13 @@ func readBufferedHead(br *bufio.Reader, remote string, tmpl *http.Request) (r *h
 		hdr[f[0]] = strs[i : i+1 : i+1]
 	}
 	br.Discard(end + 4)
-	r, err = newRequest(line, hdr, remote, tmpl)
+	r, err = newRequest(line, hdr, remote, tmpl, into)
 	return r, true, err
 }
 
-// newRequest builds the request of a request line and its header fields.
-func newRequest(line string, hdr http.Header, remote string, tmpl *http.Request) (*http.Request, error) {
+// newRequest builds the request of a request line and its header fields,
+// in into (nil: in new memory).
+func newRequest(line string, hdr http.Header, remote string, tmpl *http.Request, into *reqBuf) (*http.Request, error) {
 	method, rest, ok1 := strings.Cut(line, " ")
 	target, proto, ok2 := strings.Cut(rest, " ")
 	if !ok1 || !ok2 || method == "" || target == "" {
@@ -122,13 +147,20 @@ func newRequest(line string, hdr http.Header, remote string, tmpl *http.Request)
 	if !ok || major != 1 {
 		return nil, fmt.Errorf("http1: unsupported version %q", proto)
 	}
-	u, err := parseTarget(method, target)
-	if err != nil {
+	var r *http.Request
+	var u *url.URL
+	if into != nil {
+		r, u = &into.r, &into.u
+	} else {
+		r, u = new(http.Request), new(url.URL)
+	}
+	if err := parseTarget(method, target, u); err != nil {
 		return nil, err
 	}
-	r := new(http.Request)
 	if tmpl != nil {
 		*r = *tmpl
+	} else {
+		*r = http.Request{}
 	}
 	r.Method, r.URL, r.Proto, r.ProtoMajor, r.ProtoMinor = method, u, proto, major, minor
 	r.Header, r.RequestURI, r.RemoteAddr, r.Host, r.Body = hdr, target, remote, u.Host, http.NoBody
@@ -156,23 +188,29 @@ func newRequest(line string, hdr http.Header, remote string, tmpl *http.Request)
 	return r, nil
 }
 
-// parseTarget parses a request target as net/http does
+// parseTarget parses a request target into u as net/http does
 // (url.ParseRequestURI, or an authority for CONNECT), without its cost for
 // the common origin form with no escapes.
-func parseTarget(method, target string) (*url.URL, error) {
+func parseTarget(method, target string, u *url.URL) error {
 	if target[0] == '/' && strings.IndexByte(target, '%') < 0 && (len(target) < 2 || target[1] != '/') {
 		path, query, hasQuery := strings.Cut(target, "?")
-		return &url.URL{Path: path, RawQuery: query, ForceQuery: hasQuery && query == ""}, nil
+		*u = url.URL{Path: path, RawQuery: query, ForceQuery: hasQuery && query == ""}
+		return nil
 	}
+	var parsed *url.URL
+	var err error
 	if method == "CONNECT" && target[0] != '/' {
-		u, err := url.Parse("http://" + target)
-		if err != nil {
-			return nil, err
+		if parsed, err = url.Parse("http://" + target); err == nil {
+			parsed.Scheme = ""
 		}
-		u.Scheme = ""
-		return u, nil
+	} else {
+		parsed, err = url.ParseRequestURI(target)
 	}
-	return url.ParseRequestURI(target)
+	if err != nil {
+		return err
+	}
+	*u = *parsed
+	return nil
 }
 
 // shouldClose reports whether a request asks for its connection to close

@@ -34,9 +34,17 @@ func TestReadBufferedHead(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			// Built where a request with other fields was, as on a
+			// connection: nothing of it may show.
+			into := new(reqBuf)
+			prev := bufio.NewReader(strings.NewReader("POST /junk?j HTTP/1.1\r\nHost: j\r\nX-Junk: 1\r\nCookie: c\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"))
+			prev.Peek(1)
+			if _, ok, err := readBufferedHead(prev, "old", nil, into); !ok || err != nil {
+				t.Fatalf("the earlier request: %v %v", ok, err)
+			}
 			br := bufio.NewReader(strings.NewReader(tt.raw))
 			br.Peek(1)
-			got, ok, err := readBufferedHead(br, "peer", nil)
+			got, ok, err := readBufferedHead(br, "peer", nil, into)
 			if ok != tt.fast {
 				t.Fatalf("fast path taken: %v, want %v", ok, tt.fast)
 			}
@@ -52,7 +60,7 @@ func TestReadBufferedHead(t *testing.T) {
 			// The textproto path, on the same bytes, with the fast path
 			// out of the way (a reader that hands over a byte at a time
 			// never holds the whole head).
-			want, err := readRequest(bufio.NewReaderSize(&oneByte{s: tt.raw}, 16), "peer", nil)
+			want, err := readRequest(bufio.NewReaderSize(&oneByte{s: tt.raw}, 16), "peer", nil, nil)
 			if err != nil {
 				t.Fatalf("readRequest (textproto): %v", err)
 			}
@@ -61,6 +69,7 @@ func TestReadBufferedHead(t *testing.T) {
 				got, want any
 			}{
 				{"method", got.Method, want.Method},
+				{"remote", got.RemoteAddr, want.RemoteAddr},
 				{"URL", got.URL, want.URL},
 				{"request URI", got.RequestURI, want.RequestURI},
 				{"proto", [3]any{got.Proto, got.ProtoMajor, got.ProtoMinor}, [3]any{want.Proto, want.ProtoMajor, want.ProtoMinor}},

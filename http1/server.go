@@ -45,7 +45,10 @@ const WatchAfter = 5 * time.Millisecond
 // Server serves HTTP/1.x connections. Its fields must not change once
 // Serve is called.
 type Server struct {
-	// Handler answers every request.
+	// Handler answers every request. Unlike net/http's, the server reuses
+	// a request's *http.Request, its URL and its Header for the
+	// connection's next request: the handler must not keep them, or
+	// anything that refers to them, once ServeHTTP returns.
 	Handler http.Handler
 	// ReadHeaderTimeout bounds the time to read a request head, from its
 	// first byte (from the accept for a connection's first request); 0
@@ -192,6 +195,7 @@ type conn struct {
 	bw     *bufio.Writer
 	remote string
 	res    response
+	reqs   reqBuf // where each request is built
 
 	// The watcher: after WatchAfter, a goroutine reads the connection
 	// to notice a client that hangs up (as net/http's background read).
@@ -299,7 +303,7 @@ func (c *conn) serve() {
 				}
 			}
 		}
-		req, err := readRequest(c.br, c.remote, tmpl)
+		req, err := readRequest(c.br, c.remote, tmpl, &c.reqs)
 		if err != nil {
 			if !errors.Is(err, errNoRequest) && !isReadError(err) {
 				c.badRequest()
