@@ -516,11 +516,12 @@ func (h *handler) writeHead(st *requestState, head protocol.ResponseHead) bool {
 		return false
 	}
 	hdr := st.rw.Header()
-	// One backing array for every value: each header's slice is a
-	// one-element window on it (full slice expression, so a second value
-	// for the same name is appended elsewhere).
-	values := make([]string, len(head.Headers))
-	for i, kv := range head.Headers {
+	// Each header's values are a one-element window on the head's own
+	// pair (full slice expression: a second value for the same name is
+	// appended elsewhere), so the values take no memory of their own. The
+	// head may be shared (HeadCache): nothing writes into these windows.
+	for i := range head.Headers {
+		kv := &head.Headers[i]
 		name := kv[0]
 		if isHopByHop(name) {
 			if strings.EqualFold(name, "connection") && strings.EqualFold(strings.TrimSpace(kv[1]), "close") {
@@ -533,8 +534,7 @@ func (h *handler) writeHead(st *requestState, head protocol.ResponseHead) bool {
 			hdr[key] = append(old, kv[1])
 			continue
 		}
-		values[i] = kv[1]
-		hdr[key] = values[i : i+1 : i+1]
+		hdr[key] = kv[1:2:2]
 	}
 	if _, ok := hdr["Content-Type"]; !ok {
 		// As gunicorn, no Content-Type when the app sends none: the key

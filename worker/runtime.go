@@ -75,7 +75,8 @@ type call struct {
 	shared *sharedBodies // the runtime's, for freeing Shared frames' slots
 	mu     sync.Mutex
 	events []protocol.Frame
-	closed bool // the handler is done: frames are freed, not queued
+	first  [1]protocol.Frame // events' first backing array: most calls get one frame at a time
+	closed bool              // the handler is done: frames are freed, not queued
 	// bodySlot is 1 + the shared body slot holding the stream's last
 	// SharedBody, 0 if none: the handler sets it, the reader frees it when
 	// the runtime is done with the bytes (its next Read, or the end). Not
@@ -543,6 +544,7 @@ func (rt *runtimeProc) newCall(release func()) *call {
 	}
 	rt.nextID++
 	c := &call{id: rt.nextID, shared: rt.shared, notify: make(chan struct{}, 1), release: release}
+	c.events = c.first[:0]
 	rt.calls[c.id] = c
 	return c
 }
