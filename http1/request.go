@@ -165,7 +165,7 @@ func newRequest(line string, hdr http.Header, remote string, tmpl *http.Request,
 	r.Method, r.URL, r.Proto, r.ProtoMajor, r.ProtoMinor = method, u, proto, major, minor
 	r.Header, r.RequestURI, r.RemoteAddr, r.Host, r.Body = hdr, target, remote, u.Host, http.NoBody
 	if r.Host == "" {
-		r.Host = hdr.Get("Host")
+		r.Host = get(hdr, "Host")
 	}
 	delete(hdr, "Host")
 	r.Close = shouldClose(minor, hdr["Connection"])
@@ -186,6 +186,15 @@ func newRequest(line string, hdr http.Header, remote string, tmpl *http.Request,
 		hdr["Content-Length"] = cl[:1] // identical duplicates (the guard checked) count once
 	}
 	return r, nil
+}
+
+// get is h.Get(key) for a key in canonical form, without canonicalizing
+// it again.
+func get(h http.Header, key string) string {
+	if v := h[key]; len(v) > 0 {
+		return v[0]
+	}
+	return ""
 }
 
 // parseTarget parses a request target into u as net/http does

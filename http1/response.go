@@ -89,7 +89,7 @@ func (w *response) WriteHeader(code int) {
 		return
 	}
 	w.status = code
-	if cl := w.hdr.Get("Content-Length"); cl != "" {
+	if cl := get(w.hdr, "Content-Length"); cl != "" {
 		if v, err := strconv.ParseInt(cl, 10, 64); err == nil && v >= 0 {
 			w.contentLength = v
 		} else {
@@ -232,7 +232,7 @@ func (w *response) writeHead(done bool, next []byte) {
 	}
 	wants10KeepAlive := req.ProtoMinor == 0 && hasToken(req.Header["Connection"], "keep-alive")
 	hasCL := w.contentLength != -1
-	connHdr := hdr.Get("Connection")
+	connHdr := get(hdr, "Connection")
 	if wants10KeepAlive && (w.isHEAD || hasCL || !allowed) {
 		if _, ok := hdr["Connection"]; !ok {
 			setConn = "keep-alive"
@@ -248,7 +248,7 @@ func (w *response) writeHead(done bool, next []byte) {
 	}
 	if allowed {
 		_, haveType := hdr["Content-Type"]
-		if sniff := w.buf; !haveType && hdr.Get("Content-Encoding") == "" && len(sniff)+len(next) > 0 {
+		if sniff := w.buf; !haveType && get(hdr, "Content-Encoding") == "" && len(sniff)+len(next) > 0 {
 			if len(sniff) < sniffLen && len(next) > 0 {
 				sniff = append(sniff[:len(sniff):len(sniff)], next[:min(len(next), sniffLen-len(sniff))]...)
 			}

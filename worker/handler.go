@@ -541,10 +541,11 @@ func (h *handler) writeHead(st *requestState, head protocol.ResponseHead) bool {
 		// with no value stops the server from sniffing one.
 		hdr["Content-Type"] = nil
 	}
-	if cl := hdr.Get("Content-Length"); cl != "" {
+	if cls := hdr["Content-Length"]; len(cls) > 0 && cls[0] != "" { // hdr.Get, the key being canonical
 		// ParseUint, unlike ParseInt, refuses a sign: "+5" is not a valid
 		// Content-Length (RFC 9110: 1*DIGIT) and would be sent as is.
-		if _, err := strconv.ParseUint(cl, 10, 63); err != nil || len(hdr["Content-Length"]) > 1 {
+		cl := cls[0]
+		if _, err := strconv.ParseUint(cl, 10, 63); err != nil || len(cls) > 1 {
 			h.log.Error("The app sent an invalid Content-Length; answering 500", "uri", st.r.RequestURI, "content_length", cl)
 			for k := range hdr {
 				delete(hdr, k)
