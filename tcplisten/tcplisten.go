@@ -32,6 +32,7 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 
@@ -45,6 +46,16 @@ type Listener struct {
 	raw    syscall.RawConn
 	addr   *net.TCPAddr
 	closed atomic.Bool
+
+	// acceptMu serialises Accept: the poller calls acceptFn (l.accept,
+	// made once, as a closure per call would be an allocation per
+	// connection), which leaves its result in the fields below.
+	acceptMu sync.Mutex
+	acceptFn func(fd uintptr) bool
+	nfd      int
+	errno    syscall.Errno
+	rsa      unix.RawSockaddrAny // the peer's address
+	rsaLen   uint32
 }
 
 // FromFD returns a Listener on a duplicate of fd, a listening TCP socket
@@ -89,7 +100,9 @@ func FromFD(fd int) (*Listener, error) {
 		f.Close()
 		return nil, fmt.Errorf("listener %s: %w", addr, err)
 	}
-	return &Listener{f: f, raw: raw, addr: addr}, nil
+	l := &Listener{f: f, raw: raw, addr: addr}
+	l.acceptFn = l.accept
+	return l, nil
 }
 
 // ErrNotTCP is wrapped by FromFD's error for a descriptor that is not a
@@ -101,40 +114,42 @@ var ErrNotTCP = errors.New("not a TCP socket")
 // out of descriptors, say) are temporary net.Error values, which
 // http.Server retries.
 func (l *Listener) Accept() (net.Conn, error) {
-	var (
-		nfd int
-		sa  syscall.Sockaddr
-		err error
-	)
-	rerr := l.raw.Read(func(fd uintptr) bool {
-		for {
-			// syscall's accept4, not x/sys/unix's: the latter asks the
-			// listening socket for its protocol (a getsockopt(2)) on
-			// every connection, to tell L2TP addresses apart.
-			nfd, sa, err = syscall.Accept4(int(fd), syscall.SOCK_NONBLOCK|syscall.SOCK_CLOEXEC)
-			switch err {
-			case unix.EINTR, unix.ECONNABORTED: // a connection reset while queued
-				continue
-			case unix.EAGAIN:
-				return false // wait for the next one
-			}
-			return true
-		}
-	})
-	if rerr != nil {
+	l.acceptMu.Lock()
+	defer l.acceptMu.Unlock()
+	if rerr := l.raw.Read(l.acceptFn); rerr != nil {
 		if l.closed.Load() { // the poller's "use of closed file"
 			rerr = net.ErrClosed
 		}
 		return nil, l.opError(rerr)
 	}
-	if err != nil {
-		return nil, l.opError(os.NewSyscallError("accept4", err))
+	if l.errno != 0 {
+		return nil, l.opError(os.NewSyscallError("accept4", l.errno))
 	}
-	c := &Conn{sysfd: nfd, remote: tcpAddr(sa), listen: l.addr}
-	if c.remote == nil { // cannot happen on a TCP socket
-		c.remote = &net.TCPAddr{}
-	}
+	c := &Conn{sysfd: l.nfd, listen: l.addr}
+	c.setRemote(&l.rsa)
 	return c, nil
+}
+
+// accept is one attempt of Accept on the listening descriptor: false when
+// no connection is waiting (wait in the poller, then try again). It calls
+// accept4(2) itself, not syscall's or x/sys/unix's: those allocate the
+// peer's address, and x/sys/unix's also asks the listening socket for its
+// protocol (a getsockopt(2)) on every connection. A raw system call, as
+// the socket is non-blocking.
+func (l *Listener) accept(fd uintptr) bool {
+	for {
+		l.rsaLen = uint32(unsafe.Sizeof(l.rsa))
+		r, _, e := unix.RawSyscall6(unix.SYS_ACCEPT4, fd, uintptr(unsafe.Pointer(&l.rsa)), uintptr(unsafe.Pointer(&l.rsaLen)),
+			unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0, 0)
+		switch e {
+		case unix.EINTR, unix.ECONNABORTED: // a connection reset while queued
+			continue
+		case unix.EAGAIN:
+			return false
+		}
+		l.nfd, l.errno = int(r), e
+		return true
+	}
 }
 
 func (l *Listener) opError(err error) error {
@@ -180,8 +195,9 @@ type Conn struct {
 	wdl    time.Time
 	p      atomic.Pointer[polled] // set once, under mu; from then on, the only state
 
-	remote *net.TCPAddr
-	listen *net.TCPAddr // the listener's address: the local one unless it is a wildcard
+	remote   net.TCPAddr // its IP is remoteIP: the connection is one allocation
+	remoteIP [16]byte
+	listen   *net.TCPAddr // the listener's address: the local one unless it is a wildcard
 
 	localOnce sync.Once
 	local     *net.TCPAddr
@@ -336,7 +352,9 @@ func (c *Conn) Close() error {
 		err = net.ErrClosed
 	default:
 		c.closed = true
-		if e := unix.Close(c.sysfd); e != nil {
+		// A raw system call: closing a socket without SO_LINGER does not
+		// block.
+		if _, _, e := unix.RawSyscall(unix.SYS_CLOSE, uintptr(c.sysfd), 0, 0); e != 0 {
 			err = os.NewSyscallError("close", e)
 		}
 		c.mu.Unlock()
@@ -382,7 +400,25 @@ func (c *Conn) LocalAddr() net.Addr {
 }
 
 // RemoteAddr is the peer's address.
-func (c *Conn) RemoteAddr() net.Addr { return c.remote }
+func (c *Conn) RemoteAddr() net.Addr { return &c.remote }
+
+// setRemote sets the peer's address from what accept4(2) wrote.
+func (c *Conn) setRemote(rsa *unix.RawSockaddrAny) {
+	switch rsa.Addr.Family {
+	case unix.AF_INET:
+		sa := (*unix.RawSockaddrInet4)(unsafe.Pointer(rsa))
+		n := copy(c.remoteIP[:], sa.Addr[:])
+		c.remote.IP = c.remoteIP[:n]
+		c.remote.Port = netPort(&sa.Port)
+	case unix.AF_INET6:
+		sa := (*unix.RawSockaddrInet6)(unsafe.Pointer(rsa))
+		c.remote.IP = c.remoteIP[:copy(c.remoteIP[:], sa.Addr[:])]
+		c.remote.Port = netPort(&sa.Port)
+		if sa.Scope_id != 0 {
+			c.remote.Zone = zoneName(sa.Scope_id)
+		}
+	} // else (cannot happen on a TCP socket): the zero address
+}
 
 // SetDeadline sets the read and write deadlines; the zero time clears them.
 func (c *Conn) SetDeadline(t time.Time) error {
@@ -473,7 +509,7 @@ func (c *Conn) opError(op string, err error) error {
 	if pe, ok := err.(*os.PathError); ok { // as *os.File returns them; errors.As would cost an allocation per call
 		err = pe.Err
 	}
-	return &net.OpError{Op: op, Net: "tcp", Source: c.listen, Addr: c.remote, Err: closedErr(err)}
+	return &net.OpError{Op: op, Net: "tcp", Source: c.listen, Addr: &c.remote, Err: closedErr(err)}
 }
 
 // closedErr is err, or net.ErrClosed for the errors an *os.File and its
@@ -493,13 +529,24 @@ func tcpAddr(sa syscall.Sockaddr) *net.TCPAddr {
 	case *syscall.SockaddrInet6:
 		a := &net.TCPAddr{IP: append(net.IP(nil), sa.Addr[:]...), Port: sa.Port}
 		if sa.ZoneId != 0 {
-			if ifi, err := net.InterfaceByIndex(int(sa.ZoneId)); err == nil {
-				a.Zone = ifi.Name
-			} else {
-				a.Zone = fmt.Sprint(sa.ZoneId)
-			}
+			a.Zone = zoneName(sa.ZoneId)
 		}
 		return a
 	}
 	return nil
+}
+
+// netPort reads a port stored in network byte order.
+func netPort(p *uint16) int {
+	b := (*[2]byte)(unsafe.Pointer(p))
+	return int(b[0])<<8 | int(b[1])
+}
+
+// zoneName is an IPv6 scope's zone as net names it: the interface's name,
+// else the number.
+func zoneName(id uint32) string {
+	if ifi, err := net.InterfaceByIndex(int(id)); err == nil {
+		return ifi.Name
+	}
+	return fmt.Sprint(id)
 }

@@ -52,8 +52,7 @@ func accepted(t *testing.T, addr string) (*Listener, net.Conn, *Conn) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { l.Close() })
-	port := ln.Addr().(*net.TCPAddr).Port
-	client, err := net.DialTimeout("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), 5*time.Second)
+	client, err := net.DialTimeout("tcp", dialAddr(ln.Addr()), 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -66,14 +65,39 @@ func accepted(t *testing.T, addr string) (*Listener, net.Conn, *Conn) {
 	return l, client, c.(*Conn)
 }
 
+// dialAddr is the address to dial a listener at: its own, or for a
+// wildcard one the IPv4 loopback.
+func dialAddr(a net.Addr) string {
+	ta := a.(*net.TCPAddr)
+	host := ta.IP.String()
+	if ta.IP.IsUnspecified() {
+		host = "127.0.0.1"
+	}
+	return net.JoinHostPort(host, strconv.Itoa(ta.Port))
+}
+
+// ipv6Loopback reports whether this machine can listen on ::1.
+func ipv6Loopback() bool {
+	ln, err := net.Listen("tcp6", "[::1]:0")
+	if err != nil {
+		return false
+	}
+	ln.Close()
+	return true
+}
+
 func TestAcceptedConnection(t *testing.T) {
 	for _, tc := range []struct {
 		name, bind, local string
 	}{
 		{"loopback listener", "127.0.0.1:0", "127.0.0.1"},
 		{"wildcard listener", "0.0.0.0:0", "127.0.0.1"}, // the address the connection came to
+		{"IPv6 loopback listener", "[::1]:0", "::1"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			if strings.Contains(tc.bind, "::") && !ipv6Loopback() {
+				t.Skip("no IPv6 loopback on this machine")
+			}
 			l, client, c := accepted(t, tc.bind)
 			if got, want := c.RemoteAddr().String(), client.LocalAddr().String(); got != want {
 				t.Errorf("RemoteAddr = %s, want %s", got, want)
@@ -125,6 +149,47 @@ func TestAcceptedConnection(t *testing.T) {
 				t.Errorf("read after the peer closed: %d, %v; want 0, io.EOF", n, err)
 			}
 		})
+	}
+}
+
+// Accept allocates the connection and nothing else: the peer's address
+// lives in it.
+func TestAcceptAllocatesOnlyTheConn(t *testing.T) {
+	ln, n := listen(t, "127.0.0.1:0")
+	l, err := FromFD(n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	const runs = 20
+	var clients []net.Conn
+	t.Cleanup(func() {
+		for _, c := range clients {
+			c.Close()
+		}
+	})
+	for range runs + 1 { // AllocsPerRun runs once more to warm up
+		c, err := net.DialTimeout("tcp", dialAddr(ln.Addr()), 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		clients = append(clients, c)
+	}
+	var accepted []net.Conn
+	allocs := testing.AllocsPerRun(runs, func() {
+		c, err := l.Accept()
+		if err != nil {
+			t.Fatal(err)
+		}
+		accepted = append(accepted[:0:0], c) // a fresh slice: the append is not Accept's
+		c.Close()
+	})
+	// One for the Conn, one for the test's own slice.
+	if allocs > 2 {
+		t.Errorf("Accept and Close: %.1f allocations, want the Conn only", allocs)
+	}
+	if got, want := accepted[0].RemoteAddr().String(), clients[runs].LocalAddr().String(); got != want {
+		t.Errorf("RemoteAddr = %s, want %s", got, want)
 	}
 }
 
