@@ -31,6 +31,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"runtime"
 	"sync"
 	"time"
@@ -272,7 +273,7 @@ func (c *conn) serve() {
 	ctx, c.cancel = context.WithCancel(ctx)
 	defer c.cancel()
 	tmpl := new(http.Request).WithContext(ctx)
-	c.remote = c.rwc.RemoteAddr().String()
+	c.remote = addrString(c.rwc.RemoteAddr())
 	c.cr.c = c
 	c.getBuffers()
 	c.timer = time.AfterFunc(time.Hour, c.startWatch)
@@ -442,6 +443,17 @@ func (r *connReader) Read(p []byte) (int, error) {
 		r.c.cancel() // as net/http: a failed read means the client is gone
 	}
 	return n, err
+}
+
+// addrString is a.String(), made in one allocation for a TCP address
+// (net.TCPAddr's String makes three).
+func addrString(a net.Addr) string {
+	if ta, ok := a.(*net.TCPAddr); ok && ta.Port >= 0 && ta.Port <= 0xffff {
+		if ip, ok := netip.AddrFromSlice(ta.IP); ok {
+			return netip.AddrPortFrom(ip.Unmap().WithZone(ta.Zone), uint16(ta.Port)).String()
+		}
+	}
+	return a.String()
 }
 
 // headBuffered reports whether br holds a whole request head already.

@@ -472,6 +472,30 @@ func TestAppendDate(t *testing.T) {
 	}
 }
 
+// addrString formats an address as its String method does, in one
+// allocation for a TCP address.
+func TestAddrString(t *testing.T) {
+	for _, a := range []net.Addr{
+		&net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 42938},
+		&net.TCPAddr{IP: net.IP{10, 1, 2, 3}, Port: 80},
+		&net.TCPAddr{IP: net.ParseIP("::1"), Port: 65535},
+		&net.TCPAddr{IP: net.ParseIP("::ffff:192.0.2.1"), Port: 1},
+		&net.TCPAddr{IP: net.ParseIP("fe80::1"), Port: 8000, Zone: "eth0"},
+		&net.TCPAddr{IP: net.ParseIP("2001:db8::8:800:200c:417a"), Port: 0},
+		&net.TCPAddr{IP: nil, Port: 8000},
+		&net.TCPAddr{IP: net.IP{1, 2, 3}, Port: 8000}, // not an IP: net's "?1020103"
+		&net.UnixAddr{Name: "/run/gorn.sock", Net: "unix"},
+	} {
+		if got, want := addrString(a), a.String(); got != want {
+			t.Errorf("addrString(%#v) = %q, want %q", a, got, want)
+		}
+	}
+	a := &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 42938}
+	if n := testing.AllocsPerRun(20, func() { addrString(a) }); n > 1 {
+		t.Errorf("addrString of a TCP address: %.0f allocations, want 1", n)
+	}
+}
+
 // TestLongRequestNotCancelled: a request that runs past the head's
 // deadlines (header and idle timeouts) is not taken for a hung-up client.
 func TestLongRequestNotCancelled(t *testing.T) {
