@@ -32,6 +32,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"runtime"
 	"sync"
 	"time"
@@ -161,10 +162,13 @@ func (s *Server) isClosed() bool {
 
 // newConn registers a connection; nil once the server is closed.
 func (s *Server) newConn(rwc net.Conn) *conn {
-	c := &conn{srv: s, rwc: rwc}
+	c := connPool.Get().(*conn)
+	c.srv, c.rwc = s, rwc
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
+		c.srv, c.rwc = nil, nil
+		connPool.Put(c)
 		return nil
 	}
 	if s.conns == nil {
@@ -215,31 +219,40 @@ type conn struct {
 	cancel context.CancelFunc
 }
 
-// readers and writers hold the buffers of closed connections for new
-// ones (as net/http's do): under one connection per request they were
-// most of the bytes a connection allocated.
-var (
-	readers = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 4<<10) }}
-	writers = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 4<<10) }}
-)
+// connPool holds the conns of closed connections for new ones, with
+// their read and write buffers, request, response, header maps and watch
+// timer: under one connection per request their allocations were most of
+// what a request cost the garbage collector (net/http pools only the
+// buffers).
+var connPool = sync.Pool{New: func() any {
+	c := &conn{br: bufio.NewReaderSize(nil, 4<<10), bw: bufio.NewWriterSize(nil, 4<<10)}
+	c.cr.c = c
+	c.timer = time.AfterFunc(time.Hour, c.startWatch)
+	c.timer.Stop()
+	return c
+}}
 
-// getBuffers gives c its read and write buffers.
-func (c *conn) getBuffers() {
-	c.br = readers.Get().(*bufio.Reader)
-	c.br.Reset(&c.cr)
-	c.bw = writers.Get().(*bufio.Writer)
-	c.bw.Reset(c.rwc)
-}
-
-// putBuffers gives c's buffers back once nothing can use them.
-func (c *conn) putBuffers() {
-	if c.br != nil {
-		c.br.Reset(nil)
-		readers.Put(c.br)
-		c.bw.Reset(nil)
-		writers.Put(c.bw)
-		c.br, c.bw = nil, nil
-	}
+// release readies c for another connection and pools it, once nothing
+// can use it: its goroutine is done, the server has forgotten it, and
+// stopWatch has waited for a watcher that was reading. A timer that fired
+// too late to start a watch finds no request and does nothing, or, if c
+// already serves the next connection, watches that one's request, as its
+// own timer would a little later.
+func (c *conn) release() {
+	c.br.Reset(nil)
+	c.bw.Reset(nil)
+	c.srv, c.rwc, c.remote, c.cancel = nil, nil, "", nil
+	c.cr.hasByte = false
+	// The last request's strings and context go; the maps and buffers stay.
+	c.reqs.r, c.reqs.u = http.Request{}, url.URL{}
+	clear(c.reqs.hdr)
+	clear(c.reqs.strs)
+	clear(c.res.hdr)
+	c.res.req, c.res.body, c.res.err = nil, nil, nil
+	c.mu.Lock()
+	c.active, c.inRequest, c.watching, c.watchDone, c.stale, c.hungUp = false, false, false, nil, false, false
+	c.mu.Unlock()
+	connPool.Put(c)
 }
 
 // aLongTimeAgo is a deadline in the past, which stops a pending read.
@@ -261,7 +274,7 @@ func (c *conn) serve() {
 		c.rwc.Close()
 		s.forget(c)
 		s.setState(c.rwc, http.StateClosed)
-		c.putBuffers()
+		c.release()
 	}()
 	ctx := context.Background()
 	if s.ConnContext != nil {
@@ -274,10 +287,8 @@ func (c *conn) serve() {
 	defer c.cancel()
 	tmpl := new(http.Request).WithContext(ctx)
 	c.remote = addrString(c.rwc.RemoteAddr())
-	c.cr.c = c
-	c.getBuffers()
-	c.timer = time.AfterFunc(time.Hour, c.startWatch)
-	c.timer.Stop()
+	c.br.Reset(&c.cr)
+	c.bw.Reset(c.rwc)
 	if d := s.ReadHeaderTimeout; d > 0 {
 		c.rwc.SetReadDeadline(time.Now().Add(d))
 	}

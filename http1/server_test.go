@@ -8,6 +8,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"reflect"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -632,5 +634,101 @@ func TestHangUpAfterSlowBodyCancels(t *testing.T) {
 	c.Close()
 	if err := <-cancelled; err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestConnsCarryNothingOver: a connection is served in the conn of a
+// closed one (connPool), and sees none of it: not its request's header
+// fields or address, not its response's header, not its cancelled context.
+func TestConnsCarryNothingOver(t *testing.T) {
+	type seen struct {
+		header http.Header
+		remote string
+		ctxErr error
+	}
+	got := make(chan seen, 1)
+	addr := start(t, &Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got <- seen{r.Header.Clone(), r.RemoteAddr, r.Context().Err()}
+		w.Header().Set("X-Set"+r.URL.Path[1:], "1")
+		io.WriteString(w, r.URL.Path)
+	})})
+	for i := range 20 {
+		c, br := dial(t, addr)
+		fmt.Fprintf(c, "GET /%d HTTP/1.1\r\nHost: h\r\nX-Round%d: %d\r\nConnection: close\r\n\r\n", i, i, i)
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("round %d: %v", i, err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		s := <-got
+		want := http.Header{fmt.Sprintf("X-Round%d", i): {strconv.Itoa(i)}, "Connection": {"close"}}
+		if !reflect.DeepEqual(s.header, want) || s.remote != c.LocalAddr().String() || s.ctxErr != nil {
+			t.Errorf("round %d: the handler saw header %v, remote %s, context %v; want %v, %s, nil",
+				i, s.header, s.remote, s.ctxErr, want, c.LocalAddr())
+		}
+		for k := range resp.Header {
+			if strings.HasPrefix(k, "X-Set") && k != fmt.Sprintf("X-Set%d", i) {
+				t.Errorf("round %d: response has %s, an earlier connection's", i, k)
+			}
+		}
+		if string(body) != fmt.Sprintf("/%d", i) {
+			t.Errorf("round %d: body %q", i, body)
+		}
+		if !closedByServer(c, br, 5*time.Second) {
+			t.Fatalf("round %d: the connection stayed open after Connection: close", i)
+		}
+		c.Close()
+	}
+}
+
+// TestHangUpLeavesNoTrace: the conn of a connection whose client hung up
+// mid-request serves the next connection's keep-alive requests as any
+// other.
+func TestHangUpLeavesNoTrace(t *testing.T) {
+	closed := make(chan struct{}, 1)
+	addr := start(t, &Server{
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path == "/slow" {
+				waitCancelled(r.Context())
+				return
+			}
+			io.WriteString(w, r.URL.Path)
+		}),
+		ConnState: func(_ net.Conn, st http.ConnState) {
+			if st == http.StateClosed {
+				select {
+				case closed <- struct{}{}:
+				default:
+				}
+			}
+		},
+	})
+	for i := range 8 { // several rounds: under -race, sync.Pool drops some conns
+		c, _ := dial(t, addr)
+		io.WriteString(c, "GET /slow HTTP/1.1\r\nHost: h\r\n\r\n")
+		time.Sleep(4 * WatchAfter)
+		c.Close()
+		select {
+		case <-closed:
+		case <-time.After(5 * time.Second):
+			t.Fatalf("round %d: the hung-up connection did not close", i)
+		}
+		c2, br := dial(t, addr)
+		for _, path := range []string{"/a", "/b"} {
+			io.WriteString(c2, "GET "+path+" HTTP/1.1\r\nHost: h\r\n\r\n")
+			resp, err := http.ReadResponse(br, nil)
+			if err != nil {
+				t.Fatalf("round %d, %s on a kept-alive connection: %v", i, path, err)
+			}
+			if body, _ := io.ReadAll(resp.Body); string(body) != path || resp.Close {
+				t.Fatalf("round %d, %s: body %q, close %v", i, path, body, resp.Close)
+			}
+		}
+		c2.Close()
+		select {
+		case <-closed:
+		case <-time.After(5 * time.Second):
+			t.Fatalf("round %d: the second connection did not close", i)
+		}
 	}
 }
