@@ -101,14 +101,16 @@ func checkServes(t *testing.T, l *listener) {
 		t.Fatalf("dial %s %s: %v", network, l.info.Addr, err)
 	}
 	defer c.Close()
+	// The client speaks first, as HTTP's do: a TCP socket gorn binds
+	// defers the accept until it has (see TestBindDeferAccept).
+	if _, err := c.Write([]byte("x")); err != nil {
+		t.Fatal(err)
+	}
 	s, err := ln.Accept()
 	if err != nil {
 		t.Fatalf("accept: %v", err)
 	}
 	defer s.Close()
-	if _, err := c.Write([]byte("x")); err != nil {
-		t.Fatal(err)
-	}
 	b := make([]byte, 1)
 	if _, err := s.Read(b); err != nil || b[0] != 'x' {
 		t.Fatalf("read %q, %v", b, err)
@@ -341,6 +343,79 @@ func TestBindBacklog(t *testing.T) {
 			}
 			if pending < backlog || pending > backlog+1 {
 				t.Errorf("%d connections queued with backlog %d", pending, backlog)
+			}
+		})
+	}
+}
+
+// TestBindDeferAccept checks that the TCP sockets gorn binds defer a
+// connection's accept until its client has sent something, and that a
+// socket inherited with fd:// keeps its own setting.
+func TestBindDeferAccept(t *testing.T) {
+	tests := []struct {
+		name     string
+		bind     func(t *testing.T) string
+		deferred bool
+	}{
+		{"ipv4", func(*testing.T) string { return "127.0.0.1:0" }, true},
+		{"ipv6", func(t *testing.T) string {
+			probe, err := net.Listen("tcp6", "[::1]:0")
+			if err != nil {
+				t.Skipf("no IPv6 loopback: %v", err)
+			}
+			probe.Close()
+			return "[::1]:0"
+		}, true},
+		{"fd", func(t *testing.T) string {
+			fd, _ := rawListenerFD(t)
+			return "fd://" + strconv.Itoa(fd)
+		}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			l, err := bind(tt.bind(t), 128)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer l.close()
+			fd := int(l.file.Fd())
+			got, err := unix.GetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_DEFER_ACCEPT)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := map[bool]int{true: deferAccept, false: 0}[tt.deferred]; got != want {
+				t.Fatalf("TCP_DEFER_ACCEPT = %d, want %d", got, want)
+			}
+			c, err := net.Dial("tcp", l.info.Addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			// ready polls the listening socket for a connection to accept
+			// for up to ms milliseconds.
+			ready := func(ms int) bool {
+				fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+				for {
+					n, err := unix.Poll(fds, ms)
+					if err == unix.EINTR {
+						continue
+					}
+					if err != nil {
+						t.Fatal(err)
+					}
+					return n > 0
+				}
+			}
+			// Connected but silent: deferred for a second (deferAccept),
+			// so not ready within a fifth of it.
+			if r := ready(200); r == tt.deferred {
+				t.Fatalf("a silent client's connection is ready to accept: %v, want %v", r, !tt.deferred)
+			}
+			if _, err := c.Write([]byte("GET")); err != nil {
+				t.Fatal(err)
+			}
+			if !ready(5000) {
+				t.Fatal("a client that sent its request was not ready to accept within 5 s")
 			}
 		})
 	}
