@@ -6,6 +6,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -183,4 +185,84 @@ func TestClientHangsUp(t *testing.T) {
 	time.Sleep(200 * time.Millisecond)
 	upload.Close()
 	s.waitLog(`"POST /echo\?cut HTTP/1.1" 499`, 5*time.Second)
+}
+
+// TestDeferredAccept checks that gorn's listening socket holds a new
+// connection back until its client sends something (TCP_DEFER_ACCEPT):
+// while the client is silent, the server's side of the connection is a
+// SYN_RECV request in /proc/net/tcp, which no worker can accept; once the
+// client writes, it is established and served. A client that stays silent
+// past the deferral (about a second), then sends its request, is served
+// too, and other clients are served meanwhile.
+func TestDeferredAccept(t *testing.T) {
+	s := start(t, python(t), "-w", "1", "--threads", "1", "basic:app")
+	s.ready("/pid")
+	_, port, err := net.SplitHostPort(s.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	serverPort, err := strconv.Atoi(port)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name    string
+		silence time.Duration // before the request
+		state   string        // the server side's state while silent: 03 SYN_RECV
+	}{
+		{"talks at once", 0, ""},
+		{"talks after 300 ms", 300 * time.Millisecond, "03"},
+		{"talks after the deferral", 1500 * time.Millisecond, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, r := s.rawConn()
+			clientPort := c.LocalAddr().(*net.TCPAddr).Port
+			if tt.state != "" {
+				time.Sleep(tt.silence / 2)
+				if got := serverSideState(t, serverPort, clientPort); got != tt.state {
+					t.Fatalf("while the client is silent the server's side is in state %q, want %q (SYN_RECV: accept deferred)", got, tt.state)
+				}
+				// A client with a request is served meanwhile.
+				if code, _ := s.get("/pid"); code != 200 {
+					t.Fatalf("another client: status %d", code)
+				}
+				time.Sleep(tt.silence / 2)
+			} else {
+				time.Sleep(tt.silence)
+			}
+			fmt.Fprint(c, "GET /pid HTTP/1.1\r\nHost: x\r\n\r\n")
+			resp, err := http.ReadResponse(r, nil)
+			if err != nil {
+				t.Fatalf("request after %s of silence: %v", tt.silence, err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != 200 {
+				t.Fatalf("request after %s of silence: status %d", tt.silence, resp.StatusCode)
+			}
+			if got := serverSideState(t, serverPort, clientPort); got != "01" {
+				t.Fatalf("after the request the server's side is in state %q, want 01 (ESTABLISHED)", got)
+			}
+		})
+	}
+}
+
+// serverSideState is the state (hex, as /proc/net/tcp shows it) of the
+// server's side of the IPv4 loopback connection from clientPort to
+// serverPort, or "" if there is none.
+func serverSideState(t *testing.T, serverPort, clientPort int) string {
+	t.Helper()
+	b, err := os.ReadFile("/proc/net/tcp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	local, remote := fmt.Sprintf(":%04X", serverPort), fmt.Sprintf(":%04X", clientPort)
+	for _, line := range strings.Split(string(b), "\n")[1:] {
+		// sl local_address rem_address st ...
+		fs := strings.Fields(line)
+		if len(fs) >= 4 && strings.HasSuffix(fs[1], local) && strings.HasSuffix(fs[2], remote) {
+			return fs[3]
+		}
+	}
+	return ""
 }
