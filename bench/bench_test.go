@@ -225,7 +225,6 @@ func TestParseWrk(t *testing.T) {
 	}
 }
 
-// TestPercentileAndMedian checks the statistics the tables are made of.
 // TestLoadShare checks the load % column's arithmetic on real processes:
 // one that spins and one that sleeps, each for about 0.3 s. The bounds are
 // loose, as other test binaries may share the CPUs.
@@ -255,6 +254,7 @@ func TestLoadShare(t *testing.T) {
 	}
 }
 
+// TestPercentileAndMedian checks the statistics the tables are made of.
 func TestPercentileAndMedian(t *testing.T) {
 	ms := func(v ...int) []time.Duration {
 		var d []time.Duration

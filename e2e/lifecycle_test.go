@@ -548,6 +548,25 @@ func TestLifecycleMasterSigkill(t *testing.T) {
 	}
 }
 
+// tcpSockets returns the fields of every socket in /proc/net/tcp and tcp6:
+// sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout
+// inode ..., with addresses as hex ADDR:PORT and the state in hex.
+func tcpSockets() [][]string {
+	var out [][]string
+	for _, f := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue // no IPv6
+		}
+		for _, line := range strings.Split(string(b), "\n")[1:] {
+			if fs := strings.Fields(line); len(fs) >= 10 {
+				out = append(out, fs)
+			}
+		}
+	}
+	return out
+}
+
 // listenInodes returns the inodes of the sockets listening on addr
 // (host:port; the port is what counts), from /proc/net/tcp and tcp6.
 func listenInodes(t *testing.T, addr string) map[string]bool {
@@ -562,17 +581,9 @@ func listenInodes(t *testing.T, addr string) map[string]bool {
 	}
 	hexPort := fmt.Sprintf(":%04X", n)
 	out := map[string]bool{}
-	for _, f := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			continue // no IPv6
-		}
-		for _, line := range strings.Split(string(b), "\n")[1:] {
-			// sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode
-			fs := strings.Fields(line)
-			if len(fs) >= 10 && strings.HasSuffix(fs[1], hexPort) && fs[3] == "0A" { // TCP_LISTEN
-				out[fs[9]] = true
-			}
+	for _, fs := range tcpSockets() {
+		if strings.HasSuffix(fs[1], hexPort) && fs[3] == "0A" { // TCP_LISTEN
+			out[fs[9]] = true
 		}
 	}
 	return out

@@ -6,7 +6,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -220,7 +219,7 @@ func TestDeferredAccept(t *testing.T) {
 			clientPort := c.LocalAddr().(*net.TCPAddr).Port
 			if tt.state != "" {
 				time.Sleep(tt.silence / 2)
-				if got := serverSideState(t, serverPort, clientPort); got != tt.state {
+				if got := serverSideState(serverPort, clientPort); got != tt.state {
 					t.Fatalf("while the client is silent the server's side is in state %q, want %q (SYN_RECV: accept deferred)", got, tt.state)
 				}
 				// A client with a request is served meanwhile.
@@ -240,7 +239,7 @@ func TestDeferredAccept(t *testing.T) {
 			if resp.StatusCode != 200 {
 				t.Fatalf("request after %s of silence: status %d", tt.silence, resp.StatusCode)
 			}
-			if got := serverSideState(t, serverPort, clientPort); got != "01" {
+			if got := serverSideState(serverPort, clientPort); got != "01" {
 				t.Fatalf("after the request the server's side is in state %q, want 01 (ESTABLISHED)", got)
 			}
 		})
@@ -248,19 +247,12 @@ func TestDeferredAccept(t *testing.T) {
 }
 
 // serverSideState is the state (hex, as /proc/net/tcp shows it) of the
-// server's side of the IPv4 loopback connection from clientPort to
-// serverPort, or "" if there is none.
-func serverSideState(t *testing.T, serverPort, clientPort int) string {
-	t.Helper()
-	b, err := os.ReadFile("/proc/net/tcp")
-	if err != nil {
-		t.Fatal(err)
-	}
+// server's side of the loopback connection from clientPort to serverPort,
+// or "" if there is none.
+func serverSideState(serverPort, clientPort int) string {
 	local, remote := fmt.Sprintf(":%04X", serverPort), fmt.Sprintf(":%04X", clientPort)
-	for _, line := range strings.Split(string(b), "\n")[1:] {
-		// sl local_address rem_address st ...
-		fs := strings.Fields(line)
-		if len(fs) >= 4 && strings.HasSuffix(fs[1], local) && strings.HasSuffix(fs[2], remote) {
+	for _, fs := range tcpSockets() {
+		if strings.HasSuffix(fs[1], local) && strings.HasSuffix(fs[2], remote) {
 			return fs[3]
 		}
 	}

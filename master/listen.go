@@ -182,7 +182,7 @@ func bindServed(spec string, backlog int) (*listener, error) {
 		ln.Close()
 		return nil, fmt.Errorf("setting the backlog of %s: %w", spec, err)
 	}
-	if network != "fd" && network != "unix" {
+	if strings.HasPrefix(network, "tcp") {
 		raw.Control(func(fd uintptr) {
 			err = unix.SetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_DEFER_ACCEPT, deferAccept)
 		})
