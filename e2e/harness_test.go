@@ -161,6 +161,12 @@ func start(t *testing.T, py string, args ...string) *server {
 
 func startIn(t *testing.T, dir, py string, args ...string) *server {
 	t.Helper()
+	return launch(t, gornBin, dir, py, args...)
+}
+
+// launch is startIn with the gorn binary at bin.
+func launch(t *testing.T, bin, dir, py string, args ...string) *server {
+	t.Helper()
 	if dir == "" {
 		dir = appsDir(t)
 	}
@@ -181,7 +187,7 @@ func startIn(t *testing.T, dir, py string, args ...string) *server {
 	}
 	full = append(full, args...)
 	s.URL = "http://" + s.Addr
-	s.cmd = exec.Command(gornBin, full...)
+	s.cmd = exec.Command(bin, full...)
 	s.cmd.Dir = dir
 	s.cmd.Stdout = s.log
 	s.cmd.Stderr = s.log

@@ -92,7 +92,7 @@ type ctrlEvent struct {
 type Master struct {
 	opts      Options
 	log       *slog.Logger
-	exe       string
+	exe       string // what workers run: this master's own binary
 	listeners []*listener
 	workers   map[int]*workerProc
 	events    chan any
@@ -121,9 +121,14 @@ type Master struct {
 // New binds every listener. A bind error is returned for a one-line
 // message and exit code 1.
 func New(cfg *config.Config, opts Options) (*Master, error) {
-	exe, err := os.Executable()
-	if err != nil {
-		return nil, fmt.Errorf("finding the gorn executable: %w", err)
+	// Workers run the binary this master runs, even after a package
+	// upgrade has replaced the file on disk (a new binary's worker could
+	// not be trusted to speak this master's protocol).
+	exe := "/proc/self/exe"
+	if _, err := os.Stat(exe); err != nil {
+		if exe, err = os.Executable(); err != nil {
+			return nil, fmt.Errorf("finding the gorn executable: %w", err)
+		}
 	}
 	m := &Master{
 		opts:    opts,
