@@ -189,11 +189,12 @@ func (m *Master) Run() int {
 	}
 	m.log.Info(fmt.Sprintf("Using worker: %s (threads: %d, python: %s)", kind, cfg.Threads, cfg.Python))
 	if cfg.PidFile != "" {
-		if err := os.WriteFile(cfg.PidFile, []byte(fmt.Sprintf("%d\n", pid)), 0o644); err != nil {
+		pf, err := writePidFile(cfg.PidFile, pid)
+		if err != nil {
 			m.log.Error("Cannot write the pid file", "path", cfg.PidFile, "err", err)
 			return ExitError
 		}
-		defer os.Remove(cfg.PidFile)
+		defer pf.remove()
 	}
 
 	sigs := make(chan os.Signal, 16)
