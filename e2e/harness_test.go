@@ -121,10 +121,12 @@ type server struct {
 	err  error // cmd.Wait's result, valid once done is closed
 }
 
-// syncBuffer collects a process's output for assertions.
+// syncBuffer collects a process's output for assertions: in memory, or
+// in file when that is set (the process writes there itself).
 type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
+	mu   sync.Mutex
+	buf  bytes.Buffer
+	file *os.File
 }
 
 func (b *syncBuffer) Write(p []byte) (int, error) {
@@ -134,6 +136,10 @@ func (b *syncBuffer) Write(p []byte) (int, error) {
 }
 
 func (b *syncBuffer) String() string {
+	if b.file != nil {
+		out, _ := os.ReadFile(b.file.Name())
+		return string(out)
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
@@ -161,11 +167,14 @@ func start(t *testing.T, py string, args ...string) *server {
 
 func startIn(t *testing.T, dir, py string, args ...string) *server {
 	t.Helper()
-	return launch(t, gornBin, dir, py, args...)
+	return launch(t, gornBin, dir, py, false, args...)
 }
 
-// launch is startIn with the gorn binary at bin.
-func launch(t *testing.T, bin, dir, py string, args ...string) *server {
+// launch is startIn with the gorn binary at bin. toFile sends gorn's
+// output to a file rather than a pipe, for a master whose output is shared
+// with processes that outlive it (a new master started by USR2): a pipe
+// they hold open would keep cmd.Wait from returning when the master exits.
+func launch(t *testing.T, bin, dir, py string, toFile bool, args ...string) *server {
 	t.Helper()
 	if dir == "" {
 		dir = appsDir(t)
@@ -191,6 +200,15 @@ func launch(t *testing.T, bin, dir, py string, args ...string) *server {
 	s.cmd.Dir = dir
 	s.cmd.Stdout = s.log
 	s.cmd.Stderr = s.log
+	if toFile {
+		f, err := os.Create(filepath.Join(t.TempDir(), "gorn.out"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { f.Close() })
+		s.log.file = f
+		s.cmd.Stdout, s.cmd.Stderr = f, f
+	}
 	if err := s.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

@@ -26,9 +26,10 @@ type listener struct {
 	ln   net.Listener
 	info worker.Listener
 	url  string // for "Listening at:"
-	// unlink is the path of a unix socket bound here (not one inherited
-	// with fd://), removed at close when ln is nil; net's unix listener
-	// removes it otherwise.
+	spec string // the --bind (or --metrics-bind) value it was opened for
+	// unlink is the path of a unix socket bound for a unix: address (not
+	// one inherited with fd://), removed at close; "" once another master
+	// shares the socket (USR2, upgrade.go).
 	unlink string
 }
 
@@ -94,9 +95,10 @@ func ParseBind(bind string) (network, addr string, err error) {
 }
 
 // bind opens one --bind address with the given listen backlog, for the
-// workers to accept on.
-func bind(spec string, backlog int) (*listener, error) {
-	l, err := bindServed(spec, backlog)
+// workers to accept on; the socket comes from ho when the master that
+// started this one handed it over (USR2), else it is bound here.
+func bind(spec string, backlog int, ho *handover) (*listener, error) {
+	l, err := bindServed(spec, backlog, ho)
 	if err != nil {
 		return nil, err
 	}
@@ -108,9 +110,6 @@ func bind(spec string, backlog int) (*listener, error) {
 	// the socket in the master's epoll set, edge-triggered, and wake the
 	// master for every connection the workers accept (one context switch
 	// of the master and a preempted worker per connection, measured).
-	if ul, ok := l.ln.(*net.UnixListener); ok {
-		ul.SetUnlinkOnClose(false) // the socket lives on in file; close unlinks
-	}
 	l.ln.Close()
 	l.ln = nil
 	return l, nil
@@ -129,15 +128,22 @@ const deferAccept = 1
 
 // bindServed opens one address with the given listen backlog and keeps
 // net's listener, for the master to serve on (the metrics listener); its
-// file is nil.
-func bindServed(spec string, backlog int) (*listener, error) {
+// file is nil. The socket is ho's when ho has one for spec.
+func bindServed(spec string, backlog int, ho *handover) (*listener, error) {
 	network, addr, err := ParseBind(spec)
 	if err != nil {
 		return nil, err
 	}
 	var ln net.Listener
-	switch network {
-	case "fd":
+	switch fd := ho.take(spec); {
+	case fd >= 0:
+		f := os.NewFile(uintptr(fd), spec)
+		ln, err = net.FileListener(f)
+		f.Close()
+		if err != nil {
+			return nil, fmt.Errorf("the socket of %s handed over by the previous master (descriptor %d): %w", spec, fd, err)
+		}
+	case network == "fd":
 		n, _ := strconv.Atoi(addr)
 		f := os.NewFile(uintptr(n), "fd://"+addr)
 		if f == nil {
@@ -148,7 +154,7 @@ func bindServed(spec string, backlog int) (*listener, error) {
 		if err != nil {
 			return nil, fmt.Errorf("fd://%s is not a listening socket: %w", addr, err)
 		}
-	case "unix":
+	case network == "unix":
 		if fi, err := os.Lstat(addr); err == nil && fi.Mode()&os.ModeSocket != 0 {
 			os.Remove(addr) // a stale socket from an earlier run
 		}
@@ -191,7 +197,10 @@ func bindServed(spec string, backlog int) (*listener, error) {
 			return nil, fmt.Errorf("setting TCP_DEFER_ACCEPT on %s: %w", spec, err)
 		}
 	}
-	l := &listener{ln: ln}
+	l := &listener{ln: ln, spec: spec}
+	if ul, ok := ln.(*net.UnixListener); ok {
+		ul.SetUnlinkOnClose(false) // close removes l.unlink
+	}
 	switch a := ln.Addr().(type) {
 	case *net.UnixAddr:
 		l.info = worker.Listener{Network: "unix", Addr: a.Name}
@@ -261,8 +270,9 @@ func (l *listener) close() {
 		l.file.Close()
 	}
 	if l.ln != nil {
-		l.ln.Close() // a unix listener created here also removes its socket file
-	} else if l.unlink != "" {
+		l.ln.Close()
+	}
+	if l.unlink != "" {
 		os.Remove(l.unlink)
 	}
 }

@@ -174,7 +174,7 @@ func TestBindTCP(t *testing.T) {
 				}
 				probe.Close()
 			}
-			l, err := bind(tt.bind, 128)
+			l, err := bind(tt.bind, 128, nil)
 			if err != nil {
 				t.Fatalf("bind(%q) = %v", tt.bind, err)
 			}
@@ -217,7 +217,7 @@ func TestBindInUse(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	l, err := bind(ln.Addr().String(), 128)
+	l, err := bind(ln.Addr().String(), 128, nil)
 	if err == nil {
 		l.close()
 		t.Fatalf("bind(%s) of a port in use succeeded", ln.Addr())
@@ -276,7 +276,7 @@ func TestBindUnix(t *testing.T) {
 			if tt.prepare != nil {
 				tt.prepare(t, path)
 			}
-			l, err := bind("unix:"+path, 128)
+			l, err := bind("unix:"+path, 128, nil)
 			if tt.wantErr != "" {
 				if err == nil {
 					l.close()
@@ -321,7 +321,7 @@ func TestBindBacklog(t *testing.T) {
 	for _, backlog := range []int{1, 5} {
 		t.Run(strconv.Itoa(backlog), func(t *testing.T) {
 			path := filepath.Join(dir, strconv.Itoa(backlog)+".sock")
-			l, err := bind("unix:"+path, backlog)
+			l, err := bind("unix:"+path, backlog, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -373,7 +373,7 @@ func TestBindDeferAccept(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			l, err := bind(tt.bind(t), 128)
+			l, err := bind(tt.bind(t), 128, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -445,7 +445,7 @@ func rawListenerFD(t *testing.T) (int, string) {
 func TestBindFD(t *testing.T) {
 	t.Run("listener", func(t *testing.T) {
 		fd, addr := rawListenerFD(t)
-		l, err := bind("fd://"+strconv.Itoa(fd), 128)
+		l, err := bind("fd://"+strconv.Itoa(fd), 128, nil)
 		if err != nil {
 			unix.Close(fd)
 			t.Fatalf("bind(fd://%d) = %v", fd, err)
@@ -465,7 +465,7 @@ func TestBindFD(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer unix.Close(p[1])
-		l, err := bind("fd://"+strconv.Itoa(p[0]), 128)
+		l, err := bind("fd://"+strconv.Itoa(p[0]), 128, nil)
 		if err == nil {
 			l.close()
 			t.Fatal("bind of a pipe succeeded")
@@ -478,7 +478,7 @@ func TestBindFD(t *testing.T) {
 
 func TestBindBadSpec(t *testing.T) {
 	for _, spec := range []string{"127.0.0.1:http", "::1", "unix:", "fd://x"} {
-		if l, err := bind(spec, 128); err == nil {
+		if l, err := bind(spec, 128, nil); err == nil {
 			l.close()
 			t.Errorf("bind(%q) succeeded", spec)
 		} else if !strings.HasPrefix(err.Error(), "invalid bind") {
@@ -511,7 +511,7 @@ func TestListenCause(t *testing.T) {
 
 func TestBindAddressNotAvailable(t *testing.T) {
 	// 192.0.2.1 (TEST-NET-1) is on no interface of this host.
-	l, err := bind("192.0.2.1:0", 128)
+	l, err := bind("192.0.2.1:0", 128, nil)
 	if err == nil {
 		l.close()
 		t.Skip("this host binds non-local addresses")

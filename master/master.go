@@ -56,6 +56,9 @@ type Options struct {
 	Argv []string
 	// Reload re-reads the configuration for HUP; nil keeps the current one.
 	Reload func() (*config.Config, error)
+	// Dir is the directory gorn started in (before --chdir): a new master
+	// started by USR2 starts there, with Argv.
+	Dir string
 }
 
 // workerProc is one worker in the table.
@@ -116,6 +119,12 @@ type Master struct {
 	// (package balance); nil if it could not be made (workers then
 	// accept as if alone).
 	balance *balance.Board
+
+	// USR2 (upgrade.go).
+	upgradeExe string   // the executable on disk a new master runs
+	child      int      // pid of the new master USR2 started, until it exits
+	parent     int      // pid of the master that started this one, until it is gone
+	pidFile    *pidFile // --pid: FILE, or FILE.2 while parent lives
 }
 
 // New binds every listener. A bind error is returned for a one-line
@@ -123,7 +132,8 @@ type Master struct {
 func New(cfg *config.Config, opts Options) (*Master, error) {
 	// Workers run the binary this master runs, even after a package
 	// upgrade has replaced the file on disk (a new binary's worker could
-	// not be trusted to speak this master's protocol).
+	// not be trusted to speak this master's protocol); USR2 starts the new
+	// binary as a new master.
 	exe := "/proc/self/exe"
 	if _, err := os.Stat(exe); err != nil {
 		if exe, err = os.Executable(); err != nil {
@@ -141,15 +151,26 @@ func New(cfg *config.Config, opts Options) (*Master, error) {
 		lastGen: 1,
 		desired: cfg.Workers,
 	}
+	if len(opts.Argv) > 0 {
+		m.upgradeExe = upgradePath(opts.Argv[0], opts.Dir)
+	}
+	ho, err := takeHandover()
+	if err != nil {
+		m.log.Warn("Binding the addresses anew", "err", err)
+	}
+	defer ho.closeRest()
+	if ho != nil {
+		m.parent = ho.Parent
+	}
 	for _, b := range cfg.Binds {
-		l, err := bind(b, cfg.Backlog)
+		l, err := bind(b, cfg.Backlog, ho)
 		if err != nil {
 			m.closeListeners()
 			return nil, err
 		}
 		m.listeners = append(m.listeners, l)
 	}
-	if err := m.setupMetrics(cfg); err != nil {
+	if err := m.setupMetrics(cfg, ho); err != nil {
 		m.closeListeners()
 		return nil, err
 	}
@@ -163,7 +184,10 @@ func New(cfg *config.Config, opts Options) (*Master, error) {
 
 func (m *Master) cfg() *config.Config { return m.gens[m.gen] }
 
+// closeListeners closes the app's listeners (a unix socket's file is
+// removed unless another master shares it).
 func (m *Master) closeListeners() {
+	m.keepSharedSockets()
 	for _, l := range m.listeners {
 		l.close()
 	}
@@ -189,12 +213,17 @@ func (m *Master) Run() int {
 	}
 	m.log.Info(fmt.Sprintf("Using worker: %s (threads: %d, python: %s)", kind, cfg.Threads, cfg.Python))
 	if cfg.PidFile != "" {
-		pf, err := writePidFile(cfg.PidFile, pid)
+		path := cfg.PidFile
+		if m.parent != 0 {
+			path += ".2" // the old master's file keeps its name until it exits
+		}
+		pf, err := writePidFile(path, pid)
 		if err != nil {
-			m.log.Error("Cannot write the pid file", "path", cfg.PidFile, "err", err)
+			m.log.Error("Cannot write the pid file", "path", path, "err", err)
 			return ExitError
 		}
-		defer pf.remove()
+		m.pidFile = pf
+		defer func() { m.pidFile.remove() }()
 	}
 
 	sigs := make(chan os.Signal, 16)
@@ -279,7 +308,7 @@ func (m *Master) signal(s os.Signal) (code int, stop bool) {
 		m.desired = 0
 		m.log.Info("Stopping all workers; the master keeps its listeners (HUP or TTIN starts them again)")
 	case signals.Upgrade:
-		m.log.Warn("USR2 (upgrading the gorn binary in place) is not supported yet; restart the service instead")
+		m.upgrade()
 	}
 	return 0, false
 }
@@ -458,6 +487,7 @@ func (m *Master) hold() {
 // check runs the periodic checks: heartbeats, drain deadlines, memory, and
 // waking up after a back-off.
 func (m *Master) check(now time.Time) {
+	m.checkPromoted()
 	cfg := m.cfg()
 	for _, w := range m.workers {
 		switch w.phase {
@@ -656,6 +686,9 @@ func (m *Master) reap(ev exitEvent) (code int, reason string, halt bool) {
 func (m *Master) stop(graceful bool, code int, reason string) int {
 	m.mx.pool.Stop()
 	m.desired = 0
+	// Whether another master still shares the sockets (closeListeners).
+	m.reapStrays()
+	m.checkPromoted()
 	// As gunicorn: close the listeners first, so new connections are
 	// refused (not left in the backlog) while the workers finish.
 	m.closeListeners()

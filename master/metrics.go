@@ -30,8 +30,9 @@ type masterMetrics struct {
 
 // setupMetrics binds --metrics-bind and builds the scoreboard and the
 // admin server; the server starts serving in Run. A bind error, or an
-// address that is also an app --bind, is an error (exit code 1).
-func (m *Master) setupMetrics(cfg *config.Config) error {
+// address that is also an app --bind, is an error (exit code 1). The
+// socket is ho's when the previous master handed it over (USR2).
+func (m *Master) setupMetrics(cfg *config.Config, ho *handover) error {
 	m.mx.pool = metrics.NewPool()
 	if cfg.MetricsBind == "" {
 		return nil
@@ -45,7 +46,7 @@ func (m *Master) setupMetrics(cfg *config.Config) error {
 			return fmt.Errorf("--metrics-bind %s is also a --bind address; serve metrics on another port", cfg.MetricsBind)
 		}
 	}
-	ln, err := bindServed(cfg.MetricsBind, 128)
+	ln, err := bindServed(cfg.MetricsBind, 128, ho)
 	if err != nil {
 		return fmt.Errorf("--metrics-bind: %w", err)
 	}
@@ -94,6 +95,7 @@ func (m *Master) closeMetrics() {
 		return
 	}
 	m.mx.srv.Close()
+	m.keepSharedSockets()
 	m.mx.ln.close()
 	m.mx.board.Close()
 }

@@ -116,9 +116,10 @@ func parseStat(b []byte) (state byte, ppid int, ok bool) {
 func isLetter(c byte) bool { return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' }
 
 // reapStrays reaps the master's exited children that are not workers: the
-// orphans handed to it. Workers are left to the goroutine that waits for
-// each, which reports its exit status. Called from Run's loop, which owns
-// the worker table, on SIGCHLD.
+// orphans handed to it, and the new master USR2 started (childExited).
+// Workers are left to the goroutine that waits for each, which reports its
+// exit status. Called from Run's loop, which owns the worker table, on
+// SIGCHLD, and by stop.
 func (m *Master) reapStrays() {
 	pids, err := strayZombies("/proc", os.Getpid(), func(pid int) bool {
 		_, ok := m.workers[pid]
@@ -131,6 +132,10 @@ func (m *Master) reapStrays() {
 	for _, pid := range pids {
 		var ws unix.WaitStatus
 		if got, err := unix.Wait4(pid, &ws, unix.WNOHANG, nil); err != nil || got != pid {
+			continue
+		}
+		if pid == m.child {
+			m.childExited(pid, ws)
 			continue
 		}
 		m.log.Debug(fmt.Sprintf("Reaped orphaned process %d (%s)", pid, describeWait(ws)))

@@ -178,7 +178,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		log.Warn("--ssl-version is deprecated and ignored: gorn negotiates TLS 1.2 or 1.3")
 	}
 	reload := func() (*config.Config, error) { return reloadConfig(args) }
-	m, err := master.New(cfg, master.Options{Log: log, ErrorLog: errFile, Argv: args, Reload: reload})
+	m, err := master.New(cfg, master.Options{Log: log, ErrorLog: errFile, Argv: args, Reload: reload, Dir: startDir})
 	if err != nil {
 		log.Error(err.Error())
 		return 1
