@@ -137,6 +137,55 @@ func TestCLIBindFD(t *testing.T) {
 	getJSON(t, noKeepAlive, s.URL+"/pid")
 }
 
+// TestCLISystemdSockets passes two listening sockets as systemd's socket
+// activation does (LISTEN_PID, LISTEN_FDS): gorn serves both instead of
+// its --bind, as gunicorn does, and neither the app nor a USR2 upgrade
+// sees the variables.
+func TestCLISystemdSockets(t *testing.T) {
+	py := python(t)
+	var files []*os.File
+	var addrs []string
+	for range 2 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		f, err := l.(*net.TCPListener).File()
+		if err != nil {
+			t.Fatal(err)
+		}
+		addrs = append(addrs, l.Addr().String())
+		l.Close() // gorn holds its own copy
+		files = append(files, f)
+	}
+	ignored := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	s := startLC(t, lcOpts{extra: files, systemd: true}, "--python", py, "-b", ignored, "lc_util:app")
+	for _, f := range files {
+		f.Close()
+	}
+	for _, addr := range addrs {
+		s.setAddr(addr)
+		s.ready("/pid")
+		if !strings.Contains(s.log.String(), "Listening at: http://"+addr+" (") {
+			t.Errorf("log lacks the socket systemd passed, %s", addr)
+		}
+	}
+	s.waitLog(`--bind `+regexp.QuoteMeta(ignored)+` is ignored: serving the 2 socket\(s\) systemd passed \(LISTEN_FDS\)`, 5*time.Second)
+	if c, err := net.DialTimeout("tcp", ignored, time.Second); err == nil {
+		c.Close()
+		t.Errorf("gorn also listens on --bind %s", ignored)
+	}
+	env := getJSON(t, noKeepAlive, s.URL+"/osenv")
+	for _, k := range []string{"LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"} {
+		if v, ok := env[k]; ok {
+			t.Errorf("the app sees %s=%v", k, v)
+		}
+	}
+	s.signal(syscall.SIGUSR2)
+	s.waitLog(`USR2 signal ignored: the sockets came from systemd \(LISTEN_FDS\)`, 5*time.Second)
+	stopTerm(t, s)
+}
+
 func TestCLIBindTCP(t *testing.T) {
 	py := python(t)
 	v6 := func() string {

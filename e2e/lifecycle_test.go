@@ -26,6 +26,9 @@ type lcOpts struct {
 	dir   string     // working directory; default the test apps
 	env   []string   // KEY=VALUE added to (and overriding) the environment
 	extra []*os.File // inherited as fds 3, 4, ...
+	// systemd passes extra as systemd's socket activation does: gorn
+	// starts with LISTEN_PID (its own pid) and LISTEN_FDS set.
+	systemd bool
 	// stdout, when set, receives gorn's standard output apart from its
 	// standard error (both still go to s.log).
 	stdout *syncBuffer
@@ -61,6 +64,11 @@ func startLC(t *testing.T, o lcOpts, args ...string) *server {
 	}
 	s := &server{t: t, log: &syncBuffer{}, done: make(chan struct{})}
 	s.cmd = exec.Command(gornBin, args...)
+	if o.systemd {
+		// The shell's pid is gorn's once it execs.
+		script := fmt.Sprintf(`export LISTEN_PID=$$ LISTEN_FDS=%d LISTEN_FDNAMES=web; exec "$0" "$@"`, len(o.extra))
+		s.cmd = exec.Command("/bin/sh", append([]string{"-c", script, gornBin}, args...)...)
+	}
 	s.cmd.Dir = o.dir
 	s.cmd.Env = lcEnviron(o.env)
 	s.cmd.ExtraFiles = o.extra

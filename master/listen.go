@@ -94,6 +94,26 @@ func ParseBind(bind string) (network, addr string, err error) {
 	return network, net.JoinHostPort(host, port), nil
 }
 
+// ListenFDs are the listening sockets systemd passed to process pid
+// (socket activation: LISTEN_PID and LISTEN_FDS, read with getenv), as
+// --bind values: fd://3, fd://4, … in systemd's order. nil when systemd
+// passed none to pid (LISTEN_PID names another process, as it does once
+// inherited by a child). A LISTEN_FDS that is not a count is an error.
+func ListenFDs(getenv func(string) string, pid int) ([]string, error) {
+	if getenv("LISTEN_PID") != strconv.Itoa(pid) {
+		return nil, nil
+	}
+	n, err := strconv.Atoi(getenv("LISTEN_FDS"))
+	if err != nil || n < 0 || n > 1<<16 {
+		return nil, fmt.Errorf("LISTEN_FDS=%q from systemd is not a number of sockets", getenv("LISTEN_FDS"))
+	}
+	var binds []string
+	for fd := 3; fd < 3+n; fd++ {
+		binds = append(binds, "fd://"+strconv.Itoa(fd))
+	}
+	return binds, nil
+}
+
 // bind opens one --bind address with the given listen backlog, for the
 // workers to accept on; the socket comes from ho when the master that
 // started this one handed it over (USR2), else it is bound here.

@@ -5,6 +5,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -518,5 +519,36 @@ func TestBindAddressNotAvailable(t *testing.T) {
 	}
 	if want := "Can't connect to 192.0.2.1:0: " + syscall.EADDRNOTAVAIL.Error(); err.Error() != want {
 		t.Errorf("bind error = %q, want %q", err, want)
+	}
+}
+
+func TestListenFDs(t *testing.T) {
+	tests := []struct {
+		name    string
+		env     map[string]string
+		want    []string
+		wantErr bool
+	}{
+		{"not socket-activated", map[string]string{}, nil, false},
+		{"one socket", map[string]string{"LISTEN_PID": "100", "LISTEN_FDS": "1"}, []string{"fd://3"}, false},
+		{"three sockets", map[string]string{"LISTEN_PID": "100", "LISTEN_FDS": "3"}, []string{"fd://3", "fd://4", "fd://5"}, false},
+		{"none", map[string]string{"LISTEN_PID": "100", "LISTEN_FDS": "0"}, nil, false},
+		{"for another process", map[string]string{"LISTEN_PID": "99", "LISTEN_FDS": "2"}, nil, false},
+		{"no pid", map[string]string{"LISTEN_FDS": "2"}, nil, false},
+		{"not a count", map[string]string{"LISTEN_PID": "100", "LISTEN_FDS": "two"}, nil, true},
+		{"missing count", map[string]string{"LISTEN_PID": "100"}, nil, true},
+		{"negative", map[string]string{"LISTEN_PID": "100", "LISTEN_FDS": "-1"}, nil, true},
+		{"absurd", map[string]string{"LISTEN_PID": "100", "LISTEN_FDS": "99999999"}, nil, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := ListenFDs(func(k string) string { return tt.env[k] }, 100)
+			if (err != nil) != tt.wantErr {
+				t.Fatalf("ListenFDs() error = %v, want error %v", err, tt.wantErr)
+			}
+			if !slices.Equal(got, tt.want) {
+				t.Errorf("ListenFDs() = %q, want %q", got, tt.want)
+			}
+		})
 	}
 }

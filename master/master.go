@@ -59,6 +59,9 @@ type Options struct {
 	// Dir is the directory gorn started in (before --chdir): a new master
 	// started by USR2 starts there, with Argv.
 	Dir string
+	// Activated says the binds are sockets systemd passed (LISTEN_FDS),
+	// which a new master started by USR2 would not find.
+	Activated bool
 }
 
 // workerProc is one worker in the table.

@@ -115,6 +115,9 @@ func (m *Master) upgrade() {
 	case m.parent != 0:
 		m.log.Warn("USR2 signal ignored. Parent exists.")
 		return
+	case m.opts.Activated:
+		m.log.Warn("USR2 signal ignored: the sockets came from systemd (LISTEN_FDS); restart the service to upgrade gorn")
+		return
 	}
 	pid, err := m.startMaster()
 	if err != nil {

@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"math"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -159,6 +160,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "gorn (version %s)\n", config.Version)
 		return 0
 	}
+	if systemdBinds, err = takeListenFDs(); err != nil {
+		fmt.Fprintf(stderr, "gorn: error: %v\n", err)
+		return 1
+	}
 	cfg, err := c.config()
 	if err != nil {
 		fmt.Fprintf(stderr, "gorn: error: %v\n", err)
@@ -174,11 +179,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 	for _, w := range tlsWarnings {
 		log.Warn(w)
 	}
+	if len(systemdBinds) > 0 && len(c.Bind) > 0 && !slices.Equal(c.Bind, systemdBinds) {
+		log.Warn(fmt.Sprintf("--bind %s is ignored: serving the %d socket(s) systemd passed (LISTEN_FDS)", strings.Join(c.Bind, ","), len(systemdBinds)))
+	}
 	if c.SSLVersion != "" {
 		log.Warn("--ssl-version is deprecated and ignored: gorn negotiates TLS 1.2 or 1.3")
 	}
 	reload := func() (*config.Config, error) { return reloadConfig(args) }
-	m, err := master.New(cfg, master.Options{Log: log, ErrorLog: errFile, Argv: args, Reload: reload, Dir: startDir})
+	m, err := master.New(cfg, master.Options{Log: log, ErrorLog: errFile, Argv: args, Reload: reload, Dir: startDir, Activated: len(systemdBinds) > 0})
 	if err != nil {
 		log.Error(err.Error())
 		return 1
@@ -233,9 +241,13 @@ func (c *cli) config() (*config.Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("--max-worker-memory: %w", err)
 	}
+	binds := c.Bind
+	if len(systemdBinds) > 0 {
+		binds = systemdBinds
+	}
 	cfg := &config.Config{
 		App:                   c.App,
-		Binds:                 c.Bind,
+		Binds:                 binds,
 		Workers:               c.Workers,
 		Threads:               c.Threads,
 		Backlog:               c.Backlog,
@@ -299,6 +311,23 @@ func (c *cli) config() (*config.Config, error) {
 		return nil, err
 	}
 	return cfg, nil
+}
+
+// systemdBinds are the sockets systemd passed (socket activation), read
+// once at start by takeListenFDs; they replace --bind, as in gunicorn.
+var systemdBinds []string
+
+// takeListenFDs reads the sockets systemd passed to this process and
+// removes LISTEN_PID, LISTEN_FDS and LISTEN_FDNAMES from the environment,
+// so that neither workers nor the app take them for their own.
+func takeListenFDs() ([]string, error) {
+	binds, err := master.ListenFDs(os.Getenv, os.Getpid())
+	if os.Getenv("LISTEN_PID") == strconv.Itoa(os.Getpid()) {
+		for _, k := range []string{"LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"} {
+			os.Unsetenv(k)
+		}
+	}
+	return binds, err
 }
 
 // startDir is the directory gorn started in; a reload resolves a relative
