@@ -80,6 +80,10 @@ type Config struct {
 	// AccessLog is the access log path; "-" is standard output, empty
 	// disables it (the default).
 	AccessLog string `json:"access_log"`
+	// AccessLogFormat is --access-logformat: gunicorn's atoms, such as
+	// %(h)s, in Python's %-mapping syntax (package logs). Empty is
+	// gunicorn's default format.
+	AccessLogFormat string `json:"access_log_format,omitempty"`
 	// ErrorLog is the error log path; "-" (the default) is standard error.
 	ErrorLog string `json:"error_log"`
 	// LogLevel is debug, info, warning, error or critical. Default info.

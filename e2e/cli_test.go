@@ -1,12 +1,14 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -329,13 +331,14 @@ func TestCLIAccessLog(t *testing.T) {
 	req, _ := http.NewRequest("GET", s.URL+"/pid?lc=1", nil)
 	req.Header.Set("User-Agent", "lc-agent/1")
 	req.Header.Set("Referer", "http://ref.example/")
+	req.SetBasicAuth("alice", "secret")
 	resp, err := noKeepAlive.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
 	io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
-	re := regexp.MustCompile(`(?m)^127\.0\.0\.1 - - \[\d{2}/\w{3}/\d{4}:\d{2}:\d{2}:\d{2} [+-]\d{4}\] "GET /pid\?lc=1 HTTP/1\.1" 200 \d+ "http://ref\.example/" "lc-agent/1"$`)
+	re := regexp.MustCompile(`(?m)^127\.0\.0\.1 - alice \[\d{2}/\w{3}/\d{4}:\d{2}:\d{2}:\d{2} [+-]\d{4}\] "GET /pid\?lc=1 HTTP/1\.1" 200 \d+ "http://ref\.example/" "lc-agent/1"$`)
 	deadline := time.Now().Add(10 * time.Second)
 	for !re.MatchString(stdout.String()) {
 		if time.Now().After(deadline) {
@@ -345,6 +348,53 @@ func TestCLIAccessLog(t *testing.T) {
 	}
 	if strings.Contains(stdout.String(), "Booting worker") {
 		t.Errorf("the error log went to stdout:\n%s", stdout.String())
+	}
+}
+
+// TestCLIAccessLogFormat: --access-logformat with gunicorn's atoms, and
+// a bad one is a one-line error and exit code 1.
+func TestCLIAccessLogFormat(t *testing.T) {
+	py := python(t)
+	stdout := &syncBuffer{}
+	port := freePort(t)
+	format := `%(h)s|%(u)s|%(m)s|%(U)s|%(q)s|%(H)s|%(s)s|%(B)s|%(D)s|%(p)s|%({x-request-id}i)s|%({Content-Type}o)s|%({remote_port}e)s|%({wsgi.url_scheme}e)s|%(a).5s|%(missing)s`
+	s := startLC(t, lcOpts{stdout: stdout}, "--python", py, "-b", fmt.Sprintf("127.0.0.1:%d", port),
+		"--access-logfile", "-", "--access-logformat", format, "lc_util:app")
+	s.setAddr(fmt.Sprintf("127.0.0.1:%d", port))
+	s.ready("/pid")
+	req, _ := http.NewRequest("GET", s.URL+"/pid?lc=2", nil)
+	req.Header.Set("User-Agent", "lc-agent/1")
+	req.Header.Set("X-Request-Id", `id "7"`)
+	req.SetBasicAuth("bob", "pw")
+	resp, err := noKeepAlive.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	worker := s.workerPids()[0]
+	re := regexp.MustCompile(fmt.Sprintf(`(?m)^127\.0\.0\.1\|bob\|GET\|/pid\|lc=2\|HTTP/1\.1\|200\|%d\|(\d+)\|<%d>\|id \\"7\\"\|%s\|\d+\|http\|lc-ag\|-$`,
+		len(body), worker, regexp.QuoteMeta(resp.Header.Get("Content-Type"))))
+	deadline := time.Now().Add(10 * time.Second)
+	for !re.MatchString(stdout.String()) {
+		if time.Now().After(deadline) {
+			t.Fatalf("stdout has no access log line matching %s:\n%s", re, stdout.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if us, _ := strconv.Atoi(re.FindStringSubmatch(stdout.String())[1]); us <= 0 || us > 30e6 {
+		t.Errorf("%%(D)s = %d µs", us)
+	}
+
+	var out bytes.Buffer
+	bad := exec.Command(gornBin, "--python", py, "--access-logformat", "%(h)s %(s)x", "lc_util:app")
+	bad.Stderr = &out
+	err = bad.Run()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 {
+		t.Fatalf("a bad --access-logformat: %v, want exit code 1", err)
+	}
+	if got := out.String(); got != "gorn: error: --access-logformat: at character 7: %(s)x: only the conversions s, d and i are supported\n" {
+		t.Errorf("stderr %q", got)
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"strings"
 	"sync"
@@ -143,9 +144,12 @@ func Open(path string, std *os.File) (*os.File, error) {
 	return f, nil
 }
 
-// AccessEntry is what the access log records about one request.
+// AccessEntry is what the access log records about one request. The
+// default format uses the fields up to UserAgent; an --access-logformat
+// may use the others.
 type AccessEntry struct {
 	RemoteAddr string    // client address, without the port
+	User       string    // the user name of HTTP Basic authorization (BasicUser)
 	Time       time.Time // when the request started
 	Method     string
 	RequestURI string // as sent, such as /path?q=1
@@ -154,6 +158,16 @@ type AccessEntry struct {
 	Bytes      int64 // response body bytes sent
 	Referer    string
 	UserAgent  string
+
+	RemotePort     string        // the client's port ("" on a unix socket)
+	Path           string        // PATH_INFO: the decoded path, less ScriptName
+	Query          string        // QUERY_STRING
+	ScriptName     string        // SCRIPT_NAME
+	Scheme         string        // wsgi.url_scheme
+	Duration       time.Duration // from the request's start to its response's end
+	Pid            int           // the worker's
+	Header         http.Header   // the request's headers
+	ResponseHeader http.Header   // the response's headers
 }
 
 // AppendAccess appends the entry in gunicorn's default access log format,
@@ -162,14 +176,10 @@ type AccessEntry struct {
 //
 // and a newline, to dst.
 func AppendAccess(dst []byte, e *AccessEntry) []byte {
-	dash := func(s string) string {
-		if s == "" {
-			return "-"
-		}
-		return s
-	}
 	dst = append(dst, dash(e.RemoteAddr)...)
-	dst = append(dst, " - - "...)
+	dst = append(dst, " - "...)
+	dst = appendEscaped(dst, dash(e.User))
+	dst = append(dst, ' ')
 	dst = e.Time.AppendFormat(append(dst, '['), "02/Jan/2006:15:04:05 -0700")
 	dst = append(dst, "] \""...)
 	dst = appendEscaped(dst, e.Method+" "+e.RequestURI+" "+e.Proto)

@@ -274,6 +274,11 @@ func TestAppendAccess(t *testing.T) {
 			want: `127.0.0.1 - - [24/Nov/2026:08:15:20 +0000] "GET /a?b=1 HTTP/1.1" 200 12 "http://example.com/" "naïve"` + "\n",
 		},
 		{
+			name: "basic auth user",
+			edit: func(e *AccessEntry) { e.User = `al"ice` },
+			want: `127.0.0.1 - al\"ice [24/Nov/2026:08:15:20 +0000] "GET /a?b=1 HTTP/1.1" 200 12 "http://example.com/" "curl/8.5.0"` + "\n",
+		},
+		{
 			name: "ipv6 client",
 			edit: func(e *AccessEntry) { e.RemoteAddr = "::1" },
 			want: `::1 - - [24/Nov/2026:08:15:20 +0000] "GET /a?b=1 HTTP/1.1" 200 12 "http://example.com/" "curl/8.5.0"` + "\n",

@@ -161,9 +161,10 @@ func (h *handler) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 		if reqBytes < 0 {
 			reqBytes = st.bodyRead
 		}
-		h.metrics.End(r.Method, st.status, time.Duration(monoClock()-began), reqBytes, st.written)
+		dur := time.Duration(monoClock() - began)
+		h.metrics.End(r.Method, st.status, dur, reqBytes, st.written)
 		if h.access != nil {
-			h.access.write(r, start, st.status, st.written)
+			h.logAccess(rw, r, start, dur, st.status, st.written)
 		}
 		h.putState(st)
 	}()
@@ -936,7 +937,7 @@ func (h *handler) reject(rw http.ResponseWriter, r *http.Request, status int, ms
 	}
 	n := errorPage(rw, status, msg)
 	if h.access != nil {
-		h.access.write(r, start, status, int64(n))
+		h.logAccess(rw, r, start, time.Since(start), status, int64(n))
 	}
 }
 
@@ -990,18 +991,25 @@ func connContext(ctx context.Context, c net.Conn) context.Context {
 	return ctx
 }
 
-// accessLog writes gunicorn-format access log lines.
+// accessLog writes access log lines: gunicorn's default format, or
+// --access-logformat's.
 type accessLog struct {
-	mu sync.Mutex
-	w  *logs.File
+	mu     sync.Mutex
+	w      *logs.File
+	format *logs.AccessFormat // nil: the default
+	pid    int                // this worker's, for %(p)s
 }
 
-func (a *accessLog) write(r *http.Request, start time.Time, status int, written int64) {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
+// logAccess writes a request's access log line: it started at start (the
+// wall clock) and took dur, and its response, with status and written body
+// bytes, had the headers of rw.
+func (h *handler) logAccess(rw http.ResponseWriter, r *http.Request, start time.Time, dur time.Duration, status int, written int64) {
+	a := h.access
+	host, port, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {
 		host = r.RemoteAddr
 	}
-	line := logs.AppendAccess(make([]byte, 0, 256), &logs.AccessEntry{
+	e := logs.AccessEntry{
 		RemoteAddr: host,
 		Time:       start,
 		Method:     r.Method,
@@ -1011,7 +1019,24 @@ func (a *accessLog) write(r *http.Request, start time.Time, status int, written 
 		Bytes:      written,
 		Referer:    r.Header.Get("Referer"),
 		UserAgent:  r.Header.Get("User-Agent"),
-	})
+	}
+	if auth := r.Header.Get("Authorization"); auth != "" {
+		e.User = logs.BasicUser(auth)
+	}
+	if a.format != nil {
+		e.RemotePort = port
+		if r.URL != nil {
+			e.Path = strings.TrimPrefix(r.URL.Path, h.scriptName)
+			e.Query = r.URL.RawQuery
+		}
+		e.ScriptName = h.scriptName
+		e.Scheme, _ = h.urlScheme(r)
+		e.Duration = dur
+		e.Pid = a.pid
+		e.Header = r.Header
+		e.ResponseHeader = rw.Header()
+	}
+	line := a.format.Append(make([]byte, 0, 256), &e)
 	a.mu.Lock()
 	a.w.Write(line)
 	a.mu.Unlock()

@@ -201,7 +201,13 @@ func Main(spec *Spec, log *slog.Logger) int {
 			log.Error("Cannot open the access log", "err", err)
 			return ExitError
 		}
-		access = &accessLog{w: f}
+		var format *logs.AccessFormat
+		if cfg.AccessLogFormat != "" {
+			if format, err = logs.ParseAccessFormat(cfg.AccessLogFormat); err != nil { // the master checked it
+				log.Error("Bad --access-logformat; using the default", "err", err)
+			}
+		}
+		access = &accessLog{w: f, format: format, pid: os.Getpid()}
 	}
 
 	st := &state{slots: newSlots(cfg.Threads, pipelineDepth(cfg.Threads, os.Getenv)), maxRequests: int64(spec.MaxRequests), tired: make(chan struct{}),

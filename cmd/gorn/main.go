@@ -53,6 +53,7 @@ type cli struct {
 	MaxRequestsJitter int      `name:"max-requests-jitter" default:"0" placeholder:"INT" help:"Add a random 0..INT to --max-requests per worker, so workers are not all replaced at once."`
 	MaxWorkerMemory   string   `name:"max-worker-memory" default:"0" placeholder:"SIZE" help:"Replace a worker whose resident memory (worker plus its Python runtime) exceeds SIZE, e.g. 512M or 2G. 0 disables."`
 	AccessLogfile     string   `name:"access-logfile" placeholder:"FILE" help:"The access log file to write to. '-' means log to stdout."`
+	AccessLogFormat   string   `name:"access-logformat" placeholder:"STRING" help:"The access log format, with gunicorn's atoms: e.g. '%(h)s %(t)s \"%(r)s\" %(s)s %(D)s'. Default: the Apache combined format."`
 	ErrorLogfile      string   `name:"error-logfile" aliases:"log-file" default:"-" placeholder:"FILE" help:"The error log file to write to. '-' means log to stderr."`
 	LogLevel          string   `name:"log-level" default:"info" placeholder:"LEVEL" help:"The granularity of error log outputs: debug, info, warning, error, critical."`
 	Name              string   `short:"n" name:"name" placeholder:"STRING" help:"A base to use for process names (ps, top). Default gorn."`
@@ -264,6 +265,7 @@ func (c *cli) config() (*config.Config, error) {
 		MaxRequestsJitter:     c.MaxRequestsJitter,
 		MaxWorkerMemory:       mem,
 		AccessLog:             c.AccessLogfile,
+		AccessLogFormat:       c.AccessLogFormat,
 		ErrorLog:              c.ErrorLogfile,
 		LogLevel:              c.LogLevel,
 		Name:                  c.Name,
@@ -304,6 +306,11 @@ func (c *cli) config() (*config.Config, error) {
 	}
 	if err := cfg.Finish(os.Getenv); err != nil {
 		return nil, err
+	}
+	if cfg.AccessLogFormat != "" {
+		if _, err := logs.ParseAccessFormat(cfg.AccessLogFormat); err != nil {
+			return nil, fmt.Errorf("--access-logformat: %w", err)
+		}
 	}
 	// The TLS files are read here, by the master, at startup and on HUP:
 	// a missing, unreadable or mismatched file is one line and exit 1.
