@@ -398,6 +398,93 @@ func TestCLIAccessLogFormat(t *testing.T) {
 	}
 }
 
+// TestCLIConfigFile: a gunicorn configuration file, read from the start
+// directory by default (gunicorn.conf.py) or named with -c, sets what the
+// command line does not, and is read again on HUP.
+func TestCLIConfigFile(t *testing.T) {
+	py := python(t)
+	dir := t.TempDir()
+	port := freePort(t)
+	writeConf := func(path, value string) {
+		t.Helper()
+		text := fmt.Sprintf(`import os
+bind = "127.0.0.1:%d"
+workers = 1 + 1
+chdir = %q
+raw_env = ["GORN_CONF_TEST=%s"]
+wsgi_app = "lc_util:app"
+preload_app = True
+def post_fork(server, worker):
+    pass
+`, port, appsDir(t), value)
+		if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	conf := filepath.Join(dir, "gunicorn.conf.py")
+	writeConf(conf, "one")
+	s := startLC(t, lcOpts{dir: dir}, "--python", py)
+	s.setAddr(fmt.Sprintf("127.0.0.1:%d", port))
+	s.ready("/pid")
+	poolWaitCount(t, s, `Booting worker with pid`, 2, 10*time.Second)
+	for _, want := range []string{
+		`\[INFO\] Configuration read from gunicorn\.conf\.py`,
+		`\[WARNING\] gunicorn\.conf\.py: Settings gorn does not have are ignored: preload_app`,
+		`\[WARNING\] gunicorn\.conf\.py: Server hooks are not run by gorn: post_fork`,
+	} {
+		s.waitLog(want, 5*time.Second)
+	}
+	if env := getJSON(t, noKeepAlive, s.URL+"/osenv"); env["GORN_CONF_TEST"] != "one" {
+		t.Errorf("GORN_CONF_TEST = %v, want one", env["GORN_CONF_TEST"])
+	}
+	// HUP reads the file again.
+	writeConf(conf, "two")
+	poolSignal(t, s, syscall.SIGHUP, "hup")
+	s.waitLog(`Reload: generation 2 is serving`, 30*time.Second)
+	poolWaitCount(t, s, `Worker exiting`, 2, 30*time.Second)
+	if env := getJSON(t, noKeepAlive, s.URL+"/osenv"); env["GORN_CONF_TEST"] != "two" {
+		t.Errorf("after HUP GORN_CONF_TEST = %v, want two", env["GORN_CONF_TEST"])
+	}
+	stopTerm(t, s)
+
+	// -c names the file; the command line overrides it: its --bind
+	// replaces the file's, -w its workers.
+	named := filepath.Join(dir, "prod.py")
+	writeConf(named, "named")
+	other := freePort(t)
+	s = startLC(t, lcOpts{dir: t.TempDir()}, "--python", py, "-c", named, "-w", "1", "-k", "gthread", "-b", fmt.Sprintf("127.0.0.1:%d", other))
+	s.setAddr(fmt.Sprintf("127.0.0.1:%d", other))
+	s.ready("/pid")
+	if env := getJSON(t, noKeepAlive, s.URL+"/osenv"); env["GORN_CONF_TEST"] != "named" {
+		t.Errorf("GORN_CONF_TEST = %v, want named", env["GORN_CONF_TEST"])
+	}
+	if c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), time.Second); err == nil {
+		c.Close()
+		t.Errorf("the file's bind is served though --bind replaced it")
+	}
+	time.Sleep(500 * time.Millisecond)
+	if n := poolCount(s, `Booting worker with pid`); n != 1 {
+		t.Errorf("%d workers booted, want -w 1's", n)
+	}
+	stopTerm(t, s)
+
+	// A setting gorn cannot honour is one line and exit code 1.
+	bad := filepath.Join(dir, "bad.py")
+	if err := os.WriteFile(bad, []byte("user = 'nobody'\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	cmd := exec.Command(gornBin, "--python", py, "-c", bad, "lc_util:app")
+	cmd.Stderr = &out
+	err := cmd.Run()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 {
+		t.Fatalf("a configuration file with user: %v, want exit code 1", err)
+	}
+	if want := "gorn: error: " + bad + ": user is not supported by gorn\n"; out.String() != want {
+		t.Errorf("stderr %q, want %q", out.String(), want)
+	}
+}
+
 func TestCLIErrorLogfile(t *testing.T) {
 	t.Parallel() // mostly waits for processes to exit
 	py := python(t)

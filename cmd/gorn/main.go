@@ -35,9 +35,12 @@ import (
 type cli struct {
 	App string `arg:"" optional:"" name:"APP" help:"The WSGI application: module, module:attr or module:factory(args)."`
 
+	Config string `short:"c" name:"config" placeholder:"CONFIG" help:"A gunicorn configuration file (Python) whose settings apply unless the command line sets them. Default ./gunicorn.conf.py, if it exists."`
+
 	Bind              []string `short:"b" name:"bind" sep:"none" placeholder:"ADDRESS" help:"The socket to bind: HOST, HOST:PORT, [IPv6]:PORT, unix:PATH or fd://FD. Repeatable. Default 127.0.0.1:8000, or 0.0.0.0:$PORT when PORT is set."`
 	Workers           int      `short:"w" name:"workers" env:"WEB_CONCURRENCY" default:"1" placeholder:"INT" help:"The number of worker processes. Default 1, or $WEB_CONCURRENCY."`
 	Threads           int      `name:"threads" default:"1" placeholder:"INT" help:"The number of requests one worker runs at once in its Python runtime."`
+	WorkerClass       string   `short:"k" name:"worker-class" default:"sync" placeholder:"STRING" help:"Accepted for gunicorn compatibility: sync or gthread, both served on --threads threads per worker. Other classes (gevent, uvicorn, ...) are an error."`
 	Backlog           int      `name:"backlog" default:"2048" placeholder:"INT" help:"The maximum number of pending connections."`
 	Chdir             string   `name:"chdir" placeholder:"DIR" help:"Change directory to DIR before loading the app."`
 	PythonPath        string   `name:"pythonpath" placeholder:"STRING" help:"Comma-separated directories to add to the Python path, e.g. '/home/djangoprojects/myproject,/home/python/mylibrary'."`
@@ -142,24 +145,30 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return runWorker(spec)
 	}
 	var c cli
-	parser, err := kong.New(&c,
-		kong.Name("gorn"),
-		kong.Description("A pre-fork server for Python WSGI applications, with gunicorn's flags.\n\nExample: gorn -w 4 -b 0.0.0.0:8000 myproject.wsgi:application"),
-		kong.Writers(stdout, stderr),
-		kong.Exit(func(code int) { panic(exitCode(code)) }),
-		kong.ConfigureHelp(kong.HelpOptions{Compact: true, NoExpandSubcommands: true}),
-	)
-	if err != nil {
-		fmt.Fprintf(stderr, "gorn: error: %v\n", err)
-		return 1
-	}
-	code, done := parse(parser, args[1:], stderr)
+	code, done := parse(&c, args[1:], stdout, stderr)
 	if done {
 		return code
 	}
 	if c.Version {
 		fmt.Fprintf(stdout, "gorn (version %s)\n", config.Version)
 		return 0
+	}
+	// The configuration file's settings come first; the command line,
+	// parsed after them, overrides them.
+	confPath, confArgs, confWarnings, err := configFile(&c)
+	if err != nil {
+		fmt.Fprintf(stderr, "gorn: error: %v\n", err)
+		return 1
+	}
+	if confPath != "" {
+		var fromFile cli
+		if code, done := parse(&fromFile, confArgs, io.Discard, &prefixed{w: stderr, prefix: confPath + ": "}); done {
+			return code
+		}
+		c = cli{}
+		if code, done := parse(&c, append(confArgs, args[1:]...), stdout, stderr); done {
+			return code
+		}
 	}
 	if systemdBinds, err = takeListenFDs(); err != nil {
 		fmt.Fprintf(stderr, "gorn: error: %v\n", err)
@@ -176,6 +185,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	log := slog.New(logs.NewHandler(errFile, logs.ParseLevel(cfg.LogLevel), os.Getpid()))
+	if confPath != "" {
+		log.Info("Configuration read from " + confPath)
+	}
+	for _, w := range confWarnings {
+		log.Warn(confPath + ": " + w)
+	}
 	tlsWarnings, _ := tlsconf.Check(cfg) // errors were reported by c.config
 	for _, w := range tlsWarnings {
 		log.Warn(w)
@@ -197,9 +212,71 @@ func run(args []string, stdout, stderr io.Writer) int {
 
 type exitCode int
 
-// parse runs kong; done means the process should exit with code (help,
-// or a bad command line: one line on stderr and exit 1).
-func parse(parser *kong.Kong, args []string, stderr io.Writer) (code int, done bool) {
+// newParser is kong's parser of the command line into c.
+func newParser(c *cli, stdout, stderr io.Writer) (*kong.Kong, error) {
+	return kong.New(c,
+		kong.Name("gorn"),
+		kong.Description("A pre-fork server for Python WSGI applications, with gunicorn's flags.\n\nExample: gorn -w 4 -b 0.0.0.0:8000 myproject.wsgi:application"),
+		kong.Writers(stdout, stderr),
+		kong.Exit(func(code int) { panic(exitCode(code)) }),
+		kong.ConfigureHelp(kong.HelpOptions{Compact: true, NoExpandSubcommands: true}),
+	)
+}
+
+// prefixed writes each message with a prefix after "gorn: error: ".
+type prefixed struct {
+	w      io.Writer
+	prefix string
+}
+
+func (p *prefixed) Write(b []byte) (int, error) {
+	s := string(b)
+	if rest, ok := strings.CutPrefix(s, "gorn: error: "); ok {
+		s = "gorn: error: " + p.prefix + rest
+	}
+	if _, err := io.WriteString(p.w, s); err != nil {
+		return 0, err
+	}
+	return len(b), nil
+}
+
+// configFile reads the gunicorn configuration file c names (-c), else
+// ./gunicorn.conf.py if there is one, with the interpreter --python (or
+// its default) names, and returns its path ("" for none) and the
+// arguments its settings make, to be parsed before the command line. The
+// command line's --bind, --env and APP replace the file's bind, raw_env and
+// wsgi_app.
+func configFile(c *cli) (path string, args, warnings []string, err error) {
+	path = c.Config
+	if path == "" {
+		if fi, err := os.Stat(config.GunicornFile); err != nil || !fi.Mode().IsRegular() {
+			return "", nil, nil, nil
+		}
+		path = config.GunicornFile
+	}
+	python, err := config.FindPython(c.Python, os.Getenv)
+	if err != nil {
+		return path, nil, nil, fmt.Errorf("reading %s: %w", path, err)
+	}
+	fs, err := config.ReadGunicornFile(python, path)
+	if err != nil {
+		return path, nil, nil, err
+	}
+	args, warnings, err = fs.Args(map[string]bool{"bind": len(c.Bind) > 0, "raw_env": len(c.Env) > 0, "wsgi_app": c.App != ""})
+	if err != nil {
+		return path, nil, nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return path, args, warnings, nil
+}
+
+// parse parses args into c; done means the process should exit with code
+// (help, or a bad command line: one line on stderr and exit 1).
+func parse(c *cli, args []string, stdout, stderr io.Writer) (code int, done bool) {
+	parser, err := newParser(c, stdout, stderr)
+	if err != nil {
+		fmt.Fprintf(stderr, "gorn: error: %v\n", err)
+		return 1, true
+	}
 	defer func() {
 		if r := recover(); r != nil {
 			c, ok := r.(exitCode)
@@ -238,6 +315,9 @@ func runWorker(specText string) int {
 // config builds the configuration from the parsed command line and the
 // environment. A --chdir is applied here, as gunicorn does before loading.
 func (c *cli) config() (*config.Config, error) {
+	if !slices.Contains(config.WorkerClasses, c.WorkerClass) {
+		return nil, fmt.Errorf("--worker-class %q is not supported: gorn serves WSGI apps, on --threads threads per worker (sync or gthread)", c.WorkerClass)
+	}
 	mem, err := config.ParseSize(c.MaxWorkerMemory)
 	if err != nil {
 		return nil, fmt.Errorf("--max-worker-memory: %w", err)
@@ -349,21 +429,21 @@ func reloadConfig(args []string) (*config.Config, error) {
 		}
 	}
 	var c cli
-	parser, err := kong.New(&c, kong.Name("gorn"), kong.Exit(func(code int) { panic(exitCode(code)) }))
+	var msg strings.Builder
+	if _, done := parse(&c, args[1:], io.Discard, &msg); done {
+		return nil, fmt.Errorf("the command line no longer parses: %s", strings.TrimSpace(msg.String()))
+	}
+	// The configuration file is read again, as gunicorn reads it on HUP.
+	path, confArgs, _, err := configFile(&c)
 	if err != nil {
 		return nil, err
 	}
-	var parseErr error
-	func() {
-		defer func() {
-			if r := recover(); r != nil {
-				parseErr = fmt.Errorf("the command line no longer parses")
-			}
-		}()
-		_, parseErr = parser.Parse(args[1:])
-	}()
-	if parseErr != nil {
-		return nil, parseErr
+	if path != "" {
+		c = cli{}
+		msg.Reset()
+		if _, done := parse(&c, append(confArgs, args[1:]...), io.Discard, &msg); done {
+			return nil, fmt.Errorf("%s no longer parses: %s", path, strings.TrimSpace(msg.String()))
+		}
 	}
 	return c.config()
 }

@@ -104,6 +104,9 @@ func TestRunBadCommandLine(t *testing.T) {
 		{name: "bad log level", args: []string{"--log-level", "loud", "app:app"}, want: `--log-level must be one of debug, info, warning, error, critical, not "loud"`},
 		{name: "bad env", args: []string{"-e", "NOVALUE", "app:app"}, want: `--env wants KEY=VALUE, not "NOVALUE"`},
 		{name: "missing python", args: []string{"--python", "/nonexistent/python3", "app:app"}, want: `cannot find the Python interpreter "/nonexistent/python3"`},
+		{name: "worker class gorn does not have", args: []string{"-k", "gevent", "app:app"}, want: `--worker-class "gevent" is not supported`},
+		{name: "missing configuration file", args: []string{"-c", "/nonexistent/gunicorn.conf.py", "app:app"}, want: `/nonexistent/gunicorn.conf.py: FileNotFoundError`},
+		{name: "configuration module", args: []string{"-c", "python:shop.conf", "app:app"}, want: `python:shop.conf: configuration modules (python:) are not supported`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -1,0 +1,194 @@
+package config
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+)
+
+func TestFileSettingsArgs(t *testing.T) {
+	tests := []struct {
+		name     string
+		settings map[string]any
+		hooks    []string
+		skip     map[string]bool
+		want     []string
+		warnings []string
+		err      string
+	}{
+		{name: "empty"},
+		{
+			name: "flags",
+			settings: map[string]any{
+				"bind": []any{"0.0.0.0:80", "unix:/run/g.sock"}, "workers": 4.0, "threads": "2", "timeout": 20.5,
+				"keepalive": 5.0, "raw_env": []any{"A=1", "B=2"}, "pidfile": "/run/g.pid", "accesslog": "-",
+				"access_log_format": "%(h)s %(D)s", "loglevel": "debug", "proc_name": "shop", "chdir": "/srv",
+				"forwarded_allow_ips": []any{"10.0.0.1", "10.0.0.2"}, "proxy_allow_ips": "*",
+				"limit_request_field_size": 0.0, "suppress_ragged_eofs": false, "cert_reqs": 2.0,
+				"wsgi_app": "shop.wsgi:application",
+			},
+			want: []string{
+				// In the order of the settings' names.
+				"--access-logformat=%(h)s %(D)s", "--access-logfile=-", "--bind=0.0.0.0:80", "--bind=unix:/run/g.sock",
+				"--cert-reqs=2", "--chdir=/srv", "--forwarded-allow-ips=10.0.0.1,10.0.0.2", "--keep-alive=5",
+				"--limit-request-field_size=0", "--log-level=debug", "--pid=/run/g.pid", "--name=shop",
+				"--proxy-allow-from=*", "--env=A=1", "--env=B=2", "--suppress-ragged-eofs=false", "--threads=2",
+				"--timeout=20.5", "--workers=4", "shop.wsgi:application",
+			},
+		},
+		{
+			name:     "None is the default",
+			settings: map[string]any{"accesslog": nil, "pidfile": nil, "bind": nil, "wsgi_app": nil},
+		},
+		{
+			name:     "the command line replaces bind, raw_env and wsgi_app",
+			settings: map[string]any{"bind": "0.0.0.0:80", "raw_env": "A=1", "wsgi_app": "a:b", "workers": 3.0},
+			skip:     map[string]bool{"bind": true, "raw_env": true, "wsgi_app": true},
+			want:     []string{"--workers=3"},
+		},
+		{
+			name:     "proxy_protocol",
+			settings: map[string]any{"proxy_protocol": true},
+			want:     []string{"--proxy-protocol=auto"},
+		},
+		{
+			name:     "worker classes gorn serves",
+			settings: map[string]any{"worker_class": "gthread"},
+		},
+		{
+			name:     "settings at their defaults say nothing",
+			settings: map[string]any{"user": nil, "group": nil, "umask": 0.0, "daemon": false, "preload_app": false, "reload_engine": "auto", "secure_scheme_headers": map[string]any{"X-FORWARDED-PROTOCOL": "ssl", "X-FORWARDED-PROTO": "https", "X-FORWARDED-SSL": "on"}, "helper_value": 7.0},
+		},
+		{
+			name:     "settings gorn can do without are ignored, with a warning",
+			settings: map[string]any{"preload_app": true, "worker_tmp_dir": "/dev/shm", "statsd_host": "localhost:8125", "reload_engine": "poll"},
+			warnings: []string{"Settings gorn does not have are ignored: preload_app, reload_engine, statsd_host, worker_tmp_dir"},
+		},
+		{
+			name:     "hooks are not run",
+			hooks:    []string{"helper", "post_fork", "when_ready"},
+			warnings: []string{"Server hooks are not run by gorn: post_fork, when_ready"},
+		},
+		{
+			name:     "user",
+			settings: map[string]any{"user": "www-data", "umask": 7.0},
+			err:      "umask is not supported by gorn; user is not supported by gorn",
+		},
+		{
+			name:     "daemon",
+			settings: map[string]any{"daemon": true},
+			err:      "daemon is not supported by gorn",
+		},
+		{
+			name:     "other worker classes",
+			settings: map[string]any{"worker_class": "uvicorn.workers.UvicornWorker"},
+			err:      `worker_class "uvicorn.workers.UvicornWorker" is not supported`,
+		},
+		{
+			name:     "wrong types",
+			settings: map[string]any{"workers": 2.5, "bind": 80.0, "suppress_ragged_eofs": "yes", "chdir": true, "raw_env": []any{1.0}, "wsgi_app": 3.0},
+			err:      "bind: must be a string or a list of strings, not 80; chdir: must be a string, not true; raw_env: must be a list of strings, not [1]; suppress_ragged_eofs: must be True or False, not yes; workers: must be a whole number, not 2.5; wsgi_app: must be a string",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			fs := &FileSettings{Settings: tt.settings, Hooks: tt.hooks}
+			got, warnings, err := fs.Args(tt.skip)
+			if tt.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.err) {
+					t.Fatalf("Args() error = %v, want %q", err, tt.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("Args() error = %v", err)
+			}
+			if !slices.Equal(got, tt.want) {
+				t.Errorf("Args() =\n%q\nwant\n%q", got, tt.want)
+			}
+			if !slices.Equal(warnings, tt.warnings) {
+				t.Errorf("warnings = %q, want %q", warnings, tt.warnings)
+			}
+		})
+	}
+}
+
+// testPython is python3, for running configuration files; the test is
+// skipped without one (outside CI).
+func testPython(t *testing.T) string {
+	t.Helper()
+	py, err := exec.LookPath("python3")
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatal("no python3")
+		}
+		t.Skip("no python3")
+	}
+	return py
+}
+
+func TestReadGunicornFile(t *testing.T) {
+	py := testPython(t)
+	dir := t.TempDir()
+	write := func(name, text string) string {
+		path := filepath.Join(dir, name)
+		if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	path := write("gunicorn.conf.py", `import multiprocessing, os
+print("printed while loading")
+bind = ("0.0.0.0:80",)
+workers = multiprocessing.cpu_count() * 0 + 3
+timeout = 1.5
+raw_env = ["A=" + os.path.basename(__file__)]
+secure_scheme_headers = {"X-PROTO": "https"}
+nothing = None
+def post_fork(server, worker):
+    pass
+class Helper:
+    pass
+_private = lambda: 1
+`)
+	fs, err := ReadGunicornFile(py, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{"bind": `[0.0.0.0:80]`, "workers": "3", "timeout": "1.5", "raw_env": "[A=gunicorn.conf.py]", "secure_scheme_headers": "map[X-PROTO:https]", "nothing": "<nil>"}
+	for k, v := range want {
+		if got := fmt.Sprint(fs.Settings[k]); got != v {
+			t.Errorf("%s = %s, want %s", k, got, v)
+		}
+	}
+	for _, k := range []string{"multiprocessing", "os", "Helper", "post_fork"} {
+		if _, ok := fs.Settings[k]; ok {
+			t.Errorf("%s is a setting", k)
+		}
+	}
+	if !slices.Equal(fs.Hooks, []string{"_private", "post_fork"}) {
+		t.Errorf("hooks = %q, want _private and post_fork", fs.Hooks)
+	}
+
+	errs := []struct{ text, want string }{
+		{"workers = 1/0\n", "ZeroDivisionError: division by zero"},
+		{"workers = (\n", "SyntaxError"},
+		{"import no_such_module_here\n", "ModuleNotFoundError: No module named 'no_such_module_here'"},
+	}
+	for i, tt := range errs {
+		p := write("bad"+string(rune('0'+i))+".py", tt.text)
+		if _, err := ReadGunicornFile(py, p); err == nil || !strings.Contains(err.Error(), tt.want) || !strings.HasPrefix(err.Error(), p+": ") {
+			t.Errorf("%q: error %v, want %q", tt.text, err, tt.want)
+		}
+	}
+	if _, err := ReadGunicornFile(py, filepath.Join(dir, "missing.py")); err == nil || !strings.Contains(err.Error(), "No such file") {
+		t.Errorf("a missing file: %v", err)
+	}
+	if _, err := ReadGunicornFile(py, "python:settings.gunicorn"); err == nil || !strings.Contains(err.Error(), "not supported") {
+		t.Errorf("python: module: %v", err)
+	}
+}

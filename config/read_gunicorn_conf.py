@@ -1,0 +1,72 @@
+"""Reads a gunicorn configuration file for gorn's -c/--config.
+
+Runs the file as gunicorn does (its module-level names are the settings)
+and prints, as one JSON object on standard output:
+
+  settings  every top-level name whose value is JSON data (str, int, float,
+            bool, None, or lists and dicts of those), by name
+  hooks     the names bound to functions or other callables
+
+gorn, not this script, decides which names are settings it knows. An
+exception in the file is printed as a traceback on standard error, with
+exit code 1. Standard library only, Python 3.9 or later.
+
+Usage: python3 read_gunicorn_conf.py FILE
+"""
+
+import json
+import sys
+
+
+def _is_data(value, depth=0):
+    if depth > 8:
+        return False
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return True
+    if isinstance(value, (list, tuple)):
+        return all(_is_data(v, depth + 1) for v in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _is_data(v, depth + 1) for k, v in value.items())
+    return False
+
+
+def read(path):
+    # As gunicorn's Config loading: the file runs as the module __config__.
+    namespace = {
+        "__builtins__": __builtins__,
+        "__name__": "__config__",
+        "__file__": path,
+        "__doc__": None,
+        "__package__": None,
+    }
+    with open(path, "rb") as f:
+        code = compile(f.read(), path, "exec")
+    exec(code, namespace)
+    settings, hooks = {}, []
+    for name, value in namespace.items():
+        if name.startswith("__"):
+            continue
+        if _is_data(value):
+            settings[name] = list(value) if isinstance(value, tuple) else value
+        elif callable(value) and not isinstance(value, type):
+            hooks.append(name)
+    return {"settings": settings, "hooks": sorted(hooks)}
+
+
+def main(argv):
+    if len(argv) != 2:
+        sys.stderr.write("usage: read_gunicorn_conf.py FILE\n")
+        return 2
+    # What the file prints goes to standard error: standard output carries
+    # the result alone.
+    out, sys.stdout = sys.stdout, sys.stderr
+    try:
+        result = read(argv[1])
+    finally:
+        sys.stdout = out
+    out.write(json.dumps(result) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
