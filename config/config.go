@@ -93,6 +93,20 @@ type Config struct {
 	Name string `json:"name"`
 	// PidFile is where the master writes its pid; empty for none.
 	PidFile string `json:"pid_file"`
+	// User and Group are --user and --group (a name or a numeric id; ""
+	// for none): the workers, and their runtimes, run as this user and
+	// group, the master as it was started.
+	User  string `json:"user,omitempty"`
+	Group string `json:"group,omitempty"`
+	// UID, GID and Groups are User and Group resolved by Finish: the
+	// workers' user and group ids (-1: the master's) and supplementary
+	// groups (User's, from the group database; none without User).
+	UID    int   `json:"-"`
+	GID    int   `json:"-"`
+	Groups []int `json:"-"`
+	// Umask is --umask: the mode bits unix sockets gorn binds are created
+	// without (their mode is 0777 &^ Umask). Default 0, as gunicorn's.
+	Umask int `json:"umask,omitempty"`
 	// Python is the interpreter that runs the app runtime. Default
 	// $VIRTUAL_ENV/bin/python, else python3 on PATH.
 	Python string `json:"python"`
@@ -240,6 +254,12 @@ func (c *Config) Finish(getenv func(string) string) error {
 	}
 	if c.Name == "" {
 		c.Name = "gorn"
+	}
+	if err := c.resolveOwner(); err != nil {
+		return err
+	}
+	if c.Umask < 0 || c.Umask > 0o777 {
+		return fmt.Errorf("--umask must be a mode from 0 to 0o777, not %#o", c.Umask)
 	}
 	python, err := FindPython(c.Python, getenv)
 	if err != nil {

@@ -2,8 +2,10 @@ package config
 
 import (
 	"os"
+	"os/user"
 	"path/filepath"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -220,5 +222,68 @@ func TestFindPython(t *testing.T) {
 				t.Errorf("FindPython() = %q, not absolute", got)
 			}
 		})
+	}
+}
+
+func TestResolveOwner(t *testing.T) {
+	nobody, err := user.Lookup("nobody")
+	if err != nil {
+		t.Skip("no user nobody")
+	}
+	nobodyUID, _ := strconv.Atoi(nobody.Uid)
+	nobodyGID, _ := strconv.Atoi(nobody.Gid)
+	rootGroup, err := user.LookupGroupId("0")
+	if err != nil {
+		t.Skip("no group 0")
+	}
+	tests := []struct {
+		user, group        string
+		uid, gid           int
+		wantGroups, wantOK bool
+		err                string
+	}{
+		{"", "", -1, -1, false, true, ""},
+		{"nobody", "", nobodyUID, nobodyGID, true, true, ""}, // the user's primary group
+		{nobody.Uid, "", nobodyUID, nobodyGID, true, true, ""},
+		{"nobody", rootGroup.Name, nobodyUID, 0, true, true, ""},
+		{"nobody", "4242", nobodyUID, 4242, true, true, ""},
+		{"54321", "", 54321, os.Getgid(), false, true, ""}, // an id in no database
+		{"", "4242", os.Getuid(), 4242, false, true, ""},
+		{"no-such-user-here", "", 0, 0, false, false, `--user: no user "no-such-user-here"`},
+		{"nobody", "no-such-group-here", 0, 0, false, false, `--group: no group "no-such-group-here"`},
+	}
+	for _, tt := range tests {
+		c := &Config{User: tt.user, Group: tt.group}
+		err := c.resolveOwner()
+		if !tt.wantOK {
+			if err == nil || err.Error() != tt.err {
+				t.Errorf("user %q group %q: error %v, want %q", tt.user, tt.group, err, tt.err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("user %q group %q: %v", tt.user, tt.group, err)
+			continue
+		}
+		if c.UID != tt.uid || c.GID != tt.gid || (len(c.Groups) > 0) != tt.wantGroups {
+			t.Errorf("user %q group %q: uid %d gid %d groups %v, want %d %d (groups: %v)", tt.user, tt.group, c.UID, c.GID, c.Groups, tt.uid, tt.gid, tt.wantGroups)
+		}
+	}
+}
+
+func TestParseUmask(t *testing.T) {
+	tests := []struct {
+		in   string
+		want int
+		ok   bool
+	}{
+		{"0", 0, true}, {"022", 0o22, true}, {"0o027", 0o27, true}, {"0x1f", 0x1f, true}, {"18", 18, true},
+		{"0777", 0o777, true}, {"0o1000", 0, false}, {"-1", 0, false}, {"rwx", 0, false}, {"", 0, false}, {"089", 0, false},
+	}
+	for _, tt := range tests {
+		got, err := ParseUmask(tt.in)
+		if (err == nil) != tt.ok || got != tt.want {
+			t.Errorf("ParseUmask(%q) = %#o, %v; want %#o (ok %v)", tt.in, got, err, tt.want, tt.ok)
+		}
 	}
 }

@@ -108,12 +108,16 @@ var fileFlags = map[string]fileFlag{
 	"do_handshake_on_connect":  {"do-handshake-on-connect", 'b'},
 	"header_map":               {"header-map", 's'},
 	"permit_obsolete_folding":  {"permit-obsolete-folding", 'b'},
+	"user":                     {"user", 's'},
+	"group":                    {"group", 's'},
+	"umask":                    {"umask", 'i'},
+	"initgroups":               {"initgroups", 'b'},
 }
 
 // fileRefused are gunicorn settings gorn lacks whose absence would change
 // who the app runs as or how it runs: set to anything but their default,
 // they are an error.
-var fileRefused = []string{"user", "group", "umask", "initgroups", "daemon", "paste"}
+var fileRefused = []string{"daemon", "paste"}
 
 // fileIgnored are gunicorn settings gorn lacks that it can do without, with
 // their gunicorn defaults (nil: None, False, 0, "" or empty): set to

@@ -61,7 +61,7 @@ func TestFileSettingsArgs(t *testing.T) {
 		},
 		{
 			name:     "settings at their defaults say nothing",
-			settings: map[string]any{"user": nil, "group": nil, "umask": 0.0, "daemon": false, "preload_app": false, "reload_engine": "auto", "secure_scheme_headers": map[string]any{"X-FORWARDED-PROTOCOL": "ssl", "X-FORWARDED-PROTO": "https", "X-FORWARDED-SSL": "on"}, "helper_value": 7.0},
+			settings: map[string]any{"user": nil, "group": nil, "daemon": false, "paste": nil, "preload_app": false, "reload_engine": "auto", "secure_scheme_headers": map[string]any{"X-FORWARDED-PROTOCOL": "ssl", "X-FORWARDED-PROTO": "https", "X-FORWARDED-SSL": "on"}, "helper_value": 7.0},
 		},
 		{
 			name:     "settings gorn can do without are ignored, with a warning",
@@ -74,9 +74,14 @@ func TestFileSettingsArgs(t *testing.T) {
 			warnings: []string{"Server hooks are not run by gorn: post_fork, when_ready"},
 		},
 		{
-			name:     "user",
-			settings: map[string]any{"user": "www-data", "umask": 7.0},
-			err:      "umask is not supported by gorn; user is not supported by gorn",
+			name:     "user, group and umask",
+			settings: map[string]any{"user": "www-data", "group": "www-data", "umask": 23.0, "initgroups": true},
+			want:     []string{"--group=www-data", "--initgroups=true", "--umask=23", "--user=www-data"},
+		},
+		{
+			name:     "paste",
+			settings: map[string]any{"paste": "development.ini"},
+			err:      "paste is not supported by gorn",
 		},
 		{
 			name:     "daemon",

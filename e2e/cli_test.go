@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"os/user"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -470,7 +471,7 @@ def post_fork(server, worker):
 
 	// A setting gorn cannot honour is one line and exit code 1.
 	bad := filepath.Join(dir, "bad.py")
-	if err := os.WriteFile(bad, []byte("user = 'nobody'\n"), 0o644); err != nil {
+	if err := os.WriteFile(bad, []byte("daemon = True\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	var out bytes.Buffer
@@ -478,11 +479,108 @@ def post_fork(server, worker):
 	cmd.Stderr = &out
 	err := cmd.Run()
 	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 {
-		t.Fatalf("a configuration file with user: %v, want exit code 1", err)
+		t.Fatalf("a configuration file with daemon: %v, want exit code 1", err)
 	}
-	if want := "gorn: error: " + bad + ": user is not supported by gorn\n"; out.String() != want {
+	if want := "gorn: error: " + bad + ": daemon is not supported by gorn\n"; out.String() != want {
 		t.Errorf("stderr %q, want %q", out.String(), want)
 	}
+}
+
+// procIDs reads a process's real user and group ids from /proc.
+func procIDs(t *testing.T, pid int) (uid, gid string) {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) > 1 && f[0] == "Uid:" {
+			uid = f[1]
+		} else if len(f) > 1 && f[0] == "Gid:" {
+			gid = f[1]
+		}
+	}
+	return uid, gid
+}
+
+// TestCLIUser: with --user, workers and their runtimes run as that user
+// (and its group), the master stays root, and the unix socket and log
+// files are the user's; --umask sets the socket's mode. Needs root.
+func TestCLIUser(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("switching workers to another user needs root")
+	}
+	nobody, err := user.Lookup("nobody")
+	if err != nil {
+		t.Skip("no user nobody")
+	}
+	py := python(t)
+	// A directory nobody can read, with the app in it.
+	dir, err := os.MkdirTemp("", "gorn-user-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	src, err := os.ReadFile(filepath.Join(appsDir(t), "lc_util.py"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "lc_util.py"), src, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	sock := filepath.Join(dir, "g.sock")
+	accessLog := filepath.Join(dir, "access.log")
+	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	s := startLC(t, lcOpts{dir: dir}, "--python", py, "-u", "nobody", "-m", "007", "-b", addr, "-b", "unix:"+sock,
+		"--access-logfile", accessLog, "lc_util:app")
+	s.setAddr(addr)
+	s.ready("/pid")
+	runtime := int(num(t, getJSON(t, noKeepAlive, s.URL+"/pid"), "pid"))
+	worker := s.workerPids()[0]
+	for _, p := range []struct {
+		name string
+		pid  int
+	}{{"worker", worker}, {"runtime", runtime}} {
+		if uid, gid := procIDs(t, p.pid); uid != nobody.Uid || gid != nobody.Gid {
+			t.Errorf("the %s runs as %s:%s, want nobody's %s:%s", p.name, uid, gid, nobody.Uid, nobody.Gid)
+		}
+	}
+	if uid, _ := procIDs(t, s.cmd.Process.Pid); uid != "0" {
+		t.Errorf("the master runs as %s, want root", uid)
+	}
+	for _, f := range []struct {
+		path string
+		mode os.FileMode
+	}{{sock, 0o770}, {accessLog, 0o644}} {
+		fi, err := os.Stat(f.path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		st := fi.Sys().(*syscall.Stat_t)
+		if strconv.Itoa(int(st.Uid)) != nobody.Uid || strconv.Itoa(int(st.Gid)) != nobody.Gid || fi.Mode().Perm() != f.mode {
+			t.Errorf("%s is %d:%d %v, want nobody's, %v", f.path, st.Uid, st.Gid, fi.Mode().Perm(), f.mode)
+		}
+	}
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true,
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, "unix", sock)
+		}}}
+	getJSON(t, client, "http://unix/pid")
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		b, _ := os.ReadFile(accessLog)
+		if strings.Count(string(b), "GET /pid") >= 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the worker wrote no access log lines as nobody:\n%s\n%s", b, s.log.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	stopTerm(t, s)
 }
 
 func TestCLIErrorLogfile(t *testing.T) {

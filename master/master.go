@@ -154,6 +154,9 @@ func New(cfg *config.Config, opts Options) (*Master, error) {
 		lastGen: 1,
 		desired: cfg.Workers,
 	}
+	if err := checkOwner(cfg); err != nil {
+		return nil, err
+	}
 	if len(opts.Argv) > 0 {
 		m.upgradeExe = upgradePath(opts.Argv[0], opts.Dir)
 	}
@@ -175,6 +178,11 @@ func New(cfg *config.Config, opts Options) (*Master, error) {
 	}
 	if err := m.setupMetrics(cfg, ho); err != nil {
 		m.closeListeners()
+		return nil, err
+	}
+	if err := m.ownFiles(cfg); err != nil {
+		m.closeListeners()
+		m.closeMetrics()
 		return nil, err
 	}
 	if b, err := balance.Create(); err != nil {
@@ -440,7 +448,7 @@ func (m *Master) spawn(gen int) {
 	cmd.ExtraFiles = files
 	cmd.Stdout = os.Stdout
 	cmd.Stderr = m.opts.ErrorLog.File()
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Credential: credential(cfg)}
 	if err := proc.Start(cmd); err != nil {
 		ctrl.Close()
 		m.mx.board.Release(slot)

@@ -61,6 +61,10 @@ type cli struct {
 	LogLevel          string   `name:"log-level" default:"info" placeholder:"LEVEL" help:"The granularity of error log outputs: debug, info, warning, error, critical."`
 	Name              string   `short:"n" name:"name" placeholder:"STRING" help:"A base to use for process names (ps, top). Default gorn."`
 	Pid               string   `short:"p" name:"pid" placeholder:"FILE" help:"A filename to use for the PID file."`
+	User              string   `short:"u" name:"user" placeholder:"USER" help:"Switch worker processes to run as this user (a name or a numeric id). Default: the user gorn runs as."`
+	Group             string   `short:"g" name:"group" placeholder:"GROUP" help:"Switch worker processes to run as this group (a name or a numeric id). Default: the primary group of --user, else gorn's."`
+	Umask             string   `short:"m" name:"umask" default:"0" placeholder:"INT" help:"A bit mask for the file mode of the unix sockets gorn binds, e.g. 0o007. Default 0 (as gunicorn: anyone may connect)."`
+	Initgroups        bool     `name:"initgroups" help:"Accepted for gunicorn compatibility: workers started with --user always get that user's supplementary groups."`
 	Python            string   `name:"python" placeholder:"PATH" help:"The Python interpreter that runs the app. Default $VIRTUAL_ENV/bin/python, else python3 on PATH."`
 	MetricsBind       string   `name:"metrics-bind" placeholder:"ADDRESS" help:"Serve Prometheus /metrics, /healthz and /readyz on this address (HOST:PORT, unix:PATH), never an app --bind. Default: off."`
 	Version           bool     `short:"v" name:"version" help:"Show program's version number and exit."`
@@ -322,6 +326,10 @@ func (c *cli) config() (*config.Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("--max-worker-memory: %w", err)
 	}
+	umask, err := config.ParseUmask(c.Umask)
+	if err != nil {
+		return nil, err
+	}
 	binds := c.Bind
 	if len(systemdBinds) > 0 {
 		binds = systemdBinds
@@ -350,6 +358,9 @@ func (c *cli) config() (*config.Config, error) {
 		LogLevel:              c.LogLevel,
 		Name:                  c.Name,
 		PidFile:               c.Pid,
+		User:                  c.User,
+		Group:                 c.Group,
+		Umask:                 umask,
 		Python:                c.Python,
 		MetricsBind:           c.MetricsBind,
 		CertFile:              c.CertFile,
