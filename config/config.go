@@ -91,6 +91,9 @@ type Config struct {
 	// Name is the process name shown in ps and in the runtime's sys.argv.
 	// Default "gorn".
 	Name string `json:"name"`
+	// CaptureOutput is --capture-output: the workers' and the app's
+	// standard output goes to ErrorLog too, when it is a file.
+	CaptureOutput bool `json:"capture_output,omitempty"`
 	// PidFile is where the master writes its pid; empty for none.
 	PidFile string `json:"pid_file"`
 	// User and Group are --user and --group (a name or a numeric id; ""

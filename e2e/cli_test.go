@@ -583,6 +583,57 @@ func TestCLIUser(t *testing.T) {
 	stopTerm(t, s)
 }
 
+// TestCLICaptureOutput: with --capture-output the app's standard output
+// goes to the error log file, also after USR1 reopens it; --preload and
+// --worker-tmp-dir are accepted.
+func TestCLICaptureOutput(t *testing.T) {
+	py := python(t)
+	dir := t.TempDir()
+	errLog := filepath.Join(dir, "error.log")
+	s := start(t, py, "--error-logfile", errLog, "--capture-output", "--preload", "--worker-tmp-dir", "/dev/shm", "lc_util:app")
+	s.ready("/pid")
+	waitFile := func(path, want string) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			b, _ := os.ReadFile(path)
+			if strings.Contains(string(b), want) {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s lacks %q:\n%s", path, want, b)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	getJSON(t, noKeepAlive, s.URL+"/print?m=captured-one")
+	waitFile(errLog, "captured-one")
+	waitFile(errLog, "--preload is ignored")
+	if strings.Contains(s.log.String(), "captured-one") {
+		t.Errorf("the app's output also went to gorn's standard output:\n%s", s.log.String())
+	}
+	// logrotate: move the file away, USR1, and the app prints into the new one.
+	if err := os.Rename(errLog, errLog+".1"); err != nil {
+		t.Fatal(err)
+	}
+	s.signal(syscall.SIGUSR1)
+	waitFile(errLog+".1", "Handling signal: usr1")
+	// The worker and its runtime reopen a moment after the master.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		getJSON(t, noKeepAlive, s.URL+"/print?m=captured-two")
+		if b, _ := os.ReadFile(errLog); strings.Contains(string(b), "captured-two") {
+			break
+		}
+		if time.Now().After(deadline) {
+			b, _ := os.ReadFile(errLog + ".1")
+			t.Fatalf("the app's output did not reach the reopened error log:\n%s", b)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	stopTerm(t, s)
+}
+
 func TestCLIErrorLogfile(t *testing.T) {
 	t.Parallel() // mostly waits for processes to exit
 	py := python(t)

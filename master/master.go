@@ -447,6 +447,9 @@ func (m *Master) spawn(gen int) {
 	cmd.Env = append(os.Environ(), worker.SpecEnv+"="+string(js))
 	cmd.ExtraFiles = files
 	cmd.Stdout = os.Stdout
+	if cfg.CaptureOutput && cfg.ErrorLog != "" && cfg.ErrorLog != "-" {
+		cmd.Stdout = m.opts.ErrorLog.File()
+	}
 	cmd.Stderr = m.opts.ErrorLog.File()
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Credential: credential(cfg)}
 	if err := proc.Start(cmd); err != nil {

@@ -188,9 +188,11 @@ type runtimeConfig struct {
 	URLScheme    string   `json:"url_scheme"`
 	Argv         []string `json:"argv"`
 	ErrorLog     string   `json:"error_log"`
-	InFD         int      `json:"in_fd"`  // the runtime reads frames from the worker here
-	OutFD        int      `json:"out_fd"` // and writes its frames to the worker here
-	SourceFD     int      `json:"source_fd"`
+	// CaptureOutput: standard output is the error log too (USR1 reopens it).
+	CaptureOutput bool `json:"capture_output,omitempty"`
+	InFD          int  `json:"in_fd"`  // the runtime reads frames from the worker here
+	OutFD         int  `json:"out_fd"` // and writes its frames to the worker here
+	SourceFD      int  `json:"source_fd"`
 	// The shared body memory (see sharedBodies); SharedFD 0 if none.
 	SharedFD        int `json:"shared_fd,omitempty"`
 	SharedHeader    int `json:"shared_header,omitempty"`
@@ -221,18 +223,19 @@ func startRuntime(cfg *config.Config, log *slog.Logger, argv []string, started f
 	defer src.Close()
 
 	rc := runtimeConfig{
-		App:          cfg.App,
-		Threads:      cfg.Threads,
-		PythonPath:   cfg.PythonPath,
-		LogLevel:     cfg.LogLevel,
-		LogPid:       os.Getpid(),
-		Multiprocess: cfg.Workers > 1,
-		URLScheme:    cfg.URLScheme(),
-		Argv:         argv,
-		ErrorLog:     cfg.ErrorLog,
-		InFD:         3,
-		SourceFD:     4,
-		OutFD:        5,
+		App:           cfg.App,
+		Threads:       cfg.Threads,
+		PythonPath:    cfg.PythonPath,
+		LogLevel:      cfg.LogLevel,
+		LogPid:        os.Getpid(),
+		Multiprocess:  cfg.Workers > 1,
+		URLScheme:     cfg.URLScheme(),
+		Argv:          argv,
+		ErrorLog:      cfg.ErrorLog,
+		CaptureOutput: cfg.CaptureOutput,
+		InFD:          3,
+		SourceFD:      4,
+		OutFD:         5,
 	}
 	cmd := exec.Command(cfg.Python, "-c", pyruntime.Loader)
 	cmd.ExtraFiles = []*os.File{childIn, src, childOut}

@@ -418,6 +418,9 @@ func reopenLogs(cfg *config.Config, access *accessLog, sup *supervisor, log *slo
 			log.Error("Cannot reopen the error log", "err", err)
 		} else {
 			unix.Dup3(fd, 2, 0)
+			if cfg.CaptureOutput {
+				unix.Dup3(fd, 1, 0) // --capture-output: standard output is the error log too
+			}
 			unix.Close(fd)
 		}
 	}

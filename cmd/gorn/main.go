@@ -58,6 +58,9 @@ type cli struct {
 	AccessLogfile     string   `name:"access-logfile" placeholder:"FILE" help:"The access log file to write to. '-' means log to stdout."`
 	AccessLogFormat   string   `name:"access-logformat" placeholder:"STRING" help:"The access log format, with gunicorn's atoms: e.g. '%(h)s %(t)s \"%(r)s\" %(s)s %(D)s'. Default: the Apache combined format."`
 	ErrorLogfile      string   `name:"error-logfile" aliases:"log-file" default:"-" placeholder:"FILE" help:"The error log file to write to. '-' means log to stderr."`
+	CaptureOutput     bool     `name:"capture-output" help:"Redirect the standard output of the workers and the app to the file in --error-logfile (their standard error goes there anyway)."`
+	WorkerTmpDir      string   `name:"worker-tmp-dir" placeholder:"DIR" help:"Accepted for gunicorn compatibility and unused: gorn's workers keep no heartbeat files."`
+	Preload           bool     `name:"preload" help:"Accepted for gunicorn compatibility: every gorn worker's Python runtime imports the app itself (a warning says so)."`
 	LogLevel          string   `name:"log-level" default:"info" placeholder:"LEVEL" help:"The granularity of error log outputs: debug, info, warning, error, critical."`
 	Name              string   `short:"n" name:"name" placeholder:"STRING" help:"A base to use for process names (ps, top). Default gorn."`
 	Pid               string   `short:"p" name:"pid" placeholder:"FILE" help:"A filename to use for the PID file."`
@@ -201,6 +204,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	if len(systemdBinds) > 0 && len(c.Bind) > 0 && !slices.Equal(c.Bind, systemdBinds) {
 		log.Warn(fmt.Sprintf("--bind %s is ignored: serving the %d socket(s) systemd passed (LISTEN_FDS)", strings.Join(c.Bind, ","), len(systemdBinds)))
+	}
+	if c.Preload {
+		log.Warn("--preload is ignored: each worker's Python runtime imports the app itself, and HUP reloads the code")
 	}
 	if c.SSLVersion != "" {
 		log.Warn("--ssl-version is deprecated and ignored: gorn negotiates TLS 1.2 or 1.3")
@@ -354,6 +360,7 @@ func (c *cli) config() (*config.Config, error) {
 		MaxWorkerMemory:       mem,
 		AccessLog:             c.AccessLogfile,
 		AccessLogFormat:       c.AccessLogFormat,
+		CaptureOutput:         c.CaptureOutput,
 		ErrorLog:              c.ErrorLogfile,
 		LogLevel:              c.LogLevel,
 		Name:                  c.Name,

@@ -805,6 +805,7 @@ class Connection:
         self.closed = False
         self.shutdown = False
         self.error_log = None
+        self.capture_output = False
         # Memory shared with the worker for large response chunks (see
         # attach_shared); None when the worker gave none.
         self.shared = None
@@ -976,7 +977,7 @@ class Connection:
             elif ftype == T_STACKS:
                 dump_stacks()
             elif ftype == T_REOPEN:
-                reopen_error_log(self.error_log)
+                reopen_error_log(self.error_log, self.capture_output)
             else:
                 raise ProtocolError("unexpected frame type 0x%02x" % ftype)
 
@@ -1017,9 +1018,9 @@ def worker_gone():
     os._exit(0)
 
 
-def reopen_error_log(path):
-    """Points standard error at a fresh open of the error log file (USR1,
-    after logrotate moved it)."""
+def reopen_error_log(path, capture_output=False):
+    """Points standard error (and with --capture-output standard output) at
+    a fresh open of the error log file (USR1, after logrotate moved it)."""
     if not path or path == "-":
         return
     try:
@@ -1029,6 +1030,9 @@ def reopen_error_log(path):
         return
     sys.stderr.flush()
     os.dup2(fd, 2)
+    if capture_output:
+        sys.stdout.flush()
+        os.dup2(fd, 1)
     os.close(fd)
 
 
@@ -1136,6 +1140,7 @@ def main(argv):
     threads = max(1, int(cfg.get("threads", 1)))
     conn = Connection(rfd, wfd, threads > 1)
     conn.error_log = cfg.get("error_log")
+    conn.capture_output = bool(cfg.get("capture_output"))
     if cfg.get("shared_fd"):
         try:
             conn.attach_shared(int(cfg["shared_fd"]), int(cfg["shared_header"]),

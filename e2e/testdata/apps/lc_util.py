@@ -15,6 +15,7 @@ Routes:
   /osenv            the runtime's os.environ
   /cwd              {"cwd": os.getcwd()}
   /exe              {"executable": sys.executable}
+  /print?m=TEXT     prints TEXT on standard output: {"pid": runtime pid}
 """
 import json
 import os
@@ -86,6 +87,9 @@ def app(environ, start_response):
             time.sleep(float(q.get("t", "1")))
             os._exit(0)
         return _json(start_response, {"pid": pid})
+    if path == "/print":
+        print(q.get("m", ""), flush=True)
+        return _json(start_response, {"pid": os.getpid()})
     if path == "/osenv":
         return _json(start_response, dict(os.environ))
     if path == "/cwd":
