@@ -91,6 +91,10 @@ type Config struct {
 	// Name is the process name shown in ps and in the runtime's sys.argv.
 	// Default "gorn".
 	Name string `json:"name"`
+	// Reload is --reload: the master reloads the workers when a Python
+	// file of the app (or one of ReloadExtraFiles) changes.
+	Reload           bool     `json:"reload,omitempty"`
+	ReloadExtraFiles []string `json:"reload_extra_files,omitempty"`
 	// CaptureOutput is --capture-output: the workers' and the app's
 	// standard output goes to ErrorLog too, when it is a file.
 	CaptureOutput bool `json:"capture_output,omitempty"`

@@ -109,6 +109,9 @@ var fileFlags = map[string]fileFlag{
 	"header_map":               {"header-map", 's'},
 	"permit_obsolete_folding":  {"permit-obsolete-folding", 'b'},
 	"capture_output":           {"capture-output", 'b'},
+	"reload":                   {"reload", 'b'},
+	"reload_extra_files":       {"reload-extra-file", 'l'},
+	"reload_engine":            {"reload-engine", 's'},
 	"user":                     {"user", 's'},
 	"group":                    {"group", 's'},
 	"umask":                    {"umask", 'i'},
@@ -124,7 +127,7 @@ var fileRefused = []string{"daemon", "paste"}
 // their gunicorn defaults (nil: None, False, 0, "" or empty): set to
 // anything else, they are ignored with a warning.
 var fileIgnored = map[string]any{
-	"reload": nil, "reload_engine": "auto", "reload_extra_files": nil, "spew": nil,
+	"spew":         nil,
 	"check_config": nil, "print_config": nil, "preload_app": nil, "sendfile": nil,
 	"reuse_port": nil, "tmp_upload_dir": nil,
 	"secure_scheme_headers":             map[string]any{"X-FORWARDED-PROTOCOL": "ssl", "X-FORWARDED-PROTO": "https", "X-FORWARDED-SSL": "on"},

@@ -61,12 +61,12 @@ func TestFileSettingsArgs(t *testing.T) {
 		},
 		{
 			name:     "settings at their defaults say nothing",
-			settings: map[string]any{"user": nil, "group": nil, "daemon": false, "paste": nil, "preload_app": false, "reload_engine": "auto", "secure_scheme_headers": map[string]any{"X-FORWARDED-PROTOCOL": "ssl", "X-FORWARDED-PROTO": "https", "X-FORWARDED-SSL": "on"}, "helper_value": 7.0},
+			settings: map[string]any{"user": nil, "group": nil, "daemon": false, "paste": nil, "preload_app": false, "syslog_facility": "user", "secure_scheme_headers": map[string]any{"X-FORWARDED-PROTOCOL": "ssl", "X-FORWARDED-PROTO": "https", "X-FORWARDED-SSL": "on"}, "helper_value": 7.0},
 		},
 		{
 			name:     "settings gorn can do without are ignored, with a warning",
-			settings: map[string]any{"preload_app": true, "worker_tmp_dir": "/dev/shm", "statsd_host": "localhost:8125", "reload_engine": "poll"},
-			warnings: []string{"Settings gorn does not have are ignored: preload_app, reload_engine, statsd_host"}, // worker_tmp_dir means nothing to gorn
+			settings: map[string]any{"preload_app": true, "worker_tmp_dir": "/dev/shm", "statsd_host": "localhost:8125", "sendfile": false},
+			warnings: []string{"Settings gorn does not have are ignored: preload_app, statsd_host"}, // worker_tmp_dir means nothing to gorn
 		},
 		{
 			name:     "hooks are not run",
@@ -79,9 +79,9 @@ func TestFileSettingsArgs(t *testing.T) {
 			want:     []string{"--group=www-data", "--initgroups=true", "--umask=23", "--user=www-data"},
 		},
 		{
-			name:     "capture_output",
-			settings: map[string]any{"capture_output": true},
-			want:     []string{"--capture-output=true"},
+			name:     "capture_output and reload",
+			settings: map[string]any{"capture_output": true, "reload": true, "reload_extra_files": []any{"a.html", "b.toml"}, "reload_engine": "poll"},
+			want:     []string{"--capture-output=true", "--reload=true", "--reload-engine=poll", "--reload-extra-file=a.html", "--reload-extra-file=b.toml"},
 		},
 		{
 			name:     "paste",

@@ -985,3 +985,46 @@ func TestPoolIdleConnectionsAreNotLoad(t *testing.T) {
 		t.Fatalf("the idle connection moved from runtime %d to %d", idlePid, p)
 	}
 }
+
+// TestPoolReload: with --reload, editing the app (or a
+// --reload-extra-file) reloads the workers as HUP does, and a broken edit
+// leaves the old workers serving until the next fix.
+func TestPoolReload(t *testing.T) {
+	py := python(t)
+	dir := t.TempDir()
+	poolWriteApp(t, dir, "v1", false)
+	extra := filepath.Join(dir, "settings.txt")
+	if err := os.WriteFile(extra, []byte("a\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s := poolStart(t, dir, py, 1, "--reload", "--reload-extra-file", extra, "pool_app:app")
+	if r := poolMustPost(t, s.URL+"/"); r.Value != "v1" {
+		t.Fatalf("value %q, want v1", r.Value)
+	}
+	appFile := regexp.QuoteMeta(filepath.Join(dir, "pool_app.py"))
+
+	poolWriteApp(t, dir, "v2-changed", false)
+	s.waitLog(`Worker reloading: `+appFile+` modified`, 10*time.Second)
+	s.waitLog(`Reload: generation 2 is serving`, 30*time.Second)
+	if r := poolMustPost(t, s.URL+"/"); r.Value != "v2-changed" {
+		t.Fatalf("after the edit: value %q, want v2-changed", r.Value)
+	}
+
+	poolWriteApp(t, dir, "v3-broken", true)
+	s.waitLog(`Reload failed: generation 3 did not boot`, 30*time.Second)
+	if r := poolMustPost(t, s.URL+"/"); r.Value != "v2-changed" {
+		t.Fatalf("after a broken edit: value %q, want v2-changed still", r.Value)
+	}
+
+	poolWriteApp(t, dir, "v4-fixed", false)
+	s.waitLog(`Reload: generation 4 is serving`, 30*time.Second)
+	if r := poolMustPost(t, s.URL+"/"); r.Value != "v4-fixed" {
+		t.Fatalf("after the fix: value %q, want v4-fixed", r.Value)
+	}
+
+	if err := os.WriteFile(extra, []byte("b, longer\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s.waitLog(`Worker reloading: `+regexp.QuoteMeta(extra)+` modified`, 10*time.Second)
+	s.waitLog(`Reload: generation 5 is serving`, 30*time.Second)
+}

@@ -249,6 +249,11 @@ func (m *Master) Run() int {
 		m.log.Warn("Orphaned processes will not be reaped by gorn", "err", err)
 	}
 
+	if cfg.Reload {
+		done := make(chan struct{})
+		defer close(done)
+		go m.watch(m.watchSet(cfg), done)
+	}
 	tick := time.NewTicker(m.checkInterval())
 	defer tick.Stop()
 	m.needs(metrics.SpawnBoot, m.desired)
@@ -268,6 +273,9 @@ func (m *Master) Run() int {
 				}
 			case ctrlEvent:
 				m.control(ev)
+			case reloadEvent:
+				m.log.Info(fmt.Sprintf("Worker reloading: %s modified", ev.path))
+				m.reload()
 			}
 		case <-children:
 			m.reapStrays()

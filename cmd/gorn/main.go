@@ -58,6 +58,9 @@ type cli struct {
 	AccessLogfile     string   `name:"access-logfile" placeholder:"FILE" help:"The access log file to write to. '-' means log to stdout."`
 	AccessLogFormat   string   `name:"access-logformat" placeholder:"STRING" help:"The access log format, with gunicorn's atoms: e.g. '%(h)s %(t)s \"%(r)s\" %(s)s %(D)s'. Default: the Apache combined format."`
 	ErrorLogfile      string   `name:"error-logfile" aliases:"log-file" default:"-" placeholder:"FILE" help:"The error log file to write to. '-' means log to stderr."`
+	Reload            bool     `name:"reload" help:"Reload the workers (as on HUP) when a Python file under --chdir or --pythonpath changes. For development."`
+	ReloadExtraFile   []string `name:"reload-extra-file" sep:"none" placeholder:"FILE" help:"A file --reload watches as well, such as a template or a settings file. Repeatable."`
+	ReloadEngine      string   `name:"reload-engine" default:"auto" enum:"auto,poll,inotify" placeholder:"STRING" help:"Accepted for gunicorn compatibility: gorn polls the files every second."`
 	CaptureOutput     bool     `name:"capture-output" help:"Redirect the standard output of the workers and the app to the file in --error-logfile (their standard error goes there anyway)."`
 	WorkerTmpDir      string   `name:"worker-tmp-dir" placeholder:"DIR" help:"Accepted for gunicorn compatibility and unused: gorn's workers keep no heartbeat files."`
 	Preload           bool     `name:"preload" help:"Accepted for gunicorn compatibility: every gorn worker's Python runtime imports the app itself (a warning says so)."`
@@ -361,6 +364,8 @@ func (c *cli) config() (*config.Config, error) {
 		AccessLog:             c.AccessLogfile,
 		AccessLogFormat:       c.AccessLogFormat,
 		CaptureOutput:         c.CaptureOutput,
+		Reload:                c.Reload,
+		ReloadExtraFiles:      c.ReloadExtraFile,
 		ErrorLog:              c.ErrorLogfile,
 		LogLevel:              c.LogLevel,
 		Name:                  c.Name,
