@@ -503,6 +503,37 @@ func procIDs(t *testing.T, pid int) (uid, gid string) {
 	return uid, gid
 }
 
+// TestCLICmdArgsEnv: $GUNICORN_CMD_ARGS adds arguments before the
+// command line's, which override them (a --bind replaces its binds).
+func TestCLICmdArgsEnv(t *testing.T) {
+	py := python(t)
+	fromEnv := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	env := []string{"GUNICORN_CMD_ARGS=--bind=" + fromEnv + " -w 2 --name 'env name'"}
+	s := startLC(t, lcOpts{env: env}, "--python", py, "lc_util:app")
+	s.setAddr(fromEnv)
+	s.ready("/pid")
+	poolWaitCount(t, s, `Booting worker with pid`, 2, 10*time.Second)
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", s.workerPids()[0]))
+	if err != nil || !strings.Contains(string(b), "env name") {
+		t.Errorf("worker cmdline %q (%v) lacks --name's", b, err)
+	}
+	stopTerm(t, s)
+
+	fromCLI := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	s = startLC(t, lcOpts{env: env}, "--python", py, "-w", "1", "-b", fromCLI, "lc_util:app")
+	s.setAddr(fromCLI)
+	s.ready("/pid")
+	if c, err := net.DialTimeout("tcp", fromEnv, time.Second); err == nil {
+		c.Close()
+		t.Errorf("GUNICORN_CMD_ARGS's bind is served though --bind replaced it")
+	}
+	time.Sleep(300 * time.Millisecond)
+	if n := poolCount(s, `Booting worker with pid`); n != 1 {
+		t.Errorf("%d workers booted, want -w 1's", n)
+	}
+	stopTerm(t, s)
+}
+
 // TestCLIUser: with --user, workers and their runtimes run as that user
 // (and its group), the master stays root, and the unix socket and log
 // files are the user's; --umask sets the socket's mode. Needs root.

@@ -36,7 +36,7 @@ type lcOpts struct {
 
 // lcEnvKeys are the variables that change gorn's defaults; they are
 // dropped from the inherited environment so only a test sets them.
-var lcEnvKeys = []string{"PORT", "WEB_CONCURRENCY", "VIRTUAL_ENV", "GORN_WORKER"}
+var lcEnvKeys = []string{"PORT", "WEB_CONCURRENCY", "VIRTUAL_ENV", "GORN_WORKER", "GUNICORN_CMD_ARGS"}
 
 // lcEnviron is the test's environment without lcEnvKeys, plus extra.
 func lcEnviron(extra []string) []string {

@@ -154,8 +154,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if spec := os.Getenv(worker.SpecEnv); spec != "" {
 		return runWorker(spec)
 	}
-	var c cli
-	code, done := parse(&c, args[1:], stdout, stderr)
+	c, confPath, confWarnings, code, done := load(args[1:], stdout, stderr)
 	if done {
 		return code
 	}
@@ -163,23 +162,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "gorn (version %s)\n", config.Version)
 		return 0
 	}
-	// The configuration file's settings come first; the command line,
-	// parsed after them, overrides them.
-	confPath, confArgs, confWarnings, err := configFile(&c)
-	if err != nil {
-		fmt.Fprintf(stderr, "gorn: error: %v\n", err)
-		return 1
-	}
-	if confPath != "" {
-		var fromFile cli
-		if code, done := parse(&fromFile, confArgs, io.Discard, &prefixed{w: stderr, prefix: confPath + ": "}); done {
-			return code
-		}
-		c = cli{}
-		if code, done := parse(&c, append(confArgs, args[1:]...), stdout, stderr); done {
-			return code
-		}
-	}
+	var err error
 	if systemdBinds, err = takeListenFDs(); err != nil {
 		fmt.Fprintf(stderr, "gorn: error: %v\n", err)
 		return 1
@@ -224,6 +207,55 @@ func run(args []string, stdout, stderr io.Writer) int {
 }
 
 type exitCode int
+
+// CmdArgsEnv is the environment variable whose arguments come before the
+// command line's, as gunicorn reads it.
+const CmdArgsEnv = "GUNICORN_CMD_ARGS"
+
+// load reads the settings from their three sources, each overriding the
+// one before, as gunicorn does: the configuration file (-c, else
+// ./gunicorn.conf.py), $GUNICORN_CMD_ARGS and the command line args. A
+// later source's --bind or -e replaces all of an earlier one's. done means
+// the process should exit with code (help, a bad setting: one line on
+// stderr and exit 1); confPath is the file read, "" for none.
+func load(args []string, stdout, stderr io.Writer) (c *cli, confPath string, warnings []string, code int, done bool) {
+	envArgs, err := splitArgs(os.Getenv(CmdArgsEnv))
+	if err != nil {
+		fmt.Fprintf(stderr, "gorn: error: %s: %v\n", CmdArgsEnv, err)
+		return nil, "", nil, 1, true
+	}
+	if len(envArgs) > 0 {
+		if code, done := parse(&cli{}, envArgs, io.Discard, &prefixed{w: stderr, prefix: CmdArgsEnv + ": "}); done {
+			return nil, "", nil, code, true
+		}
+	}
+	for _, f := range [][2]string{{"b", "bind"}, {"e", "env"}} {
+		if hasFlag(args, f[0], f[1]) {
+			envArgs = dropFlag(envArgs, f[0], f[1])
+		}
+	}
+	args = append(envArgs[:len(envArgs):len(envArgs)], args...)
+	c = &cli{}
+	if code, done := parse(c, args, stdout, stderr); done || c.Version {
+		return c, "", nil, code, done
+	}
+	confPath, confArgs, warnings, err := configFile(c)
+	if err != nil {
+		fmt.Fprintf(stderr, "gorn: error: %v\n", err)
+		return nil, "", nil, 1, true
+	}
+	if confPath == "" {
+		return c, "", nil, 0, false
+	}
+	if code, done := parse(&cli{}, confArgs, io.Discard, &prefixed{w: stderr, prefix: confPath + ": "}); done {
+		return nil, "", nil, code, true
+	}
+	c = &cli{}
+	if code, done := parse(c, append(confArgs, args...), stdout, stderr); done {
+		return nil, "", nil, code, true
+	}
+	return c, confPath, warnings, 0, false
+}
 
 // newParser is kong's parser of the command line into c.
 func newParser(c *cli, stdout, stderr io.Writer) (*kong.Kong, error) {
@@ -451,22 +483,11 @@ func reloadConfig(args []string) (*config.Config, error) {
 			return nil, fmt.Errorf("returning to the start directory: %w", err)
 		}
 	}
-	var c cli
-	var msg strings.Builder
-	if _, done := parse(&c, args[1:], io.Discard, &msg); done {
-		return nil, fmt.Errorf("the command line no longer parses: %s", strings.TrimSpace(msg.String()))
-	}
 	// The configuration file is read again, as gunicorn reads it on HUP.
-	path, confArgs, _, err := configFile(&c)
-	if err != nil {
-		return nil, err
-	}
-	if path != "" {
-		c = cli{}
-		msg.Reset()
-		if _, done := parse(&c, append(confArgs, args[1:]...), io.Discard, &msg); done {
-			return nil, fmt.Errorf("%s no longer parses: %s", path, strings.TrimSpace(msg.String()))
-		}
+	var msg strings.Builder
+	c, _, _, _, done := load(args[1:], io.Discard, &msg)
+	if done {
+		return nil, fmt.Errorf("the settings no longer parse: %s", strings.TrimPrefix(strings.TrimSpace(msg.String()), "gorn: error: "))
 	}
 	return c.config()
 }

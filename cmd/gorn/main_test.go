@@ -66,7 +66,7 @@ func TestSeconds(t *testing.T) {
 
 // cleanEnv unsets the variables that change what run does.
 func cleanEnv(t *testing.T) {
-	for _, k := range []string{worker.SpecEnv, "WEB_CONCURRENCY", "PORT"} {
+	for _, k := range []string{worker.SpecEnv, "WEB_CONCURRENCY", "PORT", CmdArgsEnv} {
 		t.Setenv(k, "")
 		os.Unsetenv(k)
 	}
@@ -107,6 +107,9 @@ func TestRunBadCommandLine(t *testing.T) {
 		{name: "unknown user", args: []string{"-u", "no-such-user-here", "app:app"}, want: `--user: no user "no-such-user-here"`},
 		{name: "unknown group", args: []string{"-g", "no-such-group-here", "app:app"}, want: `--group: no group "no-such-group-here"`},
 		{name: "bad umask", args: []string{"-m", "rwx", "app:app"}, want: `--umask wants a mode such as 0o027 or 022, not "rwx"`},
+		{name: "bad GUNICORN_CMD_ARGS value", args: []string{"app:app"}, env: map[string]string{CmdArgsEnv: "--workers=abc"}, want: "gorn: error: GUNICORN_CMD_ARGS: --workers: expected"},
+		{name: "GUNICORN_CMD_ARGS unterminated", args: []string{"app:app"}, env: map[string]string{CmdArgsEnv: `--name "x`}, want: "gorn: error: GUNICORN_CMD_ARGS: no closing quotation"},
+		{name: "GUNICORN_CMD_ARGS unknown flag", args: []string{"app:app"}, env: map[string]string{CmdArgsEnv: "--nope"}, want: "gorn: error: GUNICORN_CMD_ARGS: unknown flag --nope"},
 		{name: "worker class gorn does not have", args: []string{"-k", "gevent", "app:app"}, want: `--worker-class "gevent" is not supported`},
 		{name: "missing configuration file", args: []string{"-c", "/nonexistent/gunicorn.conf.py", "app:app"}, want: `/nonexistent/gunicorn.conf.py: FileNotFoundError`},
 		{name: "configuration module", args: []string{"-c", "python:shop.conf", "app:app"}, want: `python:shop.conf: configuration modules (python:) are not supported`},
