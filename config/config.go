@@ -15,6 +15,7 @@ import (
 	"github.com/gorn-project/gorn/forwarded"
 	"github.com/gorn-project/gorn/httpguard"
 	"github.com/gorn-project/gorn/proxyproto"
+	"github.com/gorn-project/gorn/statsd"
 )
 
 // Version is gorn's version, printed by --version and in "Starting gorn".
@@ -95,6 +96,13 @@ type Config struct {
 	// file of the app (or one of ReloadExtraFiles) changes.
 	Reload           bool     `json:"reload,omitempty"`
 	ReloadExtraFiles []string `json:"reload_extra_files,omitempty"`
+	// StatsdHost is --statsd-host (HOST:PORT; "" for none): the master and
+	// the workers send gunicorn's statsd metrics there, with StatsdPrefix
+	// (--statsd-prefix) before each name and DogstatsdTags
+	// (--dogstatsd-tags) after each line.
+	StatsdHost    string `json:"statsd_host,omitempty"`
+	StatsdPrefix  string `json:"statsd_prefix,omitempty"`
+	DogstatsdTags string `json:"dogstatsd_tags,omitempty"`
 	// CaptureOutput is --capture-output: the workers' and the app's
 	// standard output goes to ErrorLog too, when it is a file.
 	CaptureOutput bool `json:"capture_output,omitempty"`
@@ -261,6 +269,11 @@ func (c *Config) Finish(getenv func(string) string) error {
 	}
 	if c.Name == "" {
 		c.Name = "gorn"
+	}
+	if c.StatsdHost != "" {
+		if err := statsd.ParseHost(c.StatsdHost); err != nil {
+			return err
+		}
 	}
 	if err := c.resolveOwner(); err != nil {
 		return err

@@ -65,8 +65,8 @@ func TestFileSettingsArgs(t *testing.T) {
 		},
 		{
 			name:     "settings gorn can do without are ignored, with a warning",
-			settings: map[string]any{"preload_app": true, "worker_tmp_dir": "/dev/shm", "statsd_host": "localhost:8125", "sendfile": false},
-			warnings: []string{"Settings gorn does not have are ignored: preload_app, statsd_host"}, // worker_tmp_dir means nothing to gorn
+			settings: map[string]any{"preload_app": true, "worker_tmp_dir": "/dev/shm", "syslog": true, "sendfile": false},
+			warnings: []string{"Settings gorn does not have are ignored: preload_app, syslog"}, // worker_tmp_dir means nothing to gorn
 		},
 		{
 			name:     "hooks are not run",
@@ -77,6 +77,11 @@ func TestFileSettingsArgs(t *testing.T) {
 			name:     "user, group and umask",
 			settings: map[string]any{"user": "www-data", "group": "www-data", "umask": 23.0, "initgroups": true},
 			want:     []string{"--group=www-data", "--initgroups=true", "--umask=23", "--user=www-data"},
+		},
+		{
+			name:     "statsd",
+			settings: map[string]any{"statsd_host": "localhost:8125", "statsd_prefix": "shop", "dogstatsd_tags": "env:prod"},
+			want:     []string{"--dogstatsd-tags=env:prod", "--statsd-host=localhost:8125", "--statsd-prefix=shop"},
 		},
 		{
 			name:     "capture_output and reload",

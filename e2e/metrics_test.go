@@ -3,6 +3,7 @@ package e2e
 import (
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -430,5 +431,88 @@ func TestMetricsBindRefused(t *testing.T) {
 				t.Errorf("%d workers started", n)
 			}
 		})
+	}
+}
+
+// TestStatsd: --statsd-host gets gunicorn's statsd metrics from the master
+// (gunicorn.workers, warnings) and the workers (each request's count,
+// duration and status, a refused request's too), prefixed and tagged.
+func TestStatsd(t *testing.T) {
+	py := python(t)
+	udp, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer udp.Close()
+	var mu sync.Mutex
+	var lines []string
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		b := make([]byte, 65536)
+		for {
+			n, err := udp.Read(b)
+			if err != nil {
+				return // closed at the end of the test
+			}
+			mu.Lock()
+			lines = append(lines, strings.Split(string(b[:n]), "\n")...)
+			mu.Unlock()
+		}
+	}()
+	defer func() { udp.Close(); <-done }()
+	count := func(line string) int {
+		mu.Lock()
+		defer mu.Unlock()
+		n := 0
+		for _, l := range lines {
+			if l == line {
+				n++
+			}
+		}
+		return n
+	}
+	waitLine := func(line string, n int) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for count(line) < n {
+			if time.Now().After(deadline) {
+				mu.Lock()
+				defer mu.Unlock()
+				t.Fatalf("%d × %q within 10s, want %d; got:\n%s", count(line), line, n, strings.Join(lines, "\n"))
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+
+	s := start(t, py, "-w", "2", "--preload", "--statsd-host", udp.LocalAddr().String(), "--statsd-prefix", "shop", "--dogstatsd-tags", "env:test", "basic:app")
+	s.ready("/pid")
+	waitLine("shop.gunicorn.workers:2|g|#env:test", 1)
+	waitLine("shop.gunicorn.log.warning:1|c|@1.0|#env:test", 1) // --preload's
+	for range 3 {
+		if code, _ := s.get("/pid"); code != 200 {
+			t.Fatalf("GET /pid = %d", code)
+		}
+	}
+	c, r := s.rawConn()
+	fmt.Fprintf(c, "GET / HTTP/1.1\r\nHost: x\r\nBad Header: x\r\n\r\n") // refused by gorn: 400
+	if line, _ := r.ReadString('\n'); !strings.Contains(line, " 400 ") {
+		t.Fatalf("a malformed request got %q", line)
+	}
+	waitLine("shop.gunicorn.requests:1|c|@1.0|#env:test", 5) // ready's, 3, the 400
+	waitLine("shop.gunicorn.request.status.400:1|c|@1.0|#env:test", 1)
+	if n := count("shop.gunicorn.request.status.200:1|c|@1.0|#env:test"); n < 4 {
+		t.Errorf("%d 200s counted, want at least 4", n)
+	}
+	mu.Lock()
+	durations := 0
+	for _, l := range lines {
+		if strings.HasPrefix(l, "shop.gunicorn.request.duration:") && strings.HasSuffix(l, "|ms|#env:test") {
+			durations++
+		}
+	}
+	mu.Unlock()
+	if durations < 5 {
+		t.Errorf("%d request durations, want one per request", durations)
 	}
 }

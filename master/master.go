@@ -34,6 +34,7 @@ import (
 	"github.com/gorn-project/gorn/metrics"
 	"github.com/gorn-project/gorn/protocol"
 	"github.com/gorn-project/gorn/signals"
+	"github.com/gorn-project/gorn/statsd"
 	"github.com/gorn-project/gorn/worker"
 )
 
@@ -62,6 +63,9 @@ type Options struct {
 	// Activated says the binds are sockets systemd passed (LISTEN_FDS),
 	// which a new master started by USR2 would not find.
 	Activated bool
+	// Statsd receives gunicorn.workers when the number of workers
+	// changes (--statsd-host); nil for none.
+	Statsd *statsd.Client
 }
 
 // workerProc is one worker in the table.
@@ -123,6 +127,8 @@ type Master struct {
 	// accept as if alone).
 	balance *balance.Board
 
+	statsdWorkers int // the gunicorn.workers gauge last sent; -1 before the first
+
 	// USR2 (upgrade.go).
 	upgradeExe string   // the executable on disk a new master runs
 	child      int      // pid of the new master USR2 started, until it exits
@@ -153,6 +159,8 @@ func New(cfg *config.Config, opts Options) (*Master, error) {
 		gen:     1,
 		lastGen: 1,
 		desired: cfg.Workers,
+
+		statsdWorkers: -1,
 	}
 	if err := checkOwner(cfg); err != nil {
 		return nil, err

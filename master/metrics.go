@@ -154,6 +154,10 @@ func (m *Master) publish() {
 	}
 	slices.SortFunc(ws, func(a, b metrics.WorkerInfo) int { return cmp.Compare(a.Slot, b.Slot) })
 	m.mx.pool.SetWorkers(m.desired, ws)
+	if n := len(m.workers); n != m.statsdWorkers && m.opts.Statsd != nil {
+		m.statsdWorkers = n
+		m.opts.Statsd.Gauge("gunicorn.workers", int64(n)) // as gunicorn: every worker it has, booting ones too
+	}
 }
 
 // needs records that n more workers will be started for reason, for the

@@ -25,6 +25,7 @@ import (
 	"github.com/gorn-project/gorn/metrics"
 	"github.com/gorn-project/gorn/protocol"
 	"github.com/gorn-project/gorn/proxyproto"
+	"github.com/gorn-project/gorn/statsd"
 )
 
 // initialBody is the largest request body sent along with the Request
@@ -63,6 +64,7 @@ type handler struct {
 	state       *state
 	log         *slog.Logger
 	access      *accessLog
+	stats       *statsd.Client // --statsd-host; nil sends nothing
 	scriptName  string
 	timeout     time.Duration      // --timeout; 0 disables
 	bodyTimeout time.Duration      // --body-timeout; 0 disables
@@ -163,6 +165,7 @@ func (h *handler) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 		}
 		dur := time.Duration(monoClock() - began)
 		h.metrics.End(r.Method, st.status, dur, reqBytes, st.written)
+		h.stats.Request(st.status, dur)
 		if h.access != nil {
 			h.logAccess(rw, r, start, dur, st.status, st.written)
 		}
@@ -936,6 +939,7 @@ func (h *handler) reject(rw http.ResponseWriter, r *http.Request, status int, ms
 		rw.Header().Set("Connection", "close")
 	}
 	n := errorPage(rw, status, msg)
+	h.stats.Request(status, time.Since(start))
 	if h.access != nil {
 		h.logAccess(rw, r, start, time.Since(start), status, int64(n))
 	}

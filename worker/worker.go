@@ -34,6 +34,7 @@ import (
 	"github.com/gorn-project/gorn/metrics"
 	"github.com/gorn-project/gorn/protocol"
 	"github.com/gorn-project/gorn/proxyproto"
+	"github.com/gorn-project/gorn/statsd"
 	"github.com/gorn-project/gorn/tcplisten"
 	"github.com/gorn-project/gorn/tlsconf"
 )
@@ -86,6 +87,16 @@ const SpecEnv = "GORN_WORKER"
 // Main runs a worker process and returns its exit code.
 func Main(spec *Spec, log *slog.Logger) int {
 	cfg := spec.Config
+	// --statsd-host: this worker's requests and log warnings and errors.
+	var stats *statsd.Client
+	if cfg.StatsdHost != "" {
+		var err error
+		if stats, err = statsd.Dial(cfg.StatsdHost, cfg.StatsdPrefix, cfg.DogstatsdTags); err != nil {
+			log.Warn("Cannot send statsd metrics", "err", err)
+		}
+		defer stats.Close()
+		log = slog.New(statsd.NewLogHandler(log.Handler(), stats))
+	}
 	pid := os.Getpid()
 	exiting := func() { log.Info(fmt.Sprintf("Worker exiting (pid: %d)", pid)) }
 
@@ -223,7 +234,7 @@ func Main(spec *Spec, log *slog.Logger) int {
 	serveErr := make(chan error, len(lns))
 	var serving sync.WaitGroup // the Serve loops; drain waits for them
 	for i, ln := range lns {
-		h := &handler{sup: sup, slots: st.slots, state: st, log: log, access: access, scriptName: scriptName, timeout: cfg.Timeout, bodyTimeout: cfg.BodyTimeout, metrics: counts}
+		h := &handler{sup: sup, slots: st.slots, state: st, log: log, access: access, stats: stats, scriptName: scriptName, timeout: cfg.Timeout, bodyTimeout: cfg.BodyTimeout, metrics: counts}
 		h.serverName, h.serverPort = listenerName(spec.Listeners[i])
 		h.scheme, h.trusted = cfg.URLScheme(), trusted
 		h.headerMap, h.bodyLimit = guard.HeaderMap, guard.Body

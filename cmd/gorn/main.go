@@ -25,6 +25,7 @@ import (
 	"github.com/gorn-project/gorn/logs"
 	"github.com/gorn-project/gorn/master"
 	"github.com/gorn-project/gorn/proxyproto"
+	"github.com/gorn-project/gorn/statsd"
 	"github.com/gorn-project/gorn/tlsconf"
 	"github.com/gorn-project/gorn/worker"
 )
@@ -61,6 +62,9 @@ type cli struct {
 	Reload            bool     `name:"reload" help:"Reload the workers (as on HUP) when a Python file under --chdir or --pythonpath changes. For development."`
 	ReloadExtraFile   []string `name:"reload-extra-file" sep:"none" placeholder:"FILE" help:"A file --reload watches as well, such as a template or a settings file. Repeatable."`
 	ReloadEngine      string   `name:"reload-engine" default:"auto" enum:"auto,poll,inotify" placeholder:"STRING" help:"Accepted for gunicorn compatibility: gorn polls the files every second."`
+	StatsdHost        string   `name:"statsd-host" placeholder:"STRING" help:"Send gunicorn's statsd metrics (requests, durations, statuses, workers, log warnings and errors) to this HOST:PORT over UDP."`
+	StatsdPrefix      string   `name:"statsd-prefix" placeholder:"STRING" help:"A prefix for the statsd metric names (a '.' is added)."`
+	DogstatsdTags     string   `name:"dogstatsd-tags" placeholder:"DOGSTATSD_TAGS" help:"DogStatsD tags added to every statsd line, e.g. env:prod,app:shop."`
 	CaptureOutput     bool     `name:"capture-output" help:"Redirect the standard output of the workers and the app to the file in --error-logfile (their standard error goes there anyway)."`
 	WorkerTmpDir      string   `name:"worker-tmp-dir" placeholder:"DIR" help:"Accepted for gunicorn compatibility and unused: gorn's workers keep no heartbeat files."`
 	Preload           bool     `name:"preload" help:"Accepted for gunicorn compatibility: every gorn worker's Python runtime imports the app itself (a warning says so)."`
@@ -177,7 +181,15 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "gorn: error: --error-logfile: %v\n", err)
 		return 1
 	}
-	log := slog.New(logs.NewHandler(errFile, logs.ParseLevel(cfg.LogLevel), os.Getpid()))
+	var stats *statsd.Client
+	if cfg.StatsdHost != "" {
+		if stats, err = statsd.Dial(cfg.StatsdHost, cfg.StatsdPrefix, cfg.DogstatsdTags); err != nil {
+			fmt.Fprintf(stderr, "gorn: error: %v\n", err)
+			return 1
+		}
+		defer stats.Close()
+	}
+	log := slog.New(statsd.NewLogHandler(logs.NewHandler(errFile, logs.ParseLevel(cfg.LogLevel), os.Getpid()), stats))
 	if confPath != "" {
 		log.Info("Configuration read from " + confPath)
 	}
@@ -198,7 +210,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		log.Warn("--ssl-version is deprecated and ignored: gorn negotiates TLS 1.2 or 1.3")
 	}
 	reload := func() (*config.Config, error) { return reloadConfig(args) }
-	m, err := master.New(cfg, master.Options{Log: log, ErrorLog: errFile, Argv: args, Reload: reload, Dir: startDir, Activated: len(systemdBinds) > 0})
+	m, err := master.New(cfg, master.Options{Log: log, ErrorLog: errFile, Argv: args, Reload: reload, Dir: startDir, Activated: len(systemdBinds) > 0, Statsd: stats})
 	if err != nil {
 		log.Error(err.Error())
 		return 1
@@ -396,6 +408,9 @@ func (c *cli) config() (*config.Config, error) {
 		AccessLog:             c.AccessLogfile,
 		AccessLogFormat:       c.AccessLogFormat,
 		CaptureOutput:         c.CaptureOutput,
+		StatsdHost:            c.StatsdHost,
+		StatsdPrefix:          c.StatsdPrefix,
+		DogstatsdTags:         c.DogstatsdTags,
 		Reload:                c.Reload,
 		ReloadExtraFiles:      c.ReloadExtraFile,
 		ErrorLog:              c.ErrorLogfile,

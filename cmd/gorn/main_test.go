@@ -110,6 +110,7 @@ func TestRunBadCommandLine(t *testing.T) {
 		{name: "bad GUNICORN_CMD_ARGS value", args: []string{"app:app"}, env: map[string]string{CmdArgsEnv: "--workers=abc"}, want: "gorn: error: GUNICORN_CMD_ARGS: --workers: expected"},
 		{name: "GUNICORN_CMD_ARGS unterminated", args: []string{"app:app"}, env: map[string]string{CmdArgsEnv: `--name "x`}, want: "gorn: error: GUNICORN_CMD_ARGS: no closing quotation"},
 		{name: "GUNICORN_CMD_ARGS unknown flag", args: []string{"app:app"}, env: map[string]string{CmdArgsEnv: "--nope"}, want: "gorn: error: GUNICORN_CMD_ARGS: unknown flag --nope"},
+		{name: "bad statsd host", args: []string{"--statsd-host", "localhost", "app:app"}, want: `--statsd-host wants HOST:PORT, not "localhost"`},
 		{name: "worker class gorn does not have", args: []string{"-k", "gevent", "app:app"}, want: `--worker-class "gevent" is not supported`},
 		{name: "missing configuration file", args: []string{"-c", "/nonexistent/gunicorn.conf.py", "app:app"}, want: `/nonexistent/gunicorn.conf.py: FileNotFoundError`},
 		{name: "configuration module", args: []string{"-c", "python:shop.conf", "app:app"}, want: `python:shop.conf: configuration modules (python:) are not supported`},
