@@ -115,6 +115,8 @@ var fileFlags = map[string]fileFlag{
 	"statsd_host":              {"statsd-host", 's'},
 	"statsd_prefix":            {"statsd-prefix", 's'},
 	"dogstatsd_tags":           {"dogstatsd-tags", 's'},
+	"daemon":                   {"daemon", 'b'},
+	"enable_stdio_inheritance": {"enable-stdio-inheritance", 'b'},
 	"user":                     {"user", 's'},
 	"group":                    {"group", 's'},
 	"umask":                    {"umask", 'i'},
@@ -124,7 +126,7 @@ var fileFlags = map[string]fileFlag{
 // fileRefused are gunicorn settings gorn lacks whose absence would change
 // who the app runs as or how it runs: set to anything but their default,
 // they are an error.
-var fileRefused = []string{"daemon", "paste"}
+var fileRefused = []string{"paste"}
 
 // fileIgnored are gunicorn settings gorn lacks that it can do without, with
 // their gunicorn defaults (nil: None, False, 0, "" or empty): set to
@@ -137,8 +139,8 @@ var fileIgnored = map[string]any{
 	"disable_redirect_access_to_syslog": nil,
 	"logger_class":                      "gunicorn.glogging.Logger", "logconfig": nil, "logconfig_dict": nil, "logconfig_json": nil,
 	"syslog_addr": nil, "syslog": nil, "syslog_prefix": nil, "syslog_facility": "user",
-	"enable_stdio_inheritance": nil,
-	"default_proc_name":        nil, "raw_paste_global_conf": nil, "strip_header_spaces": nil,
+
+	"default_proc_name": nil, "raw_paste_global_conf": nil, "strip_header_spaces": nil,
 	"tolerate_dangerous_framing": nil, "permit_unconventional_http_method": nil,
 	"permit_unconventional_http_version": nil, "casefold_http_method": nil,
 	"forwarder_headers": "SCRIPT_NAME,PATH_INFO",

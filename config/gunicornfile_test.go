@@ -61,7 +61,7 @@ func TestFileSettingsArgs(t *testing.T) {
 		},
 		{
 			name:     "settings at their defaults say nothing",
-			settings: map[string]any{"user": nil, "group": nil, "daemon": false, "paste": nil, "preload_app": false, "syslog_facility": "user", "secure_scheme_headers": map[string]any{"X-FORWARDED-PROTOCOL": "ssl", "X-FORWARDED-PROTO": "https", "X-FORWARDED-SSL": "on"}, "helper_value": 7.0},
+			settings: map[string]any{"user": nil, "group": nil, "paste": nil, "preload_app": false, "syslog_facility": "user", "secure_scheme_headers": map[string]any{"X-FORWARDED-PROTOCOL": "ssl", "X-FORWARDED-PROTO": "https", "X-FORWARDED-SSL": "on"}, "helper_value": 7.0},
 		},
 		{
 			name:     "settings gorn can do without are ignored, with a warning",
@@ -95,8 +95,8 @@ func TestFileSettingsArgs(t *testing.T) {
 		},
 		{
 			name:     "daemon",
-			settings: map[string]any{"daemon": true},
-			err:      "daemon is not supported by gorn",
+			settings: map[string]any{"daemon": true, "enable_stdio_inheritance": false},
+			want:     []string{"--daemon=true", "--enable-stdio-inheritance=false"},
 		},
 		{
 			name:     "other worker classes",

@@ -471,7 +471,7 @@ def post_fork(server, worker):
 
 	// A setting gorn cannot honour is one line and exit code 1.
 	bad := filepath.Join(dir, "bad.py")
-	if err := os.WriteFile(bad, []byte("daemon = True\n"), 0o644); err != nil {
+	if err := os.WriteFile(bad, []byte("paste = 'development.ini'\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	var out bytes.Buffer
@@ -479,9 +479,9 @@ def post_fork(server, worker):
 	cmd.Stderr = &out
 	err := cmd.Run()
 	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 {
-		t.Fatalf("a configuration file with daemon: %v, want exit code 1", err)
+		t.Fatalf("a configuration file with paste: %v, want exit code 1", err)
 	}
-	if want := "gorn: error: " + bad + ": daemon is not supported by gorn\n"; out.String() != want {
+	if want := "gorn: error: " + bad + ": paste is not supported by gorn\n"; out.String() != want {
 		t.Errorf("stderr %q, want %q", out.String(), want)
 	}
 }
@@ -532,6 +532,94 @@ func TestCLICmdArgsEnv(t *testing.T) {
 		t.Errorf("%d workers booted, want -w 1's", n)
 	}
 	stopTerm(t, s)
+}
+
+// TestCLIDaemon: with -D the command returns at once and gorn runs on,
+// detached in a session of its own, until TERM.
+func TestCLIDaemon(t *testing.T) {
+	py := python(t)
+	dir := t.TempDir()
+	pidfile := filepath.Join(dir, "gorn.pid")
+	errLog := filepath.Join(dir, "error.log")
+	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	cmd := exec.Command(gornBin, "--python", py, "-D", "-p", pidfile, "--error-logfile", errLog, "-b", addr, "lc_util:app")
+	cmd.Dir = appsDir(t)
+	cmd.Env = lcEnviron(nil)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waited := make(chan error, 1)
+	go func() { waited <- cmd.Wait() }()
+	select {
+	case err := <-waited:
+		if err != nil {
+			t.Fatalf("gorn -D: %v\n%s", err, out.String())
+		}
+	case <-time.After(10 * time.Second):
+		cmd.Process.Kill()
+		t.Fatal("gorn -D did not return within 10s")
+	}
+	if out.Len() != 0 {
+		t.Errorf("gorn -D printed %q", out.String())
+	}
+	var pid int
+	deadline := time.Now().Add(10 * time.Second)
+	for pid == 0 {
+		if b, err := os.ReadFile(pidfile); err == nil {
+			pid, _ = strconv.Atoi(strings.TrimSpace(string(b)))
+		}
+		if pid == 0 && time.Now().After(deadline) {
+			b, _ := os.ReadFile(errLog)
+			t.Fatalf("no pid file within 10s:\n%s", b)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Cleanup(func() {
+		if alive(pid) {
+			syscall.Kill(pid, syscall.SIGKILL)
+		}
+	})
+	if pid == cmd.Process.Pid {
+		t.Errorf("the daemon is the process that was started")
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:])); len(f) < 4 || f[3] != strconv.Itoa(pid) {
+		t.Errorf("the daemon's session is %v, want its own (%d)", f[3:4], pid)
+	}
+	client := &http.Client{Timeout: 10 * time.Second}
+	deadline = time.Now().Add(30 * time.Second)
+	for {
+		resp, err := client.Get("http://" + addr + "/pid")
+		if err == nil {
+			resp.Body.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			b, _ := os.ReadFile(errLog)
+			t.Fatalf("the daemon does not serve: %v\n%s", err, b)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	syscall.Kill(pid, syscall.SIGTERM)
+	deadline = time.Now().Add(30 * time.Second)
+	for alive(pid) {
+		if time.Now().After(deadline) {
+			t.Fatal("the daemon did not stop within 30s of TERM")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if _, err := os.Stat(pidfile); !os.IsNotExist(err) {
+		t.Errorf("the pid file is left: %v", err)
+	}
+	b, _ = os.ReadFile(errLog)
+	if !strings.Contains(string(b), "Shutting down: Master") {
+		t.Errorf("the error log lacks the shutdown:\n%s", b)
+	}
 }
 
 // TestCLIUser: with --user, workers and their runtimes run as that user

@@ -25,10 +25,10 @@ import (
 // USR2 until its new master has exited ("Child exists"), and logs that
 // exit. Neither removes a unix socket file the other still serves on.
 
-// upgradeEnv is the environment variable that carries the handover from
+// UpgradeEnv is the environment variable that carries the handover from
 // the old master to the new one; the new master removes it from its
 // environment before anything else sees it.
-const upgradeEnv = "GORN_UPGRADE"
+const UpgradeEnv = "GORN_UPGRADE"
 
 // handover is what an upgrading master tells the master it starts.
 type handover struct {
@@ -39,17 +39,17 @@ type handover struct {
 	Sockets map[string]int `json:"sockets"`
 }
 
-// takeHandover reads and removes upgradeEnv: nil when this master was not
+// takeHandover reads and removes UpgradeEnv: nil when this master was not
 // started by another one's USR2.
 func takeHandover() (*handover, error) {
-	text, ok := os.LookupEnv(upgradeEnv)
+	text, ok := os.LookupEnv(UpgradeEnv)
 	if !ok {
 		return nil, nil
 	}
-	os.Unsetenv(upgradeEnv)
+	os.Unsetenv(UpgradeEnv)
 	var ho handover
 	if err := json.Unmarshal([]byte(text), &ho); err != nil {
-		return nil, fmt.Errorf("reading %s from the previous master: %w", upgradeEnv, err)
+		return nil, fmt.Errorf("reading %s from the previous master: %w", UpgradeEnv, err)
 	}
 	for spec, fd := range ho.Sockets {
 		if fd < 3 {
@@ -165,7 +165,7 @@ func (m *Master) startMaster() (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	env := append(os.Environ(), upgradeEnv+"="+string(js))
+	env := append(os.Environ(), UpgradeEnv+"="+string(js))
 	return syscall.ForkExec(exe, m.opts.Argv, &syscall.ProcAttr{Dir: m.opts.Dir, Env: env, Files: files})
 }
 

@@ -75,18 +75,18 @@ func TestTakeHandover(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			t.Setenv(upgradeEnv, "")
+			t.Setenv(UpgradeEnv, "")
 			if tt.env == nil {
-				os.Unsetenv(upgradeEnv)
+				os.Unsetenv(UpgradeEnv)
 			} else {
-				os.Setenv(upgradeEnv, *tt.env)
+				os.Setenv(UpgradeEnv, *tt.env)
 			}
 			ho, err := takeHandover()
 			if (err != nil) != tt.wantErr {
 				t.Fatalf("takeHandover() error = %v, want error %v", err, tt.wantErr)
 			}
-			if _, set := os.LookupEnv(upgradeEnv); set {
-				t.Errorf("%s is still in the environment", upgradeEnv)
+			if _, set := os.LookupEnv(UpgradeEnv); set {
+				t.Errorf("%s is still in the environment", UpgradeEnv)
 			}
 			if tt.wantNil {
 				if ho != nil {
