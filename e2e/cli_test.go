@@ -534,6 +534,43 @@ func TestCLICmdArgsEnv(t *testing.T) {
 	stopTerm(t, s)
 }
 
+// TestCLICheckConfig: --check-config imports the app and exits, 0 or 1
+// with the reason, without binding or starting workers.
+func TestCLICheckConfig(t *testing.T) {
+	py := python(t)
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close() // a --bind gorn would fail on, were it to bind
+	tests := []struct {
+		app  string
+		code int
+		want string // in the output; "" for none at all
+	}{
+		{"lc_util:app", 0, ""},
+		{"lc_importerror:app", 1, "gorn: error: the app does not load:\nTraceback (most recent call last):"},
+		{"lc_importerror:app", 1, "RuntimeError: lc_importerror marker: import failed on purpose"},
+		{"lc_noattr:app", 1, "gorn: error: the app does not load:\nFailed to find attribute 'app' in 'lc_noattr'."},
+		{"lc_notcallable:app", 1, "Application object must be callable."},
+	}
+	for _, tt := range tests {
+		cmd := exec.Command(gornBin, "--python", py, "--check-config", "-b", busy.Addr().String(), tt.app)
+		cmd.Dir = appsDir(t)
+		cmd.Env = lcEnviron(nil)
+		out, err := cmd.CombinedOutput()
+		code := 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		if code != tt.code || (tt.want == "" && len(out) != 0) || !strings.Contains(string(out), tt.want) {
+			t.Errorf("--check-config %s: exit %d, output %q; want exit %d and %q", tt.app, code, out, tt.code, tt.want)
+		}
+	}
+}
+
 // TestCLIDaemon: with -D the command returns at once and gorn runs on,
 // detached in a session of its own, until TERM.
 func TestCLIDaemon(t *testing.T) {

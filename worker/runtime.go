@@ -1,6 +1,8 @@
 package worker
 
 import (
+	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -193,6 +196,8 @@ type runtimeConfig struct {
 	InFD          int  `json:"in_fd"`  // the runtime reads frames from the worker here
 	OutFD         int  `json:"out_fd"` // and writes its frames to the worker here
 	SourceFD      int  `json:"source_fd"`
+	// Check: import the app and exit (--check-config).
+	Check bool `json:"check,omitempty"`
 	// The shared body memory (see sharedBodies); SharedFD 0 if none.
 	SharedFD        int `json:"shared_fd,omitempty"`
 	SharedHeader    int `json:"shared_header,omitempty"`
@@ -411,6 +416,39 @@ func openPipes() (p *pipes, childIn, childOut *os.File, err error) {
 func (p *pipes) Close() {
 	p.toRT.Close()
 	p.fromRT.Close()
+}
+
+// CheckApp imports the app as a worker's runtime does, in a runtime of its
+// own that exits once it has (--check-config): nil when the app loads,
+// else an error holding the traceback or gunicorn's message. Bounded by
+// --boot-timeout.
+func CheckApp(cfg *config.Config, argv []string) error {
+	src, err := sourceFile()
+	if err != nil {
+		return err
+	}
+	defer src.Close()
+	js, _ := json.Marshal(runtimeConfig{App: cfg.App, PythonPath: cfg.PythonPath, LogLevel: cfg.LogLevel, Argv: argv, SourceFD: 3, Check: true})
+	ctx := context.Background()
+	if cfg.BootTimeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, cfg.BootTimeout)
+		defer cancel()
+	}
+	cmd := exec.CommandContext(ctx, cfg.Python, "-c", pyruntime.Loader, string(js))
+	cmd.ExtraFiles = []*os.File{src}
+	var stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = os.Stdout, &stderr
+	err = cmd.Run()
+	switch {
+	case err == nil:
+		return nil
+	case ctx.Err() != nil:
+		return fmt.Errorf("the app did not load within --boot-timeout (%s)", cfg.BootTimeout)
+	case strings.TrimSpace(stderr.String()) != "":
+		return errors.New(strings.TrimSpace(stderr.String()))
+	}
+	return fmt.Errorf("%s: %s", cfg.Python, describeExit(err))
 }
 
 // sourceFile returns a memfd holding the runtime's source, positioned at 0,

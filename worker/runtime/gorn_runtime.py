@@ -1113,6 +1113,8 @@ class Server:
 def main(argv):
     cfg = json.loads(argv[1])
     sys.argv = cfg.get("argv") or ["gorn"]
+    if cfg.get("check"):
+        check_app(cfg)
     log = Log(cfg.get("log_level", "info"), int(cfg.get("log_pid") or os.getpid()))
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the worker decides when we stop
     # On --timeout the worker sends SIGUSR1 before it kills us: every
@@ -1124,11 +1126,7 @@ def main(argv):
     # Ours alone: an app's exec'd children do not inherit them.
     os.set_inheritable(rfd, False)
     os.set_inheritable(wfd, False)
-    for path in reversed(cfg.get("pythonpath") or []):
-        sys.path.insert(0, path)
-    if "" in sys.path:
-        sys.path.remove("")
-    sys.path.insert(0, os.getcwd())
+    app_path(cfg)
 
     try:
         app = load_app(cfg["app"])
@@ -1163,6 +1161,36 @@ def main(argv):
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(0)
+
+
+def app_path(cfg):
+    """Puts --pythonpath, then the current directory (--chdir), first on
+    sys.path, as the app is imported from there."""
+    for path in reversed(cfg.get("pythonpath") or []):
+        sys.path.insert(0, path)
+    if "" in sys.path:
+        sys.path.remove("")
+    sys.path.insert(0, os.getcwd())
+
+
+def check_app(cfg):
+    """--check-config: imports the app as main does, then exits 0; or
+    writes why it does not load to standard error and exits 4 (not a
+    callable app) or 3 (importing raised)."""
+    app_path(cfg)
+    try:
+        load_app(cfg["app"])
+    except AppImportError as e:
+        sys.stderr.write(str(e) + "\n")
+        code = APP_LOAD_ERROR
+    except BaseException as e:
+        sys.stderr.write(app_traceback(e))
+        code = WORKER_BOOT_ERROR
+    else:
+        code = 0
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def app_traceback(exc):
