@@ -459,14 +459,7 @@ def post_fork(server, worker):
 	if env := getJSON(t, noKeepAlive, s.URL+"/osenv"); env["GORN_CONF_TEST"] != "named" {
 		t.Errorf("GORN_CONF_TEST = %v, want named", env["GORN_CONF_TEST"])
 	}
-	if c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), time.Second); err == nil {
-		c.Close()
-		t.Errorf("the file's bind is served though --bind replaced it")
-	}
-	time.Sleep(500 * time.Millisecond)
-	if n := poolCount(s, `Booting worker with pid`); n != 1 {
-		t.Errorf("%d workers booted, want -w 1's", n)
-	}
+	checkOverridden(t, s, fmt.Sprintf("127.0.0.1:%d", port), "the file's")
 	stopTerm(t, s)
 
 	// A setting gorn cannot honour is one line and exit code 1.
@@ -523,15 +516,23 @@ func TestCLICmdArgsEnv(t *testing.T) {
 	s = startLC(t, lcOpts{env: env}, "--python", py, "-w", "1", "-b", fromCLI, "lc_util:app")
 	s.setAddr(fromCLI)
 	s.ready("/pid")
-	if c, err := net.DialTimeout("tcp", fromEnv, time.Second); err == nil {
-		c.Close()
-		t.Errorf("GUNICORN_CMD_ARGS's bind is served though --bind replaced it")
-	}
-	time.Sleep(300 * time.Millisecond)
-	if n := poolCount(s, `Booting worker with pid`); n != 1 {
-		t.Errorf("%d workers booted, want -w 1's", n)
-	}
+	checkOverridden(t, s, fromEnv, "GUNICORN_CMD_ARGS's")
 	stopTerm(t, s)
+}
+
+// checkOverridden checks that the command line's -b and -w 1 overrode
+// another source's (named by whose): its bind, addr, is not served, and
+// one worker boots. It waits half a second for a worker too many.
+func checkOverridden(t *testing.T, s *server, addr, whose string) {
+	t.Helper()
+	if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
+		c.Close()
+		t.Errorf("%s bind %s is served though --bind replaced it", whose, addr)
+	}
+	time.Sleep(500 * time.Millisecond)
+	if n := poolCount(s, `Booting worker with pid`); n != 1 {
+		t.Errorf("%d workers booted, want -w 1's, not %s", n, whose)
+	}
 }
 
 // TestCLICheckConfig: --check-config imports the app and exits, 0 or 1
