@@ -103,6 +103,9 @@ type Config struct {
 	StatsdHost    string `json:"statsd_host,omitempty"`
 	StatsdPrefix  string `json:"statsd_prefix,omitempty"`
 	DogstatsdTags string `json:"dogstatsd_tags,omitempty"`
+	// ReusePort is --reuse-port: the TCP sockets gorn binds get
+	// SO_REUSEPORT, so another server may bind the same address.
+	ReusePort bool `json:"reuse_port,omitempty"`
 	// CaptureOutput is --capture-output: the workers' and the app's
 	// standard output goes to ErrorLog too, when it is a file.
 	CaptureOutput bool `json:"capture_output,omitempty"`

@@ -116,6 +116,7 @@ var fileFlags = map[string]fileFlag{
 	"statsd_prefix":            {"statsd-prefix", 's'},
 	"dogstatsd_tags":           {"dogstatsd-tags", 's'},
 	"daemon":                   {"daemon", 'b'},
+	"reuse_port":               {"reuse-port", 'b'},
 	"enable_stdio_inheritance": {"enable-stdio-inheritance", 'b'},
 	"user":                     {"user", 's'},
 	"group":                    {"group", 's'},
@@ -134,7 +135,7 @@ var fileRefused = []string{"paste"}
 var fileIgnored = map[string]any{
 	"spew":         nil,
 	"check_config": nil, "print_config": nil, "preload_app": nil, "sendfile": nil,
-	"reuse_port": nil, "tmp_upload_dir": nil,
+	"tmp_upload_dir":                    nil,
 	"secure_scheme_headers":             map[string]any{"X-FORWARDED-PROTOCOL": "ssl", "X-FORWARDED-PROTO": "https", "X-FORWARDED-SSL": "on"},
 	"disable_redirect_access_to_syslog": nil,
 	"logger_class":                      "gunicorn.glogging.Logger", "logconfig": nil, "logconfig_dict": nil, "logconfig_json": nil,

@@ -114,11 +114,17 @@ func ListenFDs(getenv func(string) string, pid int) ([]string, error) {
 	return binds, nil
 }
 
-// bind opens one --bind address with the given listen backlog, for the
-// workers to accept on; the socket comes from ho when the master that
-// started this one handed it over (USR2), else it is bound here.
-func bind(spec string, backlog int, ho *handover) (*listener, error) {
-	l, err := bindServed(spec, backlog, ho)
+// listenOpts are how gorn listens on the sockets it binds.
+type listenOpts struct {
+	backlog   int  // the listen(2) backlog (--backlog)
+	reusePort bool // SO_REUSEPORT on TCP sockets (--reuse-port)
+}
+
+// bind opens one --bind address, for the workers to accept on; the socket
+// comes from ho when the master that started this one handed it over
+// (USR2), else it is bound here.
+func bind(spec string, opts listenOpts, ho *handover) (*listener, error) {
+	l, err := bindServed(spec, opts, ho)
 	if err != nil {
 		return nil, err
 	}
@@ -146,10 +152,10 @@ func bind(spec string, backlog int, ho *handover) (*listener, error) {
 // what their creator set (systemd's DeferAccept=).
 const deferAccept = 1
 
-// bindServed opens one address with the given listen backlog and keeps
-// net's listener, for the master to serve on (the metrics listener); its
-// file is nil. The socket is ho's when ho has one for spec.
-func bindServed(spec string, backlog int, ho *handover) (*listener, error) {
+// bindServed opens one address and keeps net's listener, for the master
+// to serve on (the metrics listener); its file is nil. The socket is ho's
+// when ho has one for spec.
+func bindServed(spec string, opts listenOpts, ho *handover) (*listener, error) {
 	network, addr, err := ParseBind(spec)
 	if err != nil {
 		return nil, err
@@ -185,6 +191,15 @@ func bindServed(spec string, backlog int, ho *handover) (*listener, error) {
 		// the workers accept TCP sockets their own way (package tcplisten).
 		var lc net.ListenConfig
 		lc.SetMultipathTCP(false)
+		if opts.reusePort {
+			lc.Control = func(_, _ string, c syscall.RawConn) error {
+				var err error
+				if cerr := c.Control(func(fd uintptr) { err = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1) }); cerr != nil {
+					return cerr
+				}
+				return err
+			}
+		}
 		ln, err = lc.Listen(context.Background(), network, addr)
 	}
 	if err != nil {
@@ -202,7 +217,7 @@ func bindServed(spec string, backlog int, ho *handover) (*listener, error) {
 	if err == nil && network != "fd" {
 		// Go listens with the kernel's somaxconn; listen(2) again with
 		// the configured backlog (Linux applies it to a listening socket).
-		raw.Control(func(fd uintptr) { err = unix.Listen(int(fd), backlog) })
+		raw.Control(func(fd uintptr) { err = unix.Listen(int(fd), opts.backlog) })
 	}
 	if err != nil {
 		ln.Close()

@@ -1,6 +1,7 @@
 package master
 
 import (
+	"context"
 	"errors"
 	"net"
 	"os"
@@ -175,7 +176,7 @@ func TestBindTCP(t *testing.T) {
 				}
 				probe.Close()
 			}
-			l, err := bind(tt.bind, 128, nil)
+			l, err := bind(tt.bind, listenOpts{backlog: 128}, nil)
 			if err != nil {
 				t.Fatalf("bind(%q) = %v", tt.bind, err)
 			}
@@ -218,7 +219,7 @@ func TestBindInUse(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	l, err := bind(ln.Addr().String(), 128, nil)
+	l, err := bind(ln.Addr().String(), listenOpts{backlog: 128}, nil)
 	if err == nil {
 		l.close()
 		t.Fatalf("bind(%s) of a port in use succeeded", ln.Addr())
@@ -277,7 +278,7 @@ func TestBindUnix(t *testing.T) {
 			if tt.prepare != nil {
 				tt.prepare(t, path)
 			}
-			l, err := bind("unix:"+path, 128, nil)
+			l, err := bind("unix:"+path, listenOpts{backlog: 128}, nil)
 			if tt.wantErr != "" {
 				if err == nil {
 					l.close()
@@ -322,7 +323,7 @@ func TestBindBacklog(t *testing.T) {
 	for _, backlog := range []int{1, 5} {
 		t.Run(strconv.Itoa(backlog), func(t *testing.T) {
 			path := filepath.Join(dir, strconv.Itoa(backlog)+".sock")
-			l, err := bind("unix:"+path, backlog, nil)
+			l, err := bind("unix:"+path, listenOpts{backlog: backlog}, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -374,7 +375,7 @@ func TestBindDeferAccept(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			l, err := bind(tt.bind(t), 128, nil)
+			l, err := bind(tt.bind(t), listenOpts{backlog: 128}, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -446,7 +447,7 @@ func rawListenerFD(t *testing.T) (int, string) {
 func TestBindFD(t *testing.T) {
 	t.Run("listener", func(t *testing.T) {
 		fd, addr := rawListenerFD(t)
-		l, err := bind("fd://"+strconv.Itoa(fd), 128, nil)
+		l, err := bind("fd://"+strconv.Itoa(fd), listenOpts{backlog: 128}, nil)
 		if err != nil {
 			unix.Close(fd)
 			t.Fatalf("bind(fd://%d) = %v", fd, err)
@@ -466,7 +467,7 @@ func TestBindFD(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer unix.Close(p[1])
-		l, err := bind("fd://"+strconv.Itoa(p[0]), 128, nil)
+		l, err := bind("fd://"+strconv.Itoa(p[0]), listenOpts{backlog: 128}, nil)
 		if err == nil {
 			l.close()
 			t.Fatal("bind of a pipe succeeded")
@@ -479,7 +480,7 @@ func TestBindFD(t *testing.T) {
 
 func TestBindBadSpec(t *testing.T) {
 	for _, spec := range []string{"127.0.0.1:http", "::1", "unix:", "fd://x"} {
-		if l, err := bind(spec, 128, nil); err == nil {
+		if l, err := bind(spec, listenOpts{backlog: 128}, nil); err == nil {
 			l.close()
 			t.Errorf("bind(%q) succeeded", spec)
 		} else if !strings.HasPrefix(err.Error(), "invalid bind") {
@@ -512,7 +513,7 @@ func TestListenCause(t *testing.T) {
 
 func TestBindAddressNotAvailable(t *testing.T) {
 	// 192.0.2.1 (TEST-NET-1) is on no interface of this host.
-	l, err := bind("192.0.2.1:0", 128, nil)
+	l, err := bind("192.0.2.1:0", listenOpts{backlog: 128}, nil)
 	if err == nil {
 		l.close()
 		t.Skip("this host binds non-local addresses")
@@ -550,5 +551,33 @@ func TestListenFDs(t *testing.T) {
 				t.Errorf("ListenFDs() = %q, want %q", got, tt.want)
 			}
 		})
+	}
+}
+
+// TestBindReusePort: --reuse-port sets SO_REUSEPORT on TCP sockets, so a
+// second socket (another server) may bind the same address; without it,
+// the address is taken.
+func TestBindReusePort(t *testing.T) {
+	for _, reuse := range []bool{true, false} {
+		l, err := bind("127.0.0.1:0", listenOpts{backlog: 128, reusePort: reuse}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		v, err := unix.GetsockoptInt(int(l.file.Fd()), unix.SOL_SOCKET, unix.SO_REUSEPORT)
+		if err != nil || (v != 0) != reuse {
+			t.Errorf("reusePort %v: SO_REUSEPORT = %d, %v", reuse, v, err)
+		}
+		var lc net.ListenConfig
+		lc.Control = func(_, _ string, c syscall.RawConn) error {
+			return c.Control(func(fd uintptr) { unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1) })
+		}
+		second, err := lc.Listen(context.Background(), "tcp4", l.info.Addr)
+		if (err == nil) != reuse {
+			t.Errorf("reusePort %v: a second bind of %s: %v", reuse, l.info.Addr, err)
+		}
+		if second != nil {
+			second.Close()
+		}
+		l.close()
 	}
 }

@@ -177,7 +177,7 @@ func New(cfg *config.Config, opts Options) (*Master, error) {
 		m.parent = ho.Parent
 	}
 	for _, b := range cfg.Binds {
-		l, err := bind(b, cfg.Backlog, ho)
+		l, err := bind(b, listenOpts{backlog: cfg.Backlog, reusePort: cfg.ReusePort}, ho)
 		if err != nil {
 			m.closeListeners()
 			return nil, err

@@ -46,7 +46,7 @@ func (m *Master) setupMetrics(cfg *config.Config, ho *handover) error {
 			return fmt.Errorf("--metrics-bind %s is also a --bind address; serve metrics on another port", cfg.MetricsBind)
 		}
 	}
-	ln, err := bindServed(cfg.MetricsBind, 128, ho)
+	ln, err := bindServed(cfg.MetricsBind, listenOpts{backlog: 128}, ho)
 	if err != nil {
 		return fmt.Errorf("--metrics-bind: %w", err)
 	}

@@ -181,7 +181,7 @@ func TestBindHandedOver(t *testing.T) {
 				t.Fatal(err)
 			}
 			ho := &handover{Sockets: map[string]int{spec: fd}}
-			l, err := bind(spec, 128, ho)
+			l, err := bind(spec, listenOpts{backlog: 128}, ho)
 			if err != nil {
 				unix.Close(fd)
 				t.Fatalf("bind(%q) from descriptor %d: %v", spec, fd, err)

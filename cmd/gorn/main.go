@@ -68,6 +68,7 @@ type cli struct {
 	CheckConfig            bool     `name:"check-config" help:"Check the configuration and that the app imports, then exit: 0 if both are good, else 1 with the reason."`
 	Daemon                 bool     `short:"D" name:"daemon" help:"Daemonize the gorn process: it detaches from the terminal and its session, and the command returns at once. Log to files (--error-logfile) and write a --pid file."`
 	EnableStdioInheritance bool     `short:"R" name:"enable-stdio-inheritance" help:"With --daemon, keep standard output and error (unless they are a terminal) instead of /dev/null."`
+	ReusePort              bool     `name:"reuse-port" help:"Set SO_REUSEPORT on the TCP sockets gorn binds, so another server (another gorn, during a deploy) may bind the same address; the kernel spreads connections over both."`
 	CaptureOutput          bool     `name:"capture-output" help:"Redirect the standard output of the workers and the app to the file in --error-logfile (their standard error goes there anyway)."`
 	WorkerTmpDir           string   `name:"worker-tmp-dir" placeholder:"DIR" help:"Accepted for gunicorn compatibility and unused: gorn's workers keep no heartbeat files."`
 	Preload                bool     `name:"preload" help:"Accepted for gunicorn compatibility: every gorn worker's Python runtime imports the app itself (a warning says so)."`
@@ -425,6 +426,7 @@ func (c *cli) config() (*config.Config, error) {
 		AccessLog:             c.AccessLogfile,
 		AccessLogFormat:       c.AccessLogFormat,
 		CaptureOutput:         c.CaptureOutput,
+		ReusePort:             c.ReusePort,
 		StatsdHost:            c.StatsdHost,
 		StatsdPrefix:          c.StatsdPrefix,
 		DogstatsdTags:         c.DogstatsdTags,
