@@ -103,6 +103,9 @@ type Config struct {
 	StatsdHost    string `json:"statsd_host,omitempty"`
 	StatsdPrefix  string `json:"statsd_prefix,omitempty"`
 	DogstatsdTags string `json:"dogstatsd_tags,omitempty"`
+	// ThreadWorker is -k gthread: only the "Using worker:" line says so
+	// (gunicorn's gthread worker with one thread runs as gorn's does).
+	ThreadWorker bool `json:"thread_worker,omitempty"`
 	// ReusePort is --reuse-port: the TCP sockets gorn binds get
 	// SO_REUSEPORT, so another server may bind the same address.
 	ReusePort bool `json:"reuse_port,omitempty"`

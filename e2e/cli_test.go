@@ -456,6 +456,7 @@ def post_fork(server, worker):
 	s = startLC(t, lcOpts{dir: t.TempDir()}, "--python", py, "-c", named, "-w", "1", "-k", "gthread", "-b", fmt.Sprintf("127.0.0.1:%d", other))
 	s.setAddr(fmt.Sprintf("127.0.0.1:%d", other))
 	s.ready("/pid")
+	s.waitLog(`Using worker: gthread \(threads: 1,`, 5*time.Second) // -k gthread, as gunicorn says it
 	if env := getJSON(t, noKeepAlive, s.URL+"/osenv"); env["GORN_CONF_TEST"] != "named" {
 		t.Errorf("GORN_CONF_TEST = %v, want named", env["GORN_CONF_TEST"])
 	}
@@ -747,7 +748,7 @@ func TestCLICaptureOutput(t *testing.T) {
 	py := python(t)
 	dir := t.TempDir()
 	errLog := filepath.Join(dir, "error.log")
-	s := start(t, py, "--error-logfile", errLog, "--capture-output", "--preload", "--worker-tmp-dir", "/dev/shm", "lc_util:app")
+	s := start(t, py, "--error-logfile", errLog, "--capture-output", "--preload", "--worker-tmp-dir", "/dev/shm", "--no-sendfile", "lc_util:app")
 	s.ready("/pid")
 	waitFile := func(path, want string) {
 		t.Helper()

@@ -227,7 +227,7 @@ func (m *Master) Run() int {
 	}
 	m.serveMetrics()
 	kind := "sync"
-	if cfg.Threads > 1 {
+	if cfg.Threads > 1 || cfg.ThreadWorker {
 		kind = "gthread"
 	}
 	m.log.Info(fmt.Sprintf("Using worker: %s (threads: %d, python: %s)", kind, cfg.Threads, cfg.Python))

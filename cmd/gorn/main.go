@@ -70,6 +70,8 @@ type cli struct {
 	EnableStdioInheritance bool     `short:"R" name:"enable-stdio-inheritance" help:"With --daemon, keep standard output and error (unless they are a terminal) instead of /dev/null."`
 	ReusePort              bool     `name:"reuse-port" help:"Set SO_REUSEPORT on the TCP sockets gorn binds, so another server (another gorn, during a deploy) may bind the same address; the kernel spreads connections over both."`
 	CaptureOutput          bool     `name:"capture-output" help:"Redirect the standard output of the workers and the app to the file in --error-logfile (their standard error goes there anyway)."`
+	NoSendfile             bool     `name:"no-sendfile" help:"Accepted for gunicorn compatibility: gorn never uses sendfile(2)."`
+	Sendfile               bool     `name:"sendfile" help:"Accepted for gunicorn compatibility: gorn never uses sendfile(2)."`
 	WorkerTmpDir           string   `name:"worker-tmp-dir" placeholder:"DIR" help:"Accepted for gunicorn compatibility and unused: gorn's workers keep no heartbeat files."`
 	Preload                bool     `name:"preload" help:"Accepted for gunicorn compatibility: every gorn worker's Python runtime imports the app itself (a warning says so)."`
 	LogLevel               string   `name:"log-level" default:"info" placeholder:"LEVEL" help:"The granularity of error log outputs: debug, info, warning, error, critical."`
@@ -427,6 +429,7 @@ func (c *cli) config() (*config.Config, error) {
 		AccessLogFormat:       c.AccessLogFormat,
 		CaptureOutput:         c.CaptureOutput,
 		ReusePort:             c.ReusePort,
+		ThreadWorker:          strings.Contains(c.WorkerClass, "gthread") || strings.HasSuffix(c.WorkerClass, "ThreadWorker"),
 		StatsdHost:            c.StatsdHost,
 		StatsdPrefix:          c.StatsdPrefix,
 		DogstatsdTags:         c.DogstatsdTags,
