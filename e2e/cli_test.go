@@ -661,6 +661,54 @@ func TestCLIDaemon(t *testing.T) {
 	}
 }
 
+// TestCLIDaemonStdio: with -D -R, a daemon whose standard error is a file
+// (not a terminal) keeps it: the error log "-" goes there.
+func TestCLIDaemonStdio(t *testing.T) {
+	py := python(t)
+	dir := t.TempDir()
+	pidfile := filepath.Join(dir, "gorn.pid")
+	out, err := os.Create(filepath.Join(dir, "out.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer out.Close()
+	cmd := exec.Command(gornBin, "--python", py, "-D", "-R", "-p", pidfile, "-b", fmt.Sprintf("127.0.0.1:%d", freePort(t)), "lc_util:app")
+	cmd.Dir = appsDir(t)
+	cmd.Env = lcEnviron(nil)
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("gorn -D -R: %v", err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		b, _ := os.ReadFile(out.Name())
+		if strings.Contains(string(b), "Booting worker with pid") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the daemon's log did not reach its inherited standard error:\n%s", b)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	b, err := os.ReadFile(pidfile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+	if pid <= 0 {
+		t.Fatalf("pid file holds %q", b)
+	}
+	syscall.Kill(pid, syscall.SIGTERM)
+	deadline = time.Now().Add(30 * time.Second)
+	for alive(pid) {
+		if time.Now().After(deadline) {
+			syscall.Kill(pid, syscall.SIGKILL)
+			t.Fatal("the daemon did not stop within 30s of TERM")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 // TestCLIUser: with --user, workers and their runtimes run as that user
 // (and its group), the master stays root, and the unix socket and log
 // files are the user's; --umask sets the socket's mode. Needs root.
