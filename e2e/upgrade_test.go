@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -270,4 +271,73 @@ func TestUpgradeUSR2(t *testing.T) {
 	if pid := readPid(t, pidfile); pid != 0 {
 		t.Errorf("the pid file is left after the promoted master stopped (pid %d)", pid)
 	}
+}
+
+// TestUpgradeDaemon: the classic init-script upgrade of a daemon, found by
+// its pid file: USR2, then TERM to the old master; the new one, not
+// daemonized a second time, takes over the pid file and serves.
+func TestUpgradeDaemon(t *testing.T) {
+	py := python(t)
+	dir := t.TempDir()
+	pidfile := filepath.Join(dir, "gorn.pid")
+	errLog := filepath.Join(dir, "error.log")
+	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	cmd := exec.Command(gornBin, "--python", py, "-D", "-p", pidfile, "--error-logfile", errLog, "-b", addr, "lc_util:app")
+	cmd.Dir = appsDir(t)
+	cmd.Env = lcEnviron(nil)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("gorn -D: %v\n%s", err, out)
+	}
+	log := func() string { b, _ := os.ReadFile(errLog); return string(b) }
+	waitFor := func(what string, ok func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(30 * time.Second)
+		for !ok() {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s within 30s:\n%s", what, log())
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	var pids []int // every master, killed at the end if still alive
+	t.Cleanup(func() {
+		for _, pid := range pids {
+			if alive(pid) {
+				syscall.Kill(pid, syscall.SIGKILL)
+			}
+		}
+	})
+	var old int
+	waitFor("no pid file", func() bool { old = readPid(t, pidfile); return old > 0 })
+	pids = append(pids, old)
+	waitFor("no worker ready", func() bool { return strings.Contains(log(), "Booting worker") })
+	client := &http.Client{Timeout: 10 * time.Second}
+	get := func() error {
+		resp, err := client.Get("http://" + addr + "/pid")
+		if err == nil {
+			resp.Body.Close()
+		}
+		return err
+	}
+	waitFor("no answer", func() bool { return get() == nil })
+
+	syscall.Kill(old, syscall.SIGUSR2)
+	var newPid int
+	waitFor("no new master", func() bool { newPid = readPid(t, pidfile+".2"); return newPid > 0 })
+	pids = append(pids, newPid)
+	if ppid, _, _ := procParent(newPid); ppid != old {
+		t.Errorf("the new master's parent is %d, want the old master %d (not daemonized again)", ppid, old)
+	}
+	tag := regexp.QuoteMeta(fmt.Sprintf("[%d]", newPid))
+	waitFor("no worker of the new master", func() bool {
+		return regexp.MustCompile(tag + ` \[INFO\] Booting worker`).MatchString(log())
+	})
+	syscall.Kill(old, syscall.SIGTERM)
+	waitFor("the old master still runs", func() bool { return !alive(old) })
+	waitFor("no promotion", func() bool { return readPid(t, pidfile) == newPid })
+	if err := get(); err != nil {
+		t.Fatalf("the promoted master does not serve: %v\n%s", err, log())
+	}
+	syscall.Kill(newPid, syscall.SIGTERM)
+	waitFor("the new master still runs", func() bool { return !alive(newPid) })
 }
