@@ -5,6 +5,7 @@ import (
 	"os/user"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -284,6 +285,39 @@ func TestParseUmask(t *testing.T) {
 		got, err := ParseUmask(tt.in)
 		if (err == nil) != tt.ok || got != tt.want {
 			t.Errorf("ParseUmask(%q) = %#o, %v; want %#o (ok %v)", tt.in, got, err, tt.want, tt.ok)
+		}
+	}
+}
+
+func TestPrint(t *testing.T) {
+	c := &Config{
+		App: "shop.wsgi", Binds: []string{"0.0.0.0:80", "unix:/run/it's.sock"}, Workers: 4, Threads: 1, ThreadWorker: true,
+		Timeout: 1500 * time.Millisecond, Env: []string{"A=1"}, ForwardedAllowIPs: "10.0.0.1,10.0.0.2", ErrorLog: "-",
+		AccessLogFormat: "", DogstatsdTags: "", LogLevel: "info",
+	}
+	var b strings.Builder
+	if err := c.Print(&b); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSuffix(b.String(), "\n"), "\n")
+	if !slices.IsSorted(lines) {
+		t.Errorf("lines are not sorted:\n%s", b.String())
+	}
+	for _, want := range []string{
+		`access_log_format        = '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s"'`,
+		`bind                     = ['0.0.0.0:80', 'unix:/run/it\'s.sock']`,
+		`certfile                 = None`,
+		`dogstatsd_tags           = ''`,
+		`forwarded_allow_ips      = ['10.0.0.1', '10.0.0.2']`,
+		`raw_env                  = ['A=1']`,
+		`reload                   = False`,
+		`timeout                  = 1.5`,
+		`worker_class             = 'gthread'`,
+		`workers                  = 4`,
+		`wsgi_app                 = 'shop.wsgi'`,
+	} {
+		if !slices.Contains(lines, want) {
+			t.Errorf("no line %q in:\n%s", want, b.String())
 		}
 	}
 }

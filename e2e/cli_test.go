@@ -571,6 +571,28 @@ func TestCLICheckConfig(t *testing.T) {
 			t.Errorf("--check-config %s: exit %d, output %q; want exit %d and %q", tt.app, code, out, tt.code, tt.want)
 		}
 	}
+	// --print-config prints the settings, then checks the app as well.
+	for _, tt := range []struct {
+		app  string
+		code int
+	}{{"lc_util:app", 0}, {"lc_noattr:app", 1}} {
+		cmd := exec.Command(gornBin, "--python", py, "--print-config", "-w", "3", "-b", busy.Addr().String(), tt.app)
+		cmd.Dir = appsDir(t)
+		cmd.Env = lcEnviron(nil)
+		out, err := cmd.CombinedOutput()
+		code := 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		}
+		for _, want := range []string{"\nworkers                  = 3\n", "\nbind                     = ['" + busy.Addr().String() + "']\n", "\nwsgi_app                 = '" + tt.app + "'\n"} {
+			if !strings.Contains(string(out), want) {
+				t.Errorf("--print-config %s lacks %q:\n%s", tt.app, want, out)
+			}
+		}
+		if code != tt.code {
+			t.Errorf("--print-config %s: exit %d, want %d\n%s", tt.app, code, tt.code, out)
+		}
+	}
 }
 
 // TestCLIDaemon: with -D the command returns at once and gorn runs on,

@@ -65,6 +65,7 @@ type cli struct {
 	StatsdHost             string   `name:"statsd-host" placeholder:"STRING" help:"Send gunicorn's statsd metrics (requests, durations, statuses, workers, log warnings and errors) to this HOST:PORT over UDP."`
 	StatsdPrefix           string   `name:"statsd-prefix" placeholder:"STRING" help:"A prefix for the statsd metric names (a '.' is added)."`
 	DogstatsdTags          string   `name:"dogstatsd-tags" placeholder:"DOGSTATSD_TAGS" help:"DogStatsD tags added to every statsd line, e.g. env:prod,app:shop."`
+	PrintConfig            bool     `name:"print-config" help:"Print the settings, one name = value line each (gunicorn's names), check that the app imports, and exit."`
 	CheckConfig            bool     `name:"check-config" help:"Check the configuration and that the app imports, then exit: 0 if both are good, else 1 with the reason."`
 	Daemon                 bool     `short:"D" name:"daemon" help:"Daemonize the gorn process: it detaches from the terminal and its session, and the command returns at once. Log to files (--error-logfile) and write a --pid file."`
 	EnableStdioInheritance bool     `short:"R" name:"enable-stdio-inheritance" help:"With --daemon, keep standard output and error (unless they are a terminal) instead of /dev/null."`
@@ -182,7 +183,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "gorn: error: %v\n", err)
 		return 1
 	}
-	if c.CheckConfig {
+	if c.PrintConfig {
+		cfg.Print(stdout)
+	}
+	if c.CheckConfig || c.PrintConfig {
 		if err := worker.CheckApp(cfg, args); err != nil {
 			fmt.Fprintf(stderr, "gorn: error: the app does not load:\n%v\n", err)
 			return 1

@@ -1,0 +1,137 @@
+package config
+
+import (
+	"fmt"
+	"io"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gorn-project/gorn/logs"
+)
+
+// Print writes the settings as gunicorn's --print-config does: one
+// "name = value" line per setting, by gunicorn's names (gorn's own
+// settings by their flag's name, with "_" for "-"), sorted, values in
+// Python's notation.
+func (c *Config) Print(w io.Writer) error {
+	str := func(s string) string {
+		if s == "" {
+			return "None"
+		}
+		return pyString(s)
+	}
+	list := func(items []string) string {
+		quoted := make([]string, len(items))
+		for i, s := range items {
+			quoted[i] = pyString(s)
+		}
+		return "[" + strings.Join(quoted, ", ") + "]"
+	}
+	secs := func(d time.Duration) string { return strconv.FormatFloat(d.Seconds(), 'f', -1, 64) }
+	boolean := func(b bool) string {
+		if b {
+			return "True"
+		}
+		return "False"
+	}
+	format := c.AccessLogFormat
+	if format == "" {
+		format = logs.DefaultAccessFormat
+	}
+	workerClass := "sync"
+	if c.Threads > 1 || c.ThreadWorker {
+		workerClass = "gthread"
+	}
+	settings := map[string]string{
+		"access_log_format":        str(format),
+		"accesslog":                str(c.AccessLog),
+		"backlog":                  strconv.Itoa(c.Backlog),
+		"bind":                     list(c.Binds),
+		"body_timeout":             secs(c.BodyTimeout),
+		"boot_timeout":             secs(c.BootTimeout),
+		"ca_certs":                 str(c.CACerts),
+		"capture_output":           boolean(c.CaptureOutput),
+		"cert_reqs":                strconv.Itoa(c.CertReqs),
+		"certfile":                 str(c.CertFile),
+		"chdir":                    str(c.Chdir),
+		"ciphers":                  str(c.Ciphers),
+		"dogstatsd_tags":           pyString(c.DogstatsdTags),
+		"errorlog":                 str(c.ErrorLog),
+		"forwarded_allow_ips":      list(strings.Split(c.ForwardedAllowIPs, ",")),
+		"graceful_timeout":         secs(c.GracefulTimeout),
+		"group":                    str(c.Group),
+		"header_map":               str(c.HeaderMap),
+		"header_timeout":           secs(c.HeaderTimeout),
+		"keepalive":                secs(c.KeepAlive),
+		"keyfile":                  str(c.KeyFile),
+		"limit_request_body":       strconv.FormatInt(c.LimitRequestBody, 10),
+		"limit_request_field_size": strconv.Itoa(c.LimitRequestFieldSize),
+		"limit_request_fields":     strconv.Itoa(c.LimitRequestFields),
+		"limit_request_line":       strconv.Itoa(c.LimitRequestLine),
+		"loglevel":                 str(c.LogLevel),
+		"max_requests":             strconv.Itoa(c.MaxRequests),
+		"max_requests_jitter":      strconv.Itoa(c.MaxRequestsJitter),
+		"max_worker_memory":        strconv.FormatInt(c.MaxWorkerMemory, 10),
+		"metrics_bind":             str(c.MetricsBind),
+		"permit_obsolete_folding":  boolean(c.PermitObsoleteFolding),
+		"pidfile":                  str(c.PidFile),
+		"proc_name":                str(c.Name),
+		"proxy_allow_ips":          list(strings.Split(c.ProxyAllowFrom, ",")),
+		"proxy_protocol":           str(c.ProxyProtocol),
+		"python":                   str(c.Python),
+		"pythonpath":               str(strings.Join(c.PythonPath, ",")),
+		"raw_env":                  list(c.Env),
+		"reload":                   boolean(c.Reload),
+		"reload_extra_files":       list(c.ReloadExtraFiles),
+		"reuse_port":               boolean(c.ReusePort),
+		"statsd_host":              str(c.StatsdHost),
+		"statsd_prefix":            pyString(c.StatsdPrefix),
+		"threads":                  strconv.Itoa(c.Threads),
+		"timeout":                  secs(c.Timeout),
+		"umask":                    strconv.Itoa(c.Umask),
+		"user":                     str(c.User),
+		"worker_class":             pyString(workerClass),
+		"worker_connections":       strconv.Itoa(c.WorkerConnections),
+		"workers":                  strconv.Itoa(c.Workers),
+		"wsgi_app":                 str(c.App),
+	}
+	names := make([]string, 0, len(settings))
+	width := 0
+	for name := range settings {
+		names = append(names, name)
+		width = max(width, len(name))
+	}
+	slices.Sort(names)
+	for _, name := range names {
+		if _, err := fmt.Fprintf(w, "%-*s = %s\n", width, name, settings[name]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// pyString is s as a Python string literal, in single quotes as repr()
+// writes it.
+func pyString(s string) string {
+	var b strings.Builder
+	b.WriteByte('\'')
+	for _, r := range s {
+		switch {
+		case r == '\'' || r == '\\':
+			b.WriteByte('\\')
+			b.WriteRune(r)
+		case r == '\n':
+			b.WriteString(`\n`)
+		case r == '\t':
+			b.WriteString(`\t`)
+		case r < ' ' || r == 0x7f:
+			fmt.Fprintf(&b, `\x%02x`, r)
+		default:
+			b.WriteRune(r)
+		}
+	}
+	b.WriteByte('\'')
+	return b.String()
+}
