@@ -14,6 +14,7 @@ import (
 
 	"github.com/gorn-project/gorn/forwarded"
 	"github.com/gorn-project/gorn/httpguard"
+	"github.com/gorn-project/gorn/logs"
 	"github.com/gorn-project/gorn/proxyproto"
 	"github.com/gorn-project/gorn/statsd"
 )
@@ -109,6 +110,15 @@ type Config struct {
 	// ReusePort is --reuse-port: the TCP sockets gorn binds get
 	// SO_REUSEPORT, so another server may bind the same address.
 	ReusePort bool `json:"reuse_port,omitempty"`
+	// Syslog is --log-syslog: the error log, and unless
+	// DisableRedirectAccessToSyslog the access log, also go to the syslog
+	// server at SyslogTo (--log-syslog-to, logs.ParseSyslogAddr) with
+	// SyslogFacility, tagged gunicorn.SyslogPrefix.error and .access.
+	Syslog                        bool   `json:"syslog,omitempty"`
+	SyslogTo                      string `json:"syslog_to,omitempty"`
+	SyslogPrefix                  string `json:"syslog_prefix,omitempty"`
+	SyslogFacility                string `json:"syslog_facility,omitempty"`
+	DisableRedirectAccessToSyslog bool   `json:"disable_redirect_access_to_syslog,omitempty"`
 	// CaptureOutput is --capture-output: the workers' and the app's
 	// standard output goes to ErrorLog too, when it is a file.
 	CaptureOutput bool `json:"capture_output,omitempty"`
@@ -278,6 +288,14 @@ func (c *Config) Finish(getenv func(string) string) error {
 	}
 	if c.StatsdHost != "" {
 		if err := statsd.ParseHost(c.StatsdHost); err != nil {
+			return err
+		}
+	}
+	if c.Syslog {
+		if _, _, err := logs.ParseSyslogAddr(c.SyslogTo); err != nil {
+			return err
+		}
+		if _, err := logs.ParseSyslogFacility(c.SyslogFacility); err != nil {
 			return err
 		}
 	}

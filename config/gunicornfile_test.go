@@ -61,12 +61,12 @@ func TestFileSettingsArgs(t *testing.T) {
 		},
 		{
 			name:     "settings at their defaults say nothing",
-			settings: map[string]any{"user": nil, "group": nil, "paste": nil, "preload_app": false, "syslog_facility": "user", "secure_scheme_headers": map[string]any{"X-FORWARDED-PROTOCOL": "ssl", "X-FORWARDED-PROTO": "https", "X-FORWARDED-SSL": "on"}, "helper_value": 7.0},
+			settings: map[string]any{"user": nil, "group": nil, "paste": nil, "preload_app": false, "logger_class": "gunicorn.glogging.Logger", "secure_scheme_headers": map[string]any{"X-FORWARDED-PROTOCOL": "ssl", "X-FORWARDED-PROTO": "https", "X-FORWARDED-SSL": "on"}, "helper_value": 7.0},
 		},
 		{
 			name:     "settings gorn can do without are ignored, with a warning",
-			settings: map[string]any{"preload_app": true, "worker_tmp_dir": "/dev/shm", "syslog": true, "sendfile": false},
-			warnings: []string{"Settings gorn does not have are ignored: preload_app, syslog"}, // worker_tmp_dir means nothing to gorn
+			settings: map[string]any{"preload_app": true, "worker_tmp_dir": "/dev/shm", "logconfig": "logging.ini", "sendfile": false},
+			warnings: []string{"Settings gorn does not have are ignored: logconfig, preload_app"}, // worker_tmp_dir means nothing to gorn
 		},
 		{
 			name:     "hooks are not run",
@@ -77,6 +77,11 @@ func TestFileSettingsArgs(t *testing.T) {
 			name:     "user, group and umask",
 			settings: map[string]any{"user": "www-data", "group": "www-data", "umask": 23.0, "initgroups": true},
 			want:     []string{"--group=www-data", "--initgroups=true", "--umask=23", "--user=www-data"},
+		},
+		{
+			name:     "syslog",
+			settings: map[string]any{"syslog": true, "syslog_addr": "udp://10.0.0.1:514", "syslog_prefix": "shop", "syslog_facility": "local0", "disable_redirect_access_to_syslog": true},
+			want:     []string{"--disable-redirect-access-to-syslog=true", "--log-syslog=true", "--log-syslog-to=udp://10.0.0.1:514", "--log-syslog-facility=local0", "--log-syslog-prefix=shop"},
 		},
 		{
 			name:     "statsd",

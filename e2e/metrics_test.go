@@ -5,6 +5,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -439,33 +441,10 @@ func TestMetricsBindRefused(t *testing.T) {
 // duration and status, a refused request's too), prefixed and tagged.
 func TestStatsd(t *testing.T) {
 	py := python(t)
-	udp, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer udp.Close()
-	var mu sync.Mutex
-	var lines []string
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		b := make([]byte, 65536)
-		for {
-			n, err := udp.Read(b)
-			if err != nil {
-				return // closed at the end of the test
-			}
-			mu.Lock()
-			lines = append(lines, strings.Split(string(b[:n]), "\n")...)
-			mu.Unlock()
-		}
-	}()
-	defer func() { udp.Close(); <-done }()
+	udp := collectUDP(t)
 	count := func(line string) int {
-		mu.Lock()
-		defer mu.Unlock()
 		n := 0
-		for _, l := range lines {
+		for _, l := range udp.lines() {
 			if l == line {
 				n++
 			}
@@ -477,15 +456,13 @@ func TestStatsd(t *testing.T) {
 		deadline := time.Now().Add(10 * time.Second)
 		for count(line) < n {
 			if time.Now().After(deadline) {
-				mu.Lock()
-				defer mu.Unlock()
-				t.Fatalf("%d × %q within 10s, want %d; got:\n%s", count(line), line, n, strings.Join(lines, "\n"))
+				t.Fatalf("%d × %q within 10s, want %d; got:\n%s", count(line), line, n, strings.Join(udp.lines(), "\n"))
 			}
 			time.Sleep(20 * time.Millisecond)
 		}
 	}
 
-	s := start(t, py, "-w", "2", "--preload", "--statsd-host", udp.LocalAddr().String(), "--statsd-prefix", "shop", "--dogstatsd-tags", "env:test", "basic:app")
+	s := start(t, py, "-w", "2", "--preload", "--statsd-host", udp.addr, "--statsd-prefix", "shop", "--dogstatsd-tags", "env:test", "basic:app")
 	s.ready("/pid")
 	waitLine("shop.gunicorn.workers:2|g|#env:test", 1)
 	waitLine("shop.gunicorn.log.warning:1|c|@1.0|#env:test", 1) // --preload's
@@ -504,15 +481,89 @@ func TestStatsd(t *testing.T) {
 	if n := count("shop.gunicorn.request.status.200:1|c|@1.0|#env:test"); n < 4 {
 		t.Errorf("%d 200s counted, want at least 4", n)
 	}
-	mu.Lock()
 	durations := 0
-	for _, l := range lines {
+	for _, l := range udp.lines() {
 		if strings.HasPrefix(l, "shop.gunicorn.request.duration:") && strings.HasSuffix(l, "|ms|#env:test") {
 			durations++
 		}
 	}
-	mu.Unlock()
 	if durations < 5 {
 		t.Errorf("%d request durations, want one per request", durations)
+	}
+}
+
+// udpCollector gathers the datagrams sent to a UDP socket on loopback,
+// split into lines, until the test ends.
+type udpCollector struct {
+	addr string
+	mu   sync.Mutex
+	got  []string
+}
+
+func collectUDP(t *testing.T) *udpCollector {
+	t.Helper()
+	conn, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &udpCollector{addr: conn.LocalAddr().String()}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		b := make([]byte, 65536)
+		for {
+			n, err := conn.Read(b)
+			if err != nil {
+				return // closed at the end of the test
+			}
+			c.mu.Lock()
+			c.got = append(c.got, strings.Split(string(b[:n]), "\n")...)
+			c.mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() { conn.Close(); <-done })
+	return c
+}
+
+// lines are the lines received so far.
+func (c *udpCollector) lines() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Clone(c.got)
+}
+
+// TestSyslog: --log-syslog sends the master's and workers' error log lines
+// and the access log to syslog as gunicorn does ("<PRI>gunicorn.PREFIX.NAME:
+// [PID] message", NUL-terminated), the access log unless
+// --disable-redirect-access-to-syslog.
+func TestSyslog(t *testing.T) {
+	py := python(t)
+	for _, disableAccess := range []bool{false, true} {
+		udp := collectUDP(t)
+		args := []string{"--log-syslog", "--log-syslog-to", "udp://" + udp.addr, "--log-syslog-prefix", "shop", "--log-syslog-facility", "local0", "lc_util:app"}
+		if disableAccess {
+			args = append([]string{"--disable-redirect-access-to-syslog"}, args...)
+		}
+		s := start(t, py, args...)
+		s.ready("/pid")
+		worker := s.workerPids()[0]
+		booting := fmt.Sprintf("<134>gunicorn.shop.error: [%d] Booting worker with pid: %d\x00", s.cmd.Process.Pid, worker)
+		access := regexp.MustCompile(fmt.Sprintf(`^<134>gunicorn\.shop\.access: \[%d\] 127\.0\.0\.1 - - \[[^]]+\] "GET /pid HTTP/1\.1" 200 \d+ "-" "Go-http-client/1\.1"\x00$`, worker))
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			lines := udp.lines()
+			hasAccess := slices.ContainsFunc(lines, access.MatchString)
+			if slices.Contains(lines, booting) && (hasAccess || disableAccess) {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("syslog lines (disable access %v) lack %q or an access line:\n%q", disableAccess, booting, lines)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		stopTerm(t, s)
+		if disableAccess && slices.ContainsFunc(udp.lines(), func(l string) bool { return strings.Contains(l, ".access:") }) {
+			t.Errorf("access lines reached syslog despite --disable-redirect-access-to-syslog: %q", udp.lines())
+		}
 	}
 }

@@ -1002,6 +1002,10 @@ type accessLog struct {
 	w      *logs.File
 	format *logs.AccessFormat // nil: the default
 	pid    int                // this worker's, for %(p)s
+	// syslog receives the lines too (--log-syslog), tagged syslogTag;
+	// w is nil when they go to syslog only.
+	syslog    *logs.Syslog
+	syslogTag string
 }
 
 // logAccess writes a request's access log line: it started at start (the
@@ -1041,7 +1045,12 @@ func (h *handler) logAccess(rw http.ResponseWriter, r *http.Request, start time.
 		e.ResponseHeader = rw.Header()
 	}
 	line := a.format.Append(make([]byte, 0, 256), &e)
-	a.mu.Lock()
-	a.w.Write(line)
-	a.mu.Unlock()
+	if a.syslog != nil {
+		a.syslog.Send(slog.LevelInfo, a.syslogTag, fmt.Sprintf("[%d] %s", a.pid, line[:len(line)-1]))
+	}
+	if a.w != nil {
+		a.mu.Lock()
+		a.w.Write(line)
+		a.mu.Unlock()
+	}
 }

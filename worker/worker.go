@@ -97,6 +97,16 @@ func Main(spec *Spec, log *slog.Logger) int {
 		defer stats.Close()
 		log = slog.New(statsd.NewLogHandler(log.Handler(), stats))
 	}
+	// --log-syslog: this worker's error log lines, and its access log.
+	var syslog *logs.Syslog
+	if cfg.Syslog {
+		var err error
+		if syslog, err = logs.DialSyslog(cfg.SyslogTo, cfg.SyslogFacility); err != nil {
+			log.Warn("Cannot send to syslog", "err", err)
+		}
+		defer syslog.Close()
+		log = slog.New(logs.NewSyslogHandler(log.Handler(), syslog, logs.SyslogTag(cfg.SyslogPrefix, cfg.Name, "error"), os.Getpid()))
+	}
 	pid := os.Getpid()
 	exiting := func() { log.Info(fmt.Sprintf("Worker exiting (pid: %d)", pid)) }
 
@@ -206,11 +216,15 @@ func Main(spec *Spec, log *slog.Logger) int {
 	go sup.run(ctx)
 
 	var access *accessLog
-	if cfg.AccessLog != "" {
-		f, err := logs.OpenFile(cfg.AccessLog, os.Stdout)
-		if err != nil {
-			log.Error("Cannot open the access log", "err", err)
-			return ExitError
+	accessSyslog := cfg.Syslog && !cfg.DisableRedirectAccessToSyslog
+	if cfg.AccessLog != "" || accessSyslog {
+		var f *logs.File // nil: syslog only, as gunicorn logs access with --log-syslog alone
+		if cfg.AccessLog != "" {
+			var err error
+			if f, err = logs.OpenFile(cfg.AccessLog, os.Stdout); err != nil {
+				log.Error("Cannot open the access log", "err", err)
+				return ExitError
+			}
 		}
 		var format *logs.AccessFormat
 		if cfg.AccessLogFormat != "" {
@@ -219,6 +233,9 @@ func Main(spec *Spec, log *slog.Logger) int {
 			}
 		}
 		access = &accessLog{w: f, format: format, pid: os.Getpid()}
+		if accessSyslog {
+			access.syslog, access.syslogTag = syslog, logs.SyslogTag(cfg.SyslogPrefix, cfg.Name, "access")
+		}
 	}
 
 	st := &state{slots: newSlots(cfg.Threads, pipelineDepth(cfg.Threads, os.Getenv)), maxRequests: int64(spec.MaxRequests), tired: make(chan struct{}),
@@ -418,7 +435,7 @@ func serveListener(gl *gatedListener, pp *proxyproto.Options, tlsCfg *tls.Config
 // reopenLogs reopens the access log, points this worker's standard error
 // at a fresh open of the error log, and tells the runtime to do the same.
 func reopenLogs(cfg *config.Config, access *accessLog, sup *supervisor, log *slog.Logger) {
-	if access != nil {
+	if access != nil && access.w != nil {
 		if err := access.w.Reopen(); err != nil {
 			log.Error("Cannot reopen the access log", "err", err)
 		}
