@@ -6,6 +6,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
@@ -119,6 +120,13 @@ type Config struct {
 	SyslogPrefix                  string `json:"syslog_prefix,omitempty"`
 	SyslogFacility                string `json:"syslog_facility,omitempty"`
 	DisableRedirectAccessToSyslog bool   `json:"disable_redirect_access_to_syslog,omitempty"`
+	// LogConfig is --log-config: a Python logging ini file, applied in
+	// each runtime (logging.config.fileConfig) before the app is imported;
+	// LogConfigJSON is --log-config-json, a JSON dict for dictConfig. Both
+	// are absolute paths after Finish. They configure the app's Python
+	// loggers; gorn's own logs are not Python's.
+	LogConfig     string `json:"log_config,omitempty"`
+	LogConfigJSON string `json:"log_config_json,omitempty"`
 	// CaptureOutput is --capture-output: the workers' and the app's
 	// standard output goes to ErrorLog too, when it is a file.
 	CaptureOutput bool `json:"capture_output,omitempty"`
@@ -298,6 +306,19 @@ func (c *Config) Finish(getenv func(string) string) error {
 		if _, err := logs.ParseSyslogFacility(c.SyslogFacility); err != nil {
 			return err
 		}
+	}
+	for name, p := range map[string]*string{"--log-config": &c.LogConfig, "--log-config-json": &c.LogConfigJSON} {
+		if *p == "" {
+			continue
+		}
+		abs, err := filepath.Abs(*p)
+		if err == nil {
+			_, err = os.Stat(abs)
+		}
+		if err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		*p = abs
 	}
 	if err := c.resolveOwner(); err != nil {
 		return err

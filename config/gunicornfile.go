@@ -117,6 +117,8 @@ var fileFlags = map[string]fileFlag{
 	"dogstatsd_tags":                    {"dogstatsd-tags", 's'},
 	"daemon":                            {"daemon", 'b'},
 	"reuse_port":                        {"reuse-port", 'b'},
+	"logconfig":                         {"log-config", 's'},
+	"logconfig_json":                    {"log-config-json", 's'},
 	"syslog":                            {"log-syslog", 'b'},
 	"syslog_addr":                       {"log-syslog-to", 's'},
 	"syslog_prefix":                     {"log-syslog-prefix", 's'},
@@ -143,7 +145,7 @@ var fileIgnored = map[string]any{
 	"tmp_upload_dir":        nil,
 	"secure_scheme_headers": map[string]any{"X-FORWARDED-PROTOCOL": "ssl", "X-FORWARDED-PROTO": "https", "X-FORWARDED-SSL": "on"},
 
-	"logger_class": "gunicorn.glogging.Logger", "logconfig": nil, "logconfig_dict": nil, "logconfig_json": nil,
+	"logger_class": "gunicorn.glogging.Logger", "logconfig_dict": nil,
 
 	"default_proc_name": nil, "raw_paste_global_conf": nil, "strip_header_spaces": nil,
 	"tolerate_dangerous_framing": nil, "permit_unconventional_http_method": nil,

@@ -65,8 +65,8 @@ func TestFileSettingsArgs(t *testing.T) {
 		},
 		{
 			name:     "settings gorn can do without are ignored, with a warning",
-			settings: map[string]any{"preload_app": true, "worker_tmp_dir": "/dev/shm", "logconfig": "logging.ini", "sendfile": false},
-			warnings: []string{"Settings gorn does not have are ignored: logconfig, preload_app"}, // worker_tmp_dir means nothing to gorn
+			settings: map[string]any{"preload_app": true, "worker_tmp_dir": "/dev/shm", "logconfig_dict": map[string]any{"version": 1.0}, "sendfile": false},
+			warnings: []string{"Settings gorn does not have are ignored: logconfig_dict, preload_app"}, // worker_tmp_dir means nothing to gorn
 		},
 		{
 			name:     "hooks are not run",

@@ -595,6 +595,77 @@ func TestCLICheckConfig(t *testing.T) {
 	}
 }
 
+// TestCLILogConfig: --log-config (ini) and --log-config-json configure the
+// app's Python loggers before it is imported, as gunicorn does; a missing
+// file is an error at start.
+func TestCLILogConfig(t *testing.T) {
+	py := python(t)
+	dir := t.TempDir()
+	out := filepath.Join(dir, "app.log")
+	ini := filepath.Join(dir, "logging.ini")
+	if err := os.WriteFile(ini, []byte(fmt.Sprintf(`[loggers]
+keys=root,lc
+
+[handlers]
+keys=file
+
+[formatters]
+keys=plain
+
+[logger_root]
+level=WARNING
+handlers=
+
+[logger_lc]
+level=INFO
+handlers=file
+qualname=lc
+
+[handler_file]
+class=FileHandler
+args=(%q,)
+formatter=plain
+
+[formatter_plain]
+format=ini %%(name)s %%(levelname)s %%(message)s
+`, out)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	js := filepath.Join(dir, "logging.json")
+	if err := os.WriteFile(js, []byte(fmt.Sprintf(`{"formatters": {"plain": {"format": "json %%(name)s %%(levelname)s %%(message)s"}},
+"handlers": {"file": {"class": "logging.FileHandler", "filename": %q, "formatter": "plain"}},
+"loggers": {"lc": {"level": "INFO", "handlers": ["file"]}}}`, out)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct{ flag, path, want string }{
+		{"--log-config", ini, "ini lc WARNING from-ini"},
+		{"--log-config-json", js, "json lc WARNING from-json"},
+	} {
+		s := start(t, py, tt.flag, tt.path, "lc_util:app")
+		s.ready("/pid")
+		msg := tt.want[strings.LastIndexByte(tt.want, ' ')+1:]
+		getJSON(t, noKeepAlive, s.URL+"/log?m="+msg)
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			b, _ := os.ReadFile(out)
+			if strings.Contains(string(b), tt.want+"\n") {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: %s lacks %q:\n%s", tt.flag, out, tt.want, b)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		stopTerm(t, s)
+	}
+	cmd := exec.Command(gornBin, "--python", py, "--log-config", filepath.Join(dir, "missing.ini"), "lc_util:app")
+	cmd.Dir = appsDir(t)
+	b, err := cmd.CombinedOutput()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 || !strings.Contains(string(b), "gorn: error: --log-config: stat ") {
+		t.Errorf("a missing --log-config: %v, %q; want exit 1 and one line", err, b)
+	}
+}
+
 // TestCLIDaemon: with -D the command returns at once and gorn runs on,
 // detached in a session of its own, until TERM.
 func TestCLIDaemon(t *testing.T) {

@@ -196,6 +196,9 @@ type runtimeConfig struct {
 	InFD          int  `json:"in_fd"`  // the runtime reads frames from the worker here
 	OutFD         int  `json:"out_fd"` // and writes its frames to the worker here
 	SourceFD      int  `json:"source_fd"`
+	// LogConfig and LogConfigJSON are --log-config and --log-config-json.
+	LogConfig     string `json:"log_config,omitempty"`
+	LogConfigJSON string `json:"log_config_json,omitempty"`
 	// Check: import the app and exit (--check-config).
 	Check bool `json:"check,omitempty"`
 	// The shared body memory (see sharedBodies); SharedFD 0 if none.
@@ -238,6 +241,8 @@ func startRuntime(cfg *config.Config, log *slog.Logger, argv []string, started f
 		Argv:          argv,
 		ErrorLog:      cfg.ErrorLog,
 		CaptureOutput: cfg.CaptureOutput,
+		LogConfig:     cfg.LogConfig,
+		LogConfigJSON: cfg.LogConfigJSON,
 		InFD:          3,
 		SourceFD:      4,
 		OutFD:         5,
@@ -428,7 +433,8 @@ func CheckApp(cfg *config.Config, argv []string) error {
 		return err
 	}
 	defer src.Close()
-	js, _ := json.Marshal(runtimeConfig{App: cfg.App, PythonPath: cfg.PythonPath, LogLevel: cfg.LogLevel, Argv: argv, SourceFD: 3, Check: true})
+	js, _ := json.Marshal(runtimeConfig{App: cfg.App, PythonPath: cfg.PythonPath, LogLevel: cfg.LogLevel, Argv: argv, SourceFD: 3, Check: true,
+		LogConfig: cfg.LogConfig, LogConfigJSON: cfg.LogConfigJSON})
 	ctx := context.Background()
 	if cfg.BootTimeout > 0 {
 		var cancel context.CancelFunc

@@ -75,6 +75,8 @@ type cli struct {
 	LogSyslogPrefix               string   `name:"log-syslog-prefix" placeholder:"SYSLOG_PREFIX" help:"The NAME in the syslog tags. Default: --name."`
 	LogSyslogFacility             string   `name:"log-syslog-facility" default:"user" placeholder:"SYSLOG_FACILITY" help:"The syslog facility: user, daemon, local0 ... local7, ..."`
 	DisableRedirectAccessToSyslog bool     `name:"disable-redirect-access-to-syslog" help:"With --log-syslog, keep the access log out of syslog."`
+	LogConfig                     string   `name:"log-config" placeholder:"FILE" help:"A Python logging configuration file (ini) applied in each app runtime before the app is imported (logging.config.fileConfig)."`
+	LogConfigJSON                 string   `name:"log-config-json" placeholder:"FILE" help:"A Python logging configuration as JSON (logging.config.dictConfig), applied as --log-config is."`
 	CaptureOutput                 bool     `name:"capture-output" help:"Redirect the standard output of the workers and the app to the file in --error-logfile (their standard error goes there anyway)."`
 	NoSendfile                    bool     `name:"no-sendfile" help:"Accepted for gunicorn compatibility: gorn never uses sendfile(2)."`
 	Sendfile                      bool     `name:"sendfile" help:"Accepted for gunicorn compatibility: gorn never uses sendfile(2)."`
@@ -448,6 +450,8 @@ func (c *cli) config() (*config.Config, error) {
 		AccessLogFormat:               c.AccessLogFormat,
 		CaptureOutput:                 c.CaptureOutput,
 		ReusePort:                     c.ReusePort,
+		LogConfig:                     c.LogConfig,
+		LogConfigJSON:                 c.LogConfigJSON,
 		Syslog:                        c.LogSyslog,
 		SyslogTo:                      c.LogSyslogTo,
 		SyslogPrefix:                  c.LogSyslogPrefix,

@@ -1129,6 +1129,7 @@ def main(argv):
     app_path(cfg)
 
     try:
+        configure_logging(cfg)
         app = load_app(cfg["app"])
     except AppImportError as e:
         boot_error(wfd, APP_LOAD_ERROR, str(e))
@@ -1163,6 +1164,25 @@ def main(argv):
     os._exit(0)
 
 
+def configure_logging(cfg):
+    """--log-config (an ini file, logging.config.fileConfig) or
+    --log-config-json (a JSON dict, dictConfig), applied before the app is
+    imported, as gunicorn applies them in the process the app runs in.
+    Loggers that exist already are left enabled, as gunicorn leaves them."""
+    import logging.config
+    path = cfg.get("log_config")
+    if path:
+        defaults = {"__file__": path, "here": os.path.dirname(path)}
+        logging.config.fileConfig(path, defaults=defaults, disable_existing_loggers=False)
+    path = cfg.get("log_config_json")
+    if path:
+        with open(path) as f:
+            config = json.load(f)
+        config.setdefault("version", 1)
+        config.setdefault("disable_existing_loggers", False)
+        logging.config.dictConfig(config)
+
+
 def app_path(cfg):
     """Puts --pythonpath, then the current directory (--chdir), first on
     sys.path, as the app is imported from there."""
@@ -1179,6 +1199,7 @@ def check_app(cfg):
     callable app) or 3 (importing raised)."""
     app_path(cfg)
     try:
+        configure_logging(cfg)
         load_app(cfg["app"])
     except AppImportError as e:
         sys.stderr.write(str(e) + "\n")

@@ -16,6 +16,7 @@ Routes:
   /cwd              {"cwd": os.getcwd()}
   /exe              {"executable": sys.executable}
   /print?m=TEXT     prints TEXT on standard output: {"pid": runtime pid}
+  /log?m=TEXT       logs TEXT as a warning of the Python logger "lc"
 """
 import json
 import os
@@ -87,6 +88,10 @@ def app(environ, start_response):
             time.sleep(float(q.get("t", "1")))
             os._exit(0)
         return _json(start_response, {"pid": pid})
+    if path == "/log":
+        import logging
+        logging.getLogger("lc").warning(q.get("m", ""))
+        return _json(start_response, {"pid": os.getpid()})
     if path == "/print":
         print(q.get("m", ""), flush=True)
         return _json(start_response, {"pid": os.getpid()})
