@@ -120,6 +120,12 @@ type Config struct {
 	SyslogPrefix                  string `json:"syslog_prefix,omitempty"`
 	SyslogFacility                string `json:"syslog_facility,omitempty"`
 	DisableRedirectAccessToSyslog bool   `json:"disable_redirect_access_to_syslog,omitempty"`
+	// Paste is --paste: a PasteDeploy ini file (FILE or FILE#name), an
+	// absolute path after Finish, that the app is loaded from instead of
+	// App; PasteGlobal are --paste-global KEY=VALUE pairs, its global
+	// configuration.
+	Paste       string   `json:"paste,omitempty"`
+	PasteGlobal []string `json:"paste_global,omitempty"`
 	// LogConfig is --log-config: a Python logging ini file, applied in
 	// each runtime (logging.config.fileConfig) before the app is imported;
 	// LogConfigJSON is --log-config-json, a JSON dict for dictConfig. Both
@@ -224,7 +230,11 @@ var LogLevels = []string{"debug", "info", "warning", "error", "critical"}
 // Finish fills what depends on the environment, resolves paths and checks
 // the configuration. getenv is os.Getenv in production.
 func (c *Config) Finish(getenv func(string) string) error {
-	if c.App == "" {
+	if c.Paste != "" {
+		if err := c.finishPaste(); err != nil {
+			return err
+		}
+	} else if c.App == "" {
 		return errors.New("no application module specified")
 	}
 	if len(c.Binds) == 0 {

@@ -119,6 +119,8 @@ var fileFlags = map[string]fileFlag{
 	"reuse_port":                        {"reuse-port", 'b'},
 	"logconfig":                         {"log-config", 's'},
 	"logconfig_json":                    {"log-config-json", 's'},
+	"paste":                             {"paste", 's'},
+	"raw_paste_global_conf":             {"paste-global", 'l'},
 	"syslog":                            {"log-syslog", 'b'},
 	"syslog_addr":                       {"log-syslog-to", 's'},
 	"syslog_prefix":                     {"log-syslog-prefix", 's'},
@@ -131,11 +133,6 @@ var fileFlags = map[string]fileFlag{
 	"initgroups":                        {"initgroups", 'b'},
 }
 
-// fileRefused are gunicorn settings gorn lacks whose absence would change
-// who the app runs as or how it runs: set to anything but their default,
-// they are an error.
-var fileRefused = []string{"paste"}
-
 // fileIgnored are gunicorn settings gorn lacks that it can do without, with
 // their gunicorn defaults (nil: None, False, 0, "" or empty): set to
 // anything else, they are ignored with a warning.
@@ -147,7 +144,7 @@ var fileIgnored = map[string]any{
 
 	"logger_class": "gunicorn.glogging.Logger", "logconfig_dict": nil,
 
-	"default_proc_name": nil, "raw_paste_global_conf": nil, "strip_header_spaces": nil,
+	"default_proc_name": nil, "strip_header_spaces": nil,
 	"tolerate_dangerous_framing": nil, "permit_unconventional_http_method": nil,
 	"permit_unconventional_http_version": nil, "casefold_http_method": nil,
 	"forwarder_headers": "SCRIPT_NAME,PATH_INFO",
@@ -199,10 +196,6 @@ func (fs *FileSettings) Args(skip map[string]bool) (args, warnings []string, err
 		case name == "worker_class":
 			if s, ok := v.(string); ok && !slices.Contains(WorkerClasses, s) {
 				errs = append(errs, fmt.Sprintf("worker_class %q is not supported: gorn serves WSGI apps, on --threads threads per worker", s))
-			}
-		case slices.Contains(fileRefused, name):
-			if !isDefault(v, nil) {
-				errs = append(errs, fmt.Sprintf("%s is not supported by gorn", name))
 			}
 		case ignoredName:
 			if !isDefault(v, def) {

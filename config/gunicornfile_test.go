@@ -61,7 +61,7 @@ func TestFileSettingsArgs(t *testing.T) {
 		},
 		{
 			name:     "settings at their defaults say nothing",
-			settings: map[string]any{"user": nil, "group": nil, "paste": nil, "preload_app": false, "logger_class": "gunicorn.glogging.Logger", "secure_scheme_headers": map[string]any{"X-FORWARDED-PROTOCOL": "ssl", "X-FORWARDED-PROTO": "https", "X-FORWARDED-SSL": "on"}, "helper_value": 7.0},
+			settings: map[string]any{"user": nil, "group": nil, "paste": nil, "worker_class": "sync", "preload_app": false, "logger_class": "gunicorn.glogging.Logger", "secure_scheme_headers": map[string]any{"X-FORWARDED-PROTOCOL": "ssl", "X-FORWARDED-PROTO": "https", "X-FORWARDED-SSL": "on"}, "helper_value": 7.0},
 		},
 		{
 			name:     "settings gorn can do without are ignored, with a warning",
@@ -95,8 +95,8 @@ func TestFileSettingsArgs(t *testing.T) {
 		},
 		{
 			name:     "paste",
-			settings: map[string]any{"paste": "development.ini"},
-			err:      "paste is not supported by gorn",
+			settings: map[string]any{"paste": "development.ini#api", "raw_paste_global_conf": []any{"region=eu"}},
+			want:     []string{"--paste=development.ini#api", "--paste-global=region=eu"},
 		},
 		{
 			name:     "daemon",

@@ -465,7 +465,7 @@ def post_fork(server, worker):
 
 	// A setting gorn cannot honour is one line and exit code 1.
 	bad := filepath.Join(dir, "bad.py")
-	if err := os.WriteFile(bad, []byte("paste = 'development.ini'\n"), 0o644); err != nil {
+	if err := os.WriteFile(bad, []byte("worker_class = 'gevent'\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	var out bytes.Buffer
@@ -473,9 +473,9 @@ def post_fork(server, worker):
 	cmd.Stderr = &out
 	err := cmd.Run()
 	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 {
-		t.Fatalf("a configuration file with paste: %v, want exit code 1", err)
+		t.Fatalf("a configuration file with worker_class gevent: %v, want exit code 1", err)
 	}
-	if want := "gorn: error: " + bad + ": paste is not supported by gorn\n"; out.String() != want {
+	if want := "gorn: error: " + bad + ": worker_class \"gevent\" is not supported: gorn serves WSGI apps, on --threads threads per worker\n"; out.String() != want {
 		t.Errorf("stderr %q, want %q", out.String(), want)
 	}
 }
@@ -663,6 +663,82 @@ format=ini %%(name)s %%(levelname)s %%(message)s
 	b, err := cmd.CombinedOutput()
 	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 || !strings.Contains(string(b), "gorn: error: --log-config: stat ") {
 		t.Errorf("a missing --log-config: %v, %q; want exit 1 and one line", err, b)
+	}
+}
+
+// TestCLIPaste: --paste loads the app from a PasteDeploy ini (#name picks
+// another app section), with --paste-global's values, and the ini's
+// [loggers] configure the app's logging, as gunicorn does.
+func TestCLIPaste(t *testing.T) {
+	py := python(t, "paste.deploy")
+	dir := t.TempDir()
+	src, err := os.ReadFile(filepath.Join(appsDir(t), "paste_app.py"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "paste_app.py"), src, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ini := filepath.Join(dir, "production.ini")
+	if err := os.WriteFile(ini, []byte(`[app:main]
+use = call:paste_app:app_factory
+greeting = hello from main
+
+[app:other]
+use = call:paste_app:app_factory
+greeting = hello from other
+
+[loggers]
+keys = root, pasteapp
+
+[handlers]
+keys = file
+
+[formatters]
+keys = plain
+
+[logger_root]
+level = WARNING
+handlers =
+
+[logger_pasteapp]
+level = INFO
+handlers = file
+qualname = pasteapp
+
+[handler_file]
+class = FileHandler
+args = ('%(here)s/app.log',)
+formatter = plain
+
+[formatter_plain]
+format = paste %(name)s %(message)s
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct{ paste, greeting string }{
+		{"production.ini", "hello from main"},
+		{"production.ini#other", "hello from other"},
+	} {
+		s := startIn(t, dir, py, "--paste", tt.paste, "--paste-global", "region=eu")
+		s.ready("/pid")
+		got := getJSON(t, noKeepAlive, s.URL+"/hello")
+		if got["greeting"] != tt.greeting || got["region"] != "eu" {
+			t.Errorf("--paste %s: %v, want greeting %q and region eu", tt.paste, got, tt.greeting)
+		}
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			b, _ := os.ReadFile(filepath.Join(dir, "app.log"))
+			if strings.Contains(string(b), "paste pasteapp served /hello\n") {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("the ini's logging configuration was not applied:\n%s", b)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		stopTerm(t, s)
+		os.Remove(filepath.Join(dir, "app.log"))
 	}
 }
 

@@ -199,6 +199,9 @@ type runtimeConfig struct {
 	// LogConfig and LogConfigJSON are --log-config and --log-config-json.
 	LogConfig     string `json:"log_config,omitempty"`
 	LogConfigJSON string `json:"log_config_json,omitempty"`
+	// Paste and PasteGlobal are --paste and --paste-global.
+	Paste       string            `json:"paste,omitempty"`
+	PasteGlobal map[string]string `json:"paste_global,omitempty"`
 	// Check: import the app and exit (--check-config).
 	Check bool `json:"check,omitempty"`
 	// The shared body memory (see sharedBodies); SharedFD 0 if none.
@@ -243,6 +246,8 @@ func startRuntime(cfg *config.Config, log *slog.Logger, argv []string, started f
 		CaptureOutput: cfg.CaptureOutput,
 		LogConfig:     cfg.LogConfig,
 		LogConfigJSON: cfg.LogConfigJSON,
+		Paste:         cfg.Paste,
+		PasteGlobal:   pasteGlobal(cfg.PasteGlobal),
 		InFD:          3,
 		SourceFD:      4,
 		OutFD:         5,
@@ -423,6 +428,19 @@ func (p *pipes) Close() {
 	p.fromRT.Close()
 }
 
+// pasteGlobal turns --paste-global's KEY=VALUE pairs into a map.
+func pasteGlobal(kvs []string) map[string]string {
+	if len(kvs) == 0 {
+		return nil
+	}
+	m := make(map[string]string, len(kvs))
+	for _, kv := range kvs {
+		k, v, _ := strings.Cut(kv, "=")
+		m[k] = v
+	}
+	return m
+}
+
 // CheckApp imports the app as a worker's runtime does, in a runtime of its
 // own that exits once it has (--check-config): nil when the app loads,
 // else an error holding the traceback or gunicorn's message. Bounded by
@@ -434,7 +452,7 @@ func CheckApp(cfg *config.Config, argv []string) error {
 	}
 	defer src.Close()
 	js, _ := json.Marshal(runtimeConfig{App: cfg.App, PythonPath: cfg.PythonPath, LogLevel: cfg.LogLevel, Argv: argv, SourceFD: 3, Check: true,
-		LogConfig: cfg.LogConfig, LogConfigJSON: cfg.LogConfigJSON})
+		LogConfig: cfg.LogConfig, LogConfigJSON: cfg.LogConfigJSON, Paste: cfg.Paste, PasteGlobal: pasteGlobal(cfg.PasteGlobal)})
 	ctx := context.Background()
 	if cfg.BootTimeout > 0 {
 		var cancel context.CancelFunc

@@ -77,6 +77,8 @@ type cli struct {
 	DisableRedirectAccessToSyslog bool     `name:"disable-redirect-access-to-syslog" help:"With --log-syslog, keep the access log out of syslog."`
 	LogConfig                     string   `name:"log-config" placeholder:"FILE" help:"A Python logging configuration file (ini) applied in each app runtime before the app is imported (logging.config.fileConfig)."`
 	LogConfigJSON                 string   `name:"log-config-json" placeholder:"FILE" help:"A Python logging configuration as JSON (logging.config.dictConfig), applied as --log-config is."`
+	Paste                         string   `name:"paste" aliases:"paster" placeholder:"STRING" help:"Load the app from a PasteDeploy ini file (FILE or FILE#name) instead of APP; its [loggers], if any, configure the app's logging."`
+	PasteGlobal                   []string `name:"paste-global" sep:"none" placeholder:"CONF" help:"A KEY=VALUE of --paste's global configuration. Repeatable."`
 	CaptureOutput                 bool     `name:"capture-output" help:"Redirect the standard output of the workers and the app to the file in --error-logfile (their standard error goes there anyway)."`
 	NoSendfile                    bool     `name:"no-sendfile" help:"Accepted for gunicorn compatibility: gorn never uses sendfile(2)."`
 	Sendfile                      bool     `name:"sendfile" help:"Accepted for gunicorn compatibility: gorn never uses sendfile(2)."`
@@ -452,6 +454,8 @@ func (c *cli) config() (*config.Config, error) {
 		ReusePort:                     c.ReusePort,
 		LogConfig:                     c.LogConfig,
 		LogConfigJSON:                 c.LogConfigJSON,
+		Paste:                         c.Paste,
+		PasteGlobal:                   c.PasteGlobal,
 		Syslog:                        c.LogSyslog,
 		SyslogTo:                      c.LogSyslogTo,
 		SyslogPrefix:                  c.LogSyslogPrefix,

@@ -1130,7 +1130,7 @@ def main(argv):
 
     try:
         configure_logging(cfg)
-        app = load_app(cfg["app"])
+        app = load(cfg)
     except AppImportError as e:
         boot_error(wfd, APP_LOAD_ERROR, str(e))
     except BaseException as e:
@@ -1183,6 +1183,28 @@ def configure_logging(cfg):
         logging.config.dictConfig(config)
 
 
+def load_paste(uri, global_conf):
+    """--paste: loads the app from a PasteDeploy ini file ("FILE" or
+    "FILE#name"), as gunicorn does."""
+    try:
+        from paste.deploy import loadapp
+    except ImportError as e:
+        raise AppImportError("--paste needs PasteDeploy in the app's Python: %s" % e)
+    path, _, name = uri.partition("#")
+    app = loadapp("config:" + path, name=name or None, relative_to=os.getcwd(),
+                  global_conf=dict(global_conf or {}))
+    if not callable(app):
+        raise AppImportError("Application object must be callable.")
+    return app
+
+
+def load(cfg):
+    """The app: from --paste's file, else from the APP argument."""
+    if cfg.get("paste"):
+        return load_paste(cfg["paste"], cfg.get("paste_global"))
+    return load_app(cfg["app"])
+
+
 def app_path(cfg):
     """Puts --pythonpath, then the current directory (--chdir), first on
     sys.path, as the app is imported from there."""
@@ -1200,7 +1222,7 @@ def check_app(cfg):
     app_path(cfg)
     try:
         configure_logging(cfg)
-        load_app(cfg["app"])
+        load(cfg)
     except AppImportError as e:
         sys.stderr.write(str(e) + "\n")
         code = APP_LOAD_ERROR
