@@ -672,13 +672,7 @@ format=ini %%(name)s %%(levelname)s %%(message)s
 func TestCLIPaste(t *testing.T) {
 	py := python(t, "paste.deploy")
 	dir := t.TempDir()
-	src, err := os.ReadFile(filepath.Join(appsDir(t), "paste_app.py"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "paste_app.py"), src, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	copyApp(t, dir, "paste_app.py")
 	ini := filepath.Join(dir, "production.ini")
 	if err := os.WriteFile(ini, []byte(`[app:main]
 use = call:paste_app:app_factory
@@ -745,14 +739,7 @@ format = paste %(name)s %(message)s
 // TestCLIDaemon: with -D the command returns at once and gorn runs on,
 // detached in a session of its own, until TERM.
 func TestCLIDaemon(t *testing.T) {
-	py := python(t)
-	dir := t.TempDir()
-	pidfile := filepath.Join(dir, "gorn.pid")
-	errLog := filepath.Join(dir, "error.log")
-	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	cmd := exec.Command(gornBin, "--python", py, "-D", "-p", pidfile, "--error-logfile", errLog, "-b", addr, "lc_util:app")
-	cmd.Dir = appsDir(t)
-	cmd.Env = lcEnviron(nil)
+	pidfile, errLog, addr, cmd := daemonCmd(t, python(t))
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
@@ -830,6 +817,31 @@ func TestCLIDaemon(t *testing.T) {
 	}
 }
 
+// daemonCmd is "gorn -D" serving lc_util on a free port, with a pid file and
+// an error log file in a directory of the test's, not started yet.
+func daemonCmd(t *testing.T, py string) (pidfile, errLog, addr string, cmd *exec.Cmd) {
+	dir := t.TempDir()
+	pidfile = filepath.Join(dir, "gorn.pid")
+	errLog = filepath.Join(dir, "error.log")
+	addr = fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	cmd = exec.Command(gornBin, "--python", py, "-D", "-p", pidfile, "--error-logfile", errLog, "-b", addr, "lc_util:app")
+	cmd.Dir = appsDir(t)
+	cmd.Env = lcEnviron(nil)
+	return pidfile, errLog, addr, cmd
+}
+
+// copyApp copies a test app file into dir.
+func copyApp(t *testing.T, dir, name string) {
+	t.Helper()
+	src, err := os.ReadFile(filepath.Join(appsDir(t), name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, name), src, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // TestCLIDaemonStdio: with -D -R, a daemon whose standard error is a file
 // (not a terminal) keeps it: the error log "-" goes there.
 func TestCLIDaemonStdio(t *testing.T) {
@@ -899,13 +911,7 @@ func TestCLIUser(t *testing.T) {
 	if err := os.Chmod(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	src, err := os.ReadFile(filepath.Join(appsDir(t), "lc_util.py"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "lc_util.py"), src, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	copyApp(t, dir, "lc_util.py")
 	sock := filepath.Join(dir, "g.sock")
 	accessLog := filepath.Join(dir, "access.log")
 	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))

@@ -7,7 +7,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -277,14 +276,7 @@ func TestUpgradeUSR2(t *testing.T) {
 // its pid file: USR2, then TERM to the old master; the new one, not
 // daemonized a second time, takes over the pid file and serves.
 func TestUpgradeDaemon(t *testing.T) {
-	py := python(t)
-	dir := t.TempDir()
-	pidfile := filepath.Join(dir, "gorn.pid")
-	errLog := filepath.Join(dir, "error.log")
-	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	cmd := exec.Command(gornBin, "--python", py, "-D", "-p", pidfile, "--error-logfile", errLog, "-b", addr, "lc_util:app")
-	cmd.Dir = appsDir(t)
-	cmd.Env = lcEnviron(nil)
+	pidfile, errLog, addr, cmd := daemonCmd(t, python(t))
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("gorn -D: %v\n%s", err, out)
 	}
