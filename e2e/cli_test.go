@@ -118,20 +118,27 @@ func TestCLIBindUnix(t *testing.T) {
 	}
 }
 
-func TestCLIBindFD(t *testing.T) {
-	py := python(t)
+// listenerFile is a listening TCP socket on a free loopback port, as a
+// file to hand to gorn, and its address.
+func listenerFile(t *testing.T) (*os.File, string) {
+	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer l.Close() // the file is a copy
 	f, err := l.(*net.TCPListener).File()
 	if err != nil {
 		t.Fatal(err)
 	}
+	return f, l.Addr().String()
+}
+
+func TestCLIBindFD(t *testing.T) {
+	py := python(t)
+	f, addr := listenerFile(t)
 	s := startLC(t, lcOpts{extra: []*os.File{f}}, "--python", py, "-b", "fd://3", "lc_util:app")
-	addr := l.Addr().String()
-	f.Close()
-	l.Close() // gorn holds its own copy
+	f.Close() // gorn holds its own copy
 	s.setAddr(addr)
 	s.ready("/pid")
 	if !strings.Contains(s.log.String(), "Listening at: http://"+addr+" (") {
@@ -149,16 +156,8 @@ func TestCLISystemdSockets(t *testing.T) {
 	var files []*os.File
 	var addrs []string
 	for range 2 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		f, err := l.(*net.TCPListener).File()
-		if err != nil {
-			t.Fatal(err)
-		}
-		addrs = append(addrs, l.Addr().String())
-		l.Close() // gorn holds its own copy
+		f, addr := listenerFile(t)
+		addrs = append(addrs, addr)
 		files = append(files, f)
 	}
 	ignored := fmt.Sprintf("127.0.0.1:%d", freePort(t))

@@ -118,14 +118,19 @@ func notPrint(r rune) bool { return !unicode.IsPrint(r) }
 
 // WithAttrs implements slog.Handler.
 func (h *Handler) WithAttrs(attrs []slog.Attr) slog.Handler {
+	h2 := *h
+	h2.attrs = withAttrs(h.attrs, attrs)
+	return &h2
+}
+
+// withAttrs is prefix, formatted attributes, with attrs formatted after it.
+func withAttrs(prefix string, attrs []slog.Attr) string {
 	var b strings.Builder
-	b.WriteString(h.attrs)
+	b.WriteString(prefix)
 	for _, a := range attrs {
 		writeAttr(&b, a)
 	}
-	h2 := *h
-	h2.attrs = b.String()
-	return &h2
+	return b.String()
 }
 
 // WithGroup implements slog.Handler; groups are flattened.

@@ -199,14 +199,9 @@ func (h *SyslogHandler) Handle(ctx context.Context, r slog.Record) error {
 
 // WithAttrs implements slog.Handler.
 func (h *SyslogHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
-	var b strings.Builder
-	b.WriteString(h.attrs)
-	for _, a := range attrs {
-		writeAttr(&b, a)
-	}
 	h2 := *h
 	h2.inner = h.inner.WithAttrs(attrs)
-	h2.attrs = b.String()
+	h2.attrs = withAttrs(h.attrs, attrs)
 	return &h2
 }
 
