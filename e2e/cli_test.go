@@ -96,7 +96,8 @@ func TestCLIBindUnix(t *testing.T) {
 	t.Parallel() // mostly waits for processes to exit
 	py := python(t)
 	sock := filepath.Join(t.TempDir(), "g.sock")
-	s := startLC(t, lcOpts{}, "--python", py, "-b", "unix:"+sock, "lc_util:app")
+	stdout := &syncBuffer{}
+	s := startLC(t, lcOpts{stdout: stdout}, "--python", py, "-b", "unix:"+sock, "--access-logfile", "-", "lc_util:app")
 	client := &http.Client{
 		Timeout: 30 * time.Second,
 		Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
@@ -111,6 +112,18 @@ func TestCLIBindUnix(t *testing.T) {
 	}
 	if !strings.Contains(s.log.String(), "Listening at: unix:"+sock+" (") {
 		t.Errorf("log lacks the unix listener")
+	}
+	// An unnamed unix peer is "-" in the access log (its REMOTE_ADDR is
+	// empty, as gunicorn's: TestEnviron).
+	if fi, err := os.Stat(sock); err != nil || fi.Mode().Perm() != 0o777 {
+		t.Errorf("the socket's mode is %v (%v), want 0777: --umask defaults to 0, as gunicorn's", fi.Mode().Perm(), err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for !regexp.MustCompile(`(?m)^- - - \[[^]]+\] "GET /pid HTTP/1\.1" 200 `).MatchString(stdout.String()) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no access log line with \"-\" for the unix peer:\n%s", stdout.String())
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 	stopTerm(t, s)
 	if _, err := os.Lstat(sock); !os.IsNotExist(err) {

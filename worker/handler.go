@@ -809,7 +809,7 @@ func (h *handler) environ(e *protocol.Environ, r *http.Request, pathInfo string)
 		e.Add("REMOTE_ADDR", host)
 		e.Add("REMOTE_PORT", port)
 	} else {
-		e.Add("REMOTE_ADDR", r.RemoteAddr)
+		e.Add("REMOTE_ADDR", unixPeer(r.RemoteAddr))
 	}
 	// As gunicorn: the listener's address on TCP; on a unix socket, which
 	// has no port, the Host header (else the socket path and port 80).
@@ -995,6 +995,16 @@ func connContext(ctx context.Context, c net.Conn) context.Context {
 	return ctx
 }
 
+// unixPeer is REMOTE_ADDR for a peer address that is not HOST:PORT: on a
+// unix socket the client is unnamed ("@" to Go), and gunicorn's
+// REMOTE_ADDR is then empty (the access log shows "-").
+func unixPeer(addr string) string {
+	if addr == "@" {
+		return ""
+	}
+	return addr
+}
+
 // accessLog writes access log lines: gunicorn's default format, or
 // --access-logformat's.
 type accessLog struct {
@@ -1015,7 +1025,7 @@ func (h *handler) logAccess(rw http.ResponseWriter, r *http.Request, start time.
 	a := h.access
 	host, port, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {
-		host = r.RemoteAddr
+		host = unixPeer(r.RemoteAddr)
 	}
 	e := logs.AccessEntry{
 		RemoteAddr: host,

@@ -90,7 +90,7 @@ func TestEnviron(t *testing.T) {
 			want: map[string]string{
 				"REQUEST_METHOD": "GET", "SCRIPT_NAME": "", "PATH_INFO": "/", "QUERY_STRING": "",
 				"RAW_URI": "/", "SERVER_PROTOCOL": "HTTP/1.1", "SERVER_SOFTWARE": software,
-				"REMOTE_ADDR": "@", "SERVER_NAME": "app.local", "SERVER_PORT": "80", "HTTP_HOST": "app.local",
+				"REMOTE_ADDR": "", "SERVER_NAME": "app.local", "SERVER_PORT": "80", "HTTP_HOST": "app.local", // as gunicorn's
 			},
 		},
 		{
