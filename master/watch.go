@@ -1,6 +1,7 @@
 package master
 
 import (
+	"cmp"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -22,9 +23,14 @@ import (
 // watchInterval is how often --reload looks at the files.
 const watchInterval = time.Second
 
-// watchLimit bounds the files --reload watches; a tree bigger than this is
-// cut short (with a warning), so polling stays cheap.
-const watchLimit = 20000
+// watchLimit bounds the Python files --reload watches, and walkLimit the
+// directory entries it looks at to find them (a start directory of / would
+// otherwise have it walk /proc and /sys every second); a tree bigger than
+// either is cut short, with a warning, so polling stays cheap.
+const (
+	watchLimit = 20000
+	walkLimit  = 200000
+)
 
 // fileStamp is what tells one version of a file from the next.
 type fileStamp struct {
@@ -40,15 +46,24 @@ type reloadEvent struct{ path string }
 type watchSet struct {
 	roots []string
 	extra []string
+	// maxFiles and maxEntries cut the walk short: watchLimit and
+	// walkLimit (0 means those).
+	maxFiles, maxEntries int
 }
 
 // snapshot stamps every watched file; full says the limit was reached.
 func (w watchSet) snapshot() (files map[string]fileStamp, full bool) {
 	files = make(map[string]fileStamp)
+	maxFiles, maxEntries := cmp.Or(w.maxFiles, watchLimit), cmp.Or(w.maxEntries, walkLimit)
+	walked := 0
 	for _, root := range w.roots {
 		filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
 			if err != nil {
 				return nil // gone or unreadable: not watched
+			}
+			if walked++; walked > maxEntries {
+				full = true
+				return filepath.SkipAll
 			}
 			if d.IsDir() {
 				if path != root && skipDir(path, d.Name()) {
@@ -59,7 +74,7 @@ func (w watchSet) snapshot() (files map[string]fileStamp, full bool) {
 			if !strings.HasSuffix(d.Name(), ".py") {
 				return nil
 			}
-			if len(files) >= watchLimit {
+			if len(files) >= maxFiles {
 				full = true
 				return filepath.SkipAll
 			}
@@ -80,8 +95,13 @@ func (w watchSet) snapshot() (files map[string]fileStamp, full bool) {
 }
 
 // skipDir says a directory holds no source of the app's own: hidden ones
-// (.git, .venv), caches, node_modules and virtual environments.
+// (.git, .venv), caches, node_modules, virtual environments, and the
+// kernel's /proc, /sys and /dev.
 func skipDir(path, name string) bool {
+	switch path {
+	case "/proc", "/sys", "/dev": // not source, and costly to walk
+		return true
+	}
 	if strings.HasPrefix(name, ".") || name == "__pycache__" || name == "node_modules" || name == "site-packages" {
 		return true
 	}
@@ -133,7 +153,7 @@ func (m *Master) watchSet(cfg *config.Config) watchSet {
 func (m *Master) watch(w watchSet, done <-chan struct{}) {
 	before, full := w.snapshot()
 	if full {
-		m.log.Warn("--reload watches only the first files it finds", "limit", watchLimit)
+		m.log.Warn("--reload watches only part of the tree: it is too big to poll every second", "python_files", watchLimit, "entries", walkLimit)
 	}
 	tick := time.NewTicker(watchInterval)
 	defer tick.Stop()

@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"testing"
 	"time"
 )
@@ -88,5 +89,44 @@ func TestWatchSetSnapshot(t *testing.T) {
 	after, _ := w.snapshot()
 	if p, ok := changed(files, after); !ok || p != missing {
 		t.Errorf("changed after creating %s = %q, %v", missing, p, ok)
+	}
+}
+
+// TestWatchSetLimits: a tree too big to poll every second is cut short,
+// by its Python files or by the entries walked to find them.
+func TestWatchSetLimits(t *testing.T) {
+	root := t.TempDir()
+	for i := range 30 {
+		name := filepath.Join(root, "d", string(rune('a'+i%26))+strconv.Itoa(i))
+		if err := os.MkdirAll(filepath.Dir(name), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		ext := ".py"
+		if i%2 == 1 {
+			ext = ".txt"
+		}
+		if err := os.WriteFile(name+ext, nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tests := []struct {
+		maxFiles, maxEntries int
+		full                 bool
+		atMost               int
+	}{
+		{0, 0, false, 15}, // the defaults: all 15 Python files
+		{10, 0, true, 10}, // cut by Python files
+		{0, 12, true, 12}, // cut by entries walked (the root and d count too)
+		{15, 100, false, 15},
+	}
+	for _, tt := range tests {
+		w := watchSet{roots: []string{root}, maxFiles: tt.maxFiles, maxEntries: tt.maxEntries}
+		files, full := w.snapshot()
+		if full != tt.full || len(files) > tt.atMost || (!tt.full && len(files) != tt.atMost) {
+			t.Errorf("limits %d/%d: %d files, full %v; want at most %d, full %v", tt.maxFiles, tt.maxEntries, len(files), full, tt.atMost, tt.full)
+		}
+	}
+	if !skipDir("/proc", "proc") || skipDir("/srv/proc", "proc") {
+		t.Errorf("skipDir: /proc must be skipped, /srv/proc not")
 	}
 }
