@@ -830,16 +830,35 @@ func TestCLIDaemon(t *testing.T) {
 }
 
 // daemonCmd is "gorn -D" serving lc_util on a free port, with a pid file and
-// an error log file in a directory of the test's, not started yet.
+// an error log file in a directory of the test's, not started yet. The
+// daemon is killed at the end of the test (killDaemons).
 func daemonCmd(t *testing.T, py string) (pidfile, errLog, addr string, cmd *exec.Cmd) {
 	dir := t.TempDir()
 	pidfile = filepath.Join(dir, "gorn.pid")
+	killDaemons(t, pidfile)
 	errLog = filepath.Join(dir, "error.log")
 	addr = fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	cmd = exec.Command(gornBin, "--python", py, "-D", "-p", pidfile, "--error-logfile", errLog, "-b", addr, "lc_util:app")
 	cmd.Dir = appsDir(t)
 	cmd.Env = lcEnviron(nil)
 	return pidfile, errLog, addr, cmd
+}
+
+// killDaemons kills, when the test ends, the masters named in pidfile and
+// pidfile.2 that are still alive (daemons are not the test's children; their
+// workers die with them).
+func killDaemons(t *testing.T, pidfile string) {
+	t.Cleanup(func() {
+		for _, path := range []string{pidfile, pidfile + ".2"} {
+			b, err := os.ReadFile(path)
+			if err != nil {
+				continue
+			}
+			if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && pid > 0 && alive(pid) {
+				syscall.Kill(pid, syscall.SIGKILL)
+			}
+		}
+	})
 }
 
 // copyApp copies a test app file into dir.
@@ -860,6 +879,7 @@ func TestCLIDaemonStdio(t *testing.T) {
 	py := python(t)
 	dir := t.TempDir()
 	pidfile := filepath.Join(dir, "gorn.pid")
+	killDaemons(t, pidfile)
 	out, err := os.Create(filepath.Join(dir, "out.log"))
 	if err != nil {
 		t.Fatal(err)
