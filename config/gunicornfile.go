@@ -120,6 +120,8 @@ var fileFlags = map[string]fileFlag{
 	"logconfig":                         {"log-config", 's'},
 	"logconfig_json":                    {"log-config-json", 's'},
 	"paste":                             {"paste", 's'},
+	"check_config":                      {"check-config", 'b'},
+	"print_config":                      {"print-config", 'b'},
 	"raw_paste_global_conf":             {"paste-global", 'l'},
 	"syslog":                            {"log-syslog", 'b'},
 	"syslog_addr":                       {"log-syslog-to", 's'},
@@ -137,8 +139,8 @@ var fileFlags = map[string]fileFlag{
 // their gunicorn defaults (nil: None, False, 0, "" or empty): set to
 // anything else, they are ignored with a warning.
 var fileIgnored = map[string]any{
-	"spew":         nil,
-	"check_config": nil, "print_config": nil, "preload_app": nil, "sendfile": nil,
+	"spew":        nil,
+	"preload_app": nil, "sendfile": nil,
 	"tmp_upload_dir":        nil,
 	"secure_scheme_headers": map[string]any{"X-FORWARDED-PROTOCOL": "ssl", "X-FORWARDED-PROTO": "https", "X-FORWARDED-SSL": "on"},
 

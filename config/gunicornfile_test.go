@@ -89,6 +89,11 @@ func TestFileSettingsArgs(t *testing.T) {
 			want:     []string{"--dogstatsd-tags=env:prod", "--statsd-host=localhost:8125", "--statsd-prefix=shop"},
 		},
 		{
+			name:     "check_config and print_config",
+			settings: map[string]any{"check_config": true, "print_config": false},
+			want:     []string{"--check-config=true", "--print-config=false"},
+		},
+		{
 			name:     "capture_output and reload",
 			settings: map[string]any{"capture_output": true, "reload": true, "reload_extra_files": []any{"a.html", "b.toml"}, "reload_engine": "poll"},
 			want:     []string{"--capture-output=true", "--reload=true", "--reload-engine=poll", "--reload-extra-file=a.html", "--reload-extra-file=b.toml"},
