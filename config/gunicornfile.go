@@ -139,17 +139,18 @@ var fileFlags = map[string]fileFlag{
 // their gunicorn defaults (nil: None, False, 0, "" or empty): set to
 // anything else, they are ignored with a warning.
 var fileIgnored = map[string]any{
-	"spew":        nil,
-	"preload_app": nil, "sendfile": nil,
-	"tmp_upload_dir":        nil,
-	"secure_scheme_headers": map[string]any{"X-FORWARDED-PROTOCOL": "ssl", "X-FORWARDED-PROTO": "https", "X-FORWARDED-SSL": "on"},
-
+	// Runtime behaviour gorn has no equivalent for.
+	"preload_app": nil, "sendfile": nil, "tmp_upload_dir": nil, "spew": nil, "default_proc_name": nil,
+	// Logging gorn does its own way.
 	"logger_class": "gunicorn.glogging.Logger", "logconfig_dict": nil,
-
-	"default_proc_name": nil, "strip_header_spaces": nil,
-	"tolerate_dangerous_framing": nil, "permit_unconventional_http_method": nil,
-	"permit_unconventional_http_version": nil, "casefold_http_method": nil,
-	"forwarder_headers": "SCRIPT_NAME,PATH_INFO",
+	// Request handling: gorn's is fixed (and strict).
+	"secure_scheme_headers":              map[string]any{"X-FORWARDED-PROTOCOL": "ssl", "X-FORWARDED-PROTO": "https", "X-FORWARDED-SSL": "on"},
+	"forwarder_headers":                  "SCRIPT_NAME,PATH_INFO",
+	"strip_header_spaces":                nil,
+	"tolerate_dangerous_framing":         nil,
+	"permit_unconventional_http_method":  nil,
+	"permit_unconventional_http_version": nil,
+	"casefold_http_method":               nil,
 }
 
 // fileHooks are gunicorn's server hooks, which gorn does not run.
