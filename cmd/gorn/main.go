@@ -43,9 +43,9 @@ type cli struct {
 	Threads                       int      `name:"threads" default:"1" placeholder:"INT" help:"The number of requests one worker runs at once in its Python runtime."`
 	WorkerClass                   string   `short:"k" name:"worker-class" default:"sync" placeholder:"STRING" help:"Accepted for gunicorn compatibility: sync or gthread, both served on --threads threads per worker. Other classes (gevent, uvicorn, ...) are an error."`
 	Backlog                       int      `name:"backlog" default:"2048" placeholder:"INT" help:"The maximum number of pending connections."`
-	Chdir                         string   `name:"chdir" placeholder:"DIR" help:"Change directory to DIR before loading the app."`
-	PythonPath                    string   `name:"pythonpath" placeholder:"STRING" help:"Comma-separated directories to add to the Python path, e.g. '/home/djangoprojects/myproject,/home/python/mylibrary'."`
-	Env                           []string `short:"e" name:"env" sep:"none" placeholder:"ENV" help:"Set environment variable (key=value). Repeatable."`
+	Chdir                         string   `name:"chdir" group:"Server mechanics" placeholder:"DIR" help:"Change directory to DIR before loading the app."`
+	PythonPath                    string   `name:"pythonpath" group:"Server mechanics" placeholder:"STRING" help:"Comma-separated directories to add to the Python path, e.g. '/home/djangoprojects/myproject,/home/python/mylibrary'."`
+	Env                           []string `short:"e" name:"env" group:"Server mechanics" sep:"none" placeholder:"ENV" help:"Set environment variable (key=value). Repeatable."`
 	Timeout                       seconds  `short:"t" name:"timeout" default:"30" placeholder:"INT" help:"Requests running in Python longer than this many seconds are killed. 0 disables."`
 	GracefulTimeout               seconds  `name:"graceful-timeout" default:"30" placeholder:"INT" help:"Seconds stopping workers get to finish their requests before they are killed."`
 	KeepAlive                     seconds  `name:"keep-alive" default:"2" placeholder:"INT" help:"Seconds to wait for the next request on a keep-alive connection. 0 disables keep-alive."`
@@ -56,43 +56,43 @@ type cli struct {
 	MaxRequests                   int      `name:"max-requests" default:"0" placeholder:"INT" help:"Replace a worker after it has served this many requests (its replacement is ready first). 0 disables."`
 	MaxRequestsJitter             int      `name:"max-requests-jitter" default:"0" placeholder:"INT" help:"Add a random 0..INT to --max-requests per worker, so workers are not all replaced at once."`
 	MaxWorkerMemory               string   `name:"max-worker-memory" default:"0" placeholder:"SIZE" help:"Replace a worker whose resident memory (worker plus its Python runtime) exceeds SIZE, e.g. 512M or 2G. 0 disables."`
-	AccessLogfile                 string   `name:"access-logfile" placeholder:"FILE" help:"The access log file to write to. '-' means log to stdout."`
-	AccessLogFormat               string   `name:"access-logformat" placeholder:"STRING" help:"The access log format, with gunicorn's atoms: e.g. '%(h)s %(t)s \"%(r)s\" %(s)s %(D)s'. Default: the Apache combined format."`
-	ErrorLogfile                  string   `name:"error-logfile" aliases:"log-file" default:"-" placeholder:"FILE" help:"The error log file to write to. '-' means log to stderr."`
-	Reload                        bool     `name:"reload" help:"Reload the workers (as on HUP) when a Python file under --chdir or --pythonpath changes. For development."`
-	ReloadExtraFile               []string `name:"reload-extra-file" sep:"none" placeholder:"FILE" help:"A file --reload watches as well, such as a template or a settings file. Repeatable."`
-	ReloadEngine                  string   `name:"reload-engine" default:"auto" enum:"auto,poll,inotify" placeholder:"STRING" help:"Accepted for gunicorn compatibility: gorn polls the files every second."`
-	StatsdHost                    string   `name:"statsd-host" placeholder:"STRING" help:"Send gunicorn's statsd metrics (requests, durations, statuses, workers, log warnings and errors) to this HOST:PORT over UDP."`
-	StatsdPrefix                  string   `name:"statsd-prefix" placeholder:"STRING" help:"A prefix for the statsd metric names (a '.' is added)."`
-	DogstatsdTags                 string   `name:"dogstatsd-tags" placeholder:"DOGSTATSD_TAGS" help:"DogStatsD tags added to every statsd line, e.g. env:prod,app:shop."`
-	PrintConfig                   bool     `name:"print-config" help:"Print the settings, one name = value line each (gunicorn's names), check that the app imports, and exit."`
-	CheckConfig                   bool     `name:"check-config" help:"Check the configuration and that the app imports, then exit: 0 if both are good, else 1 with the reason."`
-	Daemon                        bool     `short:"D" name:"daemon" help:"Daemonize the gorn process: it detaches from the terminal and its session, and the command returns at once. Log to files (--error-logfile) and write a --pid file."`
-	EnableStdioInheritance        bool     `short:"R" name:"enable-stdio-inheritance" help:"With --daemon, keep standard output and error (unless they are a terminal) instead of /dev/null."`
-	ReusePort                     bool     `name:"reuse-port" help:"Set SO_REUSEPORT on the TCP sockets gorn binds, so another server (another gorn, during a deploy) may bind the same address; the kernel spreads connections over both."`
-	LogSyslog                     bool     `name:"log-syslog" help:"Send the error log, and the access log, to syslog as well (gunicorn's tags: gunicorn.NAME.error and .access)."`
-	LogSyslogTo                   string   `name:"log-syslog-to" default:"udp://localhost:514" placeholder:"SYSLOG_ADDR" help:"Where --log-syslog sends: udp://HOST:PORT, tcp://HOST:PORT or unix://PATH[#dgram|#stream]."`
-	LogSyslogPrefix               string   `name:"log-syslog-prefix" placeholder:"SYSLOG_PREFIX" help:"The NAME in the syslog tags. Default: --name."`
-	LogSyslogFacility             string   `name:"log-syslog-facility" default:"user" placeholder:"SYSLOG_FACILITY" help:"The syslog facility: user, daemon, local0 ... local7, ..."`
-	DisableRedirectAccessToSyslog bool     `name:"disable-redirect-access-to-syslog" help:"With --log-syslog, keep the access log out of syslog."`
-	LogConfig                     string   `name:"log-config" placeholder:"FILE" help:"A Python logging configuration file (ini) applied in each app runtime before the app is imported (logging.config.fileConfig)."`
-	LogConfigJSON                 string   `name:"log-config-json" placeholder:"FILE" help:"A Python logging configuration as JSON (logging.config.dictConfig), applied as --log-config is."`
-	Paste                         string   `name:"paste" aliases:"paster" placeholder:"STRING" help:"Load the app from a PasteDeploy ini file (FILE or FILE#name) instead of APP; its [loggers], if any, configure the app's logging."`
-	PasteGlobal                   []string `name:"paste-global" sep:"none" placeholder:"CONF" help:"A KEY=VALUE of --paste's global configuration. Repeatable."`
-	CaptureOutput                 bool     `name:"capture-output" help:"Redirect the standard output of the workers and the app to the file in --error-logfile (their standard error goes there anyway)."`
-	NoSendfile                    bool     `name:"no-sendfile" help:"Accepted for gunicorn compatibility: gorn never uses sendfile(2)."`
-	Sendfile                      bool     `name:"sendfile" help:"Accepted for gunicorn compatibility: gorn never uses sendfile(2)."`
-	WorkerTmpDir                  string   `name:"worker-tmp-dir" placeholder:"DIR" help:"Accepted for gunicorn compatibility and unused: gorn's workers keep no heartbeat files."`
-	Preload                       bool     `name:"preload" help:"Accepted for gunicorn compatibility: every gorn worker's Python runtime imports the app itself (a warning says so)."`
-	LogLevel                      string   `name:"log-level" default:"info" placeholder:"LEVEL" help:"The granularity of error log outputs: debug, info, warning, error, critical."`
-	Name                          string   `short:"n" name:"name" placeholder:"STRING" help:"A base to use for process names (ps, top). Default gorn."`
-	Pid                           string   `short:"p" name:"pid" placeholder:"FILE" help:"A filename to use for the PID file."`
-	User                          string   `short:"u" name:"user" placeholder:"USER" help:"Switch worker processes to run as this user (a name or a numeric id). Default: the user gorn runs as."`
-	Group                         string   `short:"g" name:"group" placeholder:"GROUP" help:"Switch worker processes to run as this group (a name or a numeric id). Default: the primary group of --user, else gorn's."`
-	Umask                         string   `short:"m" name:"umask" default:"0" placeholder:"INT" help:"A bit mask for the file mode of the unix sockets gorn binds, e.g. 0o007. Default 0 (as gunicorn: anyone may connect)."`
-	Initgroups                    bool     `name:"initgroups" help:"Accepted for gunicorn compatibility: workers started with --user always get that user's supplementary groups."`
+	AccessLogfile                 string   `name:"access-logfile" group:"Logging" placeholder:"FILE" help:"The access log file to write to. '-' means log to stdout."`
+	AccessLogFormat               string   `name:"access-logformat" group:"Logging" placeholder:"STRING" help:"The access log format, with gunicorn's atoms: e.g. '%(h)s %(t)s \"%(r)s\" %(s)s %(D)s'. Default: the Apache combined format."`
+	ErrorLogfile                  string   `name:"error-logfile" group:"Logging" aliases:"log-file" default:"-" placeholder:"FILE" help:"The error log file to write to. '-' means log to stderr."`
+	Reload                        bool     `name:"reload" group:"Debugging" help:"Reload the workers (as on HUP) when a Python file under --chdir or --pythonpath changes. For development."`
+	ReloadExtraFile               []string `name:"reload-extra-file" group:"Debugging" sep:"none" placeholder:"FILE" help:"A file --reload watches as well, such as a template or a settings file. Repeatable."`
+	ReloadEngine                  string   `name:"reload-engine" group:"Debugging" default:"auto" enum:"auto,poll,inotify" placeholder:"STRING" help:"Accepted for gunicorn compatibility: gorn polls the files every second."`
+	StatsdHost                    string   `name:"statsd-host" group:"Metrics" placeholder:"STRING" help:"Send gunicorn's statsd metrics (requests, durations, statuses, workers, log warnings and errors) to this HOST:PORT over UDP."`
+	StatsdPrefix                  string   `name:"statsd-prefix" group:"Metrics" placeholder:"STRING" help:"A prefix for the statsd metric names (a '.' is added)."`
+	DogstatsdTags                 string   `name:"dogstatsd-tags" group:"Metrics" placeholder:"DOGSTATSD_TAGS" help:"DogStatsD tags added to every statsd line, e.g. env:prod,app:shop."`
+	PrintConfig                   bool     `name:"print-config" group:"Debugging" help:"Print the settings, one name = value line each (gunicorn's names), check that the app imports, and exit."`
+	CheckConfig                   bool     `name:"check-config" group:"Debugging" help:"Check the configuration and that the app imports, then exit: 0 if both are good, else 1 with the reason."`
+	Daemon                        bool     `short:"D" name:"daemon" group:"Server mechanics" help:"Daemonize the gorn process: it detaches from the terminal and its session, and the command returns at once. Log to files (--error-logfile) and write a --pid file."`
+	EnableStdioInheritance        bool     `short:"R" name:"enable-stdio-inheritance" group:"Server mechanics" help:"With --daemon, keep standard output and error (unless they are a terminal) instead of /dev/null."`
+	ReusePort                     bool     `name:"reuse-port" group:"Server mechanics" help:"Set SO_REUSEPORT on the TCP sockets gorn binds, so another server (another gorn, during a deploy) may bind the same address; the kernel spreads connections over both."`
+	LogSyslog                     bool     `name:"log-syslog" group:"Logging" help:"Send the error log, and the access log, to syslog as well (gunicorn's tags: gunicorn.NAME.error and .access)."`
+	LogSyslogTo                   string   `name:"log-syslog-to" group:"Logging" default:"udp://localhost:514" placeholder:"SYSLOG_ADDR" help:"Where --log-syslog sends: udp://HOST:PORT, tcp://HOST:PORT or unix://PATH[#dgram|#stream]."`
+	LogSyslogPrefix               string   `name:"log-syslog-prefix" group:"Logging" placeholder:"SYSLOG_PREFIX" help:"The NAME in the syslog tags. Default: --name."`
+	LogSyslogFacility             string   `name:"log-syslog-facility" group:"Logging" default:"user" placeholder:"SYSLOG_FACILITY" help:"The syslog facility: user, daemon, local0 ... local7, ..."`
+	DisableRedirectAccessToSyslog bool     `name:"disable-redirect-access-to-syslog" group:"Logging" help:"With --log-syslog, keep the access log out of syslog."`
+	LogConfig                     string   `name:"log-config" group:"Logging" placeholder:"FILE" help:"A Python logging configuration file (ini) applied in each app runtime before the app is imported (logging.config.fileConfig)."`
+	LogConfigJSON                 string   `name:"log-config-json" group:"Logging" placeholder:"FILE" help:"A Python logging configuration as JSON (logging.config.dictConfig), applied as --log-config is."`
+	Paste                         string   `name:"paste" group:"Server mechanics" aliases:"paster" placeholder:"STRING" help:"Load the app from a PasteDeploy ini file (FILE or FILE#name) instead of APP; its [loggers], if any, configure the app's logging."`
+	PasteGlobal                   []string `name:"paste-global" group:"Server mechanics" sep:"none" placeholder:"CONF" help:"A KEY=VALUE of --paste's global configuration. Repeatable."`
+	CaptureOutput                 bool     `name:"capture-output" group:"Logging" help:"Redirect the standard output of the workers and the app to the file in --error-logfile (their standard error goes there anyway)."`
+	NoSendfile                    bool     `name:"no-sendfile" group:"Server mechanics" help:"Accepted for gunicorn compatibility: gorn never uses sendfile(2)."`
+	Sendfile                      bool     `name:"sendfile" group:"Server mechanics" help:"Accepted for gunicorn compatibility: gorn never uses sendfile(2)."`
+	WorkerTmpDir                  string   `name:"worker-tmp-dir" group:"Server mechanics" placeholder:"DIR" help:"Accepted for gunicorn compatibility and unused: gorn's workers keep no heartbeat files."`
+	Preload                       bool     `name:"preload" group:"Server mechanics" help:"Accepted for gunicorn compatibility: every gorn worker's Python runtime imports the app itself (a warning says so)."`
+	LogLevel                      string   `name:"log-level" group:"Logging" default:"info" placeholder:"LEVEL" help:"The granularity of error log outputs: debug, info, warning, error, critical."`
+	Name                          string   `short:"n" name:"name" group:"Server mechanics" placeholder:"STRING" help:"A base to use for process names (ps, top). Default gorn."`
+	Pid                           string   `short:"p" name:"pid" group:"Server mechanics" placeholder:"FILE" help:"A filename to use for the PID file."`
+	User                          string   `short:"u" name:"user" group:"Server mechanics" placeholder:"USER" help:"Switch worker processes to run as this user (a name or a numeric id). Default: the user gorn runs as."`
+	Group                         string   `short:"g" name:"group" group:"Server mechanics" placeholder:"GROUP" help:"Switch worker processes to run as this group (a name or a numeric id). Default: the primary group of --user, else gorn's."`
+	Umask                         string   `short:"m" name:"umask" group:"Server mechanics" default:"0" placeholder:"INT" help:"A bit mask for the file mode of the unix sockets gorn binds, e.g. 0o007. Default 0 (as gunicorn: anyone may connect)."`
+	Initgroups                    bool     `name:"initgroups" group:"Server mechanics" help:"Accepted for gunicorn compatibility: workers started with --user always get that user's supplementary groups."`
 	Python                        string   `name:"python" placeholder:"PATH" help:"The Python interpreter that runs the app. Default $VIRTUAL_ENV/bin/python, else python3 on PATH."`
-	MetricsBind                   string   `name:"metrics-bind" placeholder:"ADDRESS" help:"Serve Prometheus /metrics, /healthz and /readyz on this address (HOST:PORT, unix:PATH), never an app --bind. Default: off."`
+	MetricsBind                   string   `name:"metrics-bind" group:"Metrics" placeholder:"ADDRESS" help:"Serve Prometheus /metrics, /healthz and /readyz on this address (HOST:PORT, unix:PATH), never an app --bind. Default: off."`
 	Version                       bool     `short:"v" name:"version" help:"Show program's version number and exit."`
 
 	CertFile             string `name:"certfile" group:"SSL" placeholder:"FILE" help:"SSL certificate file (PEM, with its chain). Serves TLS, and HTTP/2 by ALPN, on every bind."`
