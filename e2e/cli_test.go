@@ -399,15 +399,12 @@ func TestCLIAccessLogFormat(t *testing.T) {
 		t.Errorf("%%(D)s = %d µs", us)
 	}
 
-	var out bytes.Buffer
-	bad := exec.Command(gornBin, "--python", py, "--access-logformat", "%(h)s %(s)x", "lc_util:app")
-	bad.Stderr = &out
-	err = bad.Run()
-	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 {
-		t.Fatalf("a bad --access-logformat: %v, want exit code 1", err)
+	_, errOut, code := runGorn(t, nil, "--python", py, "--access-logformat", "%(h)s %(s)x", "lc_util:app")
+	if code != 1 {
+		t.Fatalf("a bad --access-logformat: exit %d, want 1", code)
 	}
-	if got := out.String(); got != "gorn: error: --access-logformat: at character 7: %(s)x: only the conversions s, d and i are supported\n" {
-		t.Errorf("stderr %q", got)
+	if errOut != "gorn: error: --access-logformat: at character 7: %(s)x: only the conversions s, d and i are supported\n" {
+		t.Errorf("stderr %q", errOut)
 	}
 }
 
@@ -480,15 +477,12 @@ def post_fork(server, worker):
 	if err := os.WriteFile(bad, []byte("worker_class = 'gevent'\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	var out bytes.Buffer
-	cmd := exec.Command(gornBin, "--python", py, "-c", bad, "lc_util:app")
-	cmd.Stderr = &out
-	err := cmd.Run()
-	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 {
-		t.Fatalf("a configuration file with worker_class gevent: %v, want exit code 1", err)
+	_, errOut, code := runGorn(t, nil, "--python", py, "-c", bad, "lc_util:app")
+	if code != 1 {
+		t.Fatalf("a configuration file with worker_class gevent: exit %d, want 1", code)
 	}
-	if want := "gorn: error: " + bad + ": worker_class \"gevent\" is not supported: gorn serves WSGI apps, on --threads threads per worker\n"; out.String() != want {
-		t.Errorf("stderr %q, want %q", out.String(), want)
+	if want := "gorn: error: " + bad + ": worker_class \"gevent\" is not supported: gorn serves WSGI apps, on --threads threads per worker\n"; errOut != want {
+		t.Errorf("stderr %q, want %q", errOut, want)
 	}
 }
 
@@ -569,16 +563,8 @@ func TestCLICheckConfig(t *testing.T) {
 		{"lc_notcallable:app", 1, "Application object must be callable."},
 	}
 	for _, tt := range tests {
-		cmd := exec.Command(gornBin, "--python", py, "--check-config", "-b", busy.Addr().String(), tt.app)
-		cmd.Dir = appsDir(t)
-		cmd.Env = lcEnviron(nil)
-		out, err := cmd.CombinedOutput()
-		code := 0
-		if ee, ok := err.(*exec.ExitError); ok {
-			code = ee.ExitCode()
-		} else if err != nil {
-			t.Fatal(err)
-		}
+		stdout, stderr, code := runGorn(t, nil, "--python", py, "--check-config", "-b", busy.Addr().String(), tt.app)
+		out := stdout + stderr
 		if code != tt.code || (tt.want == "" && len(out) != 0) || !strings.Contains(string(out), tt.want) {
 			t.Errorf("--check-config %s: exit %d, output %q; want exit %d and %q", tt.app, code, out, tt.code, tt.want)
 		}
@@ -588,14 +574,8 @@ func TestCLICheckConfig(t *testing.T) {
 		app  string
 		code int
 	}{{"lc_util:app", 0}, {"lc_noattr:app", 1}} {
-		cmd := exec.Command(gornBin, "--python", py, "--print-config", "-w", "3", "-b", busy.Addr().String(), tt.app)
-		cmd.Dir = appsDir(t)
-		cmd.Env = lcEnviron(nil)
-		out, err := cmd.CombinedOutput()
-		code := 0
-		if ee, ok := err.(*exec.ExitError); ok {
-			code = ee.ExitCode()
-		}
+		stdout, stderr, code := runGorn(t, nil, "--python", py, "--print-config", "-w", "3", "-b", busy.Addr().String(), tt.app)
+		out := stdout + stderr
 		for _, want := range []string{"\nworkers                  = 3\n", "\nbind                     = ['" + busy.Addr().String() + "']\n", "\nwsgi_app                 = '" + tt.app + "'\n"} {
 			if !strings.Contains(string(out), want) {
 				t.Errorf("--print-config %s lacks %q:\n%s", tt.app, want, out)
@@ -670,11 +650,9 @@ format=ini %%(name)s %%(levelname)s %%(message)s
 		}
 		stopTerm(t, s)
 	}
-	cmd := exec.Command(gornBin, "--python", py, "--log-config", filepath.Join(dir, "missing.ini"), "lc_util:app")
-	cmd.Dir = appsDir(t)
-	b, err := cmd.CombinedOutput()
-	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 || !strings.Contains(string(b), "gorn: error: --log-config: stat ") {
-		t.Errorf("a missing --log-config: %v, %q; want exit 1 and one line", err, b)
+	_, errOut, code := runGorn(t, nil, "--python", py, "--log-config", filepath.Join(dir, "missing.ini"), "lc_util:app")
+	if code != 1 || !strings.Contains(errOut, "gorn: error: --log-config: stat ") {
+		t.Errorf("a missing --log-config: exit %d, %q; want exit 1 and one line", code, errOut)
 	}
 }
 

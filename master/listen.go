@@ -277,14 +277,7 @@ func listenCause(err error) error {
 // arrives. So O_NONBLOCK is cleared around that call and set again; this
 // runs only while no worker does (the master binds before it starts any).
 func unpolledDup(ln net.Listener, name string) (*os.File, error) {
-	raw, err := ln.(syscall.Conn).SyscallConn() // bindServed checked it is one
-	if err != nil {
-		return nil, err
-	}
-	fd := -1
-	if cerr := raw.Control(func(s uintptr) { fd, err = unix.FcntlInt(s, unix.F_DUPFD_CLOEXEC, 0) }); cerr != nil {
-		err = cerr
-	}
+	fd, err := dupSocket(ln.(syscall.Conn)) // bindServed checked it is one
 	if err != nil {
 		return nil, err
 	}
@@ -298,6 +291,20 @@ func unpolledDup(ln net.Listener, name string) (*os.File, error) {
 		return nil, err
 	}
 	return f, nil
+}
+
+// dupSocket duplicates sc's descriptor, close-on-exec, above the standard
+// ones.
+func dupSocket(sc syscall.Conn) (int, error) {
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return -1, err
+	}
+	fd := -1
+	if cerr := raw.Control(func(s uintptr) { fd, err = unix.FcntlInt(s, unix.F_DUPFD_CLOEXEC, 3) }); cerr != nil {
+		err = cerr
+	}
+	return fd, err
 }
 
 func (l *listener) close() {

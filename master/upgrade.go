@@ -171,19 +171,10 @@ func (m *Master) startMaster() (int, error) {
 
 // dup duplicates the listener's socket (close-on-exec), for handing over.
 func (l *listener) dup() (int, error) {
-	var sc syscall.Conn = l.file
 	if l.file == nil {
-		sc = l.ln.(syscall.Conn) // bindServed checked it is one
+		return dupSocket(l.ln.(syscall.Conn)) // bindServed checked it is one
 	}
-	raw, err := sc.SyscallConn()
-	if err != nil {
-		return -1, err
-	}
-	fd := -1
-	if cerr := raw.Control(func(s uintptr) { fd, err = unix.FcntlInt(s, unix.F_DUPFD_CLOEXEC, 3) }); cerr != nil {
-		err = cerr
-	}
-	return fd, err
+	return dupSocket(l.file)
 }
 
 // childExited handles the exit of the master USR2 started, reaped while

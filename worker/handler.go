@@ -939,9 +939,10 @@ func (h *handler) reject(rw http.ResponseWriter, r *http.Request, status int, ms
 		rw.Header().Set("Connection", "close")
 	}
 	n := errorPage(rw, status, msg)
-	h.stats.Request(status, time.Since(start))
+	dur := time.Since(start)
+	h.stats.Request(status, dur)
 	if h.access != nil {
-		h.logAccess(rw, r, start, time.Since(start), status, int64(n))
+		h.logAccess(rw, r, start, dur, status, int64(n))
 	}
 }
 

@@ -87,6 +87,7 @@ const SpecEnv = "GORN_WORKER"
 // Main runs a worker process and returns its exit code.
 func Main(spec *Spec, log *slog.Logger) int {
 	cfg := spec.Config
+	pid := os.Getpid()
 	// --statsd-host: this worker's requests and log warnings and errors.
 	var stats *statsd.Client
 	if cfg.StatsdHost != "" {
@@ -105,9 +106,8 @@ func Main(spec *Spec, log *slog.Logger) int {
 			log.Warn("Cannot send to syslog", "err", err)
 		}
 		defer syslog.Close()
-		log = slog.New(logs.NewSyslogHandler(log.Handler(), syslog, logs.SyslogTag(cfg.SyslogPrefix, cfg.Name, "error"), os.Getpid()))
+		log = slog.New(logs.NewSyslogHandler(log.Handler(), syslog, logs.SyslogTag(cfg.SyslogPrefix, cfg.Name, "error"), pid))
 	}
-	pid := os.Getpid()
 	exiting := func() { log.Info(fmt.Sprintf("Worker exiting (pid: %d)", pid)) }
 
 	ctrlFile := os.NewFile(uintptr(spec.ControlFD), "control")
@@ -232,7 +232,7 @@ func Main(spec *Spec, log *slog.Logger) int {
 				log.Error("Bad --access-logformat; using the default", "err", err)
 			}
 		}
-		access = &accessLog{w: f, format: format, pid: os.Getpid()}
+		access = &accessLog{w: f, format: format, pid: pid}
 		if accessSyslog {
 			access.syslog, access.syslogTag = syslog, logs.SyslogTag(cfg.SyslogPrefix, cfg.Name, "access")
 		}
