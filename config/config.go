@@ -4,6 +4,7 @@
 package config
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -128,11 +129,15 @@ type Config struct {
 	PasteGlobal []string `json:"paste_global,omitempty"`
 	// LogConfig is --log-config: a Python logging ini file, applied in
 	// each runtime (logging.config.fileConfig) before the app is imported;
-	// LogConfigJSON is --log-config-json, a JSON dict for dictConfig. Both
-	// are absolute paths after Finish. They configure the app's Python
+	// LogConfigJSON is --log-config-json, a file holding a JSON dict for
+	// dictConfig; both are absolute paths after Finish. LogConfigDict is
+	// --log-config-dict (gunicorn.conf.py's logconfig_dict), the JSON dict
+	// itself. The runtime applies one: LogConfigDict, else LogConfigJSON,
+	// else LogConfig, as gunicorn picks. They configure the app's Python
 	// loggers; gorn's own logs are not Python's.
 	LogConfig     string `json:"log_config,omitempty"`
 	LogConfigJSON string `json:"log_config_json,omitempty"`
+	LogConfigDict string `json:"log_config_dict,omitempty"`
 	// CaptureOutput is --capture-output: the workers' and the app's
 	// standard output goes to ErrorLog too, when it is a file.
 	CaptureOutput bool `json:"capture_output,omitempty"`
@@ -330,6 +335,20 @@ func (c *Config) Finish(getenv func(string) string) error {
 		}
 		*p = abs
 	}
+	if c.LogConfigJSON != "" {
+		b, err := os.ReadFile(c.LogConfigJSON)
+		if err == nil {
+			err = jsonObject(b)
+		}
+		if err != nil {
+			return fmt.Errorf("--log-config-json: %w", err)
+		}
+	}
+	if c.LogConfigDict != "" {
+		if err := jsonObject([]byte(c.LogConfigDict)); err != nil {
+			return fmt.Errorf("--log-config-dict: %w", err)
+		}
+	}
 	if err := c.resolveOwner(); err != nil {
 		return err
 	}
@@ -390,4 +409,16 @@ func ParseSize(text string) (int64, error) {
 		return 0, fmt.Errorf("invalid size %q: want bytes or a number with K, M or G", text)
 	}
 	return int64(n * float64(mult)), nil
+}
+
+// jsonObject checks that b is one JSON object (a dict for dictConfig).
+func jsonObject(b []byte) error {
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		return fmt.Errorf("not a JSON object: %w", err)
+	}
+	if m == nil {
+		return errors.New("not a JSON object: null")
+	}
+	return nil
 }

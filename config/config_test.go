@@ -132,6 +132,13 @@ func TestFinish(t *testing.T) {
 				}
 			},
 		},
+		{name: "log config dict", edit: func(c *Config) { c.LogConfigDict = `{"version": 1, "root": {"level": "DEBUG"}}` }},
+		{name: "log config dict not an object", edit: func(c *Config) { c.LogConfigDict = `["version", 1]` }, wantErr: "--log-config-dict: not a JSON object"},
+		{name: "log config dict null", edit: func(c *Config) { c.LogConfigDict = `null` }, wantErr: "--log-config-dict: not a JSON object: null"},
+		{name: "log config dict not JSON", edit: func(c *Config) { c.LogConfigDict = `{'version': 1}` }, wantErr: "--log-config-dict: not a JSON object: invalid character"},
+		{name: "log config json", edit: func(c *Config) { c.LogConfigJSON = writeFile(t, `{"version": 1}`) }},
+		{name: "log config json not JSON", edit: func(c *Config) { c.LogConfigJSON = writeFile(t, "version = 1\n") }, wantErr: "--log-config-json: not a JSON object: invalid character"},
+		{name: "log config json missing", edit: func(c *Config) { c.LogConfigJSON = filepath.Join(t.TempDir(), "none.json") }, wantErr: "--log-config-json: stat "},
 		{name: "python missing", edit: func(c *Config) { c.Python = filepath.Join(t.TempDir(), "nope") }, wantErr: "cannot find the Python interpreter"},
 	}
 	for _, tt := range tests {
@@ -294,6 +301,7 @@ func TestPrint(t *testing.T) {
 		App: "shop.wsgi", Binds: []string{"0.0.0.0:80", "unix:/run/it's.sock"}, Workers: 4, Threads: 1, ThreadWorker: true,
 		Timeout: 1500 * time.Millisecond, Env: []string{"A=1"}, ForwardedAllowIPs: "10.0.0.1,10.0.0.2", ErrorLog: "-",
 		AccessLogFormat: "", DogstatsdTags: "", LogLevel: "info",
+		LogConfigDict: `{"version": 1, "root": {"level": "DEBUG", "handlers": ["h"], "x": null, "y": [true, 1.5]}}`,
 	}
 	var b strings.Builder
 	if err := c.Print(&b); err != nil {
@@ -309,6 +317,8 @@ func TestPrint(t *testing.T) {
 		`certfile                 = None`,
 		`dogstatsd_tags           = ''`,
 		`forwarded_allow_ips      = ['10.0.0.1', '10.0.0.2']`,
+		`logconfig                = None`,
+		`logconfig_dict           = {'root': {'handlers': ['h'], 'level': 'DEBUG', 'x': None, 'y': [True, 1.5]}, 'version': 1}`,
 		`raw_env                  = ['A=1']`,
 		`reload                   = False`,
 		`timeout                  = 1.5`,
@@ -320,4 +330,14 @@ func TestPrint(t *testing.T) {
 			t.Errorf("no line %q in:\n%s", want, b.String())
 		}
 	}
+}
+
+// writeFile writes text to a new file and returns its path.
+func writeFile(t *testing.T, text string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "file")
+	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
 }

@@ -29,11 +29,13 @@ var readGunicornConf string
 const fileTimeout = 30 * time.Second
 
 // FileSettings are what a gunicorn configuration file set: its top-level
-// names bound to data, and those bound to functions (server hooks, or
-// helpers).
+// names bound to data, those bound to functions (server hooks, or
+// helpers), and those bound to other Python objects (classes, streams, or
+// dicts holding them), which cannot be read as settings.
 type FileSettings struct {
 	Settings map[string]any `json:"settings"`
 	Hooks    []string       `json:"hooks"`
+	Objects  []string       `json:"objects"`
 }
 
 // ReadGunicornFile runs the configuration file at path with the Python
@@ -68,7 +70,7 @@ func ReadGunicornFile(python, path string) (*FileSettings, error) {
 // fileFlag is how a gunicorn setting becomes a gorn flag.
 type fileFlag struct {
 	flag string
-	kind byte // 'i' integer, 'n' number, 's' string, 'b' bool, 'l' list (the flag repeated), 'c' list joined by commas, 'p' --proxy-protocol
+	kind byte // 'i' integer, 'n' number, 's' string, 'b' bool, 'l' list (the flag repeated), 'c' list joined by commas, 'p' --proxy-protocol, 'd' dict (as JSON)
 }
 
 // fileFlags are the gunicorn settings gorn has, and their flags.
@@ -119,6 +121,7 @@ var fileFlags = map[string]fileFlag{
 	"reuse_port":                        {"reuse-port", 'b'},
 	"logconfig":                         {"log-config", 's'},
 	"logconfig_json":                    {"log-config-json", 's'},
+	"logconfig_dict":                    {"log-config-dict", 'd'},
 	"paste":                             {"paste", 's'},
 	"check_config":                      {"check-config", 'b'},
 	"print_config":                      {"print-config", 'b'},
@@ -142,7 +145,7 @@ var fileIgnored = map[string]any{
 	// Runtime behaviour gorn has no equivalent for.
 	"preload_app": nil, "sendfile": nil, "tmp_upload_dir": nil, "spew": nil, "default_proc_name": nil,
 	// Logging gorn does its own way.
-	"logger_class": "gunicorn.glogging.Logger", "logconfig_dict": nil,
+	"logger_class": "gunicorn.glogging.Logger",
 	// Request handling: gorn's is fixed (and strict).
 	"secure_scheme_headers":              map[string]any{"X-FORWARDED-PROTOCOL": "ssl", "X-FORWARDED-PROTO": "https", "X-FORWARDED-SSL": "on"},
 	"forwarder_headers":                  "SCRIPT_NAME,PATH_INFO",
@@ -220,6 +223,17 @@ func (fs *FileSettings) Args(skip map[string]bool) (args, warnings []string, err
 	if len(ignored) > 0 {
 		warnings = append(warnings, "Settings gorn does not have are ignored: "+strings.Join(ignored, ", "))
 	}
+	var objects []string
+	for _, name := range fs.Objects {
+		_, flag := fileFlags[name]
+		_, ignored := fileIgnored[name]
+		if (flag || ignored || name == "wsgi_app" || name == "worker_class") && !skip[name] {
+			objects = append(objects, name)
+		}
+	}
+	if len(objects) > 0 {
+		warnings = append(warnings, "Settings holding Python objects are ignored (gorn reads str, int, float, bool, None, and lists and dicts of them): "+strings.Join(objects, ", "))
+	}
 	var hooks []string
 	for _, h := range fs.Hooks {
 		if slices.Contains(fileHooks, h) {
@@ -265,6 +279,19 @@ func flagValues(kind byte, v any) ([]string, error) {
 			return nil, fmt.Errorf("must be True or False, not %v", v)
 		}
 		return []string{strconv.FormatBool(b)}, nil
+	case 'd':
+		m, ok := v.(map[string]any)
+		if !ok {
+			return nil, fmt.Errorf("must be a dict, not %v", v)
+		}
+		if len(m) == 0 {
+			return nil, nil // gunicorn's default
+		}
+		b, err := json.Marshal(m)
+		if err != nil {
+			return nil, err
+		}
+		return []string{string(b)}, nil
 	case 'p':
 		switch v := v.(type) {
 		case bool:

@@ -15,6 +15,7 @@ func TestFileSettingsArgs(t *testing.T) {
 		name     string
 		settings map[string]any
 		hooks    []string
+		objects  []string
 		skip     map[string]bool
 		want     []string
 		warnings []string
@@ -65,8 +66,23 @@ func TestFileSettingsArgs(t *testing.T) {
 		},
 		{
 			name:     "settings gorn can do without are ignored, with a warning",
-			settings: map[string]any{"preload_app": true, "worker_tmp_dir": "/dev/shm", "logconfig_dict": map[string]any{"version": 1.0}, "sendfile": false},
-			warnings: []string{"Settings gorn does not have are ignored: logconfig_dict, preload_app"}, // worker_tmp_dir means nothing to gorn
+			settings: map[string]any{"preload_app": true, "worker_tmp_dir": "/dev/shm", "logger_class": "myapp.Logger", "sendfile": false},
+			warnings: []string{"Settings gorn does not have are ignored: logger_class, preload_app"}, // worker_tmp_dir means nothing to gorn
+		},
+		{
+			name:     "logconfig_dict, as JSON",
+			settings: map[string]any{"logconfig_dict": map[string]any{"version": 1.0, "root": map[string]any{"level": "DEBUG", "handlers": []any{}}}},
+			want:     []string{`--log-config-dict={"root":{"handlers":[],"level":"DEBUG"},"version":1}`},
+		},
+		{
+			name:     "an empty logconfig_dict is gunicorn's default",
+			settings: map[string]any{"logconfig_dict": map[string]any{}},
+		},
+		{
+			name:     "settings holding Python objects are ignored, with a warning",
+			objects:  []string{"Helper", "bind", "logconfig_dict", "logger_class"},
+			skip:     map[string]bool{"bind": true},
+			warnings: []string{"Settings holding Python objects are ignored (gorn reads str, int, float, bool, None, and lists and dicts of them): logconfig_dict, logger_class"},
 		},
 		{
 			name:     "hooks are not run",
@@ -115,13 +131,13 @@ func TestFileSettingsArgs(t *testing.T) {
 		},
 		{
 			name:     "wrong types",
-			settings: map[string]any{"workers": 2.5, "bind": 80.0, "suppress_ragged_eofs": "yes", "chdir": true, "raw_env": []any{1.0}, "wsgi_app": 3.0},
-			err:      "bind: must be a string or a list of strings, not 80; chdir: must be a string, not true; raw_env: must be a list of strings, not [1]; suppress_ragged_eofs: must be True or False, not yes; workers: must be a whole number, not 2.5; wsgi_app: must be a string",
+			settings: map[string]any{"workers": 2.5, "bind": 80.0, "suppress_ragged_eofs": "yes", "chdir": true, "raw_env": []any{1.0}, "wsgi_app": 3.0, "logconfig_dict": "logging.ini"},
+			err:      "bind: must be a string or a list of strings, not 80; chdir: must be a string, not true; logconfig_dict: must be a dict, not logging.ini; raw_env: must be a list of strings, not [1]; suppress_ragged_eofs: must be True or False, not yes; workers: must be a whole number, not 2.5; wsgi_app: must be a string",
 		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			fs := &FileSettings{Settings: tt.settings, Hooks: tt.hooks}
+			fs := &FileSettings{Settings: tt.settings, Hooks: tt.hooks, Objects: tt.objects}
 			got, warnings, err := fs.Args(tt.skip)
 			if tt.err != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.err) {
@@ -166,7 +182,7 @@ func TestReadGunicornFile(t *testing.T) {
 		}
 		return path
 	}
-	path := write("gunicorn.conf.py", `import multiprocessing, os
+	path := write("gunicorn.conf.py", `import multiprocessing, os, sys
 print("printed while loading")
 bind = ("0.0.0.0:80",)
 workers = multiprocessing.cpu_count() * 0 + 3
@@ -179,6 +195,8 @@ def post_fork(server, worker):
 class Helper:
     pass
 _private = lambda: 1
+logconfig_dict = {"handlers": {"out": {"class": "logging.StreamHandler", "stream": sys.stdout}}}
+logger_class = Helper
 `)
 	fs, err := ReadGunicornFile(py, path)
 	if err != nil {
@@ -197,6 +215,10 @@ _private = lambda: 1
 	}
 	if !slices.Equal(fs.Hooks, []string{"_private", "post_fork"}) {
 		t.Errorf("hooks = %q, want _private and post_fork", fs.Hooks)
+	}
+	// Modules are neither settings nor objects.
+	if want := []string{"Helper", "logconfig_dict", "logger_class"}; !slices.Equal(fs.Objects, want) {
+		t.Errorf("objects = %q, want %q", fs.Objects, want)
 	}
 
 	errs := []struct{ text, want string }{

@@ -1,8 +1,10 @@
 package config
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -70,6 +72,9 @@ func (c *Config) Print(w io.Writer) error {
 		"limit_request_field_size": strconv.Itoa(c.LimitRequestFieldSize),
 		"limit_request_fields":     strconv.Itoa(c.LimitRequestFields),
 		"limit_request_line":       strconv.Itoa(c.LimitRequestLine),
+		"logconfig":                str(c.LogConfig),
+		"logconfig_dict":           pyJSON(c.LogConfigDict),
+		"logconfig_json":           str(c.LogConfigJSON),
 		"loglevel":                 str(c.LogLevel),
 		"max_requests":             strconv.Itoa(c.MaxRequests),
 		"max_requests_jitter":      strconv.Itoa(c.MaxRequestsJitter),
@@ -110,6 +115,52 @@ func (c *Config) Print(w io.Writer) error {
 		}
 	}
 	return nil
+}
+
+// pyJSON is a JSON object (--log-config-dict) in Python's notation, keys
+// sorted; "{}" for none.
+func pyJSON(text string) string {
+	var v any = map[string]any{}
+	if text != "" {
+		json.Unmarshal([]byte(text), &v) // Finish has checked it
+	}
+	var b strings.Builder
+	var write func(v any)
+	write = func(v any) {
+		switch v := v.(type) {
+		case map[string]any:
+			keys := slices.Sorted(maps.Keys(v))
+			b.WriteByte('{')
+			for i, k := range keys {
+				if i > 0 {
+					b.WriteString(", ")
+				}
+				b.WriteString(pyString(k))
+				b.WriteString(": ")
+				write(v[k])
+			}
+			b.WriteByte('}')
+		case []any:
+			b.WriteByte('[')
+			for i, x := range v {
+				if i > 0 {
+					b.WriteString(", ")
+				}
+				write(x)
+			}
+			b.WriteByte(']')
+		case string:
+			b.WriteString(pyString(v))
+		case float64:
+			b.WriteString(strconv.FormatFloat(v, 'f', -1, 64))
+		case bool:
+			b.WriteString(map[bool]string{true: "True", false: "False"}[v])
+		default:
+			b.WriteString("None")
+		}
+	}
+	write(v)
+	return b.String()
 }
 
 // pyString is s as a Python string literal, in single quotes as repr()

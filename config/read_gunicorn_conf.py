@@ -6,6 +6,8 @@ and prints, as one JSON object on standard output:
   settings  every top-level name whose value is JSON data (str, int, float,
             bool, None, or lists and dicts of those), by name
   hooks     the names bound to functions or other callables
+  objects   the names bound to anything else but modules (classes, streams,
+            dicts holding them, ...), which gorn cannot take as settings
 
 gorn, not this script, decides which names are settings it knows. An
 exception in the file is printed as a traceback on standard error, with
@@ -16,6 +18,7 @@ Usage: python3 read_gunicorn_conf.py FILE
 
 import json
 import sys
+import types
 
 
 def _is_data(value, depth=0):
@@ -42,15 +45,17 @@ def read(path):
     with open(path, "rb") as f:
         code = compile(f.read(), path, "exec")
     exec(code, namespace)
-    settings, hooks = {}, []
+    settings, hooks, objects = {}, [], []
     for name, value in namespace.items():
-        if name.startswith("__"):
+        if name.startswith("__") or isinstance(value, types.ModuleType):
             continue
         if _is_data(value):
             settings[name] = list(value) if isinstance(value, tuple) else value
         elif callable(value) and not isinstance(value, type):
             hooks.append(name)
-    return {"settings": settings, "hooks": sorted(hooks)}
+        else:
+            objects.append(name)
+    return {"settings": settings, "hooks": sorted(hooks), "objects": sorted(objects)}
 
 
 def main(argv):

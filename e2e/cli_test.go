@@ -587,9 +587,12 @@ func TestCLICheckConfig(t *testing.T) {
 	}
 }
 
-// TestCLILogConfig: --log-config (ini) and --log-config-json configure the
-// app's Python loggers before it is imported, as gunicorn does; a missing
-// file is an error at start.
+// TestCLILogConfig: --log-config (ini), --log-config-json and
+// --log-config-dict (gunicorn.conf.py's logconfig_dict) configure the app's
+// Python loggers before it is imported, as gunicorn does: the dicts laid
+// over gunicorn's defaults (the root logger at INFO on standard output),
+// one configuration only, the dict before the JSON file before the ini; a
+// missing file, or one that is not JSON, is an error at start.
 func TestCLILogConfig(t *testing.T) {
 	py := python(t)
 	dir := t.TempDir()
@@ -623,20 +626,45 @@ format=ini %%(name)s %%(levelname)s %%(message)s
 `, out)), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	js := filepath.Join(dir, "logging.json")
-	if err := os.WriteFile(js, []byte(fmt.Sprintf(`{"formatters": {"plain": {"format": "json %%(name)s %%(levelname)s %%(message)s"}},
+	// dictConfig's configuration, with the formatter's prefix as name.
+	dict := func(name string) string {
+		return fmt.Sprintf(`{"formatters": {"plain": {"format": "%s %%(name)s %%(levelname)s %%(message)s"}},
 "handlers": {"file": {"class": "logging.FileHandler", "filename": %q, "formatter": "plain"}},
-"loggers": {"lc": {"level": "INFO", "handlers": ["file"]}}}`, out)), 0o644); err != nil {
+"root": {"level": "WARNING", "handlers": []},
+"loggers": {"lc": {"level": "INFO", "handlers": ["file"]}}}`, name, out)
+	}
+	js := filepath.Join(dir, "logging.json")
+	if err := os.WriteFile(js, []byte(dict("json")), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	for _, tt := range []struct{ flag, path, want string }{
-		{"--log-config", ini, "ini lc WARNING from-ini"},
-		{"--log-config-json", js, "json lc WARNING from-json"},
+	conf := filepath.Join(dir, "gunicorn.conf.py")
+	if err := os.WriteFile(conf, []byte("import json\nlogconfig_dict = json.loads('''"+dict("file")+"''')\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		args []string
+		want string // the line in out, or a regular expression gorn's output matches
+	}{
+		{[]string{"--log-config", ini}, "ini lc WARNING from-ini"},
+		{[]string{"--log-config-json", js}, "json lc WARNING from-json"},
+		{[]string{"--log-config-dict", dict("dict")}, "dict lc WARNING from-dict"},
+		{[]string{"-c", conf}, "file lc WARNING from-conf"},
+		// One configuration only: the dict wins, then the JSON file.
+		{[]string{"--log-config", ini, "--log-config-json", js, "--log-config-dict", dict("dict")}, "dict lc WARNING from-dict-first"},
+		{[]string{"--log-config", ini, "--log-config-json", js}, "json lc WARNING from-json-first"},
+		// gunicorn's defaults under the dict: lc propagates to the root
+		// logger, which writes to standard output in gunicorn's format.
+		{[]string{"--log-config-dict", `{"loggers": {"lc": {"level": "INFO"}}}`}, `\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d [+-]\d{4}\] \[\d+\] \[WARNING\] from-defaults\n`},
 	} {
-		s := start(t, py, tt.flag, tt.path, "lc_util:app")
+		s := start(t, py, append(tt.args, "lc_util:app")...)
 		s.ready("/pid")
-		msg := tt.want[strings.LastIndexByte(tt.want, ' ')+1:]
+		msg := strings.TrimSuffix(tt.want[strings.LastIndexByte(tt.want, ' ')+1:], `\n`)
 		getJSON(t, noKeepAlive, s.URL+"/log?m="+msg)
+		if strings.HasPrefix(tt.want, `\[`) {
+			s.waitLog(tt.want, 10*time.Second)
+			stopTerm(t, s)
+			continue
+		}
 		deadline := time.Now().Add(10 * time.Second)
 		for {
 			b, _ := os.ReadFile(out)
@@ -644,15 +672,24 @@ format=ini %%(name)s %%(levelname)s %%(message)s
 				break
 			}
 			if time.Now().After(deadline) {
-				t.Fatalf("%s: %s lacks %q:\n%s", tt.flag, out, tt.want, b)
+				t.Fatalf("%q: %s lacks %q:\n%s", tt.args, out, tt.want, b)
 			}
 			time.Sleep(20 * time.Millisecond)
 		}
 		stopTerm(t, s)
 	}
-	_, errOut, code := runGorn(t, nil, "--python", py, "--log-config", filepath.Join(dir, "missing.ini"), "lc_util:app")
-	if code != 1 || !strings.Contains(errOut, "gorn: error: --log-config: stat ") {
-		t.Errorf("a missing --log-config: exit %d, %q; want exit 1 and one line", code, errOut)
+	for _, tt := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--log-config", filepath.Join(dir, "missing.ini")}, "gorn: error: --log-config: stat "},
+		{[]string{"--log-config-json", ini}, "gorn: error: --log-config-json: not a JSON object: invalid character"},
+		{[]string{"--log-config-dict", "{'version': 1}"}, "gorn: error: --log-config-dict: not a JSON object: invalid character"},
+	} {
+		_, errOut, code := runGorn(t, nil, append(append([]string{"--python", py}, tt.args...), "lc_util:app")...)
+		if code != 1 || !strings.HasPrefix(errOut, tt.want) || strings.Count(errOut, "\n") != 1 {
+			t.Errorf("%q: exit %d, %q; want exit 1 and one line %q", tt.args, code, errOut, tt.want)
+		}
 	}
 }
 
@@ -1109,5 +1146,31 @@ func TestCLILogLines(t *testing.T) {
 	}
 	if t.Failed() {
 		t.Logf("log:\n%s", out)
+	}
+}
+
+// TestGunicornErrorLogger: in the app's runtime, Python's "gunicorn.error"
+// logger is set up as gunicorn sets it up in a worker: at --log-level,
+// writing gunicorn's error-log lines with the worker's pid. An app that
+// hands its handlers and level to its own logger (Flask's documented
+// pattern) logs to gorn's error log, and the runtime's tracebacks go
+// through it.
+func TestGunicornErrorLogger(t *testing.T) {
+	py := python(t)
+	for _, level := range []string{"info", "warning"} {
+		s := start(t, py, "--log-level", level, "lc_util:app")
+		s.ready("/pid")
+		worker := int(getJSON(t, noKeepAlive, s.URL+"/pid")["ppid"].(float64)) // "Booting worker" is info
+		getJSON(t, noKeepAlive, s.URL+"/glog?m=from-the-app-"+level)
+		if code, _ := s.get("/raise?m=boom-" + level); code != 500 {
+			t.Fatalf("/raise: status %d, want 500", code)
+		}
+		stamp := `\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d [+-]\d{4}\]`
+		s.waitLog(fmt.Sprintf(`(?m)^%s \[%d\] \[ERROR\] Error handling request /raise\?m=boom-%s\nTraceback \(most recent call last\):\n(?:  .*\n)+RuntimeError: boom-%s\n`, stamp, worker, level, level), 10*time.Second)
+		info := regexp.MustCompile(fmt.Sprintf(`(?m)^%s \[%d\] \[INFO\] from-the-app-%s\n`, stamp, worker, level))
+		if got := info.MatchString(s.log.String()); got != (level == "info") {
+			t.Errorf("--log-level %s: the app's info line logged: %v, want %v\n%s", level, got, level == "info", s.log.String())
+		}
+		stopTerm(t, s)
 	}
 }

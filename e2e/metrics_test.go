@@ -492,8 +492,8 @@ func TestStatsd(t *testing.T) {
 	}
 }
 
-// udpCollector gathers the datagrams sent to a UDP socket on loopback,
-// split into lines, until the test ends.
+// udpCollector gathers the datagrams sent to a UDP socket on loopback
+// until the test ends.
 type udpCollector struct {
 	addr string
 	mu   sync.Mutex
@@ -517,7 +517,7 @@ func collectUDP(t *testing.T) *udpCollector {
 				return // closed at the end of the test
 			}
 			c.mu.Lock()
-			c.got = append(c.got, strings.Split(string(b[:n]), "\n")...)
+			c.got = append(c.got, string(b[:n]))
 			c.mu.Unlock()
 		}
 	}()
@@ -525,15 +525,25 @@ func collectUDP(t *testing.T) *udpCollector {
 	return c
 }
 
-// lines are the lines received so far.
+// lines are the lines of the datagrams received so far.
 func (c *udpCollector) lines() []string {
+	var lines []string
+	for _, d := range c.datagrams() {
+		lines = append(lines, strings.Split(d, "\n")...)
+	}
+	return lines
+}
+
+// datagrams are the datagrams received so far.
+func (c *udpCollector) datagrams() []string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return slices.Clone(c.got)
 }
 
-// TestSyslog: --log-syslog sends the master's and workers' error log lines
-// and the access log to syslog as gunicorn does ("<PRI>gunicorn.PREFIX.NAME:
+// TestSyslog: --log-syslog sends the master's, workers' and runtimes' error
+// log lines (the app's tracebacks, and what it logs through gunicorn's
+// error logger) and the access log to syslog as gunicorn does ("<PRI>gunicorn.PREFIX.NAME:
 // [PID] message", NUL-terminated), the access log unless
 // --disable-redirect-access-to-syslog.
 func TestSyslog(t *testing.T) {
@@ -547,17 +557,24 @@ func TestSyslog(t *testing.T) {
 		s := start(t, py, args...)
 		s.ready("/pid")
 		worker := s.workerPids()[0]
+		// The app's lines and tracebacks, from its runtime, as well.
+		getJSON(t, noKeepAlive, s.URL+"/glog?m=from-the-app")
+		if code, _ := s.get("/raise?m=boom"); code != 500 {
+			t.Fatalf("/raise: status %d, want 500", code)
+		}
 		booting := fmt.Sprintf("<134>gunicorn.shop.error: [%d] Booting worker with pid: %d\x00", s.cmd.Process.Pid, worker)
+		app := fmt.Sprintf("<134>gunicorn.shop.error: [%d] from-the-app\x00", worker)
+		traceback := regexp.MustCompile(fmt.Sprintf(`^<131>gunicorn\.shop\.error: \[%d\] Error handling request /raise\?m=boom\nTraceback \(most recent call last\):\n[\s\S]*\nRuntimeError: boom\x00$`, worker))
 		access := regexp.MustCompile(fmt.Sprintf(`^<134>gunicorn\.shop\.access: \[%d\] 127\.0\.0\.1 - - \[[^]]+\] "GET /pid HTTP/1\.1" 200 \d+ "-" "Go-http-client/1\.1"\x00$`, worker))
 		deadline := time.Now().Add(10 * time.Second)
 		for {
 			lines := udp.lines()
 			hasAccess := slices.ContainsFunc(lines, access.MatchString)
-			if slices.Contains(lines, booting) && (hasAccess || disableAccess) {
+			if slices.Contains(lines, booting) && slices.Contains(lines, app) && slices.ContainsFunc(udp.datagrams(), traceback.MatchString) && (hasAccess || disableAccess) {
 				break
 			}
 			if time.Now().After(deadline) {
-				t.Fatalf("syslog lines (disable access %v) lack %q or an access line:\n%q", disableAccess, booting, lines)
+				t.Fatalf("syslog lines (disable access %v) lack %q, %q, the traceback or an access line:\n%q", disableAccess, booting, app, lines)
 			}
 			time.Sleep(20 * time.Millisecond)
 		}

@@ -23,6 +23,7 @@ import (
 	"github.com/gorn-project/gorn/config"
 	"github.com/gorn-project/gorn/internal/proc"
 	"github.com/gorn-project/gorn/internal/rawio"
+	"github.com/gorn-project/gorn/logs"
 	"github.com/gorn-project/gorn/protocol"
 	pyruntime "github.com/gorn-project/gorn/worker/runtime"
 )
@@ -196,9 +197,14 @@ type runtimeConfig struct {
 	InFD          int  `json:"in_fd"`  // the runtime reads frames from the worker here
 	OutFD         int  `json:"out_fd"` // and writes its frames to the worker here
 	SourceFD      int  `json:"source_fd"`
-	// LogConfig and LogConfigJSON are --log-config and --log-config-json.
-	LogConfig     string `json:"log_config,omitempty"`
-	LogConfigJSON string `json:"log_config_json,omitempty"`
+	// LogConfig, LogConfigJSON and LogConfigDict are --log-config,
+	// --log-config-json and --log-config-dict.
+	LogConfig     string          `json:"log_config,omitempty"`
+	LogConfigJSON string          `json:"log_config_json,omitempty"`
+	LogConfigDict json.RawMessage `json:"log_config_dict,omitempty"`
+	// Syslog is where --log-syslog sends the runtime's error log lines;
+	// nil without --log-syslog.
+	Syslog *runtimeSyslog `json:"syslog,omitempty"`
 	// Paste and PasteGlobal are --paste and --paste-global.
 	Paste       string            `json:"paste,omitempty"`
 	PasteGlobal map[string]string `json:"paste_global,omitempty"`
@@ -210,6 +216,42 @@ type runtimeConfig struct {
 	SharedSlots     int `json:"shared_slots,omitempty"`
 	SharedBodySlots int `json:"shared_body_slots,omitempty"`
 	SharedSlotSize  int `json:"shared_slot_size,omitempty"`
+}
+
+// runtimeSyslog is --log-syslog for the runtime: the address as
+// logs.ParseSyslogAddr reads it, the facility's number, and the error log's
+// tag.
+type runtimeSyslog struct {
+	Network  string `json:"network"` // udp, tcp, unixgram, unix, or unix* for either
+	Address  string `json:"address"` // HOST:PORT, or a path
+	Facility int    `json:"facility"`
+	Tag      string `json:"tag"`
+}
+
+// newRuntimeSyslog is cfg's --log-syslog for the runtime, nil when off.
+// Finish has checked the address and the facility.
+func newRuntimeSyslog(cfg *config.Config) *runtimeSyslog {
+	if !cfg.Syslog {
+		return nil
+	}
+	network, address, err := logs.ParseSyslogAddr(cfg.SyslogTo)
+	if err != nil {
+		return nil
+	}
+	facility, err := logs.ParseSyslogFacility(cfg.SyslogFacility)
+	if err != nil {
+		return nil
+	}
+	return &runtimeSyslog{Network: network, Address: address, Facility: facility, Tag: logs.SyslogTag(cfg.SyslogPrefix, cfg.Name, "error")}
+}
+
+// logConfigDict is --log-config-dict as JSON for the runtime; nil for none
+// (Finish has checked that it is a JSON object).
+func logConfigDict(cfg *config.Config) json.RawMessage {
+	if !json.Valid([]byte(cfg.LogConfigDict)) {
+		return nil
+	}
+	return json.RawMessage(cfg.LogConfigDict)
 }
 
 // startRuntime starts a runtime and waits, up to cfg.BootTimeout, for it to
@@ -246,6 +288,8 @@ func startRuntime(cfg *config.Config, log *slog.Logger, argv []string, started f
 		CaptureOutput: cfg.CaptureOutput,
 		LogConfig:     cfg.LogConfig,
 		LogConfigJSON: cfg.LogConfigJSON,
+		LogConfigDict: logConfigDict(cfg),
+		Syslog:        newRuntimeSyslog(cfg),
 		Paste:         cfg.Paste,
 		PasteGlobal:   pasteGlobal(cfg.PasteGlobal),
 		InFD:          3,
@@ -452,7 +496,7 @@ func CheckApp(cfg *config.Config, argv []string) error {
 	}
 	defer src.Close()
 	js, _ := json.Marshal(runtimeConfig{App: cfg.App, PythonPath: cfg.PythonPath, LogLevel: cfg.LogLevel, Argv: argv, SourceFD: 3, Check: true,
-		LogConfig: cfg.LogConfig, LogConfigJSON: cfg.LogConfigJSON, Paste: cfg.Paste, PasteGlobal: pasteGlobal(cfg.PasteGlobal)})
+		LogConfig: cfg.LogConfig, LogConfigJSON: cfg.LogConfigJSON, LogConfigDict: logConfigDict(cfg), Paste: cfg.Paste, PasteGlobal: pasteGlobal(cfg.PasteGlobal)})
 	ctx := context.Background()
 	if cfg.BootTimeout > 0 {
 		var cancel context.CancelFunc

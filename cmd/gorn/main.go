@@ -76,7 +76,8 @@ type cli struct {
 	LogSyslogFacility             string   `name:"log-syslog-facility" group:"Logging" default:"user" placeholder:"SYSLOG_FACILITY" help:"The syslog facility: user, daemon, local0 ... local7, ..."`
 	DisableRedirectAccessToSyslog bool     `name:"disable-redirect-access-to-syslog" group:"Logging" help:"With --log-syslog, keep the access log out of syslog."`
 	LogConfig                     string   `name:"log-config" group:"Logging" placeholder:"FILE" help:"A Python logging configuration file (ini) applied in each app runtime before the app is imported (logging.config.fileConfig)."`
-	LogConfigJSON                 string   `name:"log-config-json" group:"Logging" placeholder:"FILE" help:"A Python logging configuration as JSON (logging.config.dictConfig), applied as --log-config is."`
+	LogConfigJSON                 string   `name:"log-config-json" group:"Logging" placeholder:"FILE" help:"A Python logging configuration in a JSON file (logging.config.dictConfig), laid over gunicorn's logging defaults and applied as --log-config is. It takes precedence over --log-config."`
+	LogConfigDict                 string   `name:"log-config-dict" group:"Logging" placeholder:"JSON" help:"A Python logging configuration as a JSON object, as gunicorn.conf.py's logconfig_dict: laid over gunicorn's logging defaults and applied as --log-config is. It takes precedence over --log-config-json, which takes precedence over --log-config."`
 	Paste                         string   `name:"paste" group:"Server mechanics" aliases:"paster" placeholder:"STRING" help:"Load the app from a PasteDeploy ini file (FILE or FILE#name) instead of APP; its [loggers], if any, configure the app's logging."`
 	PasteGlobal                   []string `name:"paste-global" group:"Server mechanics" sep:"none" placeholder:"CONF" help:"A KEY=VALUE of --paste's global configuration. Repeatable."`
 	CaptureOutput                 bool     `name:"capture-output" group:"Logging" help:"Redirect the standard output of the workers and the app to the file in --error-logfile (their standard error goes there anyway)."`
@@ -454,6 +455,7 @@ func (c *cli) config() (*config.Config, error) {
 		ReusePort:                     c.ReusePort,
 		LogConfig:                     c.LogConfig,
 		LogConfigJSON:                 c.LogConfigJSON,
+		LogConfigDict:                 c.LogConfigDict,
 		Paste:                         c.Paste,
 		PasteGlobal:                   c.PasteGlobal,
 		Syslog:                        c.LogSyslog,

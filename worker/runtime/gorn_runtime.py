@@ -240,26 +240,32 @@ def check_head(status, headers):
 # ----------------------------------------------------------------- logging
 
 class Log:
-    """Writes gunicorn-style error log lines to standard error."""
+    """The runtime's error log: Python's "gunicorn.error" logger, set up as
+    gunicorn sets it up in a worker. Its level is --log-level, it does not
+    propagate, and it writes gunicorn's error-log lines to standard error
+    (the error log), stamped with the worker's pid as gorn's own lines are;
+    with --log-syslog it sends them to syslog too. Apps that hand this
+    logger's handlers to their own loggers (Flask's documented pattern) log
+    there; --log-config and friends may reconfigure it, as in gunicorn."""
 
-    def __init__(self, level, pid):
-        self.level = LEVELS.get(level, 20)
-        self.pid = pid
-        self.lock = threading.Lock()
+    def __init__(self, level, pid, syslog=None):
+        import logging
+        self.logger = logger = logging.getLogger("gunicorn.error")
+        logger.propagate = False
+        logger.setLevel(LEVELS.get(level, 20))
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter(
+            "%%(asctime)s [%d] [%%(levelname)s] %%(message)s" % pid, "[%Y-%m-%d %H:%M:%S %z]"))
+        logger.addHandler(handler)
+        if syslog:
+            try:
+                logger.addHandler(syslog_handler(syslog, pid))
+            except (OSError, ValueError) as e:
+                self.warning("Cannot send the runtime's log to syslog at %s: %s" % (syslog.get("address"), e))
 
     def log(self, level, msg, exc=False):
-        if LEVELS[level] < self.level:
-            return
-        stamp = time.strftime("[%Y-%m-%d %H:%M:%S %z]")
-        text = "%s [%d] [%s] %s\n" % (stamp, self.pid, level.upper(), msg)
-        if exc:
-            text += traceback.format_exc()
-        with self.lock:
-            try:
-                sys.stderr.write(text)
-                sys.stderr.flush()
-            except (OSError, ValueError):
-                pass
+        # msg is final text: no arguments, so logging leaves its % alone.
+        self.logger.log(LEVELS[level], msg, exc_info=exc)
 
     def debug(self, msg):
         self.log("debug", msg)
@@ -272,6 +278,34 @@ class Log:
 
     def error(self, msg, exc=False):
         self.log("error", msg, exc)
+
+
+def syslog_handler(syslog, pid):
+    """A logging handler for --log-syslog, sending what gorn's own syslog
+    lines look like (gunicorn's): "<PRI>TAG: [PID] message" and a NUL.
+    syslog holds the address gorn parsed: network ("udp", "tcp",
+    "unixgram", "unix", or "unix*" for either), address ("HOST:PORT" or a
+    path), facility (a number) and tag."""
+    import logging
+    import logging.handlers
+    import socket
+
+    class Handler(logging.handlers.SysLogHandler):
+        # logging.config closes every handler it finds before it installs a
+        # configuration; on Python < 3.11 a closed SysLogHandler cannot send
+        # again. This one keeps its socket for the runtime's life.
+        def close(self):
+            logging.Handler.close(self)
+
+    network, address = syslog["network"], syslog["address"]
+    if network in ("udp", "tcp"):
+        host, _, port = address.rpartition(":")
+        address = (host.strip("[]"), int(port))
+    socktype = {"udp": socket.SOCK_DGRAM, "tcp": socket.SOCK_STREAM,
+                "unixgram": socket.SOCK_DGRAM, "unix": socket.SOCK_STREAM}.get(network)
+    h = Handler(address=address, facility=int(syslog["facility"]), socktype=socktype)
+    h.setFormatter(logging.Formatter("%s: [%d] %%(message)s" % (syslog["tag"], pid)))
+    return h
 
 
 # ----------------------------------------------------------------- app loading
@@ -1115,7 +1149,7 @@ def main(argv):
     sys.argv = cfg.get("argv") or ["gorn"]
     if cfg.get("check"):
         check_app(cfg)
-    log = Log(cfg.get("log_level", "info"), int(cfg.get("log_pid") or os.getpid()))
+    log = Log(cfg.get("log_level", "info"), int(cfg.get("log_pid") or os.getpid()), cfg.get("syslog"))
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the worker decides when we stop
     # On --timeout the worker sends SIGUSR1 before it kills us: every
     # thread's Python stack goes to the error log, even while the app holds
@@ -1164,23 +1198,53 @@ def main(argv):
     os._exit(0)
 
 
+# gunicorn's logging defaults, which logconfig_dict and --log-config-json
+# are laid over (key by key, at the top level only) before dictConfig.
+LOGGING_DEFAULTS = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "root": {"level": "INFO", "handlers": ["console"]},
+    "loggers": {
+        "gunicorn.error": {"level": "INFO", "handlers": ["error_console"], "propagate": True,
+                           "qualname": "gunicorn.error"},
+        "gunicorn.access": {"level": "INFO", "handlers": ["console"], "propagate": True,
+                            "qualname": "gunicorn.access"},
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "generic",
+                    "stream": "ext://sys.stdout"},
+        "error_console": {"class": "logging.StreamHandler", "formatter": "generic",
+                          "stream": "ext://sys.stderr"},
+    },
+    "formatters": {
+        "generic": {"format": "%(asctime)s [%(process)d] [%(levelname)s] %(message)s",
+                    "datefmt": "[%Y-%m-%d %H:%M:%S %z]", "class": "logging.Formatter"},
+    },
+}
+
+
 def configure_logging(cfg):
-    """--log-config (an ini file, logging.config.fileConfig) or
-    --log-config-json (a JSON dict, dictConfig), applied before the app is
-    imported, as gunicorn applies them in the process the app runs in.
-    Loggers that exist already are left enabled, as gunicorn leaves them."""
+    """The configuration file's logconfig_dict, else --log-config-json (a
+    JSON dict), each laid over gunicorn's defaults and given to
+    logging.config.dictConfig; else --log-config (an ini file,
+    logging.config.fileConfig). One of them, in that order, as gunicorn
+    picks; applied before the app is imported, as gunicorn applies them in
+    the process the app runs in. Loggers that exist already are left
+    enabled, as gunicorn leaves them."""
     import logging.config
+    config = cfg.get("log_config_dict")
+    if config is None and cfg.get("log_config_json"):
+        with open(cfg["log_config_json"]) as f:
+            config = json.load(f)
+    if config is not None:
+        merged = dict(LOGGING_DEFAULTS)
+        merged.update(config)
+        logging.config.dictConfig(merged)
+        return
     path = cfg.get("log_config")
     if path:
         defaults = {"__file__": path, "here": os.path.dirname(path)}
         logging.config.fileConfig(path, defaults=defaults, disable_existing_loggers=False)
-    path = cfg.get("log_config_json")
-    if path:
-        with open(path) as f:
-            config = json.load(f)
-        config.setdefault("version", 1)
-        config.setdefault("disable_existing_loggers", False)
-        logging.config.dictConfig(config)
 
 
 def load_paste(uri, global_conf):

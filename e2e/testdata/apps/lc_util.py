@@ -17,13 +17,24 @@ Routes:
   /exe              {"executable": sys.executable}
   /print?m=TEXT     prints TEXT on standard output: {"pid": runtime pid}
   /log?m=TEXT       logs TEXT as a warning of the Python logger "lc"
+  /glog?m=TEXT      logs TEXT as info through "lc.gunicorn", which has the
+                    handlers and level of "gunicorn.error" (Flask's
+                    documented pattern for running under gunicorn)
+  /raise?m=TEXT     raises RuntimeError(TEXT)
 """
 import json
+import logging
 import os
 import subprocess
 import sys
 import threading
 import time
+
+# As Flask's docs have it: log through gunicorn's error log.
+_glog = logging.getLogger("lc.gunicorn")
+_glog.handlers = logging.getLogger("gunicorn.error").handlers
+_glog.setLevel(logging.getLogger("gunicorn.error").level)
+_glog.propagate = False
 
 _cond = threading.Condition()
 _active = 0
@@ -89,9 +100,13 @@ def app(environ, start_response):
             os._exit(0)
         return _json(start_response, {"pid": pid})
     if path == "/log":
-        import logging
         logging.getLogger("lc").warning(q.get("m", ""))
         return _json(start_response, {"pid": os.getpid()})
+    if path == "/glog":
+        _glog.info(q.get("m", ""))
+        return _json(start_response, {"pid": os.getpid()})
+    if path == "/raise":
+        raise RuntimeError(q.get("m", ""))
     if path == "/print":
         print(q.get("m", ""), flush=True)
         return _json(start_response, {"pid": os.getpid()})
