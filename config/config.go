@@ -138,6 +138,9 @@ type Config struct {
 	LogConfig     string `json:"log_config,omitempty"`
 	LogConfigJSON string `json:"log_config_json,omitempty"`
 	LogConfigDict string `json:"log_config_dict,omitempty"`
+	// HooksFile is the gunicorn configuration file (an absolute path) whose
+	// RuntimeHooks each app runtime runs; empty when it defines none.
+	HooksFile string `json:"hooks_file,omitempty"`
 	// CaptureOutput is --capture-output: the workers' and the app's
 	// standard output goes to ErrorLog too, when it is a file.
 	CaptureOutput bool `json:"capture_output,omitempty"`

@@ -156,11 +156,16 @@ var fileIgnored = map[string]any{
 	"casefold_http_method":               nil,
 }
 
-// fileHooks are gunicorn's server hooks, which gorn does not run.
+// RuntimeHooks are the server hooks gorn runs, in each app runtime (the
+// process the app runs in, where gunicorn runs them in its worker).
+var RuntimeHooks = []string{"post_fork", "post_worker_init", "pre_request", "post_request", "worker_exit"}
+
+// fileHooks are gunicorn's other server hooks, which gorn does not run:
+// the master's, which take gunicorn's Arbiter, and those tied to
+// gunicorn's worker signals or its TLS setup.
 var fileHooks = []string{
-	"on_starting", "on_reload", "when_ready", "pre_fork", "post_fork", "post_worker_init",
-	"worker_int", "worker_abort", "pre_exec", "pre_request", "post_request", "child_exit",
-	"worker_exit", "nworkers_changed", "on_exit", "ssl_context",
+	"on_starting", "on_reload", "when_ready", "pre_fork", "worker_int", "worker_abort",
+	"pre_exec", "child_exit", "nworkers_changed", "on_exit", "ssl_context",
 }
 
 // WorkerClasses are the worker classes (-k, worker_class) gorn serves as
@@ -241,7 +246,7 @@ func (fs *FileSettings) Args(skip map[string]bool) (args, warnings []string, err
 		}
 	}
 	if len(hooks) > 0 {
-		warnings = append(warnings, "Server hooks are not run by gorn: "+strings.Join(hooks, ", "))
+		warnings = append(warnings, "Server hooks gorn does not run: "+strings.Join(hooks, ", "))
 	}
 	return args, warnings, nil
 }
@@ -342,4 +347,9 @@ func isDefault(v, def any) bool {
 		return len(v) == 0
 	}
 	return false
+}
+
+// HasRuntimeHooks reports whether the file defines a hook of RuntimeHooks.
+func (fs *FileSettings) HasRuntimeHooks() bool {
+	return slices.ContainsFunc(fs.Hooks, func(h string) bool { return slices.Contains(RuntimeHooks, h) })
 }

@@ -85,9 +85,9 @@ func TestFileSettingsArgs(t *testing.T) {
 			warnings: []string{"Settings holding Python objects are ignored (gorn reads str, int, float, bool, None, and lists and dicts of them): logconfig_dict, logger_class"},
 		},
 		{
-			name:     "hooks are not run",
-			hooks:    []string{"helper", "post_fork", "when_ready"},
-			warnings: []string{"Server hooks are not run by gorn: post_fork, when_ready"},
+			name:     "the master's hooks are not run",
+			hooks:    []string{"helper", "post_fork", "pre_request", "when_ready", "worker_abort"},
+			warnings: []string{"Server hooks gorn does not run: when_ready, worker_abort"},
 		},
 		{
 			name:     "user, group and umask",
@@ -237,5 +237,25 @@ logger_class = Helper
 	}
 	if _, err := ReadGunicornFile(py, "python:settings.gunicorn"); err == nil || !strings.Contains(err.Error(), "not supported") {
 		t.Errorf("python: module: %v", err)
+	}
+}
+
+func TestHasRuntimeHooks(t *testing.T) {
+	for _, tt := range []struct {
+		hooks []string
+		want  bool
+	}{
+		{nil, false},
+		{[]string{"helper", "when_ready", "on_exit"}, false},
+		{[]string{"when_ready", "post_fork"}, true},
+		{[]string{"post_worker_init"}, true},
+		{[]string{"pre_request"}, true},
+		{[]string{"post_request"}, true},
+		{[]string{"worker_exit"}, true},
+	} {
+		fs := &FileSettings{Hooks: tt.hooks}
+		if got := fs.HasRuntimeHooks(); got != tt.want {
+			t.Errorf("HasRuntimeHooks(%q) = %v, want %v", tt.hooks, got, tt.want)
+		}
 	}
 }

@@ -3,6 +3,7 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -426,6 +427,8 @@ wsgi_app = "lc_util:app"
 preload_app = True
 def post_fork(server, worker):
     pass
+def when_ready(server):
+    pass
 `, port, appsDir(t), value)
 		if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
 			t.Fatal(err)
@@ -440,7 +443,7 @@ def post_fork(server, worker):
 	for _, want := range []string{
 		`\[INFO\] Configuration read from gunicorn\.conf\.py`,
 		`\[WARNING\] gunicorn\.conf\.py: Settings gorn does not have are ignored: preload_app`,
-		`\[WARNING\] gunicorn\.conf\.py: Server hooks are not run by gorn: post_fork`,
+		`\[WARNING\] gunicorn\.conf\.py: Server hooks gorn does not run: when_ready\n`,
 	} {
 		s.waitLog(want, 5*time.Second)
 	}
@@ -1172,5 +1175,90 @@ func TestGunicornErrorLogger(t *testing.T) {
 			t.Errorf("--log-level %s: the app's info line logged: %v, want %v\n%s", level, got, level == "info", s.log.String())
 		}
 		stopTerm(t, s)
+	}
+}
+
+// TestServerHooks: the worker-side server hooks of a gunicorn
+// configuration file run in the app's runtime at gunicorn's moments, with
+// gunicorn's arguments: post_fork before the app is imported,
+// post_worker_init after, pre_request and post_request around each
+// request (an exception in pre_request is a 500, one in post_request is
+// logged), worker_exit at a graceful stop. The master's hooks get a
+// warning.
+func TestServerHooks(t *testing.T) {
+	py := python(t)
+	dir := t.TempDir()
+	out := filepath.Join(dir, "hooks.out")
+	conf := filepath.Join(dir, "gunicorn.conf.py")
+	if err := os.WriteFile(conf, []byte(fmt.Sprintf(`import sys
+OUT = %q
+
+def note(*words):
+    with open(OUT, "a") as f:
+        f.write(" ".join(str(w) for w in words) + "\n")
+
+def post_fork(server, worker):
+    note("post_fork", worker.pid, worker.ppid, server.pid, server.num_workers, "lc_util" in sys.modules)
+    server.log.info("post_fork in %%s", worker.pid)
+
+def post_worker_init(worker):
+    note("post_worker_init", worker.booted, callable(worker.wsgi), "lc_util" in sys.modules)
+
+def pre_request(worker, req):
+    note("pre_request", worker.nr, req.method, req.path, req.query, req.version, dict(req.headers).get("X-TEST"))
+    if req.path == "/cwd":
+        raise ValueError("refused by pre_request")
+
+def post_request(worker, req, environ, resp):
+    note("post_request", worker.nr, req.path, environ.get("PATH_INFO"), resp and resp.status,
+         resp and resp.status_code, bool(resp and resp.sent > 0))
+    if req.path == "/exe":
+        raise KeyError("post_request failed")
+
+def worker_exit(server, worker):
+    note("worker_exit", worker.pid, worker.alive)
+
+def when_ready(server):
+    pass
+`, out)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s := start(t, py, "-c", conf, "lc_util:app")
+	s.ready("/pid")
+	master := s.cmd.Process.Pid
+	req, _ := http.NewRequest("GET", s.URL+"/pid?x=1", nil)
+	req.Header.Set("X-Test", "yes")
+	resp, err := noKeepAlive.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids struct{ Pid, Ppid int }
+	json.NewDecoder(resp.Body).Decode(&ids)
+	resp.Body.Close()
+	if code, _ := s.get("/cwd"); code != 500 {
+		t.Errorf("pre_request raised: status %d, want 500", code)
+	}
+	if code, _ := s.get("/exe"); code != 200 {
+		t.Errorf("post_request raised: status %d, want 200", code)
+	}
+	s.waitLog(`(?m)^\[[^]]+\] \[\d+\] \[ERROR\] Exception in post_request hook\nTraceback[\s\S]*KeyError: 'post_request failed'\n`, 10*time.Second)
+	s.waitLog(`(?m)^\[[^]]+\] \[\d+\] \[ERROR\] Error handling request /cwd\nTraceback[\s\S]*ValueError: refused by pre_request\n`, 10*time.Second)
+	s.waitLog(fmt.Sprintf(`(?m)^\[[^]]+\] \[%d\] \[INFO\] post_fork in %d$`, ids.Ppid, ids.Pid), 10*time.Second)
+	s.waitLog(`\[WARNING\] `+regexp.QuoteMeta(conf)+`: Server hooks gorn does not run: when_ready\n`, 10*time.Second)
+	stopTerm(t, s)
+	b, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, re := range []string{
+		fmt.Sprintf(`^post_fork %d %d %d 1 False\npost_worker_init True True True\n`, ids.Pid, ids.Ppid, master),
+		`\npre_request \d+ GET /pid x=1 \(1, 1\) yes\npost_request \d+ /pid /pid 200 OK 200 True\n`,
+		`\npre_request \d+ GET /cwd  \(1, 1\) None\npost_request \d+ /cwd None None None False\n`,
+		`\npre_request \d+ GET /exe  \(1, 1\) None\npost_request \d+ /exe /exe 200 OK 200 True\n`,
+		fmt.Sprintf(`\nworker_exit %d False\n$`, ids.Pid),
+	} {
+		if !regexp.MustCompile(re).Match(b) {
+			t.Errorf("the hooks' lines do not match %s:\n%s", re, b)
+		}
 	}
 }

@@ -202,6 +202,12 @@ type runtimeConfig struct {
 	LogConfig     string          `json:"log_config,omitempty"`
 	LogConfigJSON string          `json:"log_config_json,omitempty"`
 	LogConfigDict json.RawMessage `json:"log_config_dict,omitempty"`
+	// HooksFile is the configuration file whose server hooks the runtime
+	// runs (config.RuntimeHooks); MasterPid and Workers are what the hooks'
+	// server argument says of the master.
+	HooksFile string `json:"hooks_file,omitempty"`
+	MasterPid int    `json:"master_pid,omitempty"`
+	Workers   int    `json:"workers,omitempty"`
 	// Syslog is where --log-syslog sends the runtime's error log lines;
 	// nil without --log-syslog.
 	Syslog *runtimeSyslog `json:"syslog,omitempty"`
@@ -290,6 +296,9 @@ func startRuntime(cfg *config.Config, log *slog.Logger, argv []string, started f
 		LogConfigJSON: cfg.LogConfigJSON,
 		LogConfigDict: logConfigDict(cfg),
 		Syslog:        newRuntimeSyslog(cfg),
+		HooksFile:     cfg.HooksFile,
+		MasterPid:     os.Getppid(),
+		Workers:       cfg.Workers,
 		Paste:         cfg.Paste,
 		PasteGlobal:   pasteGlobal(cfg.PasteGlobal),
 		InFD:          3,

@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"math"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -35,6 +36,10 @@ import (
 // syntax ("500ms") also accepted.
 type cli struct {
 	App string `arg:"" optional:"" name:"APP" help:"The WSGI application: module, module:attr or module:factory(args)."`
+
+	// hooksFile is the configuration file read, absolute, when it defines
+	// server hooks the app runtimes run (config.RuntimeHooks).
+	hooksFile string `kong:"-"`
 
 	Config string `short:"c" name:"config" placeholder:"CONFIG" help:"A gunicorn configuration file (Python) whose settings apply unless the command line sets them. Default ./gunicorn.conf.py, if it exists."`
 
@@ -295,7 +300,7 @@ func load(args []string, stdout, stderr io.Writer) (c *cli, confPath string, war
 	if code, done := parse(c, args, stdout, stderr); done || c.Version {
 		return c, "", nil, code, done
 	}
-	confPath, confArgs, warnings, err := configFile(c)
+	confPath, confArgs, hooksFile, warnings, err := configFile(c)
 	if err != nil {
 		fmt.Fprintf(stderr, "gorn: error: %v\n", err)
 		return nil, "", nil, 1, true
@@ -306,7 +311,7 @@ func load(args []string, stdout, stderr io.Writer) (c *cli, confPath string, war
 	if code, done := parse(&cli{}, confArgs, io.Discard, &prefixed{w: stderr, prefix: confPath + ": "}); done {
 		return nil, "", nil, code, true
 	}
-	c = &cli{}
+	c = &cli{hooksFile: hooksFile}
 	if code, done := parse(c, append(confArgs, args...), stdout, stderr); done {
 		return nil, "", nil, code, true
 	}
@@ -347,27 +352,33 @@ func (p *prefixed) Write(b []byte) (int, error) {
 // arguments its settings make, to be parsed before the command line. The
 // command line's --bind, --env and APP replace the file's bind, raw_env and
 // wsgi_app.
-func configFile(c *cli) (path string, args, warnings []string, err error) {
+func configFile(c *cli) (path string, args []string, hooksFile string, warnings []string, err error) {
 	path = c.Config
 	if path == "" {
 		if fi, err := os.Stat(config.GunicornFile); err != nil || !fi.Mode().IsRegular() {
-			return "", nil, nil, nil
+			return "", nil, "", nil, nil
 		}
 		path = config.GunicornFile
 	}
 	python, err := config.FindPython(c.Python, os.Getenv)
 	if err != nil {
-		return path, nil, nil, fmt.Errorf("reading %s: %w", path, err)
+		return path, nil, "", nil, fmt.Errorf("reading %s: %w", path, err)
 	}
 	fs, err := config.ReadGunicornFile(python, path)
 	if err != nil {
-		return path, nil, nil, err
+		return path, nil, "", nil, err
 	}
 	args, warnings, err = fs.Args(map[string]bool{"bind": len(c.Bind) > 0, "raw_env": len(c.Env) > 0, "wsgi_app": c.App != ""})
 	if err != nil {
-		return path, nil, nil, fmt.Errorf("%s: %w", path, err)
+		return path, nil, "", nil, fmt.Errorf("%s: %w", path, err)
 	}
-	return path, args, warnings, nil
+	if fs.HasRuntimeHooks() {
+		// The runtimes run it from --chdir.
+		if hooksFile, err = filepath.Abs(path); err != nil {
+			return path, nil, "", nil, fmt.Errorf("%s: %w", path, err)
+		}
+	}
+	return path, args, hooksFile, warnings, nil
 }
 
 // parse parses args into c; done means the process should exit with code
@@ -456,6 +467,7 @@ func (c *cli) config() (*config.Config, error) {
 		LogConfig:                     c.LogConfig,
 		LogConfigJSON:                 c.LogConfigJSON,
 		LogConfigDict:                 c.LogConfigDict,
+		HooksFile:                     c.hooksFile,
 		Paste:                         c.Paste,
 		PasteGlobal:                   c.PasteGlobal,
 		Syslog:                        c.LogSyslog,

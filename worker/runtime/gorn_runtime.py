@@ -744,6 +744,7 @@ class Responder:
                         size < SCATTER_MIN or req.conn.shared is None):
                     frame = self._head_frame(F_END, body)
                     self.headers_sent = self.ended = True
+                    self.sent = size
                     if self.excess:
                         self._log_excess()
                     result = None  # a list: nothing to close
@@ -1075,13 +1076,181 @@ def dump_stacks():
     faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
 
 
+# ----------------------------------------------------------------- server hooks
+
+# The server hooks of a gunicorn configuration file that run in the app's
+# process, where gunicorn runs them in its worker. The master's hooks
+# (on_starting, when_ready, ...) need gunicorn's Arbiter and are not run.
+RUNTIME_HOOKS = ("post_fork", "post_worker_init", "pre_request", "post_request", "worker_exit")
+
+
+class HookLog:
+    """server.log and worker.log in a hook: gunicorn's Logger methods, on
+    the gunicorn.error logger."""
+
+    LEVELS = {"critical": 50, "error": 40, "warning": 30, "info": 20, "debug": 10}
+
+    def __init__(self, logger):
+        self.error_log = logger
+
+    def critical(self, msg, *args, **kwargs):
+        self.error_log.critical(msg, *args, **kwargs)
+
+    def error(self, msg, *args, **kwargs):
+        self.error_log.error(msg, *args, **kwargs)
+
+    def warning(self, msg, *args, **kwargs):
+        self.error_log.warning(msg, *args, **kwargs)
+
+    def info(self, msg, *args, **kwargs):
+        self.error_log.info(msg, *args, **kwargs)
+
+    def debug(self, msg, *args, **kwargs):
+        self.error_log.debug(msg, *args, **kwargs)
+
+    def exception(self, msg, *args, **kwargs):
+        self.error_log.exception(msg, *args, **kwargs)
+
+    def log(self, lvl, msg, *args, **kwargs):
+        if isinstance(lvl, str):
+            lvl = self.LEVELS.get(lvl.lower(), 20)
+        self.error_log.log(lvl, msg, *args, **kwargs)
+
+
+class HookServer:
+    """The server argument of post_fork and worker_exit: what of gunicorn's
+    Arbiter a hook can use here. pid is the master's."""
+
+    def __init__(self, log, pid, workers):
+        self.log = log
+        self.pid = pid
+        self.num_workers = workers
+
+
+class HookWorker:
+    """The worker argument of the hooks: pid is the process the app runs in
+    (gorn's worker is its parent, ppid), nr the requests it has handled,
+    wsgi the app once it is loaded."""
+
+    def __init__(self, log, ppid, boot):
+        self.log = log
+        self.pid = os.getpid()
+        self.ppid = ppid
+        self.boot = boot
+        self.nr = 0
+        self.alive = True
+        self.booted = False
+        self.wsgi = None
+
+    @property
+    def age(self):
+        """Seconds since the runtime started."""
+        return time.monotonic() - self.boot
+
+
+class HookRequest:
+    """req in pre_request and post_request: the attributes of gunicorn's
+    Request, read from the environ. headers are (NAME, value) pairs with
+    upper-case names, as gunicorn's, in no particular order."""
+
+    def __init__(self, environ):
+        from urllib.parse import urlsplit
+        self.method = environ.get("REQUEST_METHOD", "")
+        self.uri = environ.get("RAW_URI", "")
+        parts = urlsplit(self.uri)
+        self.scheme = environ.get("wsgi.url_scheme", "http")
+        self.path = parts.path
+        self.query = parts.query
+        self.fragment = parts.fragment
+        proto = environ.get("SERVER_PROTOCOL", "HTTP/1.1")
+        try:
+            major, minor = proto[5:].split(".")
+            self.version = (int(major), int(minor))
+        except ValueError:
+            self.version = (1, 1)
+        headers = []
+        for key, value in environ.items():
+            if key.startswith("HTTP_"):
+                headers.append((key[5:].replace("_", "-"), value))
+            elif key in ("CONTENT_TYPE", "CONTENT_LENGTH") and value:
+                headers.append((key.replace("_", "-"), value))
+        self.headers = headers
+        self.remote_addr = environ.get("REMOTE_ADDR", "")
+
+
+class HookResponse:
+    """resp in post_request: the status and headers the app gave, and the
+    body bytes sent."""
+
+    def __init__(self, responder):
+        status = responder.status or ""
+        self.status = status
+        try:
+            self.status_code = int(status.split(None, 1)[0])
+        except (ValueError, IndexError):
+            self.status_code = None
+        self.headers = list(responder.headers or ())
+        self.sent = responder.sent
+        self.response_length = None
+        if responder.length is not None and responder.length != "":
+            try:
+                self.response_length = int(responder.length)
+            except ValueError:
+                pass
+
+
+class Hooks:
+    """The server hooks a gunicorn configuration file defines, run in this
+    process at gunicorn's moments: post_fork before the app is imported,
+    post_worker_init after, pre_request and post_request around each
+    request, worker_exit when the runtime stops serving."""
+
+    def __init__(self, path, logger, cfg):
+        self.funcs = load_hooks(path)
+        log = HookLog(logger)
+        self.server = HookServer(log, int(cfg.get("master_pid") or os.getppid()), int(cfg.get("workers") or 1))
+        self.worker = HookWorker(log, int(cfg.get("log_pid") or os.getppid()), time.monotonic())
+        self.log = logger
+
+    def has(self, name):
+        return name in self.funcs
+
+    def call(self, name, *args):
+        """Runs a hook; its exception propagates."""
+        fn = self.funcs.get(name)
+        if fn is not None:
+            fn(*args)
+
+    def call_logged(self, name, *args):
+        """Runs a hook; its exception is logged, as gunicorn logs the
+        post_request and worker_exit hooks' exceptions."""
+        try:
+            self.call(name, *args)
+        except Exception:
+            self.log.exception("Exception in %s hook" % name)
+
+
+def load_hooks(path):
+    """Runs the configuration file as gunicorn does (as __config__) and
+    returns the server hooks it defines that run here, by name."""
+    namespace = {"__builtins__": __builtins__, "__name__": "__config__", "__file__": path,
+                 "__doc__": None, "__package__": None}
+    with open(path, "rb") as f:
+        code = compile(f.read(), path, "exec")
+    exec(code, namespace)
+    return {name: namespace[name] for name in RUNTIME_HOOKS if callable(namespace.get(name))}
+
+
 # ----------------------------------------------------------------- server
 
 class Server:
-    def __init__(self, conn, app, cfg, log):
+    def __init__(self, conn, app, cfg, log, hooks=None):
         self.conn = conn
         self.app = app
         self.log = log
+        self.hooks = hooks
+        if hooks is not None and (hooks.has("pre_request") or hooks.has("post_request")):
+            self.handle = self.handle_hooked
         self.threads = max(1, int(cfg.get("threads", 1)))
         wsgi_vars = {
             "wsgi.version": (1, 0),
@@ -1104,6 +1273,36 @@ class Server:
                 self.conn.send(pack_frame(T_ERROR, 0, req.sid, b"client disconnected"))
                 return
             Responder(self, req).run(self.app)
+        finally:
+            self.conn.finish(req)
+
+    def handle_hooked(self, req):
+        """handle, with the pre_request and post_request hooks around the
+        app, as gunicorn runs them: an exception in pre_request fails the
+        request with a 500 and post_request then gets an empty environ and
+        no response; an exception in post_request is logged."""
+        hooks = self.hooks
+        try:
+            if req.cancelled:
+                self.conn.send(pack_frame(T_ERROR, 0, req.sid, b"client disconnected"))
+                return
+            worker = hooks.worker
+            environ = req.environ
+            hreq = HookRequest(environ)
+            try:
+                hooks.call("pre_request", worker, hreq)
+            except Exception as e:
+                self.log.error("Error handling request %s" % environ.get("RAW_URI", ""), exc=True)
+                msg = ("%s: %s" % (type(e).__name__, e)).encode("utf-8", "replace")
+                self.conn.send(pack_frame(T_ERROR, 0, req.sid, msg))
+                hooks.call_logged("post_request", worker, hreq, {}, None)
+                return
+            worker.nr += 1
+            responder = Responder(self, req)
+            try:
+                responder.run(self.app)
+            finally:
+                hooks.call_logged("post_request", worker, hreq, environ, HookResponse(responder))
         finally:
             self.conn.finish(req)
 
@@ -1162,9 +1361,17 @@ def main(argv):
     os.set_inheritable(wfd, False)
     app_path(cfg)
 
+    hooks = None
     try:
         configure_logging(cfg)
+        if cfg.get("hooks_file"):
+            hooks = Hooks(cfg["hooks_file"], log.logger, cfg)
+            hooks.call("post_fork", hooks.server, hooks.worker)
         app = load(cfg)
+        if hooks is not None:
+            hooks.worker.wsgi = app
+            hooks.worker.booted = True
+            hooks.call("post_worker_init", hooks.worker)
     except AppImportError as e:
         boot_error(wfd, APP_LOAD_ERROR, str(e))
     except BaseException as e:
@@ -1181,7 +1388,7 @@ def main(argv):
                                int(cfg.get("shared_body_slots", 0)))
         except (OSError, ValueError) as e:
             log.warning("Bodies go through the pipes only: %s" % e)
-    server = Server(conn, app, cfg, log)
+    server = Server(conn, app, cfg, log, hooks)
     info = {
         "protocol": PROTOCOL_VERSION,
         "python": "%d.%d.%d" % sys.version_info[:3],
@@ -1193,6 +1400,9 @@ def main(argv):
     except ProtocolError as e:
         log.error("gorn runtime protocol error: %s" % e)
         os._exit(1)
+    if hooks is not None:
+        hooks.worker.alive = False
+        hooks.call_logged("worker_exit", hooks.server, hooks.worker)
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(0)
