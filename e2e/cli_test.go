@@ -1262,3 +1262,74 @@ def when_ready(server):
 		}
 	}
 }
+
+// TestReloadHoldUps: a HUP whose configuration file takes longer than
+// --timeout to run does not count that time against the workers'
+// heartbeats (the master could not read them meanwhile); a HUP whose file
+// no longer runs keeps the workers, and a worker that replaces one of them
+// still starts in --chdir, not in the start directory the master read the
+// file from.
+func TestReloadHoldUps(t *testing.T) {
+	py := python(t)
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "gunicorn.conf.py")
+	slow := filepath.Join(dir, "slow")
+	write := func(last string) {
+		t.Helper()
+		text := fmt.Sprintf("import os, time\nchdir = %q\nwsgi_app = \"lc_util:app\"\nif os.path.exists(%q):\n    time.sleep(3)\n%s\n", appsDir(t), slow, last)
+		if err := os.WriteFile(conf, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("workers = 1")
+	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	s := startLC(t, lcOpts{dir: dir}, "--python", py, "--timeout", "1", "-b", addr)
+	s.setAddr(addr)
+	s.ready("/pid")
+	worker := int(getJSON(t, noKeepAlive, s.URL+"/pid")["ppid"].(float64))
+
+	if err := os.WriteFile(slow, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	poolSignal(t, s, syscall.SIGHUP, "hup")
+	s.waitLog(`Reload: generation 2 is serving`, 30*time.Second)
+	if strings.Contains(s.log.String(), "WORKER TIMEOUT") {
+		t.Fatalf("a worker was timed out while the master read the configuration:\n%s", s.log.String())
+	}
+	if err := os.Remove(slow); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for int(getJSON(t, noKeepAlive, s.URL+"/pid")["ppid"].(float64)) == worker {
+		if time.Now().After(deadline) {
+			t.Fatalf("generation 1's worker %d still serves:\n%s", worker, s.log.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	worker = int(getJSON(t, noKeepAlive, s.URL+"/pid")["ppid"].(float64))
+
+	write("workers = 1 / 0")
+	poolSignal(t, s, syscall.SIGHUP, "hup")
+	s.waitLog(`Reload failed: cannot read the configuration; keeping the current workers`, 30*time.Second)
+	if err := syscall.Kill(worker, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	deadline = time.Now().Add(20 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		code, body, err := fetch(ctx, noKeepAlive, s.URL+"/pid")
+		cancel()
+		var ids struct{ Ppid int }
+		if err == nil && code == 200 && json.Unmarshal([]byte(body), &ids) == nil && ids.Ppid != worker {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no worker replaced %d:\n%s", worker, s.log.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if strings.Contains(s.log.String(), "Exception in worker process") {
+		t.Errorf("a worker failed to boot after the failed reload:\n%s", s.log.String())
+	}
+	stopTerm(t, s)
+}

@@ -345,7 +345,11 @@ func (m *Master) signal(s os.Signal) (code int, stop bool) {
 func (m *Master) reload() {
 	cfg := m.cfg()
 	if m.opts.Reload != nil {
+		start := time.Now()
 		next, err := m.opts.Reload()
+		// Reading the configuration runs the configuration file (up to 30
+		// s): heartbeats wait meanwhile.
+		m.excuse(time.Since(start))
 		if err != nil {
 			m.log.Error("Reload failed: cannot read the configuration; keeping the current workers", "err", err)
 			m.mx.pool.Reloaded(false, time.Now())
@@ -372,6 +376,24 @@ func (m *Master) reload() {
 	m.failures, m.holdTill = 0, time.Time{}
 	m.log.Info(fmt.Sprintf("Reloading: starting %d new workers (generation %d)", m.desired, m.gen))
 	m.needs(metrics.SpawnReload, m.desired)
+}
+
+// excuse does not count d, a time the master's loop was held up (and read
+// no heartbeats), against the workers' heartbeats, as long as it is longer
+// than a check interval: a worker is judged as if the master had been
+// listening. Without it, the first check after a slow read of the
+// configuration could kill every worker whose heartbeats were waiting to be
+// read.
+func (m *Master) excuse(d time.Duration) {
+	if d < m.checkInterval() {
+		return
+	}
+	now := time.Now()
+	for _, w := range m.workers {
+		if w.lastSeen = w.lastSeen.Add(d); w.lastSeen.After(now) {
+			w.lastSeen = now
+		}
+	}
 }
 
 func (m *Master) genInUse(g int) bool {

@@ -6,6 +6,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/gorn-project/gorn/config"
 )
 
 func TestBackoff(t *testing.T) {
@@ -53,6 +55,32 @@ func TestExitStatus(t *testing.T) {
 			err := tt.run()
 			if got := exitStatus(err); got != tt.want {
 				t.Errorf("exitStatus(%v) = %+v, want %+v", err, got, tt.want)
+			}
+		})
+	}
+}
+
+func TestExcuse(t *testing.T) {
+	const timeout = 2 * time.Second // a check every 500 ms
+	for _, tt := range []struct {
+		name  string
+		ago   time.Duration // the worker's last heartbeat, before the hold-up ended
+		held  time.Duration
+		after time.Duration // want: its last heartbeat, as judged, this long ago
+	}{
+		{"a short hold-up changes nothing", 1500 * time.Millisecond, 400 * time.Millisecond, 1500 * time.Millisecond},
+		{"heard from just before a long hold-up", 3*time.Second + 10*time.Millisecond, 3 * time.Second, 10 * time.Millisecond},
+		{"silent long before the hold-up", 4500 * time.Millisecond, 3 * time.Second, 1500 * time.Millisecond},
+		{"never later than now", 100 * time.Millisecond, 3 * time.Second, 0},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			now := time.Now()
+			w := &workerProc{pid: 1, lastSeen: now.Add(-tt.ago)}
+			m := &Master{gens: map[int]*config.Config{1: {Timeout: timeout}}, gen: 1, workers: map[int]*workerProc{1: w}}
+			m.excuse(tt.held)
+			got := now.Sub(w.lastSeen)
+			if d := got - tt.after; d < -50*time.Millisecond || d > 50*time.Millisecond {
+				t.Errorf("last heartbeat judged %v ago, want %v", got, tt.after)
 			}
 		})
 	}

@@ -560,7 +560,19 @@ func takeListenFDs() ([]string, error) {
 var startDir, _ = os.Getwd()
 
 // reloadConfig reads the command line and the environment again, for HUP.
-func reloadConfig(args []string) (*config.Config, error) {
+// It reads them from the start directory, as at start, and leaves the
+// master in the new --chdir; when they no longer parse, it returns to the
+// directory it was in, where the current workers' successors start.
+func reloadConfig(args []string) (cfg *config.Config, err error) {
+	if wd, werr := os.Getwd(); werr == nil {
+		defer func() {
+			if err != nil {
+				if cerr := os.Chdir(wd); cerr != nil {
+					err = fmt.Errorf("%w (and returning to %s: %v)", err, wd, cerr)
+				}
+			}
+		}()
+	}
 	if startDir != "" {
 		if err := os.Chdir(startDir); err != nil {
 			return nil, fmt.Errorf("returning to the start directory: %w", err)
