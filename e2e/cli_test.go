@@ -1266,9 +1266,10 @@ def when_ready(server):
 // TestReloadHoldUps: a HUP whose configuration file takes longer than
 // --timeout to run does not count that time against the workers'
 // heartbeats (the master could not read them meanwhile); a HUP whose file
-// no longer runs keeps the workers, and a worker that replaces one of them
-// still starts in --chdir, not in the start directory the master read the
-// file from.
+// no longer runs, or whose settings are refused, keeps the workers, and a
+// worker that replaces one of them still starts in --chdir (not in the
+// start directory the master read the file from) and without the refused
+// settings' --env.
 func TestReloadHoldUps(t *testing.T) {
 	py := python(t)
 	dir := t.TempDir()
@@ -1308,28 +1309,36 @@ func TestReloadHoldUps(t *testing.T) {
 	}
 	worker = int(getJSON(t, noKeepAlive, s.URL+"/pid")["ppid"].(float64))
 
-	write("workers = 1 / 0")
-	poolSignal(t, s, syscall.SIGHUP, "hup")
-	s.waitLog(`Reload failed: cannot read the configuration; keeping the current workers`, 30*time.Second)
-	if err := syscall.Kill(worker, syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	deadline = time.Now().Add(20 * time.Second)
-	for {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		code, body, err := fetch(ctx, noKeepAlive, s.URL+"/pid")
-		cancel()
-		var ids struct{ Ppid int }
-		if err == nil && code == 200 && json.Unmarshal([]byte(body), &ids) == nil && ids.Ppid != worker {
-			break
+	// A file that no longer runs, then one whose settings are refused
+	// after its --chdir and --env were applied.
+	for i, last := range []string{"workers = 1 / 0", "raw_env = [\"GORN_RELOAD_ENV=new\"]\nworkers = 0"} {
+		write(last)
+		poolSignal(t, s, syscall.SIGHUP, "hup")
+		poolWaitCount(t, s, `Reload failed: cannot read the configuration; keeping the current workers`, i+1, 30*time.Second)
+		if err := syscall.Kill(worker, syscall.SIGKILL); err != nil {
+			t.Fatal(err)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no worker replaced %d:\n%s", worker, s.log.String())
+		deadline = time.Now().Add(20 * time.Second)
+		for {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			code, body, err := fetch(ctx, noKeepAlive, s.URL+"/pid")
+			cancel()
+			var ids struct{ Ppid int }
+			if err == nil && code == 200 && json.Unmarshal([]byte(body), &ids) == nil && ids.Ppid != worker {
+				worker = ids.Ppid
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%q: no worker replaced %d:\n%s", last, worker, s.log.String())
+			}
+			time.Sleep(50 * time.Millisecond)
 		}
-		time.Sleep(50 * time.Millisecond)
+		if env := getJSON(t, noKeepAlive, s.URL+"/osenv"); env["GORN_RELOAD_ENV"] != nil {
+			t.Errorf("%q: the replacement worker has the refused --env GORN_RELOAD_ENV=%v", last, env["GORN_RELOAD_ENV"])
+		}
 	}
 	if strings.Contains(s.log.String(), "Exception in worker process") {
-		t.Errorf("a worker failed to boot after the failed reload:\n%s", s.log.String())
+		t.Errorf("a worker failed to boot after a failed reload:\n%s", s.log.String())
 	}
 	stopTerm(t, s)
 }

@@ -561,18 +561,28 @@ var startDir, _ = os.Getwd()
 
 // reloadConfig reads the command line and the environment again, for HUP.
 // It reads them from the start directory, as at start, and leaves the
-// master in the new --chdir; when they no longer parse, it returns to the
-// directory it was in, where the current workers' successors start.
+// master in the new --chdir with the new --env set; when they no longer
+// parse, it returns to the directory and the environment it had, which the
+// current workers' successors start with.
 func reloadConfig(args []string) (cfg *config.Config, err error) {
-	if wd, werr := os.Getwd(); werr == nil {
-		defer func() {
-			if err != nil {
-				if cerr := os.Chdir(wd); cerr != nil {
-					err = fmt.Errorf("%w (and returning to %s: %v)", err, wd, cerr)
-				}
+	env := os.Environ()
+	wd, werr := os.Getwd()
+	defer func() {
+		if err == nil {
+			return
+		}
+		os.Clearenv()
+		for _, kv := range env {
+			if k, v, ok := strings.Cut(kv, "="); ok {
+				os.Setenv(k, v)
 			}
-		}()
-	}
+		}
+		if werr == nil {
+			if cerr := os.Chdir(wd); cerr != nil {
+				err = fmt.Errorf("%w (and returning to %s: %v)", err, wd, cerr)
+			}
+		}
+	}()
 	if startDir != "" {
 		if err := os.Chdir(startDir); err != nil {
 			return nil, fmt.Errorf("returning to the start directory: %w", err)
