@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -139,8 +140,11 @@ type Config struct {
 	LogConfigJSON string `json:"log_config_json,omitempty"`
 	LogConfigDict string `json:"log_config_dict,omitempty"`
 	// HooksFile is the gunicorn configuration file (an absolute path) whose
-	// RuntimeHooks each app runtime runs; empty when it defines none.
-	HooksFile string `json:"hooks_file,omitempty"`
+	// server hooks gorn runs, Hooks their names: RuntimeHooks in each app
+	// runtime, MasterHooks in the master's hook process. Empty when the
+	// file defines none.
+	HooksFile string   `json:"hooks_file,omitempty"`
+	Hooks     []string `json:"hooks,omitempty"`
 	// CaptureOutput is --capture-output: the workers' and the app's
 	// standard output goes to ErrorLog too, when it is a file.
 	CaptureOutput bool `json:"capture_output,omitempty"`
@@ -424,4 +428,9 @@ func jsonObject(b []byte) error {
 		return errors.New("not a JSON object: null")
 	}
 	return nil
+}
+
+// HasHook reports whether the configuration file defines one of names.
+func (c *Config) HasHook(names ...string) bool {
+	return slices.ContainsFunc(c.Hooks, func(h string) bool { return slices.Contains(names, h) })
 }

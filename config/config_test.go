@@ -341,3 +341,25 @@ func writeFile(t *testing.T, text string) string {
 	}
 	return path
 }
+
+func TestHasHook(t *testing.T) {
+	c := &Config{Hooks: []string{"post_fork", "when_ready"}}
+	for _, tt := range []struct {
+		names []string
+		want  bool
+	}{
+		{nil, false},
+		{[]string{"on_exit"}, false},
+		{[]string{"when_ready"}, true},
+		{RuntimeHooks, true},
+		{MasterHooks, true},
+		{[]string{"pre_request", "post_request"}, false},
+	} {
+		if got := c.HasHook(tt.names...); got != tt.want {
+			t.Errorf("HasHook(%q) = %v, want %v", tt.names, got, tt.want)
+		}
+	}
+	if (&Config{}).HasHook(MasterHooks...) {
+		t.Error("a configuration without hooks has one")
+	}
+}

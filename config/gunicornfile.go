@@ -156,17 +156,17 @@ var fileIgnored = map[string]any{
 	"casefold_http_method":               nil,
 }
 
-// RuntimeHooks are the server hooks gorn runs, in each app runtime (the
+// RuntimeHooks are the server hooks gorn runs in each app runtime (the
 // process the app runs in, where gunicorn runs them in its worker).
 var RuntimeHooks = []string{"post_fork", "post_worker_init", "pre_request", "post_request", "worker_exit"}
 
+// MasterHooks are the server hooks gunicorn runs in its master, which gorn's
+// master runs in a Python process of their own.
+var MasterHooks = []string{"on_starting", "when_ready", "on_reload", "pre_fork", "child_exit", "nworkers_changed", "pre_exec", "on_exit"}
+
 // fileHooks are gunicorn's other server hooks, which gorn does not run:
-// the master's, which take gunicorn's Arbiter, and those tied to
-// gunicorn's worker signals or its TLS setup.
-var fileHooks = []string{
-	"on_starting", "on_reload", "when_ready", "pre_fork", "worker_int", "worker_abort",
-	"pre_exec", "child_exit", "nworkers_changed", "on_exit", "ssl_context",
-}
+// those tied to gunicorn's worker signals or its TLS setup.
+var fileHooks = []string{"worker_int", "worker_abort", "ssl_context"}
 
 // WorkerClasses are the worker classes (-k, worker_class) gorn serves as
 // they are meant: one request at a time per thread, --threads threads per
@@ -349,7 +349,14 @@ func isDefault(v, def any) bool {
 	return false
 }
 
-// HasRuntimeHooks reports whether the file defines a hook of RuntimeHooks.
-func (fs *FileSettings) HasRuntimeHooks() bool {
-	return slices.ContainsFunc(fs.Hooks, func(h string) bool { return slices.Contains(RuntimeHooks, h) })
+// RunHooks are the server hooks the file defines that gorn runs (of
+// RuntimeHooks and MasterHooks).
+func (fs *FileSettings) RunHooks() []string {
+	var hooks []string
+	for _, h := range fs.Hooks {
+		if slices.Contains(RuntimeHooks, h) || slices.Contains(MasterHooks, h) {
+			hooks = append(hooks, h)
+		}
+	}
+	return hooks
 }

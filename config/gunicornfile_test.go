@@ -85,9 +85,9 @@ func TestFileSettingsArgs(t *testing.T) {
 			warnings: []string{"Settings holding Python objects are ignored (gorn reads str, int, float, bool, None, and lists and dicts of them): logconfig_dict, logger_class"},
 		},
 		{
-			name:     "the master's hooks are not run",
-			hooks:    []string{"helper", "post_fork", "pre_request", "when_ready", "worker_abort"},
-			warnings: []string{"Server hooks gorn does not run: when_ready, worker_abort"},
+			name:     "the hooks of gunicorn's worker signals are not run",
+			hooks:    []string{"helper", "post_fork", "pre_request", "when_ready", "worker_abort", "worker_int"},
+			warnings: []string{"Server hooks gorn does not run: worker_abort, worker_int"},
 		},
 		{
 			name:     "user, group and umask",
@@ -240,22 +240,19 @@ logger_class = Helper
 	}
 }
 
-func TestHasRuntimeHooks(t *testing.T) {
+func TestRunHooks(t *testing.T) {
 	for _, tt := range []struct {
 		hooks []string
-		want  bool
+		want  []string
 	}{
-		{nil, false},
-		{[]string{"helper", "when_ready", "on_exit"}, false},
-		{[]string{"when_ready", "post_fork"}, true},
-		{[]string{"post_worker_init"}, true},
-		{[]string{"pre_request"}, true},
-		{[]string{"post_request"}, true},
-		{[]string{"worker_exit"}, true},
+		{nil, nil},
+		{[]string{"helper", "worker_abort", "ssl_context"}, nil},
+		{[]string{"when_ready", "helper", "post_fork", "worker_int"}, []string{"when_ready", "post_fork"}},
+		{append(slices.Clone(RuntimeHooks), MasterHooks...), append(slices.Clone(RuntimeHooks), MasterHooks...)},
 	} {
 		fs := &FileSettings{Hooks: tt.hooks}
-		if got := fs.HasRuntimeHooks(); got != tt.want {
-			t.Errorf("HasRuntimeHooks(%q) = %v, want %v", tt.hooks, got, tt.want)
+		if got := fs.RunHooks(); !slices.Equal(got, tt.want) {
+			t.Errorf("RunHooks(%q) = %q, want %q", tt.hooks, got, tt.want)
 		}
 	}
 }

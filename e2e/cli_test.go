@@ -13,6 +13,7 @@ import (
 	"os/user"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -427,7 +428,7 @@ wsgi_app = "lc_util:app"
 preload_app = True
 def post_fork(server, worker):
     pass
-def when_ready(server):
+def worker_abort(worker):
     pass
 `, port, appsDir(t), value)
 		if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
@@ -443,7 +444,7 @@ def when_ready(server):
 	for _, want := range []string{
 		`\[INFO\] Configuration read from gunicorn\.conf\.py`,
 		`\[WARNING\] gunicorn\.conf\.py: Settings gorn does not have are ignored: preload_app`,
-		`\[WARNING\] gunicorn\.conf\.py: Server hooks gorn does not run: when_ready\n`,
+		`\[WARNING\] gunicorn\.conf\.py: Server hooks gorn does not run: worker_abort\n`,
 	} {
 		s.waitLog(want, 5*time.Second)
 	}
@@ -1027,8 +1028,8 @@ func TestCLICaptureOutput(t *testing.T) {
 		t.Helper()
 		deadline := time.Now().Add(10 * time.Second)
 		for {
-			b, _ := os.ReadFile(path)
-			if strings.Contains(string(b), want) {
+			b, err := os.ReadFile(path)
+			if err == nil && strings.Contains(string(b), want) {
 				return
 			}
 			if time.Now().After(deadline) {
@@ -1183,8 +1184,7 @@ func TestGunicornErrorLogger(t *testing.T) {
 // gunicorn's arguments: post_fork before the app is imported,
 // post_worker_init after, pre_request and post_request around each
 // request (an exception in pre_request is a 500, one in post_request is
-// logged), worker_exit at a graceful stop. The master's hooks get a
-// warning.
+// logged), worker_exit at a graceful stop. worker_int gets a warning.
 func TestServerHooks(t *testing.T) {
 	py := python(t)
 	dir := t.TempDir()
@@ -1218,7 +1218,7 @@ def post_request(worker, req, environ, resp):
 def worker_exit(server, worker):
     note("worker_exit", worker.pid, worker.alive)
 
-def when_ready(server):
+def worker_int(worker):
     pass
 `, out)), 0o644); err != nil {
 		t.Fatal(err)
@@ -1244,7 +1244,7 @@ def when_ready(server):
 	s.waitLog(`(?m)^\[[^]]+\] \[\d+\] \[ERROR\] Exception in post_request hook\nTraceback[\s\S]*KeyError: 'post_request failed'\n`, 10*time.Second)
 	s.waitLog(`(?m)^\[[^]]+\] \[\d+\] \[ERROR\] Error handling request /cwd\nTraceback[\s\S]*ValueError: refused by pre_request\n`, 10*time.Second)
 	s.waitLog(fmt.Sprintf(`(?m)^\[[^]]+\] \[%d\] \[INFO\] post_fork in %d$`, ids.Ppid, ids.Pid), 10*time.Second)
-	s.waitLog(`\[WARNING\] `+regexp.QuoteMeta(conf)+`: Server hooks gorn does not run: when_ready\n`, 10*time.Second)
+	s.waitLog(`\[WARNING\] `+regexp.QuoteMeta(conf)+`: Server hooks gorn does not run: worker_int\n`, 10*time.Second)
 	stopTerm(t, s)
 	b, err := os.ReadFile(out)
 	if err != nil {
@@ -1340,5 +1340,181 @@ func TestReloadHoldUps(t *testing.T) {
 	if strings.Contains(s.log.String(), "Exception in worker process") {
 		t.Errorf("a worker failed to boot after a failed reload:\n%s", s.log.String())
 	}
+	stopTerm(t, s)
+}
+
+// TestMasterHooks: the server hooks gunicorn runs in its master run in a
+// Python process beside gorn's master, at gunicorn's moments and in order:
+// nworkers_changed and on_starting before the master binds, when_ready
+// once it has, pre_fork before each worker, child_exit after one exits
+// (with the pid of its app runtime, as a Prometheus client's multiprocess
+// mode wants), nworkers_changed on TTIN, on_reload on HUP, pre_exec on
+// USR2, on_exit at the end. What a hook leaves running (when_ready's metrics server thread)
+// outlives HUP and ends with the master. An on_starting that raises stops
+// gorn with exit code 1.
+func TestMasterHooks(t *testing.T) {
+	py := python(t)
+	dir := t.TempDir()
+	out := filepath.Join(dir, "hooks.out")
+	metricsPort := freePort(t)
+	conf := filepath.Join(dir, "gunicorn.conf.py")
+	if err := os.WriteFile(conf, []byte(fmt.Sprintf(`import http.server, json, os, threading
+OUT = %q
+
+def note(*words):
+    with open(OUT, "a") as f:
+        f.write(" ".join(str(w) for w in words) + "\n")
+
+def nworkers_changed(server, new, old):
+    note("nworkers_changed", new, old)
+
+def on_starting(server):
+    note("on_starting", server.pid, server.num_workers)
+
+def when_ready(server):
+    note("when_ready", server.pid)
+    server.log.info("ready for %%s", "business")
+
+    class Metrics(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = json.dumps({"pid": os.getpid()}).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    metrics = http.server.HTTPServer(("127.0.0.1", %d), Metrics)
+    threading.Thread(target=metrics.serve_forever, daemon=True).start()
+
+def pre_fork(server, worker):
+    note("pre_fork", worker.pid, worker.age)
+
+def child_exit(server, worker):
+    note("child_exit", worker.pid, worker.ppid, worker.age)
+
+def on_reload(server):
+    note("on_reload", server.num_workers)
+
+def pre_exec(server):
+    note("pre_exec", server.pid)
+
+def on_exit(server):
+    note("on_exit", server.pid)
+`, out, metricsPort)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	metrics := fmt.Sprintf("http://127.0.0.1:%d/", metricsPort)
+	s := start(t, py, "-c", conf, "-w", "1", "lc_util:app")
+	s.ready("/pid")
+	master := s.cmd.Process.Pid
+	s.waitLog(fmt.Sprintf(`(?m)^\[[^]]+\] \[%d\] \[INFO\] ready for business$`, master), 10*time.Second)
+	hooksPid := int(getJSON(t, noKeepAlive, metrics)["pid"].(float64))
+	if hooksPid == master {
+		t.Fatalf("the hooks ran in the master (pid %d)", master)
+	}
+	if ppid, _, ok := procParent(hooksPid); !ok || ppid != master {
+		t.Errorf("the hooks' process %d has parent %d, want the master %d", hooksPid, ppid, master)
+	}
+	ids := getJSON(t, noKeepAlive, s.URL+"/pid")
+	runtime, worker := int(ids["pid"].(float64)), int(ids["ppid"].(float64))
+
+	poolSignal(t, s, syscall.SIGTTIN, "ttin")
+	poolWaitCount(t, s, `Booting worker with pid`, 2, 10*time.Second)
+	if err := syscall.Kill(worker, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	poolWaitCount(t, s, `Booting worker with pid`, 3, 10*time.Second)
+	poolSignal(t, s, syscall.SIGHUP, "hup")
+	s.waitLog(`Reload: generation 2 is serving`, 30*time.Second)
+	if got := int(getJSON(t, noKeepAlive, metrics)["pid"].(float64)); got != hooksPid {
+		t.Errorf("after HUP the metrics server answers from pid %d, want %d", got, hooksPid)
+	}
+	// USR2 runs pre_exec before it starts the new master, which this
+	// configuration file, broken now, stops at once.
+	if err := os.WriteFile(conf, []byte("raise RuntimeError('not for the new master')\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	poolSignal(t, s, syscall.SIGUSR2, "usr2")
+	s.waitLog(`The new master \(pid: \d+\) exited \(exit code 1\); this master keeps serving`, 30*time.Second)
+	stopTerm(t, s)
+	if alive(hooksPid) {
+		t.Errorf("the hooks' process %d outlived the master", hooksPid)
+	}
+
+	b, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	want := []string{"nworkers_changed 1 None", fmt.Sprintf("on_starting %d 1", master), fmt.Sprintf("when_ready %d", master), "pre_fork None 1"}
+	if len(lines) < len(want) || !slices.Equal(lines[:len(want)], want) {
+		t.Errorf("the hooks ran\n%s\nwant them to start with %q", b, want)
+	}
+	if last := lines[len(lines)-1]; last != fmt.Sprintf("on_exit %d", master) {
+		t.Errorf("the last hook to run was %q, want on_exit", last)
+	}
+	// Every worker's exit, those TERM stopped included: five spawned.
+	if n := strings.Count(string(b), "child_exit "); n != 5 {
+		t.Errorf("child_exit ran %d times, want 5:\n%s", n, b)
+	}
+	for _, w := range []string{
+		"nworkers_changed 2 1\npre_fork None 2\n",
+		fmt.Sprintf("child_exit %d %d 1\npre_fork None 3\n", runtime, worker),
+		"on_reload 2\n",
+		fmt.Sprintf("pre_exec %d\n", master),
+	} {
+		if !strings.Contains(string(b), w) {
+			t.Errorf("the hooks' lines lack %q:\n%s", w, b)
+		}
+	}
+
+	bad := filepath.Join(dir, "bad.py")
+	if err := os.WriteFile(bad, []byte("def on_starting(server):\n    raise RuntimeError('not today')\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, errOut, code := runGorn(t, nil, "--python", py, "-c", bad, "-b", fmt.Sprintf("127.0.0.1:%d", freePort(t)), "lc_util:app")
+	if code != 1 || !regexp.MustCompile(`\[ERROR\] Exception in on_starting hook\nTraceback[\s\S]*RuntimeError: not today\n[\s\S]*\[ERROR\] Shutting down: the on_starting hook failed\n$`).MatchString(errOut) {
+		t.Errorf("an on_starting that raises: exit %d, want 1, with its traceback:\n%s", code, errOut)
+	}
+}
+
+// TestMasterHooksReopenLog: USR1 has the master hooks' process write to a
+// fresh open of --error-logfile too, as the master and workers do after
+// logrotate moved the file.
+func TestMasterHooksReopenLog(t *testing.T) {
+	py := python(t)
+	dir := t.TempDir()
+	errLog := filepath.Join(dir, "error.log")
+	conf := filepath.Join(dir, "gunicorn.conf.py")
+	if err := os.WriteFile(conf, []byte("def nworkers_changed(server, new, old):\n    server.log.info('workers: %s -> %s', old, new)\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s := start(t, py, "-c", conf, "--error-logfile", errLog, "-w", "1", "lc_util:app")
+	s.ready("/pid")
+	waitFile := func(path, want string) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			b, err := os.ReadFile(path)
+			if err == nil && strings.Contains(string(b), want) {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s lacks %q:\n%s", path, want, b)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	waitFile(errLog, "[INFO] workers: None -> 1\n")
+	if err := os.Rename(errLog, errLog+".1"); err != nil {
+		t.Fatal(err)
+	}
+	s.signal(syscall.SIGUSR1)
+	waitFile(errLog, "") // the master created it anew
+	s.signal(syscall.SIGTTIN)
+	waitFile(errLog, "[INFO] workers: 1 -> 2\n")
 	stopTerm(t, s)
 }

@@ -66,6 +66,10 @@ type Options struct {
 	// Statsd receives gunicorn.workers when the number of workers
 	// changes (--statsd-host); nil for none.
 	Statsd *statsd.Client
+	// Hooks runs the master's server hooks of the configuration file
+	// (StartHooks); nil when it defines none. The master closes it, after
+	// on_exit.
+	Hooks Hooks
 }
 
 // workerProc is one worker in the table.
@@ -216,6 +220,7 @@ func (m *Master) closeListeners() {
 // Run serves until a stop signal or a fatal boot error and returns the
 // process exit code.
 func (m *Master) Run() int {
+	defer m.endHooks()
 	defer m.closeListeners()
 	defer m.closeMetrics()
 	defer m.balance.Close()
@@ -264,6 +269,7 @@ func (m *Master) Run() int {
 	}
 	tick := time.NewTicker(m.checkInterval())
 	defer tick.Stop()
+	m.hook("when_ready", nil, false)
 	m.needs(metrics.SpawnBoot, m.desired)
 	m.apply()
 	for {
@@ -316,9 +322,11 @@ func (m *Master) signal(s os.Signal) (code int, stop bool) {
 		m.desired++
 		m.needs(metrics.SpawnScaleUp, 1)
 		m.log.Info(fmt.Sprintf("Number of workers: %d", m.desired))
+		m.hook("nworkers_changed", nil, false, m.desired, m.desired-1)
 	case signals.RemoveWorker:
 		if m.desired > 1 {
 			m.desired--
+			m.hook("nworkers_changed", nil, false, m.desired, m.desired+1)
 		}
 		m.log.Info(fmt.Sprintf("Number of workers: %d", m.desired))
 	case signals.ReopenLogs:
@@ -327,6 +335,9 @@ func (m *Master) signal(s os.Signal) (code int, stop bool) {
 		}
 		for _, w := range m.workers {
 			w.cmd.Process.Signal(syscall.SIGUSR1)
+		}
+		if m.opts.Hooks != nil {
+			m.opts.Hooks.ReopenLogs()
 		}
 	case signals.StopWorkers:
 		if m.desired > 0 {
@@ -373,6 +384,11 @@ func (m *Master) reload() {
 	m.lastGen++
 	m.gen = m.lastGen
 	m.gens[m.gen] = cfg
+	if m.opts.Hooks != nil {
+		// The hooks' process runs the file again (for the hooks as they
+		// are now), then on_reload if the file defines it.
+		m.opts.Hooks.Call(HookCall{Hook: "on_reload", Reload: true, Server: m.hookServer()}, false)
+	}
 	m.failures, m.holdTill = 0, time.Time{}
 	m.log.Info(fmt.Sprintf("Reloading: starting %d new workers (generation %d)", m.desired, m.gen))
 	m.needs(metrics.SpawnReload, m.desired)
@@ -394,6 +410,42 @@ func (m *Master) excuse(d time.Duration) {
 			w.lastSeen = now
 		}
 	}
+}
+
+// hook calls a master hook of the configuration file (Options.Hooks), if
+// it defines it, with the worker argument w (nil for none) and the
+// arguments after it; wait: see Hooks.Call. It reports false only for a
+// hook that raised or did not return.
+func (m *Master) hook(name string, w *HookWorker, wait bool, extra ...any) bool {
+	if m.opts.Hooks == nil || !m.cfg().HasHook(name) {
+		return true
+	}
+	return m.opts.Hooks.Call(HookCall{Hook: name, Server: m.hookServer(), Worker: w, Extra: extra}, wait)
+}
+
+// childExit runs the child_exit hook for a worker that exited: its
+// worker argument's pid is the worker's app runtime, the process the app
+// ran in (gunicorn's worker), None if it never started one.
+func (m *Master) childExit(w *workerProc) {
+	exited := &HookWorker{Ppid: w.pid, Age: w.id}
+	if w.runtime != 0 {
+		exited.Pid = &w.runtime
+	}
+	m.hook("child_exit", exited, false)
+}
+
+// hookServer is what the master hooks' server argument says of the master.
+func (m *Master) hookServer() HookServer {
+	return HookServer{Pid: os.Getpid(), NumWorkers: m.desired}
+}
+
+// endHooks runs on_exit and ends the master hooks' process.
+func (m *Master) endHooks() {
+	if m.opts.Hooks == nil {
+		return
+	}
+	m.hook("on_exit", nil, true)
+	m.opts.Hooks.Close()
 }
 
 func (m *Master) genInUse(g int) bool {
@@ -456,6 +508,7 @@ func (m *Master) spawn(gen int) {
 		m.hold()
 		return
 	}
+	m.hook("pre_fork", &HookWorker{Age: m.nextID + 1}, false)
 	spec := worker.Spec{Config: cfg, ControlFD: 3 + len(m.listeners), Argv: m.opts.Argv}
 	if cfg.MaxRequests > 0 {
 		spec.MaxRequests = cfg.MaxRequests
@@ -686,6 +739,7 @@ func (m *Master) reap(ev exitEvent) (code int, reason string, halt bool) {
 	m.publish()
 	m.workerExited(w)
 	m.balance.Release(w.seat)
+	m.childExit(w)
 	if w.retired == "" && !w.tired { // it left a gap: say why the next spawn fills it
 		m.needs(exitReason(w), 1)
 	}
@@ -760,6 +814,7 @@ func (m *Master) stop(graceful bool, code int, reason string) int {
 			case exitEvent:
 				delete(m.workers, ev.w.pid)
 				ev.w.ctrl.Close()
+				m.childExit(ev.w)
 			case ctrlEvent:
 				if ev.f.Type == protocol.WorkerBootError {
 					m.control(ev)

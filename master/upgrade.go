@@ -119,6 +119,7 @@ func (m *Master) upgrade() {
 		m.log.Warn("USR2 signal ignored: the sockets came from systemd (LISTEN_FDS); restart the service to upgrade gorn")
 		return
 	}
+	m.hook("pre_exec", nil, true)
 	pid, err := m.startMaster()
 	if err != nil {
 		m.log.Error("Upgrade failed: cannot start a new master; this master keeps serving", "err", err)

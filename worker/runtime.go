@@ -251,6 +251,45 @@ func newRuntimeSyslog(cfg *config.Config) *runtimeSyslog {
 	return &runtimeSyslog{Network: network, Address: address, Facility: facility, Tag: logs.SyslogTag(cfg.SyslogPrefix, cfg.Name, "error")}
 }
 
+// runtimeHooksFile is the configuration file for the runtime to take its
+// server hooks from: "" unless it defines one of config.RuntimeHooks (the
+// runtime would run the file for nothing).
+func runtimeHooksFile(cfg *config.Config) string {
+	if !cfg.HasHook(config.RuntimeHooks...) {
+		return ""
+	}
+	return cfg.HooksFile
+}
+
+// StartHooksProcess starts the Python process that runs the master's server
+// hooks (config.MasterHooks) of cfg.HooksFile: the runtime's program in its
+// master_hooks mode, which reads one call per line on stdin and answers
+// each on stdout, and writes its log lines to stderr (the error log). pid
+// is the master's, for those lines. The caller waits for the process.
+func StartHooksProcess(cfg *config.Config, pid int, stdin, stdout, stderr *os.File) (*exec.Cmd, error) {
+	src, err := sourceFile()
+	if err != nil {
+		return nil, err
+	}
+	defer src.Close()
+	js, _ := json.Marshal(struct {
+		runtimeConfig
+		MasterHooks bool `json:"master_hooks"`
+	}{runtimeConfig{
+		PythonPath: cfg.PythonPath, LogLevel: cfg.LogLevel, LogPid: pid, SourceFD: 3, ErrorLog: cfg.ErrorLog,
+		LogConfig: cfg.LogConfig, LogConfigJSON: cfg.LogConfigJSON, LogConfigDict: logConfigDict(cfg),
+		Syslog: newRuntimeSyslog(cfg), HooksFile: cfg.HooksFile, Workers: cfg.Workers,
+	}, true})
+	cmd := exec.Command(cfg.Python, "-c", pyruntime.Loader, string(js))
+	cmd.ExtraFiles = []*os.File{src}
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdin, stdout, stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := proc.Start(cmd); err != nil {
+		return nil, fmt.Errorf("starting %s for the master's server hooks: %w", cfg.Python, err)
+	}
+	return cmd, nil
+}
+
 // logConfigDict is --log-config-dict as JSON for the runtime; nil for none
 // (Finish has checked that it is a JSON object).
 func logConfigDict(cfg *config.Config) json.RawMessage {
@@ -296,7 +335,7 @@ func startRuntime(cfg *config.Config, log *slog.Logger, argv []string, started f
 		LogConfigJSON: cfg.LogConfigJSON,
 		LogConfigDict: logConfigDict(cfg),
 		Syslog:        newRuntimeSyslog(cfg),
-		HooksFile:     cfg.HooksFile,
+		HooksFile:     runtimeHooksFile(cfg),
 		MasterPid:     os.Getppid(),
 		Workers:       cfg.Workers,
 		Paste:         cfg.Paste,

@@ -38,8 +38,9 @@ type cli struct {
 	App string `arg:"" optional:"" name:"APP" help:"The WSGI application: module, module:attr or module:factory(args)."`
 
 	// hooksFile is the configuration file read, absolute, when it defines
-	// server hooks the app runtimes run (config.RuntimeHooks).
-	hooksFile string `kong:"-"`
+	// server hooks gorn runs, hooks their names.
+	hooksFile string   `kong:"-"`
+	hooks     []string `kong:"-"`
 
 	Config string `short:"c" name:"config" placeholder:"CONFIG" help:"A gunicorn configuration file (Python) whose settings apply unless the command line sets them. Default ./gunicorn.conf.py, if it exists."`
 
@@ -258,13 +259,46 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if c.SSLVersion != "" {
 		log.Warn("--ssl-version is deprecated and ignored: gorn negotiates TLS 1.2 or 1.3")
 	}
+	hooks, ok := startHooks(cfg, errFile, log)
+	if !ok {
+		return 1
+	}
 	reload := func() (*config.Config, error) { return reloadConfig(args) }
-	m, err := master.New(cfg, master.Options{Log: log, ErrorLog: errFile, Argv: args, Reload: reload, Dir: startDir, Activated: len(systemdBinds) > 0, Statsd: stats})
+	m, err := master.New(cfg, master.Options{Log: log, ErrorLog: errFile, Argv: args, Reload: reload, Dir: startDir, Activated: len(systemdBinds) > 0, Statsd: stats, Hooks: hooks})
 	if err != nil {
 		log.Error(err.Error())
+		if hooks != nil {
+			hooks.Close()
+		}
 		return 1
 	}
 	return m.Run()
+}
+
+// startHooks starts the process that runs the master's server hooks of
+// the configuration file, when it defines any, and runs the first ones, as
+// gunicorn's master runs them before it binds: nworkers_changed (from None
+// to --workers), then on_starting. ok is false when they cannot run or
+// on_starting raised: gorn then exits with code 1.
+func startHooks(cfg *config.Config, errFile *logs.File, log *slog.Logger) (hooks master.Hooks, ok bool) {
+	if !cfg.HasHook(config.MasterHooks...) {
+		return nil, true
+	}
+	runner, err := master.StartHooks(cfg, errFile.File(), log)
+	if err != nil {
+		log.Error(err.Error())
+		return nil, false
+	}
+	server := master.HookServer{Pid: os.Getpid(), NumWorkers: cfg.Workers}
+	if cfg.HasHook("nworkers_changed") {
+		runner.Call(master.HookCall{Hook: "nworkers_changed", Server: server, Extra: []any{cfg.Workers, nil}}, false)
+	}
+	if cfg.HasHook("on_starting") && !runner.Call(master.HookCall{Hook: "on_starting", Server: server}, true) {
+		log.Error("Shutting down: the on_starting hook failed")
+		runner.Close()
+		return nil, false
+	}
+	return runner, true
 }
 
 type exitCode int
@@ -300,7 +334,7 @@ func load(args []string, stdout, stderr io.Writer) (c *cli, confPath string, war
 	if code, done := parse(c, args, stdout, stderr); done || c.Version {
 		return c, "", nil, code, done
 	}
-	confPath, confArgs, hooksFile, warnings, err := configFile(c)
+	confPath, confArgs, hooksFile, hooks, warnings, err := configFile(c)
 	if err != nil {
 		fmt.Fprintf(stderr, "gorn: error: %v\n", err)
 		return nil, "", nil, 1, true
@@ -311,7 +345,7 @@ func load(args []string, stdout, stderr io.Writer) (c *cli, confPath string, war
 	if code, done := parse(&cli{}, confArgs, io.Discard, &prefixed{w: stderr, prefix: confPath + ": "}); done {
 		return nil, "", nil, code, true
 	}
-	c = &cli{hooksFile: hooksFile}
+	c = &cli{hooksFile: hooksFile, hooks: hooks}
 	if code, done := parse(c, append(confArgs, args...), stdout, stderr); done {
 		return nil, "", nil, code, true
 	}
@@ -352,33 +386,33 @@ func (p *prefixed) Write(b []byte) (int, error) {
 // arguments its settings make, to be parsed before the command line. The
 // command line's --bind, --env and APP replace the file's bind, raw_env and
 // wsgi_app.
-func configFile(c *cli) (path string, args []string, hooksFile string, warnings []string, err error) {
+func configFile(c *cli) (path string, args []string, hooksFile string, hooks, warnings []string, err error) {
 	path = c.Config
 	if path == "" {
 		if fi, err := os.Stat(config.GunicornFile); err != nil || !fi.Mode().IsRegular() {
-			return "", nil, "", nil, nil
+			return "", nil, "", nil, nil, nil
 		}
 		path = config.GunicornFile
 	}
 	python, err := config.FindPython(c.Python, os.Getenv)
 	if err != nil {
-		return path, nil, "", nil, fmt.Errorf("reading %s: %w", path, err)
+		return path, nil, "", nil, nil, fmt.Errorf("reading %s: %w", path, err)
 	}
 	fs, err := config.ReadGunicornFile(python, path)
 	if err != nil {
-		return path, nil, "", nil, err
+		return path, nil, "", nil, nil, err
 	}
 	args, warnings, err = fs.Args(map[string]bool{"bind": len(c.Bind) > 0, "raw_env": len(c.Env) > 0, "wsgi_app": c.App != ""})
 	if err != nil {
-		return path, nil, "", nil, fmt.Errorf("%s: %w", path, err)
+		return path, nil, "", nil, nil, fmt.Errorf("%s: %w", path, err)
 	}
-	if fs.HasRuntimeHooks() {
+	if hooks = fs.RunHooks(); len(hooks) > 0 {
 		// The runtimes run it from --chdir.
 		if hooksFile, err = filepath.Abs(path); err != nil {
-			return path, nil, "", nil, fmt.Errorf("%s: %w", path, err)
+			return path, nil, "", nil, nil, fmt.Errorf("%s: %w", path, err)
 		}
 	}
-	return path, args, hooksFile, warnings, nil
+	return path, args, hooksFile, hooks, warnings, nil
 }
 
 // parse parses args into c; done means the process should exit with code
@@ -468,6 +502,7 @@ func (c *cli) config() (*config.Config, error) {
 		LogConfigJSON:                 c.LogConfigJSON,
 		LogConfigDict:                 c.LogConfigDict,
 		HooksFile:                     c.hooksFile,
+		Hooks:                         c.hooks,
 		Paste:                         c.Paste,
 		PasteGlobal:                   c.PasteGlobal,
 		Syslog:                        c.LogSyslog,

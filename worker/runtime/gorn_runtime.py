@@ -1079,9 +1079,12 @@ def dump_stacks():
 # ----------------------------------------------------------------- server hooks
 
 # The server hooks of a gunicorn configuration file that run in the app's
-# process, where gunicorn runs them in its worker. The master's hooks
-# (on_starting, when_ready, ...) need gunicorn's Arbiter and are not run.
+# process, where gunicorn runs them in its worker.
 RUNTIME_HOOKS = ("post_fork", "post_worker_init", "pre_request", "post_request", "worker_exit")
+# Those gunicorn runs in its master: gorn's master runs them in a Python
+# process of their own (master_hooks_main).
+MASTER_HOOKS = ("on_starting", "when_ready", "on_reload", "pre_fork", "child_exit",
+                "nworkers_changed", "pre_exec", "on_exit")
 
 
 class HookLog:
@@ -1206,7 +1209,7 @@ class Hooks:
     request, worker_exit when the runtime stops serving."""
 
     def __init__(self, path, logger, cfg):
-        self.funcs = load_hooks(path)
+        self.funcs = load_hooks(path, RUNTIME_HOOKS)
         log = HookLog(logger)
         self.server = HookServer(log, int(cfg.get("master_pid") or os.getppid()), int(cfg.get("workers") or 1))
         self.worker = HookWorker(log, int(cfg.get("log_pid") or os.getppid()), time.monotonic())
@@ -1230,15 +1233,74 @@ class Hooks:
             self.log.exception("Exception in %s hook" % name)
 
 
-def load_hooks(path):
+def load_hooks(path, names):
     """Runs the configuration file as gunicorn does (as __config__) and
-    returns the server hooks it defines that run here, by name."""
+    returns the server hooks of names it defines, by name."""
     namespace = {"__builtins__": __builtins__, "__name__": "__config__", "__file__": path,
                  "__doc__": None, "__package__": None}
     with open(path, "rb") as f:
         code = compile(f.read(), path, "exec")
     exec(code, namespace)
-    return {name: namespace[name] for name in RUNTIME_HOOKS if callable(namespace.get(name))}
+    return {name: namespace[name] for name in names if callable(namespace.get(name))}
+
+
+class HookArgs:
+    """The server or worker argument of a master hook: a stand-in for
+    gunicorn's Arbiter or Worker, with the attributes gorn's master sent
+    and log."""
+
+    def __init__(self, log, attrs):
+        self.__dict__.update(attrs)
+        self.log = log
+
+
+def master_hooks_main(cfg):
+    """Runs the master's server hooks for gorn's master, one at a time, in
+    the order they come: each call is a JSON line on standard input
+    ({"id", "hook", "server", "worker", "extra", "reload"}) and is answered
+    with a JSON line ({"id", "ok"}) on the standard output gorn reads. What
+    the hooks print goes to standard error, the error log. Ends when gorn's
+    master closes standard input."""
+    replies = os.fdopen(os.dup(1), "w", buffering=1)
+    os.dup2(2, 1)
+    # USR1 from the master: the error log was rotated.
+    signal.signal(signal.SIGUSR1, lambda *_: reopen_error_log(cfg.get("error_log"), True))
+    log = Log(cfg.get("log_level", "info"), int(cfg.get("log_pid") or os.getpid()), cfg.get("syslog"))
+    hook_log = HookLog(log.logger)
+    app_path(cfg)
+    path = cfg["hooks_file"]
+    try:
+        configure_logging(cfg)
+        funcs = load_hooks(path, MASTER_HOOKS)
+    except Exception:
+        log.error("Cannot run %s for the master's server hooks" % path, exc=True)
+        funcs = {}
+    for line in sys.stdin:
+        call = json.loads(line)
+        name = call["hook"]
+        if call.get("reload"):  # HUP: the file as it is now
+            try:
+                funcs = load_hooks(path, MASTER_HOOKS)
+            except Exception:
+                log.error("Cannot run %s again; the master's server hooks are as they were" % path, exc=True)
+        ok = True
+        fn = funcs.get(name)
+        if fn is not None:
+            args = [HookArgs(hook_log, call.get("server") or {})]
+            if "worker" in call:
+                args.append(HookArgs(hook_log, call["worker"]))
+            args += call.get("extra") or []
+            try:
+                fn(*args)
+            except Exception:
+                log.error("Exception in %s hook" % name, exc=True)
+                ok = False
+        try:
+            replies.write(json.dumps({"id": call["id"], "ok": ok}) + "\n")
+        except OSError:  # gorn's master is gone
+            break
+    sys.stderr.flush()
+    os._exit(0)
 
 
 # ----------------------------------------------------------------- server
@@ -1348,6 +1410,8 @@ def main(argv):
     sys.argv = cfg.get("argv") or ["gorn"]
     if cfg.get("check"):
         check_app(cfg)
+    if cfg.get("master_hooks"):
+        master_hooks_main(cfg)
     log = Log(cfg.get("log_level", "info"), int(cfg.get("log_pid") or os.getpid()), cfg.get("syslog"))
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the worker decides when we stop
     # On --timeout the worker sends SIGUSR1 before it kills us: every
