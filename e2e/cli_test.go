@@ -1198,7 +1198,7 @@ def note(*words):
         f.write(" ".join(str(w) for w in words) + "\n")
 
 def post_fork(server, worker):
-    note("post_fork", worker.pid, worker.ppid, server.pid, server.num_workers, "lc_util" in sys.modules)
+    note("post_fork", worker.pid, worker.ppid, worker.age, server.pid, server.num_workers, "lc_util" in sys.modules)
     server.log.info("post_fork in %%s", worker.pid)
 
 def post_worker_init(worker):
@@ -1251,7 +1251,7 @@ def worker_int(worker):
 		t.Fatal(err)
 	}
 	for _, re := range []string{
-		fmt.Sprintf(`^post_fork %d %d %d 1 False\npost_worker_init True True True\n`, ids.Pid, ids.Ppid, master),
+		fmt.Sprintf(`^post_fork %d %d 1 %d 1 False\npost_worker_init True True True\n`, ids.Pid, ids.Ppid, master),
 		`\npre_request \d+ GET /pid x=1 \(1, 1\) yes\npost_request \d+ /pid /pid 200 OK 200 True\n`,
 		`\npre_request \d+ GET /cwd  \(1, 1\) None\npost_request \d+ /cwd None None None False\n`,
 		`\npre_request \d+ GET /exe  \(1, 1\) None\npost_request \d+ /exe /exe 200 OK 200 True\n`,

@@ -509,7 +509,7 @@ func (m *Master) spawn(gen int) {
 		return
 	}
 	m.hook("pre_fork", &HookWorker{Age: m.nextID + 1}, false)
-	spec := worker.Spec{Config: cfg, ControlFD: 3 + len(m.listeners), Argv: m.opts.Argv}
+	spec := worker.Spec{Config: cfg, ControlFD: 3 + len(m.listeners), Argv: m.opts.Argv, Age: m.nextID + 1}
 	if cfg.MaxRequests > 0 {
 		spec.MaxRequests = cfg.MaxRequests
 		if cfg.MaxRequestsJitter > 0 {

@@ -208,6 +208,7 @@ type runtimeConfig struct {
 	HooksFile string `json:"hooks_file,omitempty"`
 	MasterPid int    `json:"master_pid,omitempty"`
 	Workers   int    `json:"workers,omitempty"`
+	WorkerAge int    `json:"worker_age,omitempty"`
 	// Syslog is where --log-syslog sends the runtime's error log lines;
 	// nil without --log-syslog.
 	Syslog *runtimeSyslog `json:"syslog,omitempty"`
@@ -304,7 +305,7 @@ func logConfigDict(cfg *config.Config) json.RawMessage {
 //
 // started, if not nil, is called with the process as soon as it runs, so a
 // boot can be aborted by killing it.
-func startRuntime(cfg *config.Config, log *slog.Logger, argv []string, started func(*runtimeProc)) (*runtimeProc, error) {
+func startRuntime(cfg *config.Config, log *slog.Logger, argv []string, age int, started func(*runtimeProc)) (*runtimeProc, error) {
 	pp, childIn, childOut, err := openPipes()
 	if err != nil {
 		return nil, err
@@ -338,6 +339,7 @@ func startRuntime(cfg *config.Config, log *slog.Logger, argv []string, started f
 		HooksFile:     runtimeHooksFile(cfg),
 		MasterPid:     os.Getppid(),
 		Workers:       cfg.Workers,
+		WorkerAge:     age,
 		Paste:         cfg.Paste,
 		PasteGlobal:   pasteGlobal(cfg.PasteGlobal),
 		InFD:          3,

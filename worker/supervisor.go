@@ -27,6 +27,7 @@ type supervisor struct {
 	cfg   *config.Config
 	log   *slog.Logger
 	argv  []string
+	age   int // the worker's spawn number, for server hooks
 	cur   atomic.Pointer[generation]
 	fatal chan error // a replacement runtime failed to boot
 
@@ -56,15 +57,15 @@ func (s *supervisor) abortBoot() {
 	}
 }
 
-func newSupervisor(cfg *config.Config, log *slog.Logger, argv []string) *supervisor {
-	s := &supervisor{cfg: cfg, log: log, argv: argv, fatal: make(chan error, 1)}
+func newSupervisor(cfg *config.Config, log *slog.Logger, argv []string, age int) *supervisor {
+	s := &supervisor{cfg: cfg, log: log, argv: argv, age: age, fatal: make(chan error, 1)}
 	s.cur.Store(&generation{ready: make(chan struct{}), next: make(chan struct{})})
 	return s
 }
 
 // boot starts the first runtime; its error is the worker's boot failure.
 func (s *supervisor) boot() error {
-	rt, err := startRuntime(s.cfg, s.log, s.argv, s.trackBoot)
+	rt, err := startRuntime(s.cfg, s.log, s.argv, s.age, s.trackBoot)
 	if err != nil {
 		return err
 	}
@@ -95,7 +96,7 @@ func (s *supervisor) run(ctx context.Context) {
 		close(g.next)
 		backoff := 100 * time.Millisecond
 		for {
-			rt, err := startRuntime(s.cfg, s.log, s.argv, nil)
+			rt, err := startRuntime(s.cfg, s.log, s.argv, s.age, nil)
 			if err == nil {
 				ng.rt = rt
 				close(ng.ready)

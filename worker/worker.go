@@ -78,6 +78,9 @@ type Spec struct {
 	// BalanceFD 0 means the worker accepts as if it were alone.
 	BalanceFD   int `json:"balance_fd,omitempty"`
 	BalanceSeat int `json:"balance_seat,omitempty"`
+	// Age is the worker's spawn number (1 for the master's first), which
+	// server hooks see as worker.age, as gunicorn's.
+	Age int `json:"age,omitempty"`
 }
 
 // SpecEnv is the environment variable that holds a worker's Spec; its
@@ -165,7 +168,7 @@ func Main(spec *Spec, log *slog.Logger) int {
 	masterGone := make(chan struct{})
 	go ctrl.watch(masterGone)
 
-	sup := newSupervisor(cfg, log, spec.Argv)
+	sup := newSupervisor(cfg, log, spec.Argv, spec.Age)
 	booted := make(chan error, 1)
 	go func() { booted <- sup.boot() }()
 	reopen := false // USR1 while booting: reopen the logs once booted

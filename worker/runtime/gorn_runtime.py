@@ -1091,8 +1091,6 @@ class HookLog:
     """server.log and worker.log in a hook: gunicorn's Logger methods, on
     the gunicorn.error logger."""
 
-    LEVELS = {"critical": 50, "error": 40, "warning": 30, "info": 20, "debug": 10}
-
     def __init__(self, logger):
         self.error_log = logger
 
@@ -1116,7 +1114,7 @@ class HookLog:
 
     def log(self, lvl, msg, *args, **kwargs):
         if isinstance(lvl, str):
-            lvl = self.LEVELS.get(lvl.lower(), 20)
+            lvl = LEVELS.get(lvl.lower(), 20)
         self.error_log.log(lvl, msg, *args, **kwargs)
 
 
@@ -1132,23 +1130,18 @@ class HookServer:
 
 class HookWorker:
     """The worker argument of the hooks: pid is the process the app runs in
-    (gorn's worker is its parent, ppid), nr the requests it has handled,
-    wsgi the app once it is loaded."""
+    (gorn's worker is its parent, ppid), age the worker's spawn number, nr
+    the requests it has handled, wsgi the app once it is loaded."""
 
-    def __init__(self, log, ppid, boot):
+    def __init__(self, log, ppid, age):
         self.log = log
         self.pid = os.getpid()
         self.ppid = ppid
-        self.boot = boot
+        self.age = age
         self.nr = 0
         self.alive = True
         self.booted = False
         self.wsgi = None
-
-    @property
-    def age(self):
-        """Seconds since the runtime started."""
-        return time.monotonic() - self.boot
 
 
 class HookRequest:
@@ -1212,7 +1205,7 @@ class Hooks:
         self.funcs = load_hooks(path, RUNTIME_HOOKS)
         log = HookLog(logger)
         self.server = HookServer(log, int(cfg.get("master_pid") or os.getppid()), int(cfg.get("workers") or 1))
-        self.worker = HookWorker(log, int(cfg.get("log_pid") or os.getppid()), time.monotonic())
+        self.worker = HookWorker(log, int(cfg.get("log_pid") or os.getppid()), int(cfg.get("worker_age") or 0))
         self.log = logger
 
     def has(self, name):
