@@ -24,6 +24,22 @@ import (
 )
 
 // stopTerm stops s with SIGTERM and requires exit code 0.
+// waitFile waits up to 10 s for the file at path to exist and hold want.
+func waitFile(t *testing.T, path, want string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		b, err := os.ReadFile(path)
+		if err == nil && strings.Contains(string(b), want) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s lacks %q:\n%s", path, want, b)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 func stopTerm(t *testing.T, s *server) {
 	t.Helper()
 	s.signal(syscall.SIGTERM)
@@ -669,17 +685,7 @@ format=ini %%(name)s %%(levelname)s %%(message)s
 			stopTerm(t, s)
 			continue
 		}
-		deadline := time.Now().Add(10 * time.Second)
-		for {
-			b, _ := os.ReadFile(out)
-			if strings.Contains(string(b), tt.want+"\n") {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%q: %s lacks %q:\n%s", tt.args, out, tt.want, b)
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
+		waitFile(t, out, tt.want+"\n")
 		stopTerm(t, s)
 	}
 	for _, tt := range []struct {
@@ -1024,23 +1030,9 @@ func TestCLICaptureOutput(t *testing.T) {
 	errLog := filepath.Join(dir, "error.log")
 	s := start(t, py, "--error-logfile", errLog, "--capture-output", "--preload", "--worker-tmp-dir", "/dev/shm", "--no-sendfile", "lc_util:app")
 	s.ready("/pid")
-	waitFile := func(path, want string) {
-		t.Helper()
-		deadline := time.Now().Add(10 * time.Second)
-		for {
-			b, err := os.ReadFile(path)
-			if err == nil && strings.Contains(string(b), want) {
-				return
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s lacks %q:\n%s", path, want, b)
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-	}
 	getJSON(t, noKeepAlive, s.URL+"/print?m=captured-one")
-	waitFile(errLog, "captured-one")
-	waitFile(errLog, "--preload is ignored")
+	waitFile(t, errLog, "captured-one")
+	waitFile(t, errLog, "--preload is ignored")
 	if strings.Contains(s.log.String(), "captured-one") {
 		t.Errorf("the app's output also went to gorn's standard output:\n%s", s.log.String())
 	}
@@ -1049,7 +1041,7 @@ func TestCLICaptureOutput(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.signal(syscall.SIGUSR1)
-	waitFile(errLog+".1", "Handling signal: usr1")
+	waitFile(t, errLog+".1", "Handling signal: usr1")
 	// The worker and its runtime reopen a moment after the master.
 	deadline := time.Now().Add(10 * time.Second)
 	for {
@@ -1494,27 +1486,13 @@ func TestMasterHooksReopenLog(t *testing.T) {
 	}
 	s := start(t, py, "-c", conf, "--error-logfile", errLog, "-w", "1", "lc_util:app")
 	s.ready("/pid")
-	waitFile := func(path, want string) {
-		t.Helper()
-		deadline := time.Now().Add(10 * time.Second)
-		for {
-			b, err := os.ReadFile(path)
-			if err == nil && strings.Contains(string(b), want) {
-				return
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s lacks %q:\n%s", path, want, b)
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-	}
-	waitFile(errLog, "[INFO] workers: None -> 1\n")
+	waitFile(t, errLog, "[INFO] workers: None -> 1\n")
 	if err := os.Rename(errLog, errLog+".1"); err != nil {
 		t.Fatal(err)
 	}
 	s.signal(syscall.SIGUSR1)
-	waitFile(errLog, "") // the master created it anew
+	waitFile(t, errLog, "") // the master created it anew
 	s.signal(syscall.SIGTTIN)
-	waitFile(errLog, "[INFO] workers: 1 -> 2\n")
+	waitFile(t, errLog, "[INFO] workers: 1 -> 2\n")
 	stopTerm(t, s)
 }
