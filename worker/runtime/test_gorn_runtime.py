@@ -1427,5 +1427,87 @@ class FileWrapperTests(unittest.TestCase):
         self.assertTrue(f.closed)
 
 
+class HookArgumentTests(unittest.TestCase):
+    """The stand-ins for gunicorn's Request and Response in pre_request and
+    post_request."""
+
+    def test_request(self):
+        cases = [
+            # (environ, method, path, query, fragment, version, headers)
+            ({"REQUEST_METHOD": "GET", "RAW_URI": "/a%20b?x=1&y=2", "SERVER_PROTOCOL": "HTTP/1.1",
+              "HTTP_USER_AGENT": "curl", "HTTP_X_FORWARDED_FOR": "10.0.0.1"},
+             "GET", "/a%20b", "x=1&y=2", "", (1, 1),
+             [("USER-AGENT", "curl"), ("X-FORWARDED-FOR", "10.0.0.1")]),
+            ({"REQUEST_METHOD": "POST", "RAW_URI": "http://example.com/p?q#f", "SERVER_PROTOCOL": "HTTP/1.0",
+              "CONTENT_TYPE": "text/plain", "CONTENT_LENGTH": "3"},
+             "POST", "/p", "q", "f", (1, 0), [("CONTENT-LENGTH", "3"), ("CONTENT-TYPE", "text/plain")]),
+            ({"REQUEST_METHOD": "OPTIONS", "RAW_URI": "*", "SERVER_PROTOCOL": "bogus", "CONTENT_TYPE": ""},
+             "OPTIONS", "*", "", "", (1, 1), []),
+        ]
+        for environ, method, path, query, fragment, version, headers in cases:
+            with self.subTest(uri=environ["RAW_URI"]):
+                req = rt.HookRequest(environ)
+                self.assertEqual((req.method, req.uri, req.path, req.query, req.fragment, req.version),
+                                 (method, environ["RAW_URI"], path, query, fragment, version))
+                self.assertEqual(sorted(req.headers), headers)
+
+    def test_response(self):
+        class Responder:
+            def __init__(self, status, headers, sent, length):
+                self.status, self.headers, self.sent, self.length = status, headers, sent, length
+
+        cases = [
+            # (status, headers, sent, length) -> (status_code, response_length)
+            (("200 OK", [("Content-Length", "2")], 2, "2"), (200, 2)),
+            (("404 Not Found", [], 9, None), (404, None)),
+            (("201 Created", [], 0, ""), (201, None)),  # two Content-Length headers: not trusted
+            ((None, None, 0, None), (None, None)),  # the app never called start_response
+        ]
+        for (status, headers, sent, length), (code, response_length) in cases:
+            with self.subTest(status=status):
+                resp = rt.HookResponse(Responder(status, headers, sent, length))
+                self.assertEqual((resp.status_code, resp.response_length, resp.sent), (code, response_length, sent))
+                self.assertEqual(resp.headers, list(headers or ()))
+
+
+class LoggingConfigTests(unittest.TestCase):
+    """configure_logging: one configuration, the dict before the JSON file
+    before the ini, the dicts laid over gunicorn's defaults."""
+
+    def setUp(self):
+        self.dir = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, self.dir)
+        import logging
+        root = logging.getLogger()
+        saved = (root.level, root.handlers[:])
+        self.addCleanup(lambda: (root.setLevel(saved[0]), root.handlers.__setitem__(slice(None), saved[1])))
+
+    def write(self, name, text):
+        path = os.path.join(self.dir, name)
+        with open(path, "w") as f:
+            f.write(text)
+        return path
+
+    def test_precedence_and_defaults(self):
+        import logging
+        ini = self.write("log.ini", "[loggers]\nkeys=root\n[handlers]\nkeys=\n[formatters]\nkeys=\n"
+                                    "[logger_root]\nlevel=ERROR\nhandlers=\n")
+        js = self.write("log.json", json.dumps({"root": {"level": "WARNING", "handlers": []}}))
+        cases = [
+            ({"log_config": ini}, logging.ERROR),
+            ({"log_config": ini, "log_config_json": js}, logging.WARNING),
+            ({"log_config": ini, "log_config_json": js, "log_config_dict": {"root": {"level": "DEBUG", "handlers": []}}},
+             logging.DEBUG),
+            # gunicorn's defaults: the root logger at INFO.
+            ({"log_config_dict": {"loggers": {}}}, logging.INFO),
+        ]
+        for cfg, level in cases:
+            with self.subTest(cfg=sorted(cfg)):
+                logging.getLogger().setLevel(logging.CRITICAL)
+                rt.configure_logging(cfg)
+                self.assertEqual(logging.getLogger().level, level)
+        self.assertEqual(rt.LOGGING_DEFAULTS["root"], {"level": "INFO", "handlers": ["console"]})
+
+
 if __name__ == "__main__":
     unittest.main()
