@@ -3,11 +3,11 @@ package master
 import (
 	"bufio"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"os/exec"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -70,22 +70,29 @@ type HookWorker struct {
 // Python program; gorn's is not. The hooks run one at a time, in the order
 // they are called, so state one hook leaves (a metrics server started by
 // when_ready) is there for the next. Calls are JSON lines on the process's
-// standard input; it answers each with a line on its standard output.
+// standard input, written by a goroutine of the runner's own so that a
+// slow hook never holds up the master; the process answers each with a
+// line on its standard output.
 type HookRunner struct {
 	cmd     *exec.Cmd
-	in      *os.File       // the process's standard input
-	replies chan hookReply // answers, from read
-	quit    chan struct{}  // closed by Close: read stops
-	read    chan struct{}  // closed when read has returned
+	calls   chan []byte    // lines for writeCalls; closed by Close
+	replies chan hookReply // answers, from readReplies
+	quit    chan struct{}  // closed by Close: readReplies stops
+	read    chan struct{}  // closed when readReplies has returned
+	written chan struct{}  // closed when writeCalls has returned
+	broken  atomic.Bool    // a call could not be written: the process is gone
 	next    int            // the last call's id
 	log     *slog.Logger
-	gone    bool // the process stopped answering: calls are dropped
 }
 
 type hookReply struct {
 	ID int  `json:"id"`
 	OK bool `json:"ok"`
 }
+
+// hookQueue bounds the calls waiting for the process; an asynchronous call
+// beyond it is dropped, with a warning.
+const hookQueue = 1024
 
 // StartHooks starts the process that runs cfg's master hooks; their log
 // lines go to errorLog (the process's standard error).
@@ -108,9 +115,29 @@ func StartHooks(cfg *config.Config, errorLog *os.File, log *slog.Logger) (*HookR
 		outR.Close()
 		return nil, err
 	}
-	h := &HookRunner{cmd: cmd, in: inW, replies: make(chan hookReply, 16), quit: make(chan struct{}), read: make(chan struct{}), log: log}
+	h := &HookRunner{
+		cmd: cmd, calls: make(chan []byte, hookQueue), replies: make(chan hookReply, 16),
+		quit: make(chan struct{}), read: make(chan struct{}), written: make(chan struct{}), log: log,
+	}
+	go h.writeCalls(inW)
 	go h.readReplies(outR)
 	return h, nil
+}
+
+// writeCalls writes the calls to the process's standard input until Close,
+// then closes it (the process reads its end and exits).
+func (h *HookRunner) writeCalls(in *os.File) {
+	defer close(h.written)
+	defer in.Close()
+	for line := range h.calls {
+		if h.broken.Load() {
+			continue
+		}
+		if _, err := in.Write(line); err != nil {
+			h.broken.Store(true)
+			h.log.Error("The process running the master's server hooks is gone; they no longer run", "err", err)
+		}
+	}
 }
 
 // readReplies passes the process's answers on until its output ends or
@@ -134,7 +161,7 @@ func (h *HookRunner) readReplies(out *os.File) {
 
 // Call implements Hooks.
 func (h *HookRunner) Call(c HookCall, wait bool) bool {
-	if h.gone {
+	if h.broken.Load() {
 		return false
 	}
 	for drained := false; !drained; { // answers to earlier calls
@@ -154,16 +181,23 @@ func (h *HookRunner) Call(c HookCall, wait bool) bool {
 		h.log.Error("Cannot run the "+c.Hook+" hook", "err", err)
 		return false
 	}
-	h.in.SetWriteDeadline(time.Now().Add(HookWait))
-	if _, err := h.in.Write(append(line, '\n')); err != nil {
-		h.stop(fmt.Errorf("passing it the %s hook: %w", c.Hook, err))
-		return false
-	}
-	if !wait {
-		return true
-	}
+	line = append(line, '\n')
 	timer := time.NewTimer(HookWait)
 	defer timer.Stop()
+	if !wait {
+		select {
+		case h.calls <- line:
+		default:
+			h.log.Warn(fmt.Sprintf("The master's server hooks are %d calls behind; the %s hook is dropped", hookQueue, c.Hook))
+		}
+		return true
+	}
+	select {
+	case h.calls <- line:
+	case <-timer.C:
+		h.log.Warn(fmt.Sprintf("The master's server hooks are %d calls behind; the %s hook is dropped", hookQueue, c.Hook))
+		return false
+	}
 	for {
 		select {
 		case r := <-h.replies:
@@ -171,7 +205,8 @@ func (h *HookRunner) Call(c HookCall, wait bool) bool {
 				return r.OK
 			}
 		case <-h.read:
-			h.stop(errors.New("it exited"))
+			h.broken.Store(true)
+			h.log.Error("The process running the master's server hooks exited; they no longer run")
 			return false
 		case <-timer.C:
 			h.log.Warn(fmt.Sprintf("The %s hook did not return within %s; going on without it", c.Hook, HookWait))
@@ -186,16 +221,11 @@ func (h *HookRunner) ReopenLogs() {
 	h.cmd.Process.Signal(syscall.SIGUSR1)
 }
 
-// stop gives up on a process that no longer answers.
-func (h *HookRunner) stop(err error) {
-	h.gone = true
-	h.log.Error("The process running the master's server hooks failed; they no longer run", "err", err)
-}
-
 // Close implements Hooks: the process reads the end of its input once it
-// has run the queued hooks, and exits.
+// has run the queued hooks, and exits; one that takes longer than HookWait
+// is killed.
 func (h *HookRunner) Close() {
-	h.in.Close()
+	close(h.calls)
 	exited := make(chan struct{})
 	go func() {
 		h.cmd.Wait()
@@ -210,4 +240,5 @@ func (h *HookRunner) Close() {
 	}
 	close(h.quit)
 	<-h.read
+	<-h.written
 }
