@@ -1496,3 +1496,24 @@ func TestMasterHooksReopenLog(t *testing.T) {
 	waitFile(t, errLog, "[INFO] workers: 1 -> 2\n")
 	stopTerm(t, s)
 }
+
+// TestMasterHooksProcessGone: a master hook that ends its process
+// (os._exit) costs the master its hooks, with one error line, and nothing
+// else: it keeps spawning workers and stops cleanly.
+func TestMasterHooksProcessGone(t *testing.T) {
+	py := python(t)
+	conf := filepath.Join(t.TempDir(), "gunicorn.conf.py")
+	if err := os.WriteFile(conf, []byte("import os\ndef when_ready(server):\n    os._exit(3)\ndef pre_fork(server, worker):\n    pass\ndef on_exit(server):\n    pass\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s := start(t, py, "-c", conf, "-w", "1", "lc_util:app")
+	s.ready("/pid")
+	poolSignal(t, s, syscall.SIGTTIN, "ttin")
+	poolWaitCount(t, s, `Booting worker with pid`, 2, 10*time.Second)
+	s.waitLog(`\[ERROR\] The process running the master's server hooks (is gone|exited); they no longer run`, 10*time.Second)
+	s.ready("/pid")
+	stopTerm(t, s)
+	if n := strings.Count(s.log.String(), "they no longer run"); n != 1 {
+		t.Errorf("%d lines say the hooks no longer run, want 1:\n%s", n, s.log.String())
+	}
+}

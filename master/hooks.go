@@ -133,8 +133,7 @@ func (h *HookRunner) writeCalls(in *os.File) {
 		if h.broken.Load() {
 			continue
 		}
-		if _, err := in.Write(line); err != nil {
-			h.broken.Store(true)
+		if _, err := in.Write(line); err != nil && h.broken.CompareAndSwap(false, true) {
 			h.log.Error("The process running the master's server hooks is gone; they no longer run", "err", err)
 		}
 	}
@@ -205,8 +204,9 @@ func (h *HookRunner) Call(c HookCall, wait bool) bool {
 				return r.OK
 			}
 		case <-h.read:
-			h.broken.Store(true)
-			h.log.Error("The process running the master's server hooks exited; they no longer run")
+			if h.broken.CompareAndSwap(false, true) {
+				h.log.Error("The process running the master's server hooks exited; they no longer run")
+			}
 			return false
 		case <-timer.C:
 			h.log.Warn(fmt.Sprintf("The %s hook did not return within %s; going on without it", c.Hook, HookWait))
