@@ -158,15 +158,15 @@ var fileIgnored = map[string]any{
 
 // RuntimeHooks are the server hooks gorn runs in each app runtime (the
 // process the app runs in, where gunicorn runs them in its worker).
-var RuntimeHooks = []string{"post_fork", "post_worker_init", "pre_request", "post_request", "worker_exit"}
+var RuntimeHooks = []string{"post_fork", "post_worker_init", "pre_request", "post_request", "worker_exit", "worker_int", "worker_abort"}
 
 // MasterHooks are the server hooks gunicorn runs in its master, which gorn's
 // master runs in a Python process of their own.
 var MasterHooks = []string{"on_starting", "when_ready", "on_reload", "pre_fork", "child_exit", "nworkers_changed", "pre_exec", "on_exit"}
 
 // fileHooks are gunicorn's other server hooks, which gorn does not run:
-// those tied to gunicorn's worker signals or its TLS setup.
-var fileHooks = []string{"worker_int", "worker_abort", "ssl_context"}
+// ssl_context, which builds gunicorn's TLS context (gorn's TLS is Go's).
+var fileHooks = []string{"ssl_context"}
 
 // WorkerClasses are the worker classes (-k, worker_class) gorn serves as
 // they are meant: one request at a time per thread, --threads threads per

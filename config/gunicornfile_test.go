@@ -85,9 +85,9 @@ func TestFileSettingsArgs(t *testing.T) {
 			warnings: []string{"Settings holding Python objects are ignored (gorn reads str, int, float, bool, None, and lists and dicts of them): logconfig_dict, logger_class"},
 		},
 		{
-			name:     "the hooks of gunicorn's worker signals are not run",
-			hooks:    []string{"helper", "post_fork", "pre_request", "when_ready", "worker_abort", "worker_int"},
-			warnings: []string{"Server hooks gorn does not run: worker_abort, worker_int"},
+			name:     "ssl_context is not run",
+			hooks:    []string{"helper", "post_fork", "pre_request", "when_ready", "worker_abort", "ssl_context"},
+			warnings: []string{"Server hooks gorn does not run: ssl_context"},
 		},
 		{
 			name:     "user, group and umask",
@@ -246,8 +246,8 @@ func TestRunHooks(t *testing.T) {
 		want  []string
 	}{
 		{nil, nil},
-		{[]string{"helper", "worker_abort", "ssl_context"}, nil},
-		{[]string{"when_ready", "helper", "post_fork", "worker_int"}, []string{"when_ready", "post_fork"}},
+		{[]string{"helper", "ssl_context"}, nil},
+		{[]string{"when_ready", "helper", "post_fork", "ssl_context", "worker_int"}, []string{"when_ready", "post_fork", "worker_int"}},
 		{append(slices.Clone(RuntimeHooks), MasterHooks...), append(slices.Clone(RuntimeHooks), MasterHooks...)},
 	} {
 		fs := &FileSettings{Hooks: tt.hooks}

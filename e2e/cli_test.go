@@ -444,8 +444,8 @@ wsgi_app = "lc_util:app"
 preload_app = True
 def post_fork(server, worker):
     pass
-def worker_abort(worker):
-    pass
+def ssl_context(config, default_ssl_context_factory):
+    return default_ssl_context_factory()
 `, port, appsDir(t), value)
 		if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
 			t.Fatal(err)
@@ -460,7 +460,7 @@ def worker_abort(worker):
 	for _, want := range []string{
 		`\[INFO\] Configuration read from gunicorn\.conf\.py`,
 		`\[WARNING\] gunicorn\.conf\.py: Settings gorn does not have are ignored: preload_app`,
-		`\[WARNING\] gunicorn\.conf\.py: Server hooks gorn does not run: worker_abort\n`,
+		`\[WARNING\] gunicorn\.conf\.py: Server hooks gorn does not run: ssl_context\n`,
 	} {
 		s.waitLog(want, 5*time.Second)
 	}
@@ -1176,7 +1176,7 @@ func TestGunicornErrorLogger(t *testing.T) {
 // gunicorn's arguments: post_fork before the app is imported,
 // post_worker_init after, pre_request and post_request around each
 // request (an exception in pre_request is a 500, one in post_request is
-// logged), worker_exit at a graceful stop. worker_int gets a warning.
+// logged), worker_exit at a graceful stop. ssl_context gets a warning.
 func TestServerHooks(t *testing.T) {
 	py := python(t)
 	dir := t.TempDir()
@@ -1210,8 +1210,8 @@ def post_request(worker, req, environ, resp):
 def worker_exit(server, worker):
     note("worker_exit", worker.pid, worker.alive)
 
-def worker_int(worker):
-    pass
+def ssl_context(config, default_ssl_context_factory):
+    return default_ssl_context_factory()
 `, out)), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -1236,7 +1236,7 @@ def worker_int(worker):
 	s.waitLog(`(?m)^\[[^]]+\] \[\d+\] \[ERROR\] Exception in post_request hook\nTraceback[\s\S]*KeyError: 'post_request failed'\n`, 10*time.Second)
 	s.waitLog(`(?m)^\[[^]]+\] \[\d+\] \[ERROR\] Error handling request /cwd\nTraceback[\s\S]*ValueError: refused by pre_request\n`, 10*time.Second)
 	s.waitLog(fmt.Sprintf(`(?m)^\[[^]]+\] \[%d\] \[INFO\] post_fork in %d$`, ids.Ppid, ids.Pid), 10*time.Second)
-	s.waitLog(`\[WARNING\] `+regexp.QuoteMeta(conf)+`: Server hooks gorn does not run: worker_int\n`, 10*time.Second)
+	s.waitLog(`\[WARNING\] `+regexp.QuoteMeta(conf)+`: Server hooks gorn does not run: ssl_context\n`, 10*time.Second)
 	stopTerm(t, s)
 	b, err := os.ReadFile(out)
 	if err != nil {
@@ -1516,4 +1516,46 @@ func TestMasterHooksProcessGone(t *testing.T) {
 	if n := strings.Count(s.log.String(), "they no longer run"); n != 1 {
 		t.Errorf("%d lines say the hooks no longer run, want 1:\n%s", n, s.log.String())
 	}
+}
+
+// TestServerHooksSignals: worker_abort runs in the runtime a request timed
+// out in (after faulthandler's stack dump, which still comes first), and
+// worker_int in the runtime a quick stop (QUIT) ends, as gunicorn's worker
+// runs them on SIGABRT and SIGINT/SIGQUIT.
+func TestServerHooksSignals(t *testing.T) {
+	py := python(t)
+	dir := t.TempDir()
+	out := filepath.Join(dir, "hooks.out")
+	conf := filepath.Join(dir, "gunicorn.conf.py")
+	if err := os.WriteFile(conf, []byte(fmt.Sprintf(`OUT = %q
+
+def note(*words):
+    with open(OUT, "a") as f:
+        f.write(" ".join(str(w) for w in words) + "\n")
+
+def worker_abort(worker):
+    note("worker_abort", worker.pid, worker.alive)
+
+def worker_int(worker):
+    note("worker_int", worker.pid, worker.alive)
+`, out)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s := start(t, py, "-c", conf, "-w", "1", "--timeout", "1", "lc_util:app")
+	s.ready("/pid")
+	first := int(getJSON(t, noKeepAlive, s.URL+"/pid")["pid"].(float64))
+	if code, _ := s.get("/hold?t=5"); code != 504 {
+		t.Fatalf("a request past --timeout: status %d, want 504", code)
+	}
+	waitFile(t, out, fmt.Sprintf("worker_abort %d False\n", first))
+	s.waitLog(`(?s)Current thread.*File ".*lc_util\.py", line \d+ in app`, 10*time.Second)
+	second := int(getJSON(t, noKeepAlive, s.URL+"/pid")["pid"].(float64))
+	if second == first {
+		t.Fatalf("the runtime %d still serves after the timeout", first)
+	}
+	s.signal(syscall.SIGQUIT)
+	if code := s.wait(30 * time.Second); code != 0 {
+		t.Fatalf("exit code %d after QUIT, want 0", code)
+	}
+	waitFile(t, out, fmt.Sprintf("worker_int %d False\n", second))
 }

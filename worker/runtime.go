@@ -61,6 +61,11 @@ type runtimeProc struct {
 	flushing bool       // a sender is writing out; it writes what others add
 
 	timeoutOnce sync.Once
+	// abortGrace and intGrace are how long the runtime may take to exit
+	// after SIGUSR1 (--timeout) and SIGINT (a quick stop) before it is
+	// killed: longer when the configuration file's worker_abort or
+	// worker_int hook runs then.
+	abortGrace, intGrace time.Duration
 
 	mu      sync.Mutex // guards calls, order and nextID
 	calls   map[uint32]*call
@@ -225,6 +230,10 @@ type runtimeConfig struct {
 	SharedSlotSize  int `json:"shared_slot_size,omitempty"`
 }
 
+// hookSignalGrace is how long a runtime may run its worker_int or
+// worker_abort hook before it is killed: 1 second.
+const hookSignalGrace = time.Second
+
 // runtimeSyslog is --log-syslog for the runtime: the address as
 // logs.ParseSyslogAddr reads it, the facility's number, and the error log's
 // tag.
@@ -371,14 +380,21 @@ func startRuntime(cfg *config.Config, log *slog.Logger, argv []string, age int, 
 		return nil, fmt.Errorf("starting the app runtime %s: %w", cfg.Python, err)
 	}
 	rt := &runtimeProc{
-		cmd:     cmd,
-		pipes:   pp,
-		shared:  shared,
-		log:     log,
-		threads: max(cfg.Threads, 1),
-		calls:   make(map[uint32]*call),
-		done:    make(chan struct{}),
-		exited:  make(chan struct{}),
+		cmd:        cmd,
+		pipes:      pp,
+		shared:     shared,
+		log:        log,
+		threads:    max(cfg.Threads, 1),
+		abortGrace: 200 * time.Millisecond,
+		calls:      make(map[uint32]*call),
+		done:       make(chan struct{}),
+		exited:     make(chan struct{}),
+	}
+	if cfg.HasHook("worker_abort") {
+		rt.abortGrace = hookSignalGrace
+	}
+	if cfg.HasHook("worker_int") {
+		rt.intGrace = hookSignalGrace
 	}
 	go func() {
 		rt.status = cmd.Wait()
@@ -795,16 +811,31 @@ func (rt *runtimeProc) kill() { rt.cmd.Process.Signal(syscall.SIGKILL) }
 
 // killForTimeout makes the runtime dump every thread's Python stack to the
 // error log (faulthandler, on SIGUSR1, works even while the app holds the
-// interpreter), then kills it. Only the first call acts.
+// interpreter; the worker_abort hook runs then too), then kills it. Only
+// the first call acts.
 func (rt *runtimeProc) killForTimeout() {
-	rt.timeoutOnce.Do(func() {
-		rt.cmd.Process.Signal(syscall.SIGUSR1)
-		select {
-		case <-rt.exited:
-		case <-time.After(200 * time.Millisecond):
-		}
-		rt.kill()
-	})
+	rt.timeoutOnce.Do(func() { rt.signalThenKill(syscall.SIGUSR1, rt.abortGrace) })
+}
+
+// interrupt ends the runtime at a quick stop: SIGINT first when the
+// worker_int hook is to run, then SIGKILL.
+func (rt *runtimeProc) interrupt() {
+	if rt.intGrace > 0 {
+		rt.signalThenKill(syscall.SIGINT, rt.intGrace)
+		return
+	}
+	rt.kill()
+}
+
+// signalThenKill sends sig and kills the runtime unless it exits within
+// grace.
+func (rt *runtimeProc) signalThenKill(sig syscall.Signal, grace time.Duration) {
+	rt.cmd.Process.Signal(sig)
+	select {
+	case <-rt.exited:
+	case <-time.After(grace):
+	}
+	rt.kill()
 }
 
 // stop asks the runtime to exit once its requests are done and waits up to

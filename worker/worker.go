@@ -367,7 +367,7 @@ func Main(spec *Spec, log *slog.Logger) int {
 			srv.Close()
 		}
 		if rt := sup.current(); rt != nil {
-			rt.kill()
+			rt.interrupt()
 			<-rt.exited
 		}
 	}

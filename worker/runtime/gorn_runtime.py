@@ -1080,7 +1080,8 @@ def dump_stacks():
 
 # The server hooks of a gunicorn configuration file that run in the app's
 # process, where gunicorn runs them in its worker.
-RUNTIME_HOOKS = ("post_fork", "post_worker_init", "pre_request", "post_request", "worker_exit")
+RUNTIME_HOOKS = ("post_fork", "post_worker_init", "pre_request", "post_request", "worker_exit",
+                 "worker_int", "worker_abort")
 # Those gunicorn runs in its master: gorn's master runs them in a Python
 # process of their own (master_hooks_main).
 MASTER_HOOKS = ("on_starting", "when_ready", "on_reload", "pre_fork", "child_exit",
@@ -1224,6 +1225,27 @@ class Hooks:
             self.call(name, *args)
         except Exception:
             self.log.exception("Exception in %s hook" % name)
+
+    def install_signal_hooks(self):
+        """worker_int and worker_abort, when the file defines them: the
+        worker sends SIGINT on a quick stop (INT or QUIT) and SIGUSR1 on
+        --timeout, and waits a moment before it kills the runtime. As
+        gunicorn's worker, the runtime then runs the hook and exits. On
+        SIGUSR1 faulthandler still writes every thread's stack first."""
+        if self.has("worker_int"):
+            signal.signal(signal.SIGINT, lambda *_: self._end("worker_int", 0))
+        if self.has("worker_abort"):
+            import faulthandler
+            faulthandler.unregister(signal.SIGUSR1)
+            signal.signal(signal.SIGUSR1, lambda *_: self._end("worker_abort", 1))
+            faulthandler.register(signal.SIGUSR1, file=sys.stderr, all_threads=True, chain=True)
+
+    def _end(self, name, code):
+        self.worker.alive = False
+        self.call_logged(name, self.worker)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
 
 
 def load_hooks(path, names):
@@ -1429,6 +1451,7 @@ def main(argv):
             hooks.worker.wsgi = app
             hooks.worker.booted = True
             hooks.call("post_worker_init", hooks.worker)
+            hooks.install_signal_hooks()
     except AppImportError as e:
         boot_error(wfd, APP_LOAD_ERROR, str(e))
     except BaseException as e:
