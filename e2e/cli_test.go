@@ -1559,3 +1559,32 @@ def worker_int(worker):
 	}
 	waitFile(t, out, fmt.Sprintf("worker_int %d False\n", second))
 }
+
+// TestReloadWorkers: HUP keeps the worker count TTIN and TTOU made while
+// --workers is unchanged, and applies an edited one (the configuration
+// file's workers), calling nworkers_changed.
+func TestReloadWorkers(t *testing.T) {
+	py := python(t)
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "gunicorn.conf.py")
+	out := filepath.Join(dir, "hooks.out")
+	write := func(workers int) {
+		t.Helper()
+		text := fmt.Sprintf("workers = %d\ndef nworkers_changed(server, new, old):\n    with open(%q, 'a') as f:\n        f.write('%%s -> %%s\\n' %% (old, new))\n", workers, out)
+		if err := os.WriteFile(conf, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(1)
+	s := start(t, py, "-c", conf, "lc_util:app")
+	s.ready("/pid")
+	poolSignal(t, s, syscall.SIGTTIN, "ttin")
+	poolSignal(t, s, syscall.SIGHUP, "hup")
+	s.waitLog(`Reloading: starting 2 new workers \(generation 2\)`, 10*time.Second)
+	write(3)
+	poolSignal(t, s, syscall.SIGHUP, "hup")
+	s.waitLog(`Number of workers: 3 \(--workers is now 3\)\n.*Reloading: starting 3 new workers \(generation 3\)`, 10*time.Second)
+	s.waitLog(`Reload: generation 3 is serving`, 30*time.Second)
+	stopTerm(t, s)
+	waitFile(t, out, "None -> 1\n1 -> 2\n2 -> 3\n")
+}

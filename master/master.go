@@ -375,6 +375,20 @@ func (m *Master) reload() {
 	if m.desired == 0 && m.winched > 0 {
 		m.desired = m.winched
 	}
+	// The first hook called from here has the hooks' process run the
+	// configuration file again first, for its hooks as they are now.
+	reread := true
+	// An edited --workers (the configuration file's workers, say) applies;
+	// otherwise the count TTIN and TTOU made survives.
+	if old := m.cfg(); cfg != old && cfg.Workers != old.Workers {
+		prev := m.desired
+		m.desired = cfg.Workers
+		m.log.Info(fmt.Sprintf("Number of workers: %d (--workers is now %d)", m.desired, cfg.Workers))
+		if m.desired != prev && m.opts.Hooks != nil && cfg.HasHook("nworkers_changed") {
+			m.opts.Hooks.Call(HookCall{Hook: "nworkers_changed", Reload: true, Server: m.hookServer(), Extra: []any{m.desired, prev}}, false)
+			reread = false
+		}
+	}
 	// Forget generations no worker uses any more.
 	for g := range m.gens {
 		if g != m.gen && g != m.goodGen && !m.genInUse(g) {
@@ -385,9 +399,8 @@ func (m *Master) reload() {
 	m.gen = m.lastGen
 	m.gens[m.gen] = cfg
 	if m.opts.Hooks != nil {
-		// The hooks' process runs the file again (for the hooks as they
-		// are now), then on_reload if the file defines it.
-		m.opts.Hooks.Call(HookCall{Hook: "on_reload", Reload: true, Server: m.hookServer()}, false)
+		// on_reload if the file defines it (a call either way, for reread).
+		m.opts.Hooks.Call(HookCall{Hook: "on_reload", Reload: reread, Server: m.hookServer()}, false)
 	}
 	m.failures, m.holdTill = 0, time.Time{}
 	m.log.Info(fmt.Sprintf("Reloading: starting %d new workers (generation %d)", m.desired, m.gen))
