@@ -16,8 +16,9 @@ import (
 )
 
 // Hooks runs the server hooks gunicorn runs in its master
-// (config.MasterHooks) for the master: HookRunner, or a stand-in in tests.
-// Only Run's goroutine (or main, before Run) calls it.
+// (config.MasterHooks) for the master: HookRunner, which runs Python, or a
+// recorder in the master's unit tests. Only Run's goroutine (or main,
+// before Run) calls it.
 type Hooks interface {
 	// Call queues one call of a hook; with wait, it returns once the hook
 	// has run (bounded by HookWait) and reports whether it ran without an
