@@ -1562,29 +1562,36 @@ def worker_int(worker):
 
 // TestReloadWorkers: HUP keeps the worker count TTIN and TTOU made while
 // --workers is unchanged, and applies an edited one (the configuration
-// file's workers), calling nworkers_changed.
+// file's workers), calling nworkers_changed; an edited --log-level applies
+// to the master's own lines too.
 func TestReloadWorkers(t *testing.T) {
 	py := python(t)
 	dir := t.TempDir()
 	conf := filepath.Join(dir, "gunicorn.conf.py")
 	out := filepath.Join(dir, "hooks.out")
-	write := func(workers int) {
+	write := func(workers int, level string) {
 		t.Helper()
-		text := fmt.Sprintf("workers = %d\ndef nworkers_changed(server, new, old):\n    with open(%q, 'a') as f:\n        f.write('%%s -> %%s\\n' %% (old, new))\n", workers, out)
+		text := fmt.Sprintf("workers = %d\nloglevel = %q\ndef nworkers_changed(server, new, old):\n    with open(%q, 'a') as f:\n        f.write('%%s -> %%s\\n' %% (old, new))\n", workers, level, out)
 		if err := os.WriteFile(conf, []byte(text), 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
-	write(1)
+	write(1, "info")
 	s := start(t, py, "-c", conf, "lc_util:app")
 	s.ready("/pid")
+	master := regexp.QuoteMeta(fmt.Sprintf("[%d]", s.cmd.Process.Pid))
 	poolSignal(t, s, syscall.SIGTTIN, "ttin")
 	poolSignal(t, s, syscall.SIGHUP, "hup")
 	s.waitLog(`Reloading: starting 2 new workers \(generation 2\)`, 10*time.Second)
-	write(3)
+	s.waitLog(`Reload: generation 2 is serving`, 30*time.Second)
+	if regexp.MustCompile(master + ` \[DEBUG\]`).MatchString(s.log.String()) {
+		t.Fatalf("the master logged at debug level under --log-level info:\n%s", s.log.String())
+	}
+	write(3, "debug")
 	poolSignal(t, s, syscall.SIGHUP, "hup")
 	s.waitLog(`Number of workers: 3 \(--workers is now 3\)\n.*Reloading: starting 3 new workers \(generation 3\)`, 10*time.Second)
 	s.waitLog(`Reload: generation 3 is serving`, 30*time.Second)
+	s.waitLog(master+` \[DEBUG\] Worker ready`, 10*time.Second)
 	stopTerm(t, s)
 	waitFile(t, out, "None -> 1\n1 -> 2\n2 -> 3\n")
 }

@@ -237,7 +237,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		defer syslog.Close()
 	}
-	var handler slog.Handler = logs.NewHandler(errFile, logs.ParseLevel(cfg.LogLevel), os.Getpid())
+	logLevel.Set(logs.ParseLevel(cfg.LogLevel))
+	var handler slog.Handler = logs.NewHandler(errFile, &logLevel, os.Getpid())
 	handler = logs.NewSyslogHandler(handler, syslog, logs.SyslogTag(cfg.SyslogPrefix, cfg.Name, "error"), os.Getpid())
 	log := slog.New(statsd.NewLogHandler(handler, stats))
 	if confPath != "" {
@@ -590,6 +591,9 @@ func takeListenFDs() ([]string, error) {
 	return binds, err
 }
 
+// logLevel is the master's --log-level, which a reload may change.
+var logLevel slog.LevelVar
+
 // startDir is the directory gorn started in; a reload resolves a relative
 // --chdir from it again.
 var startDir, _ = os.Getwd()
@@ -629,5 +633,8 @@ func reloadConfig(args []string) (cfg *config.Config, err error) {
 	if done {
 		return nil, fmt.Errorf("the settings no longer parse: %s", strings.TrimPrefix(strings.TrimSpace(msg.String()), "gorn: error: "))
 	}
-	return c.config()
+	if cfg, err = c.config(); err == nil {
+		logLevel.Set(logs.ParseLevel(cfg.LogLevel)) // the workers take it from cfg
+	}
+	return cfg, err
 }
