@@ -1595,3 +1595,39 @@ func TestReloadWorkers(t *testing.T) {
 	stopTerm(t, s)
 	waitFile(t, out, "None -> 1\n1 -> 2\n2 -> 3\n")
 }
+
+// TestReloadPidFile: a HUP that changes --pid (the configuration file's
+// pidfile) moves the pid file, as gunicorn's HUP does; the new one goes at
+// exit.
+func TestReloadPidFile(t *testing.T) {
+	py := python(t)
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "gunicorn.conf.py")
+	first, second := filepath.Join(dir, "first.pid"), filepath.Join(dir, "second.pid")
+	write := func(pidfile string) {
+		t.Helper()
+		if err := os.WriteFile(conf, []byte(fmt.Sprintf("pidfile = %q\n", pidfile)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(first)
+	s := start(t, py, "-c", conf, "lc_util:app")
+	s.ready("/pid")
+	master := fmt.Sprintf("%d\n", s.cmd.Process.Pid)
+	waitFile(t, first, master)
+	write(second)
+	poolSignal(t, s, syscall.SIGHUP, "hup")
+	waitFile(t, second, master)
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if _, err := os.Stat(first); os.IsNotExist(err) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the old pid file %s is still there", first)
+		}
+	}
+	stopTerm(t, s)
+	if _, err := os.Stat(second); !os.IsNotExist(err) {
+		t.Errorf("the pid file %s outlived the master (%v)", second, err)
+	}
+}

@@ -375,6 +375,9 @@ func (m *Master) reload() {
 	if m.desired == 0 && m.winched > 0 {
 		m.desired = m.winched
 	}
+	if old := m.cfg(); cfg != old && cfg.PidFile != old.PidFile {
+		m.movePidFile(cfg.PidFile)
+	}
 	// The first hook called from here has the hooks' process run the
 	// configuration file again first, for its hooks as they are now.
 	reread := true
@@ -423,6 +426,26 @@ func (m *Master) excuse(d time.Duration) {
 			w.lastSeen = now
 		}
 	}
+}
+
+// movePidFile writes the pid file at a new --pid path, as gunicorn does on
+// HUP, and removes the old one ("" removes it). A new file that cannot be
+// written leaves the old one.
+func (m *Master) movePidFile(path string) {
+	var next *pidFile
+	if path != "" {
+		if m.parent != 0 {
+			path += ".2" // until the old master is gone (upgrade.go)
+		}
+		pf, err := writePidFile(path, os.Getpid())
+		if err != nil {
+			m.log.Error("Cannot write the new pid file; keeping the old one", "err", err)
+			return
+		}
+		next = pf
+	}
+	m.pidFile.remove()
+	m.pidFile = next
 }
 
 // hook calls a master hook of the configuration file (Options.Hooks), if
