@@ -1150,7 +1150,8 @@ func TestCLILogLines(t *testing.T) {
 // writing gunicorn's error-log lines with the worker's pid. An app that
 // hands its handlers and level to its own logger (Flask's documented
 // pattern) logs to gorn's error log, and the runtime's tracebacks go
-// through it.
+// through it, even when the app's logging configuration disables the
+// loggers it does not name.
 func TestGunicornErrorLogger(t *testing.T) {
 	py := python(t)
 	for _, level := range []string{"info", "warning"} {
@@ -1169,6 +1170,15 @@ func TestGunicornErrorLogger(t *testing.T) {
 		}
 		stopTerm(t, s)
 	}
+	// An app that disables the loggers its configuration does not name
+	// (Django's disable_existing_loggers) still has its tracebacks logged.
+	s := start(t, py, "lc_quietlog:app")
+	s.ready("/") // any status
+	if code, _ := s.get("/"); code != 500 {
+		t.Fatalf("lc_quietlog: status %d, want 500", code)
+	}
+	s.waitLog(`\[ERROR\] Error handling request /\nTraceback[\s\S]*RuntimeError: quiet app failed\n`, 10*time.Second)
+	stopTerm(t, s)
 }
 
 // TestServerHooks: the worker-side server hooks of a gunicorn

@@ -1447,6 +1447,10 @@ def main(argv):
             hooks = Hooks(cfg["hooks_file"], log.logger, cfg)
             hooks.call("post_fork", hooks.server, hooks.worker)
         app = load(cfg)
+        # An app whose logging configuration disables the loggers it does
+        # not name (Django's LOGGING with disable_existing_loggers) would
+        # silence the runtime's own lines, request tracebacks included.
+        log.logger.disabled = False
         if hooks is not None:
             hooks.worker.wsgi = app
             hooks.worker.booted = True
