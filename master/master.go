@@ -715,7 +715,10 @@ func (m *Master) control(ev ctrlEvent) {
 		m.served = true
 		m.failures, m.holdTill = 0, time.Time{}
 		if w.gen == m.gen && m.goodGen != m.gen {
-			if m.goodGen != 0 {
+			// Generation 1 is the start, not a reload; a reload's counts
+			// even when a HUP came before the master saw generation 1
+			// ready (goodGen still 0).
+			if m.gen > 1 {
 				m.log.Info(fmt.Sprintf("Reload: generation %d is serving", m.gen))
 				m.mx.pool.Reloaded(true, time.Now())
 			}

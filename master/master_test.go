@@ -1,13 +1,18 @@
 package master
 
 import (
+	"bytes"
 	"errors"
+	"log/slog"
 	"os/exec"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/gorn-project/gorn/config"
+	"github.com/gorn-project/gorn/metrics"
+	"github.com/gorn-project/gorn/protocol"
 )
 
 func TestBackoff(t *testing.T) {
@@ -81,6 +86,38 @@ func TestExcuse(t *testing.T) {
 			got := now.Sub(w.lastSeen)
 			if d := got - tt.after; d < -50*time.Millisecond || d > 50*time.Millisecond {
 				t.Errorf("last heartbeat judged %v ago, want %v", got, tt.after)
+			}
+		})
+	}
+}
+
+// TestReloadServingLogged: "Reload: generation N is serving" is logged when
+// a reload's generation becomes ready, also when the HUP came before the
+// master had seen generation 1 ready, and never for generation 1.
+func TestReloadServingLogged(t *testing.T) {
+	for _, tt := range []struct {
+		name         string
+		gen, goodGen int
+		want         bool
+	}{
+		{"the start", 1, 0, false},
+		{"a reload", 2, 1, true},
+		{"a reload before generation 1 was seen ready", 2, 0, true},
+		{"a later worker of a generation already serving", 3, 3, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var out bytes.Buffer
+			w := &workerProc{pid: 7, gen: tt.gen, phase: Booting}
+			m := &Master{
+				log: slog.New(slog.NewTextHandler(&out, nil)), mx: masterMetrics{pool: metrics.NewPool()},
+				gen: tt.gen, goodGen: tt.goodGen, workers: map[int]*workerProc{7: w},
+			}
+			m.control(ctrlEvent{w: w, f: protocol.Frame{Type: protocol.WorkerReady, Payload: []byte(`{"pid": 8}`)}})
+			if got := strings.Contains(out.String(), "is serving"); got != tt.want {
+				t.Errorf("logged %q; want a serving line: %v", out.String(), tt.want)
+			}
+			if m.goodGen != tt.gen || w.phase != Ready {
+				t.Errorf("goodGen %d, phase %v; want %d and Ready", m.goodGen, w.phase, tt.gen)
 			}
 		})
 	}
