@@ -275,21 +275,19 @@ func (m *Master) Run() int {
 	for {
 		select {
 		case s := <-sigs:
+			// What the workers said before the signal came counts first:
+			// a HUP must see a worker that is ready as ready, not retire
+			// it as one still booting.
+			if code, stop := m.queuedEvents(); stop {
+				return code
+			}
 			m.log.Info("Handling signal: " + signals.Name(s))
 			if code, stop := m.signal(s); stop {
 				return code
 			}
 		case ev := <-m.events:
-			switch ev := ev.(type) {
-			case exitEvent:
-				if code, reason, halt := m.reap(ev); halt {
-					return m.stop(false, code, reason)
-				}
-			case ctrlEvent:
-				m.control(ev)
-			case reloadEvent:
-				m.log.Info(fmt.Sprintf("Worker reloading: %s modified", ev.path))
-				m.reload()
+			if code, stop := m.event(ev); stop {
+				return code
 			}
 		case <-children:
 			m.reapStrays()
@@ -298,6 +296,34 @@ func (m *Master) Run() int {
 		}
 		m.apply()
 	}
+}
+
+// queuedEvents acts on the events already queued, and no more; stop says
+// Run must return code.
+func (m *Master) queuedEvents() (code int, stop bool) {
+	for queued := len(m.events); queued > 0; queued-- {
+		if code, stop := m.event(<-m.events); stop {
+			return code, true
+		}
+	}
+	return 0, false
+}
+
+// event acts on a message from a worker's goroutines or the --reload
+// watcher; stop says Run must return code.
+func (m *Master) event(ev any) (code int, stop bool) {
+	switch ev := ev.(type) {
+	case exitEvent:
+		if code, reason, halt := m.reap(ev); halt {
+			return m.stop(false, code, reason), true
+		}
+	case ctrlEvent:
+		m.control(ev)
+	case reloadEvent:
+		m.log.Info(fmt.Sprintf("Worker reloading: %s modified", ev.path))
+		m.reload()
+	}
+	return 0, false
 }
 
 // checkInterval is how often heartbeats, memory and drain deadlines are

@@ -122,3 +122,24 @@ func TestReloadServingLogged(t *testing.T) {
 		})
 	}
 }
+
+// TestQueuedEvents: before a signal, the master takes the workers' messages
+// already queued (a HUP then sees a ready worker as ready), and no more.
+func TestQueuedEvents(t *testing.T) {
+	w := &workerProc{pid: 7, gen: 1, phase: Booting}
+	m := &Master{
+		log: slog.New(slog.NewTextHandler(&bytes.Buffer{}, nil)), mx: masterMetrics{pool: metrics.NewPool()},
+		gen: 1, workers: map[int]*workerProc{7: w}, events: make(chan any, 4),
+	}
+	ready := ctrlEvent{w: w, f: protocol.Frame{Type: protocol.WorkerReady, Payload: []byte(`{"pid": 8}`)}}
+	if _, stop := m.queuedEvents(); stop {
+		t.Fatal("no events, yet a stop")
+	}
+	m.events <- ready
+	if _, stop := m.queuedEvents(); stop || w.phase != Ready || m.goodGen != 1 {
+		t.Errorf("after the queued ready message: stop %v, phase %v, goodGen %d; want false, Ready, 1", stop, w.phase, m.goodGen)
+	}
+	if len(m.events) != 0 {
+		t.Errorf("%d events left", len(m.events))
+	}
+}
