@@ -380,7 +380,8 @@ func (m *Master) signal(s os.Signal) (code int, stop bool) {
 // reload starts a new generation of workers with a freshly read
 // configuration. The old generation serves until new workers are ready.
 func (m *Master) reload() {
-	cfg := m.cfg()
+	old := m.cfg()
+	cfg := old
 	if m.opts.Reload != nil {
 		start := time.Now()
 		next, err := m.opts.Reload()
@@ -401,7 +402,7 @@ func (m *Master) reload() {
 	if m.desired == 0 && m.winched > 0 {
 		m.desired = m.winched
 	}
-	if old := m.cfg(); cfg != old && cfg.PidFile != old.PidFile {
+	if cfg.PidFile != old.PidFile {
 		m.movePidFile(cfg.PidFile)
 	}
 	// The first hook called from here has the hooks' process run the
@@ -409,7 +410,7 @@ func (m *Master) reload() {
 	reread := true
 	// An edited --workers (the configuration file's workers, say) applies;
 	// otherwise the count TTIN and TTOU made survives.
-	if old := m.cfg(); cfg != old && cfg.Workers != old.Workers {
+	if cfg.Workers != old.Workers {
 		prev := m.desired
 		m.desired = cfg.Workers
 		m.log.Info(fmt.Sprintf("Number of workers: %d (--workers is now %d)", m.desired, cfg.Workers))

@@ -282,14 +282,12 @@ func StartHooksProcess(cfg *config.Config, pid int, stdin, stdout, stderr *os.Fi
 		return nil, err
 	}
 	defer src.Close()
+	rc := pythonConfig(cfg, pid)
+	rc.SourceFD, rc.HooksFile = 3, cfg.HooksFile
 	js, _ := json.Marshal(struct {
 		runtimeConfig
 		MasterHooks bool `json:"master_hooks"`
-	}{runtimeConfig{
-		PythonPath: cfg.PythonPath, LogLevel: cfg.LogLevel, LogPid: pid, SourceFD: 3, ErrorLog: cfg.ErrorLog,
-		LogConfig: cfg.LogConfig, LogConfigJSON: cfg.LogConfigJSON, LogConfigDict: logConfigDict(cfg),
-		Syslog: newRuntimeSyslog(cfg), HooksFile: cfg.HooksFile, Workers: cfg.Workers,
-	}, true})
+	}{rc, true})
 	cmd := exec.Command(cfg.Python, "-c", pyruntime.Loader, string(js))
 	cmd.ExtraFiles = []*os.File{src}
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdin, stdout, stderr
@@ -298,6 +296,16 @@ func StartHooksProcess(cfg *config.Config, pid int, stdin, stdout, stderr *os.Fi
 		return nil, fmt.Errorf("starting %s for the master's server hooks: %w", cfg.Python, err)
 	}
 	return cmd, nil
+}
+
+// pythonConfig is what every Python process gorn starts with cfg is told
+// (a runtime, --check-config's, the master hooks'): where to import from,
+// and how to log, with pid in its error log lines.
+func pythonConfig(cfg *config.Config, pid int) runtimeConfig {
+	return runtimeConfig{
+		PythonPath: cfg.PythonPath, LogLevel: cfg.LogLevel, LogPid: pid, ErrorLog: cfg.ErrorLog, Workers: cfg.Workers,
+		LogConfig: cfg.LogConfig, LogConfigJSON: cfg.LogConfigJSON, LogConfigDict: logConfigDict(cfg), Syslog: newRuntimeSyslog(cfg),
+	}
 }
 
 // logConfigDict is --log-config-dict as JSON for the runtime; nil for none
@@ -330,31 +338,19 @@ func startRuntime(cfg *config.Config, log *slog.Logger, argv []string, age int, 
 	}
 	defer src.Close()
 
-	rc := runtimeConfig{
-		App:           cfg.App,
-		Threads:       cfg.Threads,
-		PythonPath:    cfg.PythonPath,
-		LogLevel:      cfg.LogLevel,
-		LogPid:        os.Getpid(),
-		Multiprocess:  cfg.Workers > 1,
-		URLScheme:     cfg.URLScheme(),
-		Argv:          argv,
-		ErrorLog:      cfg.ErrorLog,
-		CaptureOutput: cfg.CaptureOutput,
-		LogConfig:     cfg.LogConfig,
-		LogConfigJSON: cfg.LogConfigJSON,
-		LogConfigDict: logConfigDict(cfg),
-		Syslog:        newRuntimeSyslog(cfg),
-		HooksFile:     runtimeHooksFile(cfg),
-		MasterPid:     os.Getppid(),
-		Workers:       cfg.Workers,
-		WorkerAge:     age,
-		Paste:         cfg.Paste,
-		PasteGlobal:   pasteGlobal(cfg.PasteGlobal),
-		InFD:          3,
-		SourceFD:      4,
-		OutFD:         5,
-	}
+	rc := pythonConfig(cfg, os.Getpid())
+	rc.App = cfg.App
+	rc.Threads = cfg.Threads
+	rc.Multiprocess = cfg.Workers > 1
+	rc.URLScheme = cfg.URLScheme()
+	rc.Argv = argv
+	rc.CaptureOutput = cfg.CaptureOutput
+	rc.HooksFile = runtimeHooksFile(cfg)
+	rc.MasterPid = os.Getppid()
+	rc.WorkerAge = age
+	rc.Paste = cfg.Paste
+	rc.PasteGlobal = pasteGlobal(cfg.PasteGlobal)
+	rc.InFD, rc.SourceFD, rc.OutFD = 3, 4, 5
 	cmd := exec.Command(cfg.Python, "-c", pyruntime.Loader)
 	cmd.ExtraFiles = []*os.File{childIn, src, childOut}
 	shared, sharedFile, err := newSharedBodies()
@@ -561,8 +557,10 @@ func CheckApp(cfg *config.Config, argv []string) error {
 		return err
 	}
 	defer src.Close()
-	js, _ := json.Marshal(runtimeConfig{App: cfg.App, PythonPath: cfg.PythonPath, LogLevel: cfg.LogLevel, Argv: argv, SourceFD: 3, Check: true,
-		LogConfig: cfg.LogConfig, LogConfigJSON: cfg.LogConfigJSON, LogConfigDict: logConfigDict(cfg), Paste: cfg.Paste, PasteGlobal: pasteGlobal(cfg.PasteGlobal)})
+	rc := pythonConfig(cfg, os.Getpid())
+	rc.App, rc.Argv, rc.Paste, rc.PasteGlobal = cfg.App, argv, cfg.Paste, pasteGlobal(cfg.PasteGlobal)
+	rc.SourceFD, rc.Check = 3, true
+	js, _ := json.Marshal(rc)
 	ctx := context.Background()
 	if cfg.BootTimeout > 0 {
 		var cancel context.CancelFunc

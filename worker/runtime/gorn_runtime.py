@@ -14,6 +14,7 @@ returns back as frames.
 
 import io
 import json
+import logging
 import marshal
 import mmap
 import os
@@ -249,7 +250,6 @@ class Log:
     there; --log-config and friends may reconfigure it, as in gunicorn."""
 
     def __init__(self, level, pid, syslog=None):
-        import logging
         self.logger = logger = logging.getLogger("gunicorn.error")
         logger.propagate = False
         logger.setLevel(LEVELS.get(level, 20))
@@ -286,7 +286,6 @@ def syslog_handler(syslog, pid):
     syslog holds the address gorn parsed: network ("udp", "tcp",
     "unixgram", "unix", or "unix*" for either), address ("HOST:PORT" or a
     path), facility (a number) and tag."""
-    import logging
     import logging.handlers
     import socket
 
@@ -1088,35 +1087,19 @@ MASTER_HOOKS = ("on_starting", "when_ready", "on_reload", "pre_fork", "child_exi
                 "nworkers_changed", "pre_exec", "on_exit")
 
 
-class HookLog:
-    """server.log and worker.log in a hook: gunicorn's Logger methods, on
-    the gunicorn.error logger."""
+class HookLog(logging.LoggerAdapter):
+    """server.log and worker.log in a hook: gunicorn's Logger methods
+    (debug ... critical, exception, and log with a level's name or number)
+    on the gunicorn.error logger, which is error_log, as in gunicorn's."""
 
     def __init__(self, logger):
+        super().__init__(logger, None)
         self.error_log = logger
-
-    def critical(self, msg, *args, **kwargs):
-        self.error_log.critical(msg, *args, **kwargs)
-
-    def error(self, msg, *args, **kwargs):
-        self.error_log.error(msg, *args, **kwargs)
-
-    def warning(self, msg, *args, **kwargs):
-        self.error_log.warning(msg, *args, **kwargs)
-
-    def info(self, msg, *args, **kwargs):
-        self.error_log.info(msg, *args, **kwargs)
-
-    def debug(self, msg, *args, **kwargs):
-        self.error_log.debug(msg, *args, **kwargs)
-
-    def exception(self, msg, *args, **kwargs):
-        self.error_log.exception(msg, *args, **kwargs)
 
     def log(self, lvl, msg, *args, **kwargs):
         if isinstance(lvl, str):
             lvl = LEVELS.get(lvl.lower(), 20)
-        self.error_log.log(lvl, msg, *args, **kwargs)
+        super().log(lvl, msg, *args, **kwargs)
 
 
 class HookServer:
