@@ -187,6 +187,13 @@ type Config struct {
 	// protocol header is honoured. The command line's default is
 	// "127.0.0.1,::1".
 	ProxyAllowFrom string `json:"proxy_allow_from,omitempty"`
+	// ForwarderHeaders are the request header names containing "_"
+	// (comma-separated, any case, or "*") that a ForwardedAllowIPs peer
+	// may pass to the app whatever HeaderMap says (gunicorn's
+	// forwarder_headers); such a SCRIPT_NAME header sets the request's
+	// SCRIPT_NAME. The command line's default is "SCRIPT_NAME,PATH_INFO";
+	// empty allows none.
+	ForwarderHeaders string `json:"forwarder_headers,omitempty"`
 	// CertFile is the PEM server certificate (chain); setting it, or
 	// KeyFile, makes every bind serve TLS. Empty (the default): no TLS.
 	CertFile string `json:"certfile,omitempty"`
@@ -296,6 +303,9 @@ func (c *Config) Finish(getenv func(string) string) error {
 	}
 	if _, err := forwarded.ParseAllowList(c.ProxyAllowFrom); err != nil {
 		return fmt.Errorf("--proxy-allow-from: %w", err)
+	}
+	if _, err := forwarded.ParseHeaderNames(c.ForwarderHeaders); err != nil {
+		return fmt.Errorf("--forwarder-headers: %w", err)
 	}
 	if _, err := proxyproto.ParseMode(c.ProxyProtocol); err != nil {
 		return fmt.Errorf("--proxy-protocol: %w", err)

@@ -101,6 +101,7 @@ func TestFinish(t *testing.T) {
 		{name: "negative workers", edit: func(c *Config) { c.Workers = -3 }, wantErr: "--workers must be at least 1, not -3"},
 		{name: "zero threads", edit: func(c *Config) { c.Threads = 0 }, wantErr: "--threads must be at least 1, not 0"},
 		{name: "zero backlog", edit: func(c *Config) { c.Backlog = 0 }, wantErr: "--backlog must be at least 1, not 0"},
+		{name: "forwarder header not a name", edit: func(c *Config) { c.ForwarderHeaders = "SCRIPT_NAME,X:Y" }, wantErr: `--forwarder-headers: invalid header name "X:Y"`},
 		{name: "many workers and threads", edit: func(c *Config) { c.Workers, c.Threads, c.Backlog = 64, 32, 1 }},
 		{name: "negative timeout", edit: func(c *Config) { c.Timeout = -time.Second }, wantErr: "--timeout must not be negative"},
 		{name: "negative graceful timeout", edit: func(c *Config) { c.GracefulTimeout = -1 }, wantErr: "--graceful-timeout must not be negative"},
@@ -300,6 +301,7 @@ func TestPrint(t *testing.T) {
 	c := &Config{
 		App: "shop.wsgi", Binds: []string{"0.0.0.0:80", "unix:/run/it's.sock"}, Workers: 4, Threads: 1, ThreadWorker: true,
 		Timeout: 1500 * time.Millisecond, Env: []string{"A=1"}, ForwardedAllowIPs: "10.0.0.1,10.0.0.2", ErrorLog: "-",
+		ProxyAllowFrom: "", ForwarderHeaders: "SCRIPT_NAME, remote_user,",
 		AccessLogFormat: "", DogstatsdTags: "", LogLevel: "info",
 		LogConfigDict: `{"version": 1, "root": {"level": "DEBUG", "handlers": ["h"], "x": null, "y": [true, 1.5]}}`,
 	}
@@ -317,6 +319,8 @@ func TestPrint(t *testing.T) {
 		`certfile                 = None`,
 		`dogstatsd_tags           = ''`,
 		`forwarded_allow_ips      = ['10.0.0.1', '10.0.0.2']`,
+		`forwarder_headers        = ['SCRIPT_NAME', 'remote_user']`,
+		`proxy_allow_ips          = []`,
 		`logconfig                = None`,
 		`logconfig_dict           = {'root': {'handlers': ['h'], 'level': 'DEBUG', 'x': None, 'y': [True, 1.5]}, 'version': 1}`,
 		`raw_env                  = ['A=1']`,

@@ -100,6 +100,7 @@ var fileFlags = map[string]fileFlag{
 	"pythonpath":                        {"pythonpath", 's'},
 	"proxy_protocol":                    {"proxy-protocol", 'p'},
 	"proxy_allow_ips":                   {"proxy-allow-from", 'c'},
+	"forwarder_headers":                 {"forwarder-headers", 'c'},
 	"keyfile":                           {"keyfile", 's'},
 	"certfile":                          {"certfile", 's'},
 	"ca_certs":                          {"ca-certs", 's'},
@@ -148,7 +149,6 @@ var fileIgnored = map[string]any{
 	"logger_class": "gunicorn.glogging.Logger",
 	// Request handling: gorn's is fixed (and strict).
 	"secure_scheme_headers":              map[string]any{"X-FORWARDED-PROTOCOL": "ssl", "X-FORWARDED-PROTO": "https", "X-FORWARDED-SSL": "on"},
-	"forwarder_headers":                  "SCRIPT_NAME,PATH_INFO",
 	"strip_header_spaces":                nil,
 	"tolerate_dangerous_framing":         nil,
 	"permit_unconventional_http_method":  nil,

@@ -29,13 +29,15 @@ func TestFileSettingsArgs(t *testing.T) {
 				"keepalive": 5.0, "raw_env": []any{"A=1", "B=2"}, "pidfile": "/run/g.pid", "accesslog": "-",
 				"access_log_format": "%(h)s %(D)s", "loglevel": "debug", "proc_name": "shop", "chdir": "/srv",
 				"forwarded_allow_ips": []any{"10.0.0.1", "10.0.0.2"}, "proxy_allow_ips": "*",
+				"forwarder_headers":        []any{"SCRIPT_NAME", "REMOTE_USER"},
 				"limit_request_field_size": 0.0, "suppress_ragged_eofs": false, "cert_reqs": 2.0,
 				"wsgi_app": "shop.wsgi:application",
 			},
 			want: []string{
 				// In the order of the settings' names.
 				"--access-logformat=%(h)s %(D)s", "--access-logfile=-", "--bind=0.0.0.0:80", "--bind=unix:/run/g.sock",
-				"--cert-reqs=2", "--chdir=/srv", "--forwarded-allow-ips=10.0.0.1,10.0.0.2", "--keep-alive=5",
+				"--cert-reqs=2", "--chdir=/srv", "--forwarded-allow-ips=10.0.0.1,10.0.0.2",
+				"--forwarder-headers=SCRIPT_NAME,REMOTE_USER", "--keep-alive=5",
 				"--limit-request-field_size=0", "--log-level=debug", "--pid=/run/g.pid", "--name=shop",
 				"--proxy-allow-from=*", "--env=A=1", "--env=B=2", "--suppress-ragged-eofs=false", "--threads=2",
 				"--timeout=20.5", "--workers=4", "shop.wsgi:application",

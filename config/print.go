@@ -31,6 +31,17 @@ func (c *Config) Print(w io.Writer) error {
 		}
 		return "[" + strings.Join(quoted, ", ") + "]"
 	}
+	// commaList is a comma-separated setting as gunicorn's validators
+	// leave it: items trimmed, blank ones dropped.
+	commaList := func(s string) string {
+		var items []string
+		for _, item := range strings.Split(s, ",") {
+			if item = strings.TrimSpace(item); item != "" {
+				items = append(items, item)
+			}
+		}
+		return list(items)
+	}
 	secs := func(d time.Duration) string { return strconv.FormatFloat(d.Seconds(), 'f', -1, 64) }
 	boolean := func(b bool) string {
 		if b {
@@ -61,7 +72,8 @@ func (c *Config) Print(w io.Writer) error {
 		"ciphers":                  str(c.Ciphers),
 		"dogstatsd_tags":           pyString(c.DogstatsdTags),
 		"errorlog":                 str(c.ErrorLog),
-		"forwarded_allow_ips":      list(strings.Split(c.ForwardedAllowIPs, ",")),
+		"forwarded_allow_ips":      commaList(c.ForwardedAllowIPs),
+		"forwarder_headers":        commaList(c.ForwarderHeaders),
 		"graceful_timeout":         secs(c.GracefulTimeout),
 		"group":                    str(c.Group),
 		"header_map":               str(c.HeaderMap),
@@ -83,7 +95,7 @@ func (c *Config) Print(w io.Writer) error {
 		"permit_obsolete_folding":  boolean(c.PermitObsoleteFolding),
 		"pidfile":                  str(c.PidFile),
 		"proc_name":                str(c.Name),
-		"proxy_allow_ips":          list(strings.Split(c.ProxyAllowFrom, ",")),
+		"proxy_allow_ips":          commaList(c.ProxyAllowFrom),
 		"proxy_protocol":           str(c.ProxyProtocol),
 		"python":                   str(c.Python),
 		"pythonpath":               str(strings.Join(c.PythonPath, ",")),

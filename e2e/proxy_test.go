@@ -33,7 +33,14 @@ func proxyConn(t *testing.T, s *server, local string) (net.Conn, *bufio.Reader) 
 // on c and returns the response and, for a 200, the environ.
 func proxyEnviron(t *testing.T, c net.Conn, br *bufio.Reader, prefix []byte, headers ...string) (*http.Response, map[string]any, error) {
 	t.Helper()
-	req := "GET /environ HTTP/1.1\r\nHost: example.com\r\n" + strings.Join(append(headers, ""), "\r\n") + "\r\n"
+	return proxyGet(t, c, br, prefix, "/environ", headers...)
+}
+
+// proxyGet is proxyEnviron for a GET of path, which must reach basic:app's
+// /environ for a 200.
+func proxyGet(t *testing.T, c net.Conn, br *bufio.Reader, prefix []byte, path string, headers ...string) (*http.Response, map[string]any, error) {
+	t.Helper()
+	req := "GET " + path + " HTTP/1.1\r\nHost: example.com\r\n" + strings.Join(append(headers, ""), "\r\n") + "\r\n"
 	if _, err := c.Write(append(append([]byte{}, prefix...), req...)); err != nil {
 		return nil, nil, err
 	}
@@ -251,6 +258,89 @@ func TestProxyForwardedTrustsTheRealPeer(t *testing.T) {
 	wantEnv(t, "trusted peer", env, map[string]string{"REMOTE_ADDR": "127.0.0.2", "wsgi.url_scheme": "https"})
 }
 
+// TestProxyForwarderHeaders: a trusted front end's SCRIPT_NAME header
+// mounts the app under a prefix (nginx: proxy_set_header SCRIPT_NAME /app),
+// as in gunicorn 22 and later; from another peer it is dropped, or with
+// --header-map refuse answered with 400; --forwarder-headers sets which
+// names a trusted peer may send.
+func TestProxyForwarderHeaders(t *testing.T) {
+	py := python(t)
+	tests := []struct {
+		name          string
+		local, path   string
+		headers       []string
+		status        int
+		script, info  string
+		present, gone []string // environ keys
+	}{
+		{name: "trusted SCRIPT_NAME", local: "127.0.0.1", path: "/app/environ", headers: []string{"SCRIPT_NAME: /app"},
+			status: 200, script: "/app", info: "/environ", present: []string{"HTTP_SCRIPT_NAME"}},
+		{name: "trusted SCRIPT_NAME, path outside it", local: "127.0.0.1", path: "/other/environ", headers: []string{"SCRIPT_NAME: /app"}, status: 404},
+		{name: "untrusted SCRIPT_NAME", local: "127.0.0.2", path: "/environ", headers: []string{"SCRIPT_NAME: /app"},
+			status: 200, script: "", info: "/environ", gone: []string{"HTTP_SCRIPT_NAME"}},
+		{name: "trusted, a name not in the list", local: "127.0.0.1", path: "/environ", headers: []string{"Remote_User: bob", "PATH_INFO: /p"},
+			status: 200, script: "", info: "/environ", present: []string{"HTTP_PATH_INFO"}, gone: []string{"HTTP_REMOTE_USER"}},
+	}
+	refuse := []struct {
+		name        string
+		local, path string
+		headers     []string
+		status      int
+	}{
+		{"trusted, in the list", "127.0.0.1", "/app/environ", []string{"SCRIPT_NAME: /app", "Remote_User: bob"}, 200},
+		{"untrusted, in the list", "127.0.0.2", "/app/environ", []string{"SCRIPT_NAME: /app"}, 400},
+		{"trusted, not in the list", "127.0.0.1", "/environ", []string{"PATH_INFO: /p"}, 400},
+	}
+
+	s := start(t, py, "--access-logfile", "-", "--access-logformat", "mounted %({script_name}e)s %({path_info}e)s", "basic:app")
+	s.ready("/environ")
+	for _, tt := range tests {
+		c, br := proxyConn(t, s, tt.local)
+		resp, env, err := proxyGet(t, c, br, nil, tt.path, tt.headers...)
+		if err != nil {
+			t.Fatalf("%s: %v", tt.name, err)
+		}
+		if resp.StatusCode != tt.status {
+			t.Fatalf("%s: status %d, want %d", tt.name, resp.StatusCode, tt.status)
+		}
+		if tt.status != 200 {
+			continue
+		}
+		if env["SCRIPT_NAME"] != tt.script || env["PATH_INFO"] != tt.info {
+			t.Errorf("%s: SCRIPT_NAME %#v PATH_INFO %#v, want %q %q", tt.name, env["SCRIPT_NAME"], env["PATH_INFO"], tt.script, tt.info)
+		}
+		for _, k := range tt.present {
+			if _, ok := env[k]; !ok {
+				t.Errorf("%s: no %s in the environ", tt.name, k)
+			}
+		}
+		for _, k := range tt.gone {
+			if v, ok := env[k]; ok {
+				t.Errorf("%s: environ[%q] = %#v, want it absent", tt.name, k, v)
+			}
+		}
+	}
+	s.waitLog("mounted /app /environ", 10*time.Second)
+
+	s = start(t, py, "--header-map", "refuse", "--forwarder-headers", "script_name, REMOTE_USER", "basic:app")
+	s.ready("/environ")
+	for _, tt := range refuse {
+		c, br := proxyConn(t, s, tt.local)
+		resp, env, err := proxyGet(t, c, br, nil, tt.path, tt.headers...)
+		if err != nil {
+			t.Fatalf("refuse, %s: %v", tt.name, err)
+		}
+		if resp.StatusCode != tt.status {
+			t.Fatalf("refuse, %s: status %d, want %d", tt.name, resp.StatusCode, tt.status)
+		}
+		if tt.status == 200 {
+			wantEnv(t, "refuse, "+tt.name, env, map[string]string{"SCRIPT_NAME": "/app", "PATH_INFO": "/environ", "HTTP_REMOTE_USER": "bob"})
+		} else if !resp.Close {
+			t.Errorf("refuse, %s: the %d response does not close the connection", tt.name, tt.status)
+		}
+	}
+}
+
 // TestProxyFlagsRefused: bad proxy settings are refused at start, exit 1.
 func TestProxyFlagsRefused(t *testing.T) {
 	py := python(t)
@@ -258,6 +348,7 @@ func TestProxyFlagsRefused(t *testing.T) {
 		{"--forwarded-allow-ips", "10.0.0.0/33", "basic:app"},
 		{"--proxy-allow-from", "localhost", "basic:app"},
 		{"--proxy-protocol=v3", "basic:app"},
+		{"--forwarder-headers", "SCRIPT NAME", "basic:app"},
 	} {
 		s := start(t, py, args...)
 		if code := s.wait(30 * time.Second); code != 1 {

@@ -1,8 +1,9 @@
 // Package forwarded decides what gorn believes of a front-end proxy: which
 // peers are trusted (gunicorn's --forwarded-allow-ips and
-// --proxy-allow-from lists of IPs, CIDRs and "*") and the URL scheme that a
+// --proxy-allow-from lists of IPs, CIDRs and "*"), the URL scheme that a
 // trusted peer's secure scheme headers (X-Forwarded-Proto and friends)
-// give a request.
+// give a request, and which header names with "_" a trusted peer may pass
+// to the app (--forwarder-headers).
 package forwarded
 
 import (
@@ -179,4 +180,69 @@ func Scheme(h http.Header, base string) (string, error) {
 		return base, nil
 	}
 	return scheme, nil
+}
+
+// HeaderNames is a parsed --forwarder-headers list (gunicorn's
+// forwarder_headers): the request header names containing "_" that a
+// trusted peer may send to the app, such as SCRIPT_NAME. The zero value
+// and nil hold no name.
+type HeaderNames struct {
+	all   bool
+	names []string // upper-case
+}
+
+// ParseHeaderNames parses a comma-separated list of header names, in any
+// case, or "*" (every name). Blank entries are ignored; an empty list
+// holds no name. A name that is not an HTTP token is an error.
+func ParseHeaderNames(s string) (*HeaderNames, error) {
+	n := &HeaderNames{}
+	for _, item := range strings.Split(s, ",") {
+		item = strings.TrimSpace(item)
+		switch {
+		case item == "":
+			continue
+		case item == "*":
+			n.all = true
+		case !isToken(item):
+			return nil, fmt.Errorf("invalid header name %q", item)
+		default:
+			n.names = append(n.names, strings.ToUpper(item))
+		}
+	}
+	return n, nil
+}
+
+// Has reports whether the list holds the header name, compared without
+// regard to case.
+func (n *HeaderNames) Has(name string) bool {
+	if n == nil {
+		return false
+	}
+	if n.all {
+		return true
+	}
+	for _, m := range n.names {
+		if strings.EqualFold(m, name) {
+			return true
+		}
+	}
+	return false
+}
+
+// Empty reports whether the list holds no name.
+func (n *HeaderNames) Empty() bool {
+	return n == nil || !n.all && len(n.names) == 0
+}
+
+// isToken reports whether s is an HTTP token (RFC 9110 section 5.6.2),
+// which is what a header name is.
+func isToken(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0 {
+			continue
+		}
+		return false
+	}
+	return s != ""
 }

@@ -108,3 +108,50 @@ func TestScheme(t *testing.T) {
 		}
 	}
 }
+
+func TestHeaderNames(t *testing.T) {
+	tests := []struct {
+		in         string
+		err        bool
+		empty      bool
+		has, hasnt []string
+	}{
+		{in: "SCRIPT_NAME,PATH_INFO", has: []string{"SCRIPT_NAME", "Script_name", "script_name", "PATH_INFO"}, hasnt: []string{"REMOTE_USER", "SCRIPT-NAME", "SCRIPT_NAMES", ""}},
+		{in: " remote_user , ", has: []string{"REMOTE_USER", "Remote_user"}, hasnt: []string{"SCRIPT_NAME"}},
+		{in: "*", has: []string{"SCRIPT_NAME", "X_Anything"}},
+		{in: "", empty: true, hasnt: []string{"SCRIPT_NAME"}},
+		{in: " , ", empty: true, hasnt: []string{"SCRIPT_NAME"}},
+		{in: "SCRIPT NAME", err: true},
+		{in: "SCRIPT_NAME,X:Y", err: true},
+		{in: "SCRIPT_NAMÉ", err: true},
+	}
+	for _, tt := range tests {
+		n, err := ParseHeaderNames(tt.in)
+		if tt.err {
+			if err == nil {
+				t.Errorf("ParseHeaderNames(%q): no error", tt.in)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatalf("ParseHeaderNames(%q): %v", tt.in, err)
+		}
+		if n.Empty() != tt.empty {
+			t.Errorf("ParseHeaderNames(%q).Empty() = %v", tt.in, n.Empty())
+		}
+		for _, name := range tt.has {
+			if !n.Has(name) {
+				t.Errorf("ParseHeaderNames(%q).Has(%q) = false", tt.in, name)
+			}
+		}
+		for _, name := range tt.hasnt {
+			if n.Has(name) {
+				t.Errorf("ParseHeaderNames(%q).Has(%q) = true", tt.in, name)
+			}
+		}
+	}
+	var none *HeaderNames
+	if none.Has("SCRIPT_NAME") || !none.Empty() {
+		t.Error("a nil list holds a name")
+	}
+}

@@ -91,6 +91,11 @@ type Config struct {
 	Body int64
 	// HeaderMap is the --header-map mode; the guard only acts on refuse.
 	HeaderMap HeaderMap
+	// Forwarder, if set, names the header names containing "_" that
+	// refuse lets through (--forwarder-headers): whether they may reach
+	// the app depends on the peer, which the handler knows and the guard
+	// does not. Trailers get no such exemption.
+	Forwarder func(name string) bool
 	// PermitObsFold accepts obsolete line folding in header values
 	// (--permit-obsolete-folding); by default it gets 400.
 	PermitObsFold bool
@@ -106,11 +111,12 @@ type limits struct {
 	line, fields, fieldSize, head int
 	body                          int64
 	refuseUnderscore, obsFold     bool
+	forwarder                     func(name string) bool
 }
 
 func (c *Config) limits() limits {
 	l := limits{line: c.RequestLine, fields: c.Fields, fieldSize: c.FieldSize, body: c.Body,
-		refuseUnderscore: c.HeaderMap == HeaderMapRefuse, obsFold: c.PermitObsFold}
+		refuseUnderscore: c.HeaderMap == HeaderMapRefuse, obsFold: c.PermitObsFold, forwarder: c.Forwarder}
 	if l.line <= 0 {
 		l.line = maxHead
 	} else if l.line > maxRequestLine {

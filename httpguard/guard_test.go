@@ -123,6 +123,18 @@ func TestGuard(t *testing.T) {
 		{"fold of a TE", func(c *Config) { c.PermitObsFold = true }, "POST / HTTP/1.1\r\n" + host + "Transfer-Encoding: chunked,\r\n identity\r\n\r\n0\r\n\r\n", []int{400}, "TRANSFER-ENCODING"},
 		{"underscore drop", nil, "GET / HTTP/1.1\r\n" + host + "X_A: b\r\n\r\n", []int{200}, ""},
 		{"underscore refuse", func(c *Config) { c.HeaderMap = HeaderMapRefuse }, "GET / HTTP/1.1\r\n" + host + "X_A: b\r\n\r\n", []int{400}, "Invalid HTTP header name: 'X_A'"},
+		{"underscore refuse, forwarder header", func(c *Config) {
+			c.HeaderMap = HeaderMapRefuse
+			c.Forwarder = func(n string) bool { return strings.EqualFold(n, "SCRIPT_NAME") }
+		}, "GET / HTTP/1.1\r\n" + host + "Script_Name: /a\r\n\r\n", []int{200}, ""},
+		{"underscore refuse, other header", func(c *Config) {
+			c.HeaderMap = HeaderMapRefuse
+			c.Forwarder = func(n string) bool { return strings.EqualFold(n, "SCRIPT_NAME") }
+		}, "GET / HTTP/1.1\r\n" + host + "Script_Name: /a\r\nX_A: b\r\n\r\n", []int{400}, "Invalid HTTP header name: 'X_A'"},
+		{"underscore refuse, forwarder trailer", func(c *Config) {
+			c.HeaderMap = HeaderMapRefuse
+			c.Forwarder = func(n string) bool { return strings.EqualFold(n, "SCRIPT_NAME") }
+		}, "POST / HTTP/1.1\r\n" + host + "Transfer-Encoding: chunked\r\n\r\n0\r\nSCRIPT_NAME: /a\r\n\r\n", []int{400}, ""},
 		{"te 501", nil, "POST / HTTP/1.1\r\n" + host + "Transfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n", []int{501}, "Unsupported transfer coding"},
 		{"cl+te", nil, "POST / HTTP/1.1\r\n" + host + "Content-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", []int{400}, "CONTENT-LENGTH"},
 		{"body limit cl", func(c *Config) { c.Body = 2 }, "POST / HTTP/1.1\r\n" + host + "Content-Length: 3\r\n\r\nabc", []int{413}, "too large"},

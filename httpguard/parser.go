@@ -346,7 +346,7 @@ func (p *parser) field(line, content []byte) error {
 	if !validValue(value) {
 		return badHeader(upper(name))
 	}
-	if p.lim.refuseUnderscore && bytes.IndexByte(name, '_') >= 0 {
+	if p.lim.refuseUnderscore && bytes.IndexByte(name, '_') >= 0 && (p.lim.forwarder == nil || !p.lim.forwarder(string(name))) {
 		return &Reject{http.StatusBadRequest, "Invalid HTTP header name: " + repr(upper(name))}
 	}
 	p.lastName = append(p.lastName[:0], name...)

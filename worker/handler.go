@@ -64,8 +64,8 @@ type handler struct {
 	state       *state
 	log         *slog.Logger
 	access      *accessLog
-	stats       *statsd.Client // --statsd-host; nil sends nothing
-	scriptName  string
+	stats       *statsd.Client     // --statsd-host; nil sends nothing
+	scriptName  string             // SCRIPT_NAME from gorn's environment, without a trailing "/"
 	timeout     time.Duration      // --timeout; 0 disables
 	bodyTimeout time.Duration      // --body-timeout; 0 disables
 	serverName  string             // SERVER_NAME: the listener's host, or a unix socket's path
@@ -79,9 +79,13 @@ type handler struct {
 	// scheme is wsgi.url_scheme unless a trusted peer's secure scheme
 	// headers say otherwise: http, or https on TLS ("" means http).
 	scheme string
-	// trusted are the peers whose secure scheme headers count
-	// (--forwarded-allow-ips); nil trusts only unix socket peers.
+	// trusted are the peers whose secure scheme headers and forwarder
+	// headers count (--forwarded-allow-ips); nil trusts no peer.
 	trusted *forwarded.AllowList
+	// forwarders are the header names with "_" a trusted peer may pass to
+	// the app (--forwarder-headers); fwdScriptName says SCRIPT_NAME is one.
+	forwarders    *forwarded.HeaderNames
+	fwdScriptName bool
 	// headerMap is --header-map: what becomes of header names with "_".
 	headerMap httpguard.HeaderMap
 	// bodyLimit is --limit-request-body (0: none); the guard enforces it
@@ -136,6 +140,9 @@ func (h *handler) putState(st *requestState) {
 func (h *handler) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	if status, msg, ok := httpguard.Rejected(r.Header); ok {
 		h.reject(rw, r, status, msg)
+		return
+	}
+	if h.headerMap == httpguard.HeaderMapRefuse && !h.refuseUnderscore(rw, r) {
 		return
 	}
 	if r.ProtoMajor == 2 && !h.checkHTTP2(rw, r) {
@@ -210,8 +217,9 @@ func (h *handler) serve(st *requestState) {
 		sc.begin() // the accept loop may go on: this slot is now taken
 	}
 	pathInfo := r.URL.Path
-	if h.scriptName != "" {
-		rest, ok := strings.CutPrefix(pathInfo, h.scriptName)
+	scriptName := h.requestScriptName(r)
+	if scriptName != "" {
+		rest, ok := strings.CutPrefix(pathInfo, scriptName)
 		if !ok || (rest != "" && rest[0] != '/') { // /application is not under /app
 			h.slots.release()
 			h.plainError(st, http.StatusNotFound)
@@ -242,7 +250,7 @@ func (h *handler) serve(st *requestState) {
 	}
 	env := st.env
 	env.Reset()
-	h.environ(env, r, pathInfo)
+	h.environ(env, r, scriptName, pathInfo)
 	env.Add("wsgi.url_scheme", scheme) // the runtime's default gives way to it
 	frame := env.AppendTo((*fb)[:protocol.HeaderSize+4])
 	envLen := len(frame) - protocol.HeaderSize - 4
@@ -797,9 +805,23 @@ func (h *handler) putFrameBuf(b *[]byte) {
 
 // environ adds the CGI variables of PEP 3333 and gunicorn to e; the runtime
 // adds the wsgi.* entries.
-func (h *handler) environ(e *protocol.Environ, r *http.Request, pathInfo string) {
+func (h *handler) environ(e *protocol.Environ, r *http.Request, scriptName, pathInfo string) {
+	if h.buildEnviron(e, r, scriptName, pathInfo, nil) {
+		return
+	}
+	// A header name with "_" that reaches the app shares its variable
+	// with another header's, which is rare: build again, joining them.
+	e.Reset()
+	h.buildEnviron(e, r, scriptName, pathInfo, h.underscoreHeaders(r))
+}
+
+// buildEnviron is environ, with merge the values of the header names
+// containing "_" that reach the app (see underscoreHeaders). With merge
+// nil, it adds such names itself, unless one shares its variable with
+// another header's: then it gives up, returning false.
+func (h *handler) buildEnviron(e *protocol.Environ, r *http.Request, scriptName, pathInfo string, merge map[string]string) bool {
 	e.Add("REQUEST_METHOD", r.Method)
-	e.Add("SCRIPT_NAME", h.scriptName)
+	e.Add("SCRIPT_NAME", scriptName)
 	e.Add("PATH_INFO", pathInfo)
 	e.Add("QUERY_STRING", r.URL.RawQuery)
 	e.Add("RAW_URI", r.RequestURI)
@@ -829,7 +851,9 @@ func (h *handler) environ(e *protocol.Environ, r *http.Request, pathInfo string)
 		e.Add("HTTP_TRANSFER_ENCODING", strings.Join(r.TransferEncoding, ","))
 	}
 	var key []byte
-	merge := h.underscoreHeaders(r.Header)
+	var underBuf [2]string
+	under := underBuf[:0] // names with "_" that reach the app, when merge is nil
+	trusted := -1         // whether the peer is trusted: not yet known
 	for k, vs := range r.Header {
 		switch k {
 		case "Content-Type":
@@ -840,6 +864,19 @@ func (h *handler) environ(e *protocol.Environ, r *http.Request, pathInfo string)
 			continue
 		}
 		if strings.IndexByte(k, '_') >= 0 {
+			if merge == nil && h.headerMap == httpguard.HeaderMapDangerous {
+				under = append(under, k)
+			} else if merge == nil && h.forwarders.Has(k) {
+				if trusted < 0 {
+					trusted = 0
+					if h.trustedPeer(r) {
+						trusted = 1
+					}
+				}
+				if trusted == 1 {
+					under = append(under, k)
+				}
+			}
 			continue // X_Forwarded_For must not pose as X-Forwarded-For: see underscoreHeaders
 		}
 		key = environKey(key[:0], k)
@@ -853,6 +890,42 @@ func (h *handler) environ(e *protocol.Environ, r *http.Request, pathInfo string)
 	for k, v := range merge {
 		e.Add(k, v)
 	}
+	for _, k := range under {
+		if sharesVariable(r.Header, k) {
+			return false
+		}
+	}
+	for _, k := range under {
+		key = environKey(key[:0], k)
+		e.Add(string(key), strings.Join(r.Header[k], ","))
+	}
+	return true
+}
+
+// sharesVariable reports whether a header name in hdr other than k has
+// the same HTTP_ variable as k: the same letters, case aside, with "-" and
+// "_" alike.
+func sharesVariable(hdr http.Header, k string) bool {
+	for other := range hdr {
+		if len(other) != len(k) || other == k {
+			continue
+		}
+		same := true
+		for i := 0; i < len(k) && same; i++ {
+			a, b := other[i], k[i]
+			if a == '-' {
+				a = '_'
+			}
+			if b == '-' {
+				b = '_'
+			}
+			same = a == b || a|0x20 == b|0x20 && a|0x20 >= 'a' && a|0x20 <= 'z'
+		}
+		if same {
+			return true
+		}
+	}
+	return false
 }
 
 // environKey appends HTTP_NAME, the CGI variable of header name k.
@@ -871,23 +944,26 @@ func environKey(key []byte, k string) []byte {
 	return key
 }
 
-// underscoreHeaders maps the CGI variables of header names containing "_"
-// to their values: none, unless --header-map is dangerous (the guard
-// refuses them in refuse mode; drop leaves them out). As in gunicorn, a
-// value then joins, after a comma, that of the same variable from "-"
-// names: X-Forwarded-For and X_Forwarded_For are both
-// HTTP_X_FORWARDED_FOR.
-func (h *handler) underscoreHeaders(hdr http.Header) map[string]string {
-	if h.headerMap != httpguard.HeaderMapDangerous {
+// underscoreHeaders maps the CGI variables of the request's header names
+// containing "_" that reach the app to their values: those in
+// --forwarder-headers when the peer is trusted, and all of them when
+// --header-map is dangerous (refuse answered the others with 400; drop
+// leaves them out). As in gunicorn, a value then joins, after a comma,
+// that of the same variable from "-" names: X-Forwarded-For and
+// X_Forwarded_For are both HTTP_X_FORWARDED_FOR.
+func (h *handler) underscoreHeaders(r *http.Request) map[string]string {
+	dangerous := h.headerMap == httpguard.HeaderMapDangerous
+	if !dangerous && h.forwarders.Empty() {
 		return nil
 	}
+	hdr := r.Header
 	var names []string
 	for k := range hdr {
-		if strings.IndexByte(k, '_') >= 0 {
+		if strings.IndexByte(k, '_') >= 0 && (dangerous || h.forwarders.Has(k)) {
 			names = append(names, k)
 		}
 	}
-	if len(names) == 0 {
+	if len(names) == 0 || !dangerous && !h.trustedPeer(r) {
 		return nil
 	}
 	sort.Strings(names)
@@ -903,18 +979,51 @@ func (h *handler) underscoreHeaders(hdr http.Header) map[string]string {
 	return merge
 }
 
-// checkHTTP2 applies to an HTTP/2 request, which passes the HTTP/1 guard
-// untouched, the guard's checks that still mean something: --header-map
-// refuse and --limit-request-body. False if it answered the request.
-func (h *handler) checkHTTP2(rw http.ResponseWriter, r *http.Request) bool {
-	if h.headerMap == httpguard.HeaderMapRefuse {
-		for k := range r.Header {
-			if strings.IndexByte(k, '_') >= 0 {
-				h.reject(rw, r, http.StatusBadRequest, "Invalid HTTP header name: '"+strings.ToUpper(k)+"'")
-				return false
+// refuseUnderscore answers 400 to a request carrying a header name with
+// "_" when --header-map is refuse, unless the name is in
+// --forwarder-headers and the peer trusted, as gunicorn does. The HTTP/1
+// guard refused the other names already; an HTTP/2 request passes it
+// untouched. False if it answered the request.
+func (h *handler) refuseUnderscore(rw http.ResponseWriter, r *http.Request) bool {
+	trusted := -1 // not yet known
+	for k := range r.Header {
+		if strings.IndexByte(k, '_') < 0 {
+			continue
+		}
+		if h.forwarders.Has(k) {
+			if trusted < 0 {
+				trusted = 0
+				if h.trustedPeer(r) {
+					trusted = 1
+				}
+			}
+			if trusted == 1 {
+				continue
 			}
 		}
+		h.reject(rw, r, http.StatusBadRequest, "Invalid HTTP header name: '"+strings.ToUpper(k)+"'")
+		return false
 	}
+	return true
+}
+
+// requestScriptName is the request's SCRIPT_NAME, without a trailing "/":
+// that of a SCRIPT_NAME header from a trusted peer when --forwarder-headers
+// lets it through (the last one, if it is repeated), as in gunicorn; else
+// that of gorn's environment.
+func (h *handler) requestScriptName(r *http.Request) string {
+	if h.fwdScriptName {
+		if vs := r.Header["Script_name"]; len(vs) > 0 && h.trustedPeer(r) {
+			return strings.TrimRight(vs[len(vs)-1], "/")
+		}
+	}
+	return h.scriptName
+}
+
+// checkHTTP2 applies to an HTTP/2 request, which passes the HTTP/1 guard
+// untouched, the guard's check of --limit-request-body. False if it
+// answered the request.
+func (h *handler) checkHTTP2(rw http.ResponseWriter, r *http.Request) bool {
 	if h.bodyLimit > 0 {
 		if r.ContentLength > h.bodyLimit {
 			h.reject(rw, r, http.StatusRequestEntityTooLarge, "Request body is too large ("+strconv.FormatInt(r.ContentLength, 10)+" > "+strconv.FormatInt(h.bodyLimit, 10)+")")
@@ -955,19 +1064,23 @@ func (h *handler) urlScheme(r *http.Request) (string, error) {
 	if scheme == "" {
 		scheme = "http"
 	}
-	if h.trusted == nil {
-		return scheme, nil
-	}
-	trusted := false
-	if sc, ok := r.Context().Value(ctxKey{}).(*slotConn); ok {
-		trusted = h.trusted.Allows(proxyproto.PeerAddr(sc.Conn))
-	} else {
-		trusted = h.trusted.AllowsString(r.RemoteAddr)
-	}
-	if !trusted {
+	if !h.trustedPeer(r) {
 		return scheme, nil
 	}
 	return forwarded.Scheme(r.Header, scheme)
+}
+
+// trustedPeer reports whether the request's real peer (the proxy, not a
+// client a PROXY header names) is in --forwarded-allow-ips, or on a unix
+// socket.
+func (h *handler) trustedPeer(r *http.Request) bool {
+	if h.trusted == nil {
+		return false
+	}
+	if sc, ok := r.Context().Value(ctxKey{}).(*slotConn); ok {
+		return h.trusted.Allows(proxyproto.PeerAddr(sc.Conn))
+	}
+	return h.trusted.AllowsString(r.RemoteAddr)
 }
 
 // splitHost splits a Host header into name and port, defaulting the port.
@@ -1044,11 +1157,11 @@ func (h *handler) logAccess(rw http.ResponseWriter, r *http.Request, start time.
 	}
 	if a.format != nil {
 		e.RemotePort = port
+		e.ScriptName = h.requestScriptName(r)
 		if r.URL != nil {
-			e.Path = strings.TrimPrefix(r.URL.Path, h.scriptName)
+			e.Path = strings.TrimPrefix(r.URL.Path, e.ScriptName)
 			e.Query = r.URL.RawQuery
 		}
-		e.ScriptName = h.scriptName
 		e.Scheme, _ = h.urlScheme(r)
 		e.Duration = dur
 		e.Pid = a.pid

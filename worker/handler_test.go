@@ -14,6 +14,8 @@ import (
 	"testing"
 
 	"github.com/gorn-project/gorn/config"
+	"github.com/gorn-project/gorn/forwarded"
+	"github.com/gorn-project/gorn/httpguard"
 	"github.com/gorn-project/gorn/protocol"
 )
 
@@ -35,8 +37,11 @@ func TestEnviron(t *testing.T) {
 		raw        string
 		remote     string
 		scriptName string
-		pathInfo   string // "" means r.URL.Path
+		pathInfo   string // "" means r.URL.Path less the request's SCRIPT_NAME
 		unix       bool   // served on a unix socket: SERVER_NAME from Host
+		trusted    string // --forwarded-allow-ips; "" trusts no peer
+		forwarders string // --forwarder-headers
+		headerMap  httpguard.HeaderMap
 		want       map[string]string
 	}{
 		{
@@ -106,6 +111,73 @@ func TestEnviron(t *testing.T) {
 			},
 		},
 		{
+			name:       "a trusted peer's forwarder headers, SCRIPT_NAME over the environment's",
+			raw:        "GET /mount/x HTTP/1.1\r\nHost: h\r\nScript_Name: /mount/\r\nPath_Info: /p\r\nX_Other: o\r\n\r\n",
+			remote:     "127.0.0.1:5",
+			scriptName: "/env",
+			trusted:    "127.0.0.1",
+			forwarders: "SCRIPT_NAME,PATH_INFO",
+			want: map[string]string{
+				"REQUEST_METHOD": "GET", "SCRIPT_NAME": "/mount", "PATH_INFO": "/x", "QUERY_STRING": "",
+				"RAW_URI": "/mount/x", "SERVER_PROTOCOL": "HTTP/1.1", "SERVER_SOFTWARE": software,
+				"REMOTE_ADDR": "127.0.0.1", "REMOTE_PORT": "5", "SERVER_NAME": "127.0.0.1", "SERVER_PORT": "8000", "HTTP_HOST": "h",
+				"HTTP_SCRIPT_NAME": "/mount/", "HTTP_PATH_INFO": "/p",
+			},
+		},
+		{
+			name:       "an untrusted peer's forwarder headers are dropped",
+			raw:        "GET /mount/x HTTP/1.1\r\nHost: h\r\nScript_Name: /mount\r\nPath_Info: /p\r\n\r\n",
+			remote:     "10.0.0.9:6",
+			trusted:    "127.0.0.1",
+			forwarders: "SCRIPT_NAME,PATH_INFO",
+			want: map[string]string{
+				"REQUEST_METHOD": "GET", "SCRIPT_NAME": "", "PATH_INFO": "/mount/x", "QUERY_STRING": "",
+				"RAW_URI": "/mount/x", "SERVER_PROTOCOL": "HTTP/1.1", "SERVER_SOFTWARE": software,
+				"REMOTE_ADDR": "10.0.0.9", "REMOTE_PORT": "6", "SERVER_NAME": "127.0.0.1", "SERVER_PORT": "8000", "HTTP_HOST": "h",
+			},
+		},
+		{
+			name:       "a unix socket peer is trusted; the last SCRIPT_NAME counts",
+			raw:        "GET /b/x HTTP/1.1\r\nHost: h\r\nSCRIPT_NAME: /a\r\nSCRIPT_NAME: /b\r\n\r\n",
+			remote:     "@",
+			unix:       true,
+			trusted:    "127.0.0.1",
+			forwarders: "script_name",
+			want: map[string]string{
+				"REQUEST_METHOD": "GET", "SCRIPT_NAME": "/b", "PATH_INFO": "/x", "QUERY_STRING": "",
+				"RAW_URI": "/b/x", "SERVER_PROTOCOL": "HTTP/1.1", "SERVER_SOFTWARE": software,
+				"REMOTE_ADDR": "", "SERVER_NAME": "h", "SERVER_PORT": "80", "HTTP_HOST": "h",
+				"HTTP_SCRIPT_NAME": "/a,/b",
+			},
+		},
+		{
+			name:       "a forwarder header joins its '-' twin",
+			raw:        "GET / HTTP/1.1\r\nHost: h\r\nX-Forwarded-For: 10.0.0.1\r\nX_Forwarded_For: 6.6.6.6\r\n\r\n",
+			remote:     "127.0.0.1:7",
+			trusted:    "*",
+			forwarders: "X_FORWARDED_FOR",
+			want: map[string]string{
+				"REQUEST_METHOD": "GET", "SCRIPT_NAME": "", "PATH_INFO": "/", "QUERY_STRING": "",
+				"RAW_URI": "/", "SERVER_PROTOCOL": "HTTP/1.1", "SERVER_SOFTWARE": software,
+				"REMOTE_ADDR": "127.0.0.1", "REMOTE_PORT": "7", "SERVER_NAME": "127.0.0.1", "SERVER_PORT": "8000", "HTTP_HOST": "h",
+				"HTTP_X_FORWARDED_FOR": "10.0.0.1,6.6.6.6",
+			},
+		},
+		{
+			name:       "dangerous maps every '_' name, from any peer, but only a trusted SCRIPT_NAME routes",
+			raw:        "GET /mount/x HTTP/1.1\r\nHost: h\r\nScript_Name: /mount\r\nX_Other: o\r\n\r\n",
+			remote:     "10.0.0.9:8",
+			trusted:    "127.0.0.1",
+			forwarders: "SCRIPT_NAME,PATH_INFO",
+			headerMap:  httpguard.HeaderMapDangerous,
+			want: map[string]string{
+				"REQUEST_METHOD": "GET", "SCRIPT_NAME": "", "PATH_INFO": "/mount/x", "QUERY_STRING": "",
+				"RAW_URI": "/mount/x", "SERVER_PROTOCOL": "HTTP/1.1", "SERVER_SOFTWARE": software,
+				"REMOTE_ADDR": "10.0.0.9", "REMOTE_PORT": "8", "SERVER_NAME": "127.0.0.1", "SERVER_PORT": "8000", "HTTP_HOST": "h",
+				"HTTP_SCRIPT_NAME": "/mount", "HTTP_X_OTHER": "o",
+			},
+		},
+		{
 			name:   "body headers, joined values, dropped underscores",
 			raw:    "POST /submit HTTP/1.1\r\nHost: h:1\r\nContent-Type: application/json\r\nContent-Length: 2\r\nX-Forwarded-For: 10.0.0.1\r\nX-Forwarded-For: 10.0.0.2\r\nX_Forwarded_For: 6.6.6.6\r\nx-lower-case: v\r\nCookie: a=1\r\nCookie: b=2\r\n\r\n{}",
 			remote: "127.0.0.1:2",
@@ -142,18 +214,27 @@ func TestEnviron(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			h := &handler{scriptName: tt.scriptName, serverName: "127.0.0.1", serverPort: "8000"}
+			h := &handler{scriptName: tt.scriptName, serverName: "127.0.0.1", serverPort: "8000", headerMap: tt.headerMap}
 			if tt.unix {
 				h.serverName, h.serverPort = "/run/gorn.sock", ""
 			}
+			if tt.trusted != "" {
+				h.trusted = forwarded.MustParseAllowList(tt.trusted)
+			}
+			var err error
+			if h.forwarders, err = forwarded.ParseHeaderNames(tt.forwarders); err != nil {
+				t.Fatal(err)
+			}
+			h.fwdScriptName = h.forwarders.Has("SCRIPT_NAME")
 			r := readRequest(t, tt.raw, tt.remote)
+			scriptName := h.requestScriptName(r)
 			pathInfo := tt.pathInfo
 			if pathInfo == "" {
-				pathInfo = r.URL.Path
+				pathInfo = strings.TrimPrefix(r.URL.Path, scriptName)
 			}
 			var e protocol.Environ
 			e.Reset()
-			h.environ(&e, r, pathInfo)
+			h.environ(&e, r, scriptName, pathInfo)
 			pairs, err := protocol.DecodeEnviron(e.AppendTo(nil))
 			if err != nil {
 				t.Fatalf("DecodeEnviron: %v", err)
@@ -365,4 +446,28 @@ func TestPlainErrorAfterHeadersAborts(t *testing.T) {
 		}
 	}()
 	h.plainError(st, http.StatusBadGateway)
+}
+
+func TestSharesVariable(t *testing.T) {
+	tests := []struct {
+		names []string // the request's header names, canonical; the first is asked about
+		want  bool
+	}{
+		{[]string{"Script_name"}, false},
+		{[]string{"Script_name", "Script-Name"}, true},
+		{[]string{"X_forwarded_for", "X-Forwarded-For", "Host"}, true},
+		{[]string{"X_forwarded-For", "X-Forwarded_for"}, true},
+		{[]string{"Script_name", "Script-Names", "Script-Nam3"}, false},
+		{[]string{"X_a", "X-B", "Xxa"}, false},
+		{[]string{"X_1", "X-1"}, true},
+	}
+	for _, tt := range tests {
+		hdr := http.Header{}
+		for _, n := range tt.names {
+			hdr[n] = []string{"v"}
+		}
+		if got := sharesVariable(hdr, tt.names[0]); got != tt.want {
+			t.Errorf("sharesVariable(%q, %q) = %v, want %v", tt.names, tt.names[0], got, tt.want)
+		}
+	}
 }

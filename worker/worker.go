@@ -144,8 +144,9 @@ func Main(spec *Spec, log *slog.Logger) int {
 	trusted, _ := forwarded.ParseAllowList(cfg.ForwardedAllowIPs)
 	ppMode, _ := proxyproto.ParseMode(cfg.ProxyProtocol)
 	ppAllow, _ := forwarded.ParseAllowList(cfg.ProxyAllowFrom)
+	forwarders, _ := forwarded.ParseHeaderNames(cfg.ForwarderHeaders)
 	ppOpts := &proxyproto.Options{Mode: ppMode, Allow: ppAllow, Timeout: cfg.HeaderTimeout, Log: log}
-	guard := &httpguard.Config{RequestLine: cfg.LimitRequestLine, Fields: cfg.LimitRequestFields, FieldSize: cfg.LimitRequestFieldSize, Body: cfg.LimitRequestBody, HeaderMap: httpguard.HeaderMap(cfg.HeaderMap), PermitObsFold: cfg.PermitObsoleteFolding}
+	guard := &httpguard.Config{RequestLine: cfg.LimitRequestLine, Fields: cfg.LimitRequestFields, FieldSize: cfg.LimitRequestFieldSize, Body: cfg.LimitRequestBody, HeaderMap: httpguard.HeaderMap(cfg.HeaderMap), PermitObsFold: cfg.PermitObsoleteFolding, Forwarder: forwarders.Has}
 	counts, err := metrics.OpenSlot(spec.MetricsFD, spec.MetricsSlot)
 	if err != nil {
 		log.Warn("Worker cannot count its requests for the metrics", "err", err)
@@ -257,6 +258,7 @@ func Main(spec *Spec, log *slog.Logger) int {
 		h := &handler{sup: sup, slots: st.slots, state: st, log: log, access: access, stats: stats, scriptName: scriptName, timeout: cfg.Timeout, bodyTimeout: cfg.BodyTimeout, metrics: counts}
 		h.serverName, h.serverPort = listenerName(spec.Listeners[i])
 		h.scheme, h.trusted = cfg.URLScheme(), trusted
+		h.forwarders, h.fwdScriptName = forwarders, forwarders.Has("SCRIPT_NAME")
 		h.headerMap, h.bodyLimit = guard.HeaderMap, guard.Body
 		var srv httpServer
 		if tlsCfg != nil {
