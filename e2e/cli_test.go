@@ -23,7 +23,6 @@ import (
 	"github.com/gorn-project/gorn/config"
 )
 
-// stopTerm stops s with SIGTERM and requires exit code 0.
 // waitFile waits up to 10 s for the file at path to exist and hold want.
 func waitFile(t *testing.T, path, want string) {
 	t.Helper()
@@ -40,6 +39,7 @@ func waitFile(t *testing.T, path, want string) {
 	}
 }
 
+// stopTerm stops s with SIGTERM and requires exit code 0.
 func stopTerm(t *testing.T, s *server) {
 	t.Helper()
 	s.signal(syscall.SIGTERM)
@@ -1640,4 +1640,59 @@ func TestReloadPidFile(t *testing.T) {
 	if _, err := os.Stat(second); !os.IsNotExist(err) {
 		t.Errorf("the pid file %s outlived the master (%v)", second, err)
 	}
+}
+
+// TestReloadLogFiles: a HUP that names other log files moves the error log
+// (the master's lines, and what new workers and their runtimes write) and
+// the access log, as gunicorn's does; the old files get nothing more once
+// the old workers are gone. A new error log that cannot be opened fails
+// the reload and changes nothing.
+func TestReloadLogFiles(t *testing.T) {
+	py := python(t)
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "gunicorn.conf.py")
+	errA, errB := filepath.Join(dir, "a-error.log"), filepath.Join(dir, "b-error.log")
+	accA, accB := filepath.Join(dir, "a-access.log"), filepath.Join(dir, "b-access.log")
+	write := func(errlog, accesslog string) {
+		t.Helper()
+		text := fmt.Sprintf("errorlog = %q\naccesslog = %q\n", errlog, accesslog)
+		if err := os.WriteFile(conf, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(errA, accA)
+	s := start(t, py, "-c", conf, "lc_util:app")
+	s.ready("/pid")
+	getJSON(t, noKeepAlive, s.URL+"/log?m=before-hup")
+	waitFile(t, errA, "before-hup")
+	waitFile(t, accA, "/log?m=before-hup")
+
+	write(errB, accB)
+	s.signal(syscall.SIGHUP)
+	waitFile(t, errA, "Reload: the error log moves to "+errB)
+	waitFile(t, errB, "Reload: generation 2 is serving")
+	waitFile(t, errB, "Retiring worker")
+	// Once the generation 1 worker has stopped accepting, requests reach
+	// the new one, whose runtime logs (logging, gunicorn.error) to errB.
+	getJSON(t, noKeepAlive, s.URL+"/log?m=after-hup")
+	getJSON(t, noKeepAlive, s.URL+"/glog?m=glog-after-hup")
+	waitFile(t, errB, "after-hup")
+	waitFile(t, errB, "glog-after-hup")
+	waitFile(t, accB, "/log?m=after-hup")
+	for _, path := range []string{errA, accA} {
+		if b, _ := os.ReadFile(path); strings.Contains(string(b), "after-hup") {
+			t.Errorf("%s still gets the new workers' lines:\n%s", path, b)
+		}
+	}
+
+	write(filepath.Join(dir, "missing", "error.log"), accB)
+	s.signal(syscall.SIGHUP)
+	waitFile(t, errB, "Reload failed: cannot open the new --error-logfile")
+	getJSON(t, noKeepAlive, s.URL+"/log?m=after-failed-hup")
+	waitFile(t, errB, "after-failed-hup")
+	if b, _ := os.ReadFile(errB); strings.Contains(string(b), "generation 3") {
+		t.Errorf("the failed reload started generation 3:\n%s", b)
+	}
+	stopTerm(t, s)
+	waitFile(t, errB, "Shutting down: Master")
 }

@@ -218,12 +218,14 @@ func appendEscaped(dst []byte, s string) []byte {
 	return dst
 }
 
-// File is a log destination that USR1 can reopen after logrotate moved it.
-// Writes and Reopen are safe from several goroutines.
+// File is a log destination that USR1 can reopen after logrotate moved it,
+// and a reload point elsewhere. Writes, Reopen and Switch are safe from
+// several goroutines.
 type File struct {
 	mu   sync.Mutex
-	path string // "" or "-" for the standard stream
-	f    *os.File
+	path string   // "" or "-" for the standard stream
+	f    *os.File // the file written to
+	std  *os.File // the standard stream, for "" and "-"
 }
 
 // OpenFile opens path as Open does and returns it as a reopenable File.
@@ -232,7 +234,26 @@ func OpenFile(path string, std *os.File) (*File, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &File{path: path, f: f}, nil
+	return &File{path: path, f: f, std: std}, nil
+}
+
+// Switch makes path the destination, opened as OpenFile opens it ("" or
+// "-" being the standard stream OpenFile was given), and closes the file
+// it replaces unless that is the standard stream. If path cannot be
+// opened, the File keeps its destination.
+func (f *File) Switch(path string) error {
+	nf, err := Open(path, f.std)
+	if err != nil {
+		return err
+	}
+	f.mu.Lock()
+	old := f.f
+	f.f, f.path = nf, path
+	f.mu.Unlock()
+	if old == f.std {
+		return nil
+	}
+	return old.Close()
 }
 
 // Write writes p to the current file.
@@ -249,17 +270,22 @@ func (f *File) File() *os.File {
 	return f.f
 }
 
-// Path is the path the File was opened with ("-" or "" for a standard
-// stream).
-func (f *File) Path() string { return f.path }
+// Path is the path the File was opened or last switched to ("-" or "" for
+// the standard stream).
+func (f *File) Path() string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.path
+}
 
 // Reopen opens the path again and switches to it; a standard stream is
 // left alone.
 func (f *File) Reopen() error {
-	if f.path == "" || f.path == "-" {
+	path := f.Path()
+	if path == "" || path == "-" {
 		return nil
 	}
-	nf, err := os.OpenFile(f.path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	nf, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
 	if err != nil {
 		return fmt.Errorf("reopening log file: %w", err)
 	}

@@ -337,3 +337,54 @@ func TestOpen(t *testing.T) {
 		t.Error("Open in a missing directory succeeded")
 	}
 }
+
+// TestFileSwitch switches a File between the standard stream and files,
+// and checks where each write lands and that an unopenable path changes
+// nothing.
+func TestFileSwitch(t *testing.T) {
+	dir := t.TempDir()
+	std, err := os.Create(filepath.Join(dir, "std"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer std.Close()
+	a, b := filepath.Join(dir, "a.log"), filepath.Join(dir, "b.log")
+	f, err := OpenFile("-", std)
+	if err != nil {
+		t.Fatal(err)
+	}
+	steps := []struct {
+		to      string // "" writes without switching
+		wantErr bool
+		write   string
+	}{
+		{write: "1"},
+		{to: a, write: "2"},
+		{to: b, write: "3"},
+		{to: filepath.Join(dir, "missing", "c.log"), wantErr: true, write: "4"},
+		{to: "-", write: "5"},
+		{to: a, write: "6"},
+	}
+	for _, st := range steps {
+		if st.to != "" {
+			if err := f.Switch(st.to); (err != nil) != st.wantErr {
+				t.Fatalf("Switch(%q) = %v, want an error: %v", st.to, err, st.wantErr)
+			}
+		}
+		if _, err := f.Write([]byte(st.write)); err != nil {
+			t.Fatalf("writing %q: %v", st.write, err)
+		}
+	}
+	if f.Path() != a {
+		t.Errorf("Path() = %q, want %q", f.Path(), a)
+	}
+	for path, want := range map[string]string{std.Name(): "15", a: "26", b: "34"} {
+		got, err := os.ReadFile(path)
+		if err != nil || string(got) != want {
+			t.Errorf("%s holds %q (%v), want %q", filepath.Base(path), got, err, want)
+		}
+	}
+	if _, err := std.Write([]byte("")); err != nil {
+		t.Errorf("the standard stream was closed: %v", err)
+	}
+}

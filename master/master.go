@@ -397,6 +397,11 @@ func (m *Master) reload() {
 			m.log.Warn("Changing --bind needs a restart; keeping the current listeners")
 			next.Binds = cfg.Binds
 		}
+		if err := m.switchLogs(old, next); err != nil {
+			m.log.Error("Reload failed: " + err.Error() + "; keeping the current workers")
+			m.mx.pool.Reloaded(false, time.Now())
+			return
+		}
 		cfg = next
 	}
 	if m.desired == 0 && m.winched > 0 {
@@ -435,6 +440,33 @@ func (m *Master) reload() {
 	m.failures, m.holdTill = 0, time.Time{}
 	m.log.Info(fmt.Sprintf("Reloading: starting %d new workers (generation %d)", m.desired, m.gen))
 	m.needs(metrics.SpawnReload, m.desired)
+}
+
+// switchLogs applies a reload's new --error-logfile and --access-logfile,
+// as gunicorn's does: with --user, it hands new log files to the user (the
+// workers open the access log); it points the master's error log, which
+// new workers and their runtimes inherit, at the new --error-logfile. The
+// workers already running keep the files they have. An error leaves the
+// error log as it was.
+func (m *Master) switchLogs(old, cfg *config.Config) error {
+	if cfg.ErrorLog == old.ErrorLog && cfg.AccessLog == old.AccessLog {
+		return nil
+	}
+	if err := ownLogs(cfg); err != nil {
+		return fmt.Errorf("cannot hand the new log files to --user: %w", err)
+	}
+	if cfg.ErrorLog == old.ErrorLog || m.opts.ErrorLog == nil {
+		return nil
+	}
+	to := cfg.ErrorLog
+	if to == "" || to == "-" {
+		to = "standard error"
+	}
+	m.log.Info("Reload: the error log moves to " + to)
+	if err := m.opts.ErrorLog.Switch(cfg.ErrorLog); err != nil {
+		return fmt.Errorf("cannot open the new --error-logfile: %w", err)
+	}
+	return nil
 }
 
 // excuse does not count d, a time the master's loop was held up (and read

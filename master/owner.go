@@ -61,6 +61,12 @@ func (m *Master) ownFiles(cfg *config.Config) error {
 			}
 		}
 	}
+	return ownLogs(cfg)
+}
+
+// ownLogs hands the log files to --user, if set, creating them; a HUP
+// that names other log files calls it too.
+func ownLogs(cfg *config.Config) error {
 	if cfg.UID < 0 {
 		return nil
 	}
