@@ -105,18 +105,18 @@ func TestProxyProtocol(t *testing.T) {
 	tlvs := []byte{0x01, 0x00, 0x02, 'h', '2', 0x04, 0x00, 0x03, 0, 0, 0} // ALPN, NOOP
 	v2src := netip.MustParseAddrPort("203.0.113.9:4000")
 	tests := []struct {
-		name   string
-		prefix []byte
-		addr   string // REMOTE_ADDR; "" for the real peer, 127.0.0.1
-		port   string
+		name       string
+		prefix     []byte
+		addr, port string // REMOTE_ADDR and REMOTE_PORT; "" for the real peer, 127.0.0.1
+		proxy      string // PROXY_PROTOCOL, PROXY_ADDR and PROXY_PORT; "" for none
 	}{
-		{"v1 TCP4", (&proxyproto.Header{Source: src4, Destination: dst4}).AppendV1(nil), "192.0.2.1", "12345"},
-		{"v1 TCP6", (&proxyproto.Header{Source: src6, Destination: dst6}).AppendV1(nil), "2001:db8::1", "54321"},
-		{"v1 UNKNOWN", []byte("PROXY UNKNOWN\r\n"), "", ""},
-		{"v2 TCP4 with TLVs", (&proxyproto.Header{Source: v2src, Destination: dst4}).AppendV2(nil, tlvs), "203.0.113.9", "4000"},
-		{"v2 TCP6", (&proxyproto.Header{Source: src6, Destination: dst6}).AppendV2(nil, nil), "2001:db8::1", "54321"},
-		{"v2 LOCAL", (&proxyproto.Header{Protocol: "LOCAL"}).AppendV2(nil, nil), "", ""},
-		{"no header", nil, "", ""},
+		{"v1 TCP4", (&proxyproto.Header{Source: src4, Destination: dst4}).AppendV1(nil), "192.0.2.1", "12345", "TCP4 198.51.100.7 443"},
+		{"v1 TCP6", (&proxyproto.Header{Source: src6, Destination: dst6}).AppendV1(nil), "2001:db8::1", "54321", "TCP6 2001:db8::2 443"},
+		{"v1 UNKNOWN", []byte("PROXY UNKNOWN\r\n"), "", "", ""},
+		{"v2 TCP4 with TLVs", (&proxyproto.Header{Source: v2src, Destination: dst4}).AppendV2(nil, tlvs), "203.0.113.9", "4000", "TCP4 198.51.100.7 443"},
+		{"v2 TCP6", (&proxyproto.Header{Source: src6, Destination: dst6}).AppendV2(nil, nil), "2001:db8::1", "54321", "TCP6 2001:db8::2 443"},
+		{"v2 LOCAL", (&proxyproto.Header{Protocol: "LOCAL"}).AppendV2(nil, nil), "", "", ""},
+		{"no header", nil, "", "", ""},
 	}
 	for _, tt := range tests {
 		c, br := proxyConn(t, s, "127.0.0.1")
@@ -135,7 +135,12 @@ func TestProxyProtocol(t *testing.T) {
 			if err != nil || resp.StatusCode != 200 {
 				t.Fatalf("%s: %v %v\n%s", tt.name, resp, err, s.log.String())
 			}
-			wantEnv(t, tt.name, env, map[string]string{"REMOTE_ADDR": addr, "REMOTE_PORT": port, "wsgi.url_scheme": "http"})
+			want := map[string]string{"REMOTE_ADDR": addr, "REMOTE_PORT": port, "wsgi.url_scheme": "http"}
+			want["PROXY_PROTOCOL"], want["PROXY_ADDR"], want["PROXY_PORT"] = "", "", ""
+			if f := strings.Fields(tt.proxy); len(f) == 3 {
+				want["PROXY_PROTOCOL"], want["PROXY_ADDR"], want["PROXY_PORT"] = f[0], f[1], f[2]
+			}
+			wantEnv(t, tt.name, env, want)
 		}
 	}
 	// The access log names the client the header gave.

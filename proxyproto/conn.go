@@ -211,9 +211,29 @@ func (e *HeaderError) Unwrap() error { return e.Err }
 // that expose the connection they wrap with NetConn (as *tls.Conn does),
 // a *Conn's PeerAddr, else c's RemoteAddr.
 func PeerAddr(c net.Conn) net.Addr {
+	if pc, inner := find(c); pc != nil {
+		return pc.PeerAddr()
+	} else if inner != nil {
+		return inner.RemoteAddr()
+	}
+	return nil
+}
+
+// HeaderOf returns the PROXY header of c, found as PeerAddr finds the
+// real peer; nil if c is not a *Conn, nor wraps one, or it has none.
+func HeaderOf(c net.Conn) *Header {
+	if pc, _ := find(c); pc != nil {
+		return pc.Header()
+	}
+	return nil
+}
+
+// find returns the *Conn that c is or wraps (through NetConn, at most 8
+// deep), else nil and the innermost connection reached.
+func find(c net.Conn) (*Conn, net.Conn) {
 	for i := 0; i < 8 && c != nil; i++ {
 		if pc, ok := c.(*Conn); ok {
-			return pc.PeerAddr()
+			return pc, nil
 		}
 		u, ok := c.(interface{ NetConn() net.Conn })
 		if !ok {
@@ -221,8 +241,5 @@ func PeerAddr(c net.Conn) net.Addr {
 		}
 		c = u.NetConn()
 	}
-	if c == nil {
-		return nil
-	}
-	return c.RemoteAddr()
+	return nil, c
 }

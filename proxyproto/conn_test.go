@@ -105,6 +105,10 @@ func TestConn(t *testing.T) {
 			if got := PeerAddr(s).String(); got != peer {
 				t.Fatalf("PeerAddr = %s, want %s", got, peer)
 			}
+			// HeaderOf finds the header through a wrapper.
+			if h := HeaderOf(wrapper{s}); h.HasAddrs() != (tt.remote != "") || h.HasAddrs() && h.Source.String() != tt.remote {
+				t.Fatalf("HeaderOf = %+v, want a header from %q", h, tt.remote)
+			}
 		})
 	}
 }
@@ -175,4 +179,12 @@ func TestPeerAddrUnwrapped(t *testing.T) {
 	if got := PeerAddr(s); got.String() != c.LocalAddr().String() {
 		t.Fatalf("PeerAddr = %v, want %v", got, c.LocalAddr())
 	}
+	if h := HeaderOf(wrapper{s}); h != nil {
+		t.Fatalf("HeaderOf = %+v for a connection without PROXY protocol", h)
+	}
 }
+
+// wrapper wraps a connection as *tls.Conn does, exposing it with NetConn.
+type wrapper struct{ net.Conn }
+
+func (w wrapper) NetConn() net.Conn { return w.Conn }

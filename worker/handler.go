@@ -86,6 +86,9 @@ type handler struct {
 	// the app (--forwarder-headers); fwdScriptName says SCRIPT_NAME is one.
 	forwarders    *forwarded.HeaderNames
 	fwdScriptName bool
+	// proxyProtocol says --proxy-protocol is on: the environ may get
+	// PROXY_* variables.
+	proxyProtocol bool
 	// headerMap is --header-map: what becomes of header names with "_".
 	headerMap httpguard.HeaderMap
 	// bodyLimit is --limit-request-body (0: none); the guard enforces it
@@ -833,6 +836,9 @@ func (h *handler) buildEnviron(e *protocol.Environ, r *http.Request, scriptName,
 	} else {
 		e.Add("REMOTE_ADDR", unixPeer(r.RemoteAddr))
 	}
+	if h.proxyProtocol {
+		h.proxyEnviron(e, r)
+	}
 	// As gunicorn: the listener's address on TCP; on a unix socket, which
 	// has no port, the Host header (else the socket path and port 80).
 	name, port := h.serverName, h.serverPort
@@ -926,6 +932,22 @@ func sharesVariable(hdr http.Header, k string) bool {
 		}
 	}
 	return false
+}
+
+// proxyEnviron adds gunicorn's PROXY protocol variables when the request's
+// connection began with a PROXY header carrying addresses: PROXY_PROTOCOL
+// (TCP4 or TCP6), and PROXY_ADDR and PROXY_PORT, the address the client
+// connected to on the proxy. REMOTE_ADDR is already the client's.
+func (h *handler) proxyEnviron(e *protocol.Environ, r *http.Request) {
+	sc, ok := r.Context().Value(ctxKey{}).(*slotConn)
+	if !ok {
+		return
+	}
+	if ph := proxyproto.HeaderOf(sc.outer); ph.HasAddrs() {
+		e.Add("PROXY_PROTOCOL", ph.Protocol)
+		e.Add("PROXY_ADDR", ph.Destination.Addr().String())
+		e.Add("PROXY_PORT", strconv.Itoa(int(ph.Destination.Port())))
+	}
 }
 
 // environKey appends HTTP_NAME, the CGI variable of header name k.
@@ -1101,9 +1123,11 @@ func splitHost(host, defPort string) (string, string) {
 	return host, defPort
 }
 
-// connContext lets the handler find the connection's slotConn.
+// connContext lets the handler find the connection's slotConn, and through
+// it the connection with all its wrappers.
 func connContext(ctx context.Context, c net.Conn) context.Context {
 	if sc := findSlotConn(c); sc != nil {
+		sc.outer = c
 		return context.WithValue(ctx, ctxKey{}, sc)
 	}
 	return ctx

@@ -235,6 +235,10 @@ const firstRequestGrace = 10 * time.Millisecond
 // request has a slot, or once it closes without one.
 type slotConn struct {
 	net.Conn
+	// outer is the connection as the HTTP server holds it, with the
+	// wrappers stacked on this one (PROXY protocol, TLS, the guard); set
+	// by connContext before the connection's first request.
+	outer     net.Conn
 	started   chan struct{}
 	startOnce sync.Once
 	// idle is the connection's idle word: 0 while it is not idle

@@ -259,6 +259,7 @@ func Main(spec *Spec, log *slog.Logger) int {
 		h.serverName, h.serverPort = listenerName(spec.Listeners[i])
 		h.scheme, h.trusted = cfg.URLScheme(), trusted
 		h.forwarders, h.fwdScriptName = forwarders, forwarders.Has("SCRIPT_NAME")
+		h.proxyProtocol = ppMode != proxyproto.Off
 		h.headerMap, h.bodyLimit = guard.HeaderMap, guard.Body
 		var srv httpServer
 		if tlsCfg != nil {
