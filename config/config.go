@@ -187,6 +187,13 @@ type Config struct {
 	// protocol header is honoured. The command line's default is
 	// "127.0.0.1,::1".
 	ProxyAllowFrom string `json:"proxy_allow_from,omitempty"`
+	// SecureSchemeHeaders are the headers by which a ForwardedAllowIPs peer
+	// sets wsgi.url_scheme (gunicorn's secure_scheme_headers): a JSON
+	// object of header names (any case) to the value meaning https; any
+	// other value means http. Empty means gunicorn's default,
+	// {"X-FORWARDED-PROTOCOL": "ssl", "X-FORWARDED-PROTO": "https",
+	// "X-FORWARDED-SSL": "on"}; "{}" none.
+	SecureSchemeHeaders string `json:"secure_scheme_headers,omitempty"`
 	// ForwarderHeaders are the request header names containing "_"
 	// (comma-separated, any case, or "*") that a ForwardedAllowIPs peer
 	// may pass to the app whatever HeaderMap says (gunicorn's
@@ -303,6 +310,9 @@ func (c *Config) Finish(getenv func(string) string) error {
 	}
 	if _, err := forwarded.ParseAllowList(c.ProxyAllowFrom); err != nil {
 		return fmt.Errorf("--proxy-allow-from: %w", err)
+	}
+	if _, err := forwarded.ParseSchemeHeaders(c.SecureSchemeHeaders); err != nil {
+		return fmt.Errorf("--secure-scheme-headers: %w", err)
 	}
 	if _, err := forwarded.ParseHeaderNames(c.ForwarderHeaders); err != nil {
 		return fmt.Errorf("--forwarder-headers: %w", err)

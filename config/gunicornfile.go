@@ -101,6 +101,7 @@ var fileFlags = map[string]fileFlag{
 	"proxy_protocol":                    {"proxy-protocol", 'p'},
 	"proxy_allow_ips":                   {"proxy-allow-from", 'c'},
 	"forwarder_headers":                 {"forwarder-headers", 'c'},
+	"secure_scheme_headers":             {"secure-scheme-headers", 'd'},
 	"keyfile":                           {"keyfile", 's'},
 	"certfile":                          {"certfile", 's'},
 	"ca_certs":                          {"ca-certs", 's'},
@@ -148,7 +149,6 @@ var fileIgnored = map[string]any{
 	// Logging gorn does its own way.
 	"logger_class": "gunicorn.glogging.Logger",
 	// Request handling: gorn's is fixed (and strict).
-	"secure_scheme_headers":              map[string]any{"X-FORWARDED-PROTOCOL": "ssl", "X-FORWARDED-PROTO": "https", "X-FORWARDED-SSL": "on"},
 	"strip_header_spaces":                nil,
 	"tolerate_dangerous_framing":         nil,
 	"permit_unconventional_http_method":  nil,

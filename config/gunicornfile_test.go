@@ -54,6 +54,11 @@ func TestFileSettingsArgs(t *testing.T) {
 			want:     []string{"--workers=3"},
 		},
 		{
+			name:     "secure_scheme_headers",
+			settings: map[string]any{"secure_scheme_headers": map[string]any{"X-SCHEME": "https"}},
+			want:     []string{`--secure-scheme-headers={"X-SCHEME":"https"}`},
+		},
+		{
 			name:     "proxy_protocol",
 			settings: map[string]any{"proxy_protocol": true},
 			want:     []string{"--proxy-protocol=auto"},
@@ -64,7 +69,7 @@ func TestFileSettingsArgs(t *testing.T) {
 		},
 		{
 			name:     "settings at their defaults say nothing",
-			settings: map[string]any{"user": nil, "group": nil, "paste": nil, "worker_class": "sync", "preload_app": false, "logger_class": "gunicorn.glogging.Logger", "secure_scheme_headers": map[string]any{"X-FORWARDED-PROTOCOL": "ssl", "X-FORWARDED-PROTO": "https", "X-FORWARDED-SSL": "on"}, "helper_value": 7.0},
+			settings: map[string]any{"user": nil, "group": nil, "paste": nil, "worker_class": "sync", "preload_app": false, "logger_class": "gunicorn.glogging.Logger", "helper_value": 7.0},
 		},
 		{
 			name:     "settings gorn can do without are ignored, with a warning",

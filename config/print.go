@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gorn-project/gorn/forwarded"
 	"github.com/gorn-project/gorn/logs"
 )
 
@@ -52,6 +53,10 @@ func (c *Config) Print(w io.Writer) error {
 	format := c.AccessLogFormat
 	if format == "" {
 		format = logs.DefaultAccessFormat
+	}
+	schemeHeaders := c.SecureSchemeHeaders
+	if schemeHeaders == "" {
+		schemeHeaders = forwarded.DefaultSchemeHeadersJSON
 	}
 	workerClass := "sync"
 	if c.Threads > 1 || c.ThreadWorker {
@@ -99,6 +104,7 @@ func (c *Config) Print(w io.Writer) error {
 		"proxy_protocol":           str(c.ProxyProtocol),
 		"python":                   str(c.Python),
 		"pythonpath":               str(strings.Join(c.PythonPath, ",")),
+		"secure_scheme_headers":    pyJSON(schemeHeaders),
 		"raw_env":                  list(c.Env),
 		"reload":                   boolean(c.Reload),
 		"reload_extra_files":       list(c.ReloadExtraFiles),

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -237,6 +238,40 @@ func TestProxyForwardedProto(t *testing.T) {
 	}
 }
 
+// TestProxySecureSchemeHeaders: --secure-scheme-headers (gunicorn's
+// secure_scheme_headers) replaces the default headers.
+func TestProxySecureSchemeHeaders(t *testing.T) {
+	py := python(t)
+	s := start(t, py, "--secure-scheme-headers", `{"X-Scheme": "https", "CLOUDFRONT-FORWARDED-PROTO": "https"}`, "basic:app")
+	s.ready("/environ")
+	tests := []struct {
+		local   string
+		headers []string
+		status  int
+		scheme  string
+	}{
+		{"127.0.0.1", []string{"X-Scheme: https"}, 200, "https"},
+		{"127.0.0.1", []string{"CloudFront-Forwarded-Proto: https"}, 200, "https"},
+		{"127.0.0.1", []string{"X-Scheme: http"}, 200, "http"},
+		{"127.0.0.1", []string{"X-Forwarded-Proto: https"}, 200, "http"}, // not one of them any more
+		{"127.0.0.1", []string{"X-Scheme: https", "CloudFront-Forwarded-Proto: http"}, 400, ""},
+		{"127.0.0.2", []string{"X-Scheme: https"}, 200, "http"},
+	}
+	for _, tt := range tests {
+		c, br := proxyConn(t, s, tt.local)
+		resp, env, err := proxyEnviron(t, c, br, nil, tt.headers...)
+		if err != nil {
+			t.Fatalf("%s %q: %v", tt.local, tt.headers, err)
+		}
+		if resp.StatusCode != tt.status {
+			t.Fatalf("%s %q: status %d, want %d", tt.local, tt.headers, resp.StatusCode, tt.status)
+		}
+		if tt.status == 200 {
+			wantEnv(t, fmt.Sprintf("%s %q", tt.local, tt.headers), env, map[string]string{"wsgi.url_scheme": tt.scheme})
+		}
+	}
+}
+
 // TestProxyForwardedTrustsTheRealPeer: with the PROXY protocol on, the
 // secure scheme headers are trusted by the address of the proxy that
 // connected, not by the client address its PROXY header claims.
@@ -354,6 +389,7 @@ func TestProxyFlagsRefused(t *testing.T) {
 		{"--proxy-allow-from", "localhost", "basic:app"},
 		{"--proxy-protocol=v3", "basic:app"},
 		{"--forwarder-headers", "SCRIPT NAME", "basic:app"},
+		{"--secure-scheme-headers", `{"X-Scheme": 1}`, "basic:app"},
 	} {
 		s := start(t, py, args...)
 		if code := s.wait(30 * time.Second); code != 1 {

@@ -7,11 +7,13 @@
 package forwarded
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
 	"net/netip"
+	"sort"
 	"strings"
 )
 
@@ -138,18 +140,81 @@ func looksLikeIP(s string) bool {
 	return strings.ContainsAny(s, ".:") && !strings.HasPrefix(s, "/") && !strings.HasPrefix(s, "@")
 }
 
-// SecureSchemeHeaders are gunicorn's default secure_scheme_headers: a
-// request from a trusted peer carrying one of these headers with exactly
-// this value is https; with another value it is http. Keys are in
-// canonical form (http.CanonicalHeaderKey).
-var SecureSchemeHeaders = map[string]string{
-	"X-Forwarded-Protocol": "ssl",
-	"X-Forwarded-Proto":    "https",
-	"X-Forwarded-Ssl":      "on",
+// SchemeHeaders are secure scheme headers (gunicorn's
+// secure_scheme_headers): header names, each with the value that means
+// https. The zero value and nil hold none.
+type SchemeHeaders struct {
+	names  []string // canonical (http.CanonicalHeaderKey), sorted
+	values []string
 }
 
-// secureSchemeOrder fixes the order SecureSchemeHeaders are looked at in.
-var secureSchemeOrder = []string{"X-Forwarded-Protocol", "X-Forwarded-Proto", "X-Forwarded-Ssl"}
+// DefaultSchemeHeadersJSON are gunicorn's default secure_scheme_headers,
+// as ParseSchemeHeaders takes them.
+const DefaultSchemeHeadersJSON = `{"X-FORWARDED-PROTOCOL": "ssl", "X-FORWARDED-PROTO": "https", "X-FORWARDED-SSL": "on"}`
+
+// DefaultSchemeHeaders are gunicorn's default secure_scheme_headers:
+// X-Forwarded-Protocol: ssl, X-Forwarded-Proto: https and
+// X-Forwarded-Ssl: on.
+var DefaultSchemeHeaders = MustParseSchemeHeaders(DefaultSchemeHeadersJSON)
+
+// ParseSchemeHeaders parses secure scheme headers given as a JSON object
+// of header names (in any case) to values; "" means DefaultSchemeHeaders
+// and "{}" none. A name that is not an HTTP token, a name given twice, or
+// a value that is not a string is an error.
+func ParseSchemeHeaders(s string) (*SchemeHeaders, error) {
+	if strings.TrimSpace(s) == "" {
+		return DefaultSchemeHeaders, nil
+	}
+	return parseSchemeHeaders(s)
+}
+
+// MustParseSchemeHeaders parses a JSON object of headers known to be
+// valid; it panics on an error.
+func MustParseSchemeHeaders(s string) *SchemeHeaders {
+	sh, err := parseSchemeHeaders(s)
+	if err != nil {
+		panic(err)
+	}
+	return sh
+}
+
+func parseSchemeHeaders(s string) (*SchemeHeaders, error) {
+	var m map[string]string
+	if err := json.Unmarshal([]byte(s), &m); err != nil || m == nil {
+		return nil, fmt.Errorf(`want a JSON object of header names to values, such as {"X-FORWARDED-PROTO": "https"}, not %s`, s)
+	}
+	canon := make(map[string]string, len(m))
+	for name, v := range m {
+		if !isToken(name) {
+			return nil, fmt.Errorf("invalid header name %q", name)
+		}
+		c := http.CanonicalHeaderKey(name)
+		if _, dup := canon[c]; dup {
+			return nil, fmt.Errorf("header %q is given twice", c)
+		}
+		canon[c] = v
+	}
+	sh := &SchemeHeaders{}
+	for name := range canon {
+		sh.names = append(sh.names, name)
+	}
+	sort.Strings(sh.names)
+	for _, name := range sh.names {
+		sh.values = append(sh.values, canon[name])
+	}
+	return sh, nil
+}
+
+// Each calls f with each header name, in canonical form and sorted, and
+// the value meaning https.
+func (sh *SchemeHeaders) Each(f func(name, value string)) {
+	if sh == nil {
+		return
+	}
+	for i, name := range sh.names {
+		f(name, sh.values[i])
+	}
+}
 
 // ErrConflictingSchemeHeaders is returned by Scheme when the secure scheme
 // headers disagree; gunicorn answers such a request with 400
@@ -159,12 +224,16 @@ var ErrConflictingSchemeHeaders = errors.New("contradictory scheme headers")
 // Scheme returns the URL scheme that the secure scheme headers in h give,
 // or base when there are none. Call it only for requests from a trusted
 // peer. Each header (and each repeat of one) counts: a value equal to the
-// configured one (case-sensitive, as gunicorn) says https, any other value
-// says http, and two that disagree are an error.
-func Scheme(h http.Header, base string) (string, error) {
+// configured one (case-sensitive, as gunicorn; surrounding blanks
+// ignored) says https, any other value says http, and two that disagree
+// are an error.
+func (sh *SchemeHeaders) Scheme(h http.Header, base string) (string, error) {
+	if sh == nil {
+		return base, nil
+	}
 	scheme := ""
-	for _, name := range secureSchemeOrder {
-		want := SecureSchemeHeaders[name]
+	for i, name := range sh.names {
+		want := sh.values[i]
 		for _, v := range h[name] {
 			s := "http"
 			if strings.Trim(v, " \t") == want {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"strings"
 	"testing"
 )
 
@@ -96,7 +97,7 @@ func TestScheme(t *testing.T) {
 		for _, kv := range tt.headers {
 			h.Add(kv[0], kv[1])
 		}
-		got, err := Scheme(h, tt.base)
+		got, err := DefaultSchemeHeaders.Scheme(h, tt.base)
 		if tt.err {
 			if !errors.Is(err, ErrConflictingSchemeHeaders) {
 				t.Errorf("%s: err = %v, want a conflict", tt.name, err)
@@ -153,5 +154,52 @@ func TestHeaderNames(t *testing.T) {
 	var none *HeaderNames
 	if none.Has("SCRIPT_NAME") || !none.Empty() {
 		t.Error("a nil list holds a name")
+	}
+}
+
+func TestSchemeHeaders(t *testing.T) {
+	tests := []struct {
+		name    string
+		config  string
+		headers [][2]string
+		want    string // "" for a conflict
+		err     string // ParseSchemeHeaders' error, a substring
+	}{
+		{name: "default", config: "", headers: [][2]string{{"X-Forwarded-Ssl", "on"}}, want: "https"},
+		{name: "custom header", config: `{"X-SCHEME": "https"}`, headers: [][2]string{{"X-Scheme", "https"}}, want: "https"},
+		{name: "custom drops the defaults", config: `{"X-SCHEME": "https"}`, headers: [][2]string{{"X-Forwarded-Proto", "https"}}, want: "http-base"},
+		{name: "names in any case", config: `{"cloudfront-forwarded-proto": "https"}`, headers: [][2]string{{"CloudFront-Forwarded-Proto", "https"}}, want: "https"},
+		{name: "other value is http", config: `{"X-SCHEME": "https"}`, headers: [][2]string{{"X-Scheme", "http"}}, want: "http"},
+		{name: "conflict", config: `{"X-SCHEME": "https", "X-FORWARDED-PROTO": "https"}`, headers: [][2]string{{"X-Scheme", "https"}, {"X-Forwarded-Proto", "http"}}, want: ""},
+		{name: "empty object: none", config: `{}`, headers: [][2]string{{"X-Forwarded-Proto", "https"}}, want: "http-base"},
+		{name: "not an object", config: `["X-SCHEME"]`, err: "want a JSON object"},
+		{name: "null", config: `null`, err: "want a JSON object"},
+		{name: "value not a string", config: `{"X-SCHEME": true}`, err: "want a JSON object"},
+		{name: "bad name", config: `{"X SCHEME": "https"}`, err: `invalid header name "X SCHEME"`},
+		{name: "name twice", config: `{"X-SCHEME": "https", "x-scheme": "on"}`, err: "given twice"},
+	}
+	for _, tt := range tests {
+		sh, err := ParseSchemeHeaders(tt.config)
+		if tt.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tt.err) {
+				t.Errorf("%s: ParseSchemeHeaders(%q) = %v, want an error with %q", tt.name, tt.config, err, tt.err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatalf("%s: ParseSchemeHeaders(%q): %v", tt.name, tt.config, err)
+		}
+		h := http.Header{}
+		for _, kv := range tt.headers {
+			h.Add(kv[0], kv[1])
+		}
+		got, err := sh.Scheme(h, "http-base")
+		if tt.want == "" {
+			if !errors.Is(err, ErrConflictingSchemeHeaders) {
+				t.Errorf("%s: Scheme = %q, %v; want a conflict", tt.name, got, err)
+			}
+		} else if err != nil || got != tt.want {
+			t.Errorf("%s: Scheme = %q, %v; want %q", tt.name, got, err, tt.want)
+		}
 	}
 }

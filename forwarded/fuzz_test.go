@@ -3,6 +3,7 @@ package forwarded
 import (
 	"net/http"
 	"net/netip"
+	"strings"
 	"testing"
 )
 
@@ -33,7 +34,7 @@ func FuzzParseAllowList(f *testing.F) {
 	})
 }
 
-// FuzzScheme: Scheme never panics and answers http or https, or the base
+// FuzzScheme: DefaultSchemeHeaders.Scheme never panics and answers http or https, or the base
 // with an error.
 func FuzzScheme(f *testing.F) {
 	f.Add("https", "on", "ssl")
@@ -45,7 +46,7 @@ func FuzzScheme(f *testing.F) {
 				h.Set(name, v)
 			}
 		}
-		s, err := Scheme(h, "base")
+		s, err := DefaultSchemeHeaders.Scheme(h, "base")
 		switch {
 		case err != nil && s != "base":
 			t.Fatalf("error %v with scheme %q", err, s)
@@ -54,5 +55,29 @@ func FuzzScheme(f *testing.F) {
 		case err == nil && len(h) > 0 && s != "http" && s != "https":
 			t.Fatalf("scheme %q", s)
 		}
+	})
+}
+
+// FuzzParseSchemeHeaders: ParseSchemeHeaders never panics, and headers it
+// accepts each make a request carrying them https.
+func FuzzParseSchemeHeaders(f *testing.F) {
+	f.Add(`{"X-FORWARDED-PROTO": "https"}`)
+	f.Add(`{"x-scheme": "on", "CloudFront-Forwarded-Proto": "https"}`)
+	f.Add(`{}`)
+	f.Add(`{"a b": "c"}`)
+	f.Fuzz(func(t *testing.T, s string) {
+		sh, err := ParseSchemeHeaders(s)
+		if err != nil {
+			return
+		}
+		sh.Each(func(name, value string) {
+			if name != http.CanonicalHeaderKey(name) {
+				t.Fatalf("name %q is not canonical", name)
+			}
+			got, err := sh.Scheme(http.Header{name: {value}}, "base")
+			if err != nil || got != "https" && strings.Trim(value, " \t") == value {
+				t.Fatalf("%s: %q gives %q, %v", name, value, got, err)
+			}
+		})
 	})
 }

@@ -82,6 +82,9 @@ type handler struct {
 	// trusted are the peers whose secure scheme headers and forwarder
 	// headers count (--forwarded-allow-ips); nil trusts no peer.
 	trusted *forwarded.AllowList
+	// schemeHeaders are the secure scheme headers trusted peers may send
+	// (--secure-scheme-headers); nil: none.
+	schemeHeaders *forwarded.SchemeHeaders
 	// forwarders are the header names with "_" a trusted peer may pass to
 	// the app (--forwarder-headers); fwdScriptName says SCRIPT_NAME is one.
 	forwarders    *forwarded.HeaderNames
@@ -1089,7 +1092,7 @@ func (h *handler) urlScheme(r *http.Request) (string, error) {
 	if !h.trustedPeer(r) {
 		return scheme, nil
 	}
-	return forwarded.Scheme(r.Header, scheme)
+	return h.schemeHeaders.Scheme(r.Header, scheme)
 }
 
 // trustedPeer reports whether the request's real peer (the proxy, not a

@@ -145,6 +145,7 @@ func Main(spec *Spec, log *slog.Logger) int {
 	ppMode, _ := proxyproto.ParseMode(cfg.ProxyProtocol)
 	ppAllow, _ := forwarded.ParseAllowList(cfg.ProxyAllowFrom)
 	forwarders, _ := forwarded.ParseHeaderNames(cfg.ForwarderHeaders)
+	schemeHeaders, _ := forwarded.ParseSchemeHeaders(cfg.SecureSchemeHeaders)
 	ppOpts := &proxyproto.Options{Mode: ppMode, Allow: ppAllow, Timeout: cfg.HeaderTimeout, Log: log}
 	guard := &httpguard.Config{RequestLine: cfg.LimitRequestLine, Fields: cfg.LimitRequestFields, FieldSize: cfg.LimitRequestFieldSize, Body: cfg.LimitRequestBody, HeaderMap: httpguard.HeaderMap(cfg.HeaderMap), PermitObsFold: cfg.PermitObsoleteFolding, Forwarder: forwarders.Has}
 	counts, err := metrics.OpenSlot(spec.MetricsFD, spec.MetricsSlot)
@@ -257,7 +258,7 @@ func Main(spec *Spec, log *slog.Logger) int {
 	for i, ln := range lns {
 		h := &handler{sup: sup, slots: st.slots, state: st, log: log, access: access, stats: stats, scriptName: scriptName, timeout: cfg.Timeout, bodyTimeout: cfg.BodyTimeout, metrics: counts}
 		h.serverName, h.serverPort = listenerName(spec.Listeners[i])
-		h.scheme, h.trusted = cfg.URLScheme(), trusted
+		h.scheme, h.trusted, h.schemeHeaders = cfg.URLScheme(), trusted, schemeHeaders
 		h.forwarders, h.fwdScriptName = forwarders, forwarders.Has("SCRIPT_NAME")
 		h.proxyProtocol = ppMode != proxyproto.Off
 		h.headerMap, h.bodyLimit = guard.HeaderMap, guard.Body

@@ -111,10 +111,11 @@ type cli struct {
 	DoHandshakeOnConnect bool   `name:"do-handshake-on-connect" group:"SSL" help:"Accepted for gunicorn compatibility; the handshake always runs in the connection's goroutine."`
 	SuppressRaggedEOFs   bool   `name:"suppress-ragged-eofs" group:"SSL" default:"true" help:"Accepted for gunicorn compatibility (the default): a TLS connection closed without close_notify ends quietly."`
 
-	ForwardedAllowIPs string    `name:"forwarded-allow-ips" group:"Proxies" env:"FORWARDED_ALLOW_IPS" default:"127.0.0.1,::1" placeholder:"STRING" help:"Front-end IPs or CIDR networks (comma-separated, or '*') whose X-Forwarded-Proto, X-Forwarded-Protocol and X-Forwarded-Ssl headers set wsgi.url_scheme. Default 127.0.0.1,::1, or $FORWARDED_ALLOW_IPS."`
-	ProxyProtocol     proxyMode `name:"proxy-protocol" group:"Proxies" default:"off" placeholder:"MODE" help:"Read a PROXY protocol header (HAProxy, stunnel, load balancers) from --proxy-allow-from peers: off, v1, v2 or auto. Without a value: auto."`
-	ProxyAllowFrom    string    `name:"proxy-allow-from" group:"Proxies" default:"127.0.0.1,::1" placeholder:"STRING" help:"Front-end IPs or CIDR networks (comma-separated, or '*') allowed to send a PROXY protocol header."`
-	ForwarderHeaders  string    `name:"forwarder-headers" group:"Proxies" default:"SCRIPT_NAME,PATH_INFO" placeholder:"STRING" help:"Header names containing '_' (comma-separated, or '*') that --forwarded-allow-ips peers may pass to the app whatever --header-map says; a SCRIPT_NAME header sets SCRIPT_NAME. Empty: none."`
+	ForwardedAllowIPs   string    `name:"forwarded-allow-ips" group:"Proxies" env:"FORWARDED_ALLOW_IPS" default:"127.0.0.1,::1" placeholder:"STRING" help:"Front-end IPs or CIDR networks (comma-separated, or '*') whose X-Forwarded-Proto, X-Forwarded-Protocol and X-Forwarded-Ssl headers set wsgi.url_scheme. Default 127.0.0.1,::1, or $FORWARDED_ALLOW_IPS."`
+	ProxyProtocol       proxyMode `name:"proxy-protocol" group:"Proxies" default:"off" placeholder:"MODE" help:"Read a PROXY protocol header (HAProxy, stunnel, load balancers) from --proxy-allow-from peers: off, v1, v2 or auto. Without a value: auto."`
+	ProxyAllowFrom      string    `name:"proxy-allow-from" group:"Proxies" default:"127.0.0.1,::1" placeholder:"STRING" help:"Front-end IPs or CIDR networks (comma-separated, or '*') allowed to send a PROXY protocol header."`
+	SecureSchemeHeaders string    `name:"secure-scheme-headers" group:"Proxies" placeholder:"JSON" help:"The headers, and values meaning https, by which --forwarded-allow-ips peers set wsgi.url_scheme: a JSON object (gunicorn's secure_scheme_headers). Default {\"X-FORWARDED-PROTOCOL\": \"ssl\", \"X-FORWARDED-PROTO\": \"https\", \"X-FORWARDED-SSL\": \"on\"}; {} for none."`
+	ForwarderHeaders    string    `name:"forwarder-headers" group:"Proxies" default:"SCRIPT_NAME,PATH_INFO" placeholder:"STRING" help:"Header names containing '_' (comma-separated, or '*') that --forwarded-allow-ips peers may pass to the app whatever --header-map says; a SCRIPT_NAME header sets SCRIPT_NAME. Empty: none."`
 
 	LimitRequestLine      int    `name:"limit-request-line" group:"Security" default:"4094" placeholder:"INT" help:"The largest request line, in bytes; longer get 400. 0 means unlimited; at most 8190."`
 	LimitRequestFields    int    `name:"limit-request-fields" group:"Security" default:"100" placeholder:"INT" help:"The most header fields a request may have; more get 431. At most 32768."`
@@ -536,6 +537,7 @@ func (c *cli) config() (*config.Config, error) {
 		ProxyProtocol:                 string(c.ProxyProtocol),
 		ProxyAllowFrom:                c.ProxyAllowFrom,
 		ForwarderHeaders:              c.ForwarderHeaders,
+		SecureSchemeHeaders:           c.SecureSchemeHeaders,
 		LimitRequestLine:              c.LimitRequestLine,
 		LimitRequestFields:            c.LimitRequestFields,
 		LimitRequestFieldSize:         c.LimitRequestFieldSize,
