@@ -139,11 +139,13 @@ type Config struct {
 	LogConfig     string `json:"log_config,omitempty"`
 	LogConfigJSON string `json:"log_config_json,omitempty"`
 	LogConfigDict string `json:"log_config_dict,omitempty"`
-	// HooksFile is the gunicorn configuration file (an absolute path) whose
-	// server hooks gorn runs, Hooks their names: RuntimeHooks in each app
-	// runtime, MasterHooks in the master's hook process. Empty when the
-	// file defines none.
+	// HooksFile is the gunicorn configuration file (an absolute path, or
+	// python:MODULE for a module imported from the directory HooksPath)
+	// whose server hooks gorn runs, Hooks their names: RuntimeHooks in
+	// each app runtime, MasterHooks in the master's hook process. Empty
+	// when the file defines none.
 	HooksFile string   `json:"hooks_file,omitempty"`
+	HooksPath string   `json:"hooks_path,omitempty"`
 	Hooks     []string `json:"hooks,omitempty"`
 	// CaptureOutput is --capture-output: the workers' and the app's
 	// standard output goes to ErrorLog too, when it is a file.

@@ -33,18 +33,24 @@ const fileTimeout = 30 * time.Second
 // helpers), and those bound to other Python objects (classes, streams, or
 // dicts holding them), which cannot be read as settings.
 type FileSettings struct {
-	Settings map[string]any `json:"settings"`
-	Hooks    []string       `json:"hooks"`
-	Objects  []string       `json:"objects"`
+	// File is the file read, an absolute path: for a python:MODULE
+	// location, the module's file ("" if it has none).
+	File string `json:"file"`
+	// Module is the module a python:MODULE location imported, ImportPath
+	// the sys.path directory it came from; both empty for a file.
+	Module     string         `json:"module"`
+	ImportPath string         `json:"import_path"`
+	Settings   map[string]any `json:"settings"`
+	Hooks      []string       `json:"hooks"`
+	Objects    []string       `json:"objects"`
 }
 
 // ReadGunicornFile runs the configuration file at path with the Python
-// interpreter python, as gunicorn runs it, and returns what it set. An
+// interpreter python, as gunicorn runs it, and returns what it set. As in
+// gunicorn, path may also be file:PATH, or python:MODULE, a module
+// imported from the current directory or the interpreter's sys.path. An
 // exception in the file is an error that ends with the exception's line.
 func ReadGunicornFile(python, path string) (*FileSettings, error) {
-	if strings.HasPrefix(path, "python:") {
-		return nil, fmt.Errorf("%s: configuration modules (python:) are not supported; name a file", path)
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), fileTimeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, python, "-c", readGunicornConf, path)

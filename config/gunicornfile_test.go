@@ -220,6 +220,9 @@ logger_class = Helper
 			t.Errorf("%s is a setting", k)
 		}
 	}
+	if fs.File != path {
+		t.Errorf("file = %q, want %q", fs.File, path)
+	}
 	if !slices.Equal(fs.Hooks, []string{"_private", "post_fork"}) {
 		t.Errorf("hooks = %q, want _private and post_fork", fs.Hooks)
 	}
@@ -242,8 +245,55 @@ logger_class = Helper
 	if _, err := ReadGunicornFile(py, filepath.Join(dir, "missing.py")); err == nil || !strings.Contains(err.Error(), "No such file") {
 		t.Errorf("a missing file: %v", err)
 	}
-	if _, err := ReadGunicornFile(py, "python:settings.gunicorn"); err == nil || !strings.Contains(err.Error(), "not supported") {
-		t.Errorf("python: module: %v", err)
+}
+
+// TestReadGunicornFileLocations: file:PATH names a file, and
+// python:MODULE imports a module from the current directory, as gunicorn
+// does; a package's module may import its siblings relatively.
+func TestReadGunicornFileLocations(t *testing.T) {
+	py := testPython(t)
+	dir := t.TempDir()
+	for name, text := range map[string]string{
+		"deploy/__init__.py": "",
+		"deploy/base.py":     "WORKERS = 4\n",
+		"deploy/gunicorn.py": "from .base import WORKERS\nworkers = WORKERS\ndef when_ready(server):\n    pass\n",
+		"plain.conf":         "workers = 5\n",
+	} {
+		path := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Chdir(dir)
+	tests := []struct {
+		location, file string
+		workers        float64
+		hooks          []string
+		err            string
+	}{
+		{location: "python:deploy.gunicorn", file: filepath.Join(dir, "deploy", "gunicorn.py"), workers: 4, hooks: []string{"when_ready"}},
+		{location: "file:plain.conf", file: filepath.Join(dir, "plain.conf"), workers: 5},
+		{location: "plain.conf", file: filepath.Join(dir, "plain.conf"), workers: 5},
+		{location: "python:deploy.missing", err: "ModuleNotFoundError: No module named 'deploy.missing'"},
+		{location: "file:missing.conf", err: "No such file"},
+	}
+	for _, tt := range tests {
+		fs, err := ReadGunicornFile(py, tt.location)
+		if tt.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tt.err) || !strings.HasPrefix(err.Error(), tt.location+": ") {
+				t.Errorf("%s: error %v, want %q", tt.location, err, tt.err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatalf("%s: %v", tt.location, err)
+		}
+		if fs.File != tt.file || fs.Settings["workers"] != tt.workers || !slices.Equal(fs.Hooks, tt.hooks) {
+			t.Errorf("%s: file %q, workers %v, hooks %q; want %q, %v, %q", tt.location, fs.File, fs.Settings["workers"], fs.Hooks, tt.file, tt.workers, tt.hooks)
+		}
 	}
 }
 

@@ -1696,3 +1696,60 @@ func TestReloadLogFiles(t *testing.T) {
 	stopTerm(t, s)
 	waitFile(t, errB, "Shutting down: Master")
 }
+
+// TestCLIConfigModule: -c python:MODULE imports the configuration from a
+// module found from gorn's directory, as gunicorn does, relative imports
+// and all; its server hooks run in the runtimes and the master hooks'
+// process, which run from --chdir, and a HUP takes the module as edited.
+func TestCLIConfigModule(t *testing.T) {
+	py := python(t)
+	dir, out := t.TempDir(), t.TempDir()
+	module := func(version string) string {
+		return fmt.Sprintf(`import os
+from .base import MARK
+VERSION = %q
+raw_env = ["CONF_MARK=" + MARK]
+def _record(name, text):
+    with open(os.path.join(%q, name), "a") as f:
+        f.write(text + "\n")
+def post_worker_init(worker):
+    _record("post_worker_init", MARK + " " + VERSION)
+def on_reload(server):
+    _record("on_reload", MARK + " " + VERSION)
+`, version, out)
+	}
+	for name, text := range map[string]string{
+		"deploy/__init__.py": "",
+		"deploy/base.py":     "MARK = 'from-module'\n",
+		"deploy/gunicorn.py": module("1"),
+	} {
+		path := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s := startIn(t, dir, py, "-c", "python:deploy.gunicorn", "--chdir", appsDir(t), "lc_util:app")
+	s.ready("/pid")
+	if env := getJSON(t, noKeepAlive, s.URL+"/osenv"); env["CONF_MARK"] != "from-module" {
+		t.Errorf("raw_env from the module: CONF_MARK = %#v", env["CONF_MARK"])
+	}
+	waitFile(t, filepath.Join(out, "post_worker_init"), "from-module 1\n")
+
+	// A different length: Python's cached bytecode must not stand in.
+	if err := os.WriteFile(filepath.Join(dir, "deploy", "gunicorn.py"), []byte(module("22")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s.signal(syscall.SIGHUP)
+	waitFile(t, filepath.Join(out, "on_reload"), "from-module 22\n")
+	waitFile(t, filepath.Join(out, "post_worker_init"), "from-module 22\n")
+	stopTerm(t, s)
+
+	// A module that is not there: one line, exit 1.
+	_, stderr, code := runGorn(t, nil, "-c", "python:no_such_config_module", "--check-config", "lc_util:app")
+	if code != 1 || !strings.Contains(stderr, "python:no_such_config_module: ModuleNotFoundError: No module named 'no_such_config_module'") {
+		t.Errorf("a missing module: exit %d\n%s", code, stderr)
+	}
+}

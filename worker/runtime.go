@@ -211,6 +211,9 @@ type runtimeConfig struct {
 	// runs (config.RuntimeHooks); MasterPid and Workers are what the hooks'
 	// server argument says of the master.
 	HooksFile string `json:"hooks_file,omitempty"`
+	// HooksPath is the directory a python:MODULE HooksFile is imported
+	// from (added to the end of sys.path).
+	HooksPath string `json:"hooks_path,omitempty"`
 	MasterPid int    `json:"master_pid,omitempty"`
 	Workers   int    `json:"workers,omitempty"`
 	WorkerAge int    `json:"worker_age,omitempty"`
@@ -303,7 +306,7 @@ func StartHooksProcess(cfg *config.Config, pid int, stdin, stdout, stderr *os.Fi
 // and how to log, with pid in its error log lines.
 func pythonConfig(cfg *config.Config, pid int) runtimeConfig {
 	return runtimeConfig{
-		PythonPath: cfg.PythonPath, LogLevel: cfg.LogLevel, LogPid: pid, ErrorLog: cfg.ErrorLog, Workers: cfg.Workers,
+		PythonPath: cfg.PythonPath, LogLevel: cfg.LogLevel, LogPid: pid, ErrorLog: cfg.ErrorLog, Workers: cfg.Workers, HooksPath: cfg.HooksPath,
 		LogConfig: cfg.LogConfig, LogConfigJSON: cfg.LogConfigJSON, LogConfigDict: logConfigDict(cfg), Syslog: newRuntimeSyslog(cfg),
 	}
 }

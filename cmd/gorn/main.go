@@ -14,7 +14,6 @@ import (
 	"log/slog"
 	"math"
 	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -37,9 +36,11 @@ import (
 type cli struct {
 	App string `arg:"" optional:"" name:"APP" help:"The WSGI application: module, module:attr or module:factory(args)."`
 
-	// hooksFile is the configuration file read, absolute, when it defines
-	// server hooks gorn runs, hooks their names.
+	// hooksFile is the configuration file read (absolute, or
+	// python:MODULE, imported from hooksPath) when it defines server hooks
+	// gorn runs, hooks their names.
 	hooksFile string   `kong:"-"`
+	hooksPath string   `kong:"-"`
 	hooks     []string `kong:"-"`
 
 	Config string `short:"c" name:"config" placeholder:"CONFIG" help:"A gunicorn configuration file (Python) whose settings apply unless the command line sets them. Default ./gunicorn.conf.py, if it exists."`
@@ -337,22 +338,22 @@ func load(args []string, stdout, stderr io.Writer) (c *cli, confPath string, war
 	if code, done := parse(c, args, stdout, stderr); done || c.Version {
 		return c, "", nil, code, done
 	}
-	confPath, confArgs, hooksFile, hooks, warnings, err := configFile(c)
+	conf, err := configFile(c)
 	if err != nil {
 		fmt.Fprintf(stderr, "gorn: error: %v\n", err)
 		return nil, "", nil, 1, true
 	}
-	if confPath == "" {
+	if conf.path == "" {
 		return c, "", nil, 0, false
 	}
-	if code, done := parse(&cli{}, confArgs, io.Discard, &prefixed{w: stderr, prefix: confPath + ": "}); done {
+	if code, done := parse(&cli{}, conf.args, io.Discard, &prefixed{w: stderr, prefix: conf.path + ": "}); done {
 		return nil, "", nil, code, true
 	}
-	c = &cli{hooksFile: hooksFile, hooks: hooks}
-	if code, done := parse(c, append(confArgs, args...), stdout, stderr); done {
+	c = &cli{hooksFile: conf.hooksFile, hooksPath: conf.hooksPath, hooks: conf.hooks}
+	if code, done := parse(c, append(conf.args, args...), stdout, stderr); done {
 		return nil, "", nil, code, true
 	}
-	return c, confPath, warnings, 0, false
+	return c, conf.path, conf.warnings, 0, false
 }
 
 // newParser is kong's parser of the command line into c.
@@ -383,39 +384,52 @@ func (p *prefixed) Write(b []byte) (int, error) {
 	return len(b), nil
 }
 
+// confFile is what configFile read.
+type confFile struct {
+	path string   // as -c gave it, or gunicorn.conf.py; "" for none
+	args []string // the arguments its settings make
+	// hooksFile and hooksPath say where the runtimes and the master hooks'
+	// process find the server hooks, hooks: the file's absolute path, or
+	// python:MODULE and the directory to import it from.
+	hooksFile, hooksPath string
+	hooks                []string
+	warnings             []string
+}
+
 // configFile reads the gunicorn configuration file c names (-c), else
 // ./gunicorn.conf.py if there is one, with the interpreter --python (or
-// its default) names, and returns its path ("" for none) and the
-// arguments its settings make, to be parsed before the command line. The
-// command line's --bind, --env and APP replace the file's bind, raw_env and
-// wsgi_app.
-func configFile(c *cli) (path string, args []string, hooksFile string, hooks, warnings []string, err error) {
-	path = c.Config
-	if path == "" {
+// its default) names. Its arguments are to be parsed before the command
+// line. The command line's --bind, --env and APP replace the file's bind,
+// raw_env and wsgi_app.
+func configFile(c *cli) (*confFile, error) {
+	conf := &confFile{path: c.Config}
+	if conf.path == "" {
 		if fi, err := os.Stat(config.GunicornFile); err != nil || !fi.Mode().IsRegular() {
-			return "", nil, "", nil, nil, nil
+			return conf, nil
 		}
-		path = config.GunicornFile
+		conf.path = config.GunicornFile
 	}
 	python, err := config.FindPython(c.Python, os.Getenv)
 	if err != nil {
-		return path, nil, "", nil, nil, fmt.Errorf("reading %s: %w", path, err)
+		return nil, fmt.Errorf("reading %s: %w", conf.path, err)
 	}
-	fs, err := config.ReadGunicornFile(python, path)
+	fs, err := config.ReadGunicornFile(python, conf.path)
 	if err != nil {
-		return path, nil, "", nil, nil, err
+		return nil, err
 	}
-	args, warnings, err = fs.Args(map[string]bool{"bind": len(c.Bind) > 0, "raw_env": len(c.Env) > 0, "wsgi_app": c.App != ""})
+	conf.args, conf.warnings, err = fs.Args(map[string]bool{"bind": len(c.Bind) > 0, "raw_env": len(c.Env) > 0, "wsgi_app": c.App != ""})
 	if err != nil {
-		return path, nil, "", nil, nil, fmt.Errorf("%s: %w", path, err)
+		return nil, fmt.Errorf("%s: %w", conf.path, err)
 	}
-	if hooks = fs.RunHooks(); len(hooks) > 0 {
-		// The runtimes run it from --chdir.
-		if hooksFile, err = filepath.Abs(path); err != nil {
-			return path, nil, "", nil, nil, fmt.Errorf("%s: %w", path, err)
+	if conf.hooks = fs.RunHooks(); len(conf.hooks) > 0 {
+		// The runtimes and the hooks' process run from --chdir: they take
+		// the file by its absolute path, a module from where it was found.
+		conf.hooksFile = fs.File
+		if fs.Module != "" {
+			conf.hooksFile, conf.hooksPath = "python:"+fs.Module, fs.ImportPath
 		}
 	}
-	return path, args, hooksFile, hooks, warnings, nil
+	return conf, nil
 }
 
 // parse parses args into c; done means the process should exit with code
@@ -505,6 +519,7 @@ func (c *cli) config() (*config.Config, error) {
 		LogConfigJSON:                 c.LogConfigJSON,
 		LogConfigDict:                 c.LogConfigDict,
 		HooksFile:                     c.hooksFile,
+		HooksPath:                     c.hooksPath,
 		Hooks:                         c.hooks,
 		Paste:                         c.Paste,
 		PasteGlobal:                   c.PasteGlobal,

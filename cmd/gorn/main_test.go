@@ -113,7 +113,7 @@ func TestRunBadCommandLine(t *testing.T) {
 		{name: "bad statsd host", args: []string{"--statsd-host", "localhost", "app:app"}, want: `--statsd-host wants HOST:PORT, not "localhost"`},
 		{name: "worker class gorn does not have", args: []string{"-k", "gevent", "app:app"}, want: `--worker-class "gevent" is not supported`},
 		{name: "missing configuration file", args: []string{"-c", "/nonexistent/gunicorn.conf.py", "app:app"}, want: `/nonexistent/gunicorn.conf.py: FileNotFoundError`},
-		{name: "configuration module", args: []string{"-c", "python:shop.conf", "app:app"}, want: `python:shop.conf: configuration modules (python:) are not supported`},
+		{name: "missing configuration module", args: []string{"-c", "python:shop.conf", "app:app"}, want: `python:shop.conf: ModuleNotFoundError: No module named 'shop'`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

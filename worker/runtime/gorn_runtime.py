@@ -12,6 +12,7 @@ runtime builds PEP 3333 environs, calls the app and streams what it
 returns back as frames.
 """
 
+import importlib
 import io
 import json
 import logging
@@ -317,7 +318,6 @@ def load_app(spec):
     with gunicorn's messages.
     """
     import ast
-    import importlib
 
     module, _, obj = spec.partition(":")
     if not obj:
@@ -1186,7 +1186,7 @@ class Hooks:
     request, worker_exit when the runtime stops serving."""
 
     def __init__(self, path, logger, cfg):
-        self.funcs = load_hooks(path, RUNTIME_HOOKS)
+        self.funcs = load_hooks(path, RUNTIME_HOOKS, cfg.get("hooks_path"))
         log = HookLog(logger)
         self.server = HookServer(log, int(cfg.get("master_pid") or os.getppid()), int(cfg.get("workers") or 1))
         self.worker = HookWorker(log, int(cfg.get("log_pid") or os.getppid()), int(cfg.get("worker_age") or 0))
@@ -1231,14 +1231,24 @@ class Hooks:
         os._exit(code)
 
 
-def load_hooks(path, names):
-    """Runs the configuration file as gunicorn does (as __config__) and
-    returns the server hooks of names it defines, by name."""
-    namespace = {"__builtins__": __builtins__, "__name__": "__config__", "__file__": path,
-                 "__doc__": None, "__package__": None}
-    with open(path, "rb") as f:
-        code = compile(f.read(), path, "exec")
-    exec(code, namespace)
+def load_hooks(path, names, import_path=None):
+    """Runs the configuration file as gunicorn does (as __config__), or
+    imports the module of a python:MODULE path (found in import_path, if
+    the directory is given, or else on sys.path; reloaded if imported
+    already), and returns the server hooks of names it defines, by name."""
+    if path.startswith("python:"):
+        if import_path and import_path not in sys.path:
+            sys.path.append(import_path)
+        name = path[len("python:"):]
+        module = sys.modules.get(name)
+        module = importlib.reload(module) if module is not None else importlib.import_module(name)
+        namespace = vars(module)
+    else:
+        namespace = {"__builtins__": __builtins__, "__name__": "__config__", "__file__": path,
+                     "__doc__": None, "__package__": None}
+        with open(path, "rb") as f:
+            code = compile(f.read(), path, "exec")
+        exec(code, namespace)
     return {name: namespace[name] for name in names if callable(namespace.get(name))}
 
 
@@ -1269,7 +1279,7 @@ def master_hooks_main(cfg):
     path = cfg["hooks_file"]
     try:
         configure_logging(cfg)
-        funcs = load_hooks(path, MASTER_HOOKS)
+        funcs = load_hooks(path, MASTER_HOOKS, cfg.get("hooks_path"))
     except Exception:
         log.error("Cannot run %s for the master's server hooks" % path, exc=True)
         funcs = {}
@@ -1278,7 +1288,7 @@ def master_hooks_main(cfg):
         name = call["hook"]
         if call.get("reload"):  # HUP: the file as it is now
             try:
-                funcs = load_hooks(path, MASTER_HOOKS)
+                funcs = load_hooks(path, MASTER_HOOKS, cfg.get("hooks_path"))
             except Exception:
                 log.error("Cannot run %s again; the master's server hooks are as they were" % path, exc=True)
         ok = True
