@@ -1753,3 +1753,90 @@ def on_reload(server):
 		t.Errorf("a missing module: exit %d\n%s", code, stderr)
 	}
 }
+
+// TestAccessLogThroughLogging: with a logging configuration, requests the
+// app answers are logged through Python's gunicorn.access logger, as
+// gunicorn logs them: a record whose message is --access-logformat and
+// whose argument is gunicorn's atoms, with --access-logfile a handler the
+// configuration may replace or keep. What gorn answers itself (a refused
+// request) the worker logs to --access-logfile; and once the app's own
+// logging configuration has disabled the logger, the worker logs it all.
+func TestAccessLogThroughLogging(t *testing.T) {
+	py := python(t)
+	dir := t.TempDir()
+	format := `%(h)s %(u)s "%(r)s" %(s)s %(b)s "%({user-agent}i)s" %({content-type}o)s %({path_info}e)s %(p)s`
+	request := func(s *server, raw string) {
+		t.Helper()
+		c, br := s.rawConn()
+		defer c.Close()
+		if _, err := io.WriteString(c, raw); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	lines := func(path, substr string) int {
+		b, _ := os.ReadFile(path)
+		return strings.Count(string(b), substr)
+	}
+
+	t.Run("the configuration's handler", func(t *testing.T) {
+		file := filepath.Join(dir, "replaced.log")
+		dict := `{"version": 1, "formatters": {"f": {"format": "ACCESS %(name)s %(message)s"}},
+			"handlers": {"h": {"class": "logging.StreamHandler", "stream": "ext://sys.stderr", "formatter": "f"}},
+			"root": {"level": "WARNING", "handlers": []},
+			"loggers": {"gunicorn.access": {"handlers": ["h"], "level": "INFO", "propagate": false}}}`
+		s := start(t, py, "--log-config-dict", dict, "--access-logfile", file, "--access-logformat", format, "basic:app")
+		s.ready("/environ")
+		request(s, "GET /environ?x=1 HTTP/1.1\r\nHost: h\r\nUser-Agent: ua/1\r\nAuthorization: Basic Ym9iOnB3\r\nConnection: close\r\n\r\n")
+		s.waitLog(`ACCESS gunicorn.access 127\.0\.0\.1 bob "GET /environ\?x=1 HTTP/1\.1" 200 \d+ "ua/1" application/json /environ <\d+>`, 10*time.Second)
+		// gorn's own answer: the worker's line, in the file.
+		request(s, "GET /environ HTTP/1.1\r\nHost: h\r\nX-A: b\r\n c\r\n\r\n")
+		waitFile(t, file, `HTTP/1.1" 400 `)
+		if n := lines(file, " 200 "); n != 0 {
+			t.Errorf("%s has %d lines for the app's answer; the configuration replaced that handler", file, n)
+		}
+	})
+
+	t.Run("--access-logfile kept", func(t *testing.T) {
+		file := filepath.Join(dir, "kept.log")
+		s := start(t, py, "--log-config-dict", `{"version": 1, "loggers": {"other": {"level": "INFO"}}}`,
+			"--access-logfile", file, "--access-logformat", format, "basic:app")
+		s.ready("/environ")
+		request(s, "GET /environ HTTP/1.1\r\nHost: h\r\nUser-Agent: ua/2\r\nConnection: close\r\n\r\n")
+		waitFile(t, file, `"ua/2"`)
+		if n := lines(file, `"ua/2"`); n != 1 {
+			t.Errorf("%s has %d lines for one request, want 1", file, n)
+		}
+		// logrotate: the runtime's handler reopens the file on USR1.
+		if err := os.Rename(file, file+".1"); err != nil {
+			t.Fatal(err)
+		}
+		s.signal(syscall.SIGUSR1)
+		deadline := time.Now().Add(10 * time.Second)
+		for lines(file, `"ua/4"`) == 0 {
+			if time.Now().After(deadline) {
+				t.Fatalf("no access line in the reopened %s", file)
+			}
+			request(s, "GET /environ HTTP/1.1\r\nHost: h\r\nUser-Agent: ua/4\r\nConnection: close\r\n\r\n")
+			time.Sleep(50 * time.Millisecond)
+		}
+		stopTerm(t, s)
+	})
+
+	t.Run("disabled by the app", func(t *testing.T) {
+		file := filepath.Join(dir, "worker.log")
+		s := start(t, py, "--log-config-dict", `{"version": 1}`, "--access-logfile", file, "lc_quietlog:app")
+		s.ready("/ok")
+		request(s, "GET /ok HTTP/1.1\r\nHost: h\r\nUser-Agent: ua/3\r\nConnection: close\r\n\r\n")
+		waitFile(t, file, `"GET /ok HTTP/1.1" 200 2 "-" "ua/3"`)
+		stopTerm(t, s)
+		if n := lines(file, `"ua/3"`); n != 1 {
+			t.Errorf("%s has %d lines for one request, want 1", file, n)
+		}
+	})
+}

@@ -113,6 +113,7 @@ type requestState struct {
 	bodyEOF     bool   // the whole request body has been read
 	frame       []byte // the Request frame, when it carries the whole body (for retry)
 	retried     bool
+	appHead     bool        // the app's response head went out (not gorn's own answer)
 	slotless    bool        // a body read found no free shared slot (logged once)
 	timer       *time.Timer // --timeout's; kept with the state when it is reused
 	// env builds the request's environ; kept with the state when it is
@@ -179,7 +180,9 @@ func (h *handler) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 		dur := time.Duration(monoClock() - began)
 		h.metrics.End(r.Method, st.status, dur, reqBytes, st.written)
 		h.stats.Request(st.status, dur)
-		if h.access != nil {
+		// A runtime that logs to gunicorn.access has logged what its
+		// app answered.
+		if h.access != nil && !(st.appHead && st.rt != nil && st.rt.info.Access) {
 			h.logAccess(rw, r, start, dur, st.status, st.written)
 		}
 		h.putState(st)
@@ -574,6 +577,7 @@ func (h *handler) writeHead(st *requestState, head protocol.ResponseHead) bool {
 	st.rw.WriteHeader(head.Code)
 	st.status = head.Code
 	st.headersSent = true
+	st.appHead = true
 	return true
 }
 

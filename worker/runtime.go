@@ -43,6 +43,11 @@ type ReadyInfo struct {
 	Protocol int    `json:"protocol"`
 	Python   string `json:"python"`
 	Pid      int    `json:"pid"`
+	// Access says the runtime logs the requests its app answers through
+	// Python's gunicorn.access logger (a logging configuration gives that
+	// logger somewhere to write): the worker logs only those it answers
+	// itself.
+	Access bool `json:"access,omitempty"`
 }
 
 // runtimeProc is one running app runtime: the python3 child and the two
@@ -220,6 +225,13 @@ type runtimeConfig struct {
 	// Syslog is where --log-syslog sends the runtime's error log lines;
 	// nil without --log-syslog.
 	Syslog *runtimeSyslog `json:"syslog,omitempty"`
+	// AccessLog, AccessLogFormat and AccessSyslog are --access-logfile,
+	// the --access-logformat in effect, and where --log-syslog sends
+	// access lines: set only with a logging configuration, which has the
+	// runtime log requests through the gunicorn.access logger.
+	AccessLog       string         `json:"access_log,omitempty"`
+	AccessLogFormat string         `json:"access_log_format,omitempty"`
+	AccessSyslog    *runtimeSyslog `json:"access_syslog,omitempty"`
 	// Paste and PasteGlobal are --paste and --paste-global.
 	Paste       string            `json:"paste,omitempty"`
 	PasteGlobal map[string]string `json:"paste_global,omitempty"`
@@ -349,6 +361,17 @@ func startRuntime(cfg *config.Config, log *slog.Logger, argv []string, age int, 
 	rc.Argv = argv
 	rc.CaptureOutput = cfg.CaptureOutput
 	rc.HooksFile = runtimeHooksFile(cfg)
+	if cfg.LogConfig != "" || cfg.LogConfigJSON != "" || cfg.LogConfigDict != "" {
+		rc.AccessLog, rc.AccessLogFormat = cfg.AccessLog, cfg.AccessLogFormat
+		if rc.AccessLogFormat == "" {
+			rc.AccessLogFormat = logs.DefaultAccessFormat
+		}
+		if cfg.Syslog && !cfg.DisableRedirectAccessToSyslog && rc.Syslog != nil {
+			as := *rc.Syslog
+			as.Tag = logs.SyslogTag(cfg.SyslogPrefix, cfg.Name, "access")
+			rc.AccessSyslog = &as
+		}
+	}
 	rc.MasterPid = os.Getppid()
 	rc.WorkerAge = age
 	rc.Paste = cfg.Paste

@@ -103,6 +103,9 @@ APP_LOAD_ERROR = 4
 
 LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40, "critical": 50}
 
+# gunicorn's default --access-logformat.
+DEFAULT_ACCESS_FORMAT = '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s"'
+
 
 class ProtocolError(Exception):
     """The worker sent something this runtime cannot decode."""
@@ -1012,6 +1015,7 @@ class Connection:
                 dump_stacks()
             elif ftype == T_REOPEN:
                 reopen_error_log(self.error_log, self.capture_output)
+                reopen_log_files()
             else:
                 raise ProtocolError("unexpected frame type 0x%02x" % ftype)
 
@@ -1068,6 +1072,23 @@ def reopen_error_log(path, capture_output=False):
         sys.stdout.flush()
         os.dup2(fd, 1)
     os.close(fd)
+
+
+def reopen_log_files():
+    """Reopens the files the gunicorn.error and gunicorn.access loggers'
+    handlers write to (a logging configuration's, --access-logfile's), as
+    gunicorn does on USR1."""
+    for name in ("gunicorn.error", "gunicorn.access"):
+        for handler in logging.getLogger(name).handlers:
+            if isinstance(handler, logging.FileHandler) and handler.stream is not None:
+                handler.acquire()
+                try:
+                    handler.stream.close()
+                    handler.stream = handler._open()
+                except OSError as e:
+                    sys.stderr.write("cannot reopen the log file %s: %s\n" % (handler.baseFilename, e))
+                finally:
+                    handler.release()
 
 
 def dump_stacks():
@@ -1313,14 +1334,133 @@ def master_hooks_main(cfg):
 
 # ----------------------------------------------------------------- server
 
+class SafeAtoms(dict):
+    """gunicorn's access log atoms, as --access-logformat's %-formatting
+    reads them: an atom that is not there is "-", and {name}i, {name}o and
+    {name}e atoms are found whatever the case of name. Double quotes in
+    text values are escaped."""
+
+    def __init__(self, atoms):
+        dict.__init__(self, ((k, v.replace('"', '\\"') if isinstance(v, str) else v)
+                             for k, v in atoms.items()))
+
+    def __getitem__(self, key):
+        if key[:1] == "{":
+            key = key.lower()
+        try:
+            return dict.__getitem__(self, key)
+        except KeyError:
+            return "-"
+
+
+def basic_user(environ):
+    """The user name of an HTTP Basic Authorization header; None if there
+    is none, or it is empty or cannot be decoded."""
+    auth = environ.get("HTTP_AUTHORIZATION", "")
+    scheme, _, credentials = auth.partition(" ")
+    if scheme.lower() != "basic" or not credentials:
+        return None
+    import base64
+    import binascii
+    try:
+        return base64.b64decode(credentials.strip()).split(b":", 1)[0].decode("utf-8") or None
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        return None
+
+
+class AccessLog:
+    """gunicorn's access log, for a runtime whose logging configuration
+    gives the gunicorn.access logger somewhere to write: each request the
+    app answered becomes an INFO record whose message is the
+    --access-logformat and whose argument is gunicorn's atoms (SafeAtoms),
+    as gunicorn logs it, so formatters see both."""
+
+    def __init__(self, logger, fmt):
+        self.logger = logger
+        self.fmt = fmt
+
+    def atoms(self, environ, responder, seconds):
+        us = int(seconds * 1000000)
+        sec, frac = divmod(us, 1000000)
+        method = environ.get("REQUEST_METHOD", "")
+        proto = environ.get("SERVER_PROTOCOL", "")
+        atoms = {
+            "h": environ.get("REMOTE_ADDR") or "-",
+            "l": "-",
+            "u": basic_user(environ) or "-",
+            "t": time.strftime("[%d/%b/%Y:%H:%M:%S %z]"),
+            "r": "%s %s %s" % (method, environ.get("RAW_URI", ""), proto),
+            "s": (responder.status or "").split(None, 1)[0],
+            "m": method,
+            "U": environ.get("PATH_INFO", ""),
+            "q": environ.get("QUERY_STRING", ""),
+            "H": proto,
+            "b": str(responder.sent),
+            "B": responder.sent,
+            "f": environ.get("HTTP_REFERER", "-"),
+            "a": environ.get("HTTP_USER_AGENT", "-"),
+            "T": sec,
+            "D": us,
+            "M": us // 1000,
+            "L": "%d.%06d" % (sec, frac),
+            "p": "<%d>" % os.getpid(),
+        }
+        for key, value in environ.items():
+            atoms["{%s}e" % key.lower()] = value
+            if key.startswith("HTTP_"):
+                atoms["{%s}i" % key[5:].lower().replace("_", "-")] = value
+            elif key in ("CONTENT_TYPE", "CONTENT_LENGTH"):
+                atoms["{%s}i" % key.lower().replace("_", "-")] = value
+        for name, value in responder.headers or ():
+            atoms["{%s}o" % name.lower()] = value
+        return SafeAtoms(atoms)
+
+    def log(self, environ, responder, seconds):
+        self.logger.info(self.fmt, self.atoms(environ, responder, seconds))
+
+
+def setup_access_logger(cfg, pid):
+    """Sets up the gunicorn.access logger as gunicorn does before it applies
+    a logging configuration: INFO, not propagating, writing bare lines to
+    --access-logfile and, with --log-syslog, to syslog. The configuration
+    may then keep or replace these handlers."""
+    logger = logging.getLogger("gunicorn.access")
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+    path = cfg.get("access_log")
+    if path:
+        handler = logging.StreamHandler(sys.stdout) if path == "-" else logging.FileHandler(path)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(handler)
+    if cfg.get("access_syslog"):
+        try:
+            logger.addHandler(syslog_handler(cfg["access_syslog"], pid))
+        except (OSError, ValueError) as e:
+            logging.getLogger("gunicorn.error").warning(
+                "Cannot send the access log to syslog at %s: %s" % (cfg["access_syslog"].get("address"), e))
+    return logger
+
+
+def access_log(cfg, logger):
+    """The AccessLog that logs each request through logger, when it would
+    write records somewhere; else None, and the worker logs requests."""
+    if logger is None or not logger.isEnabledFor(logging.INFO) or not logger.hasHandlers():  # False when disabled
+        return None
+    return AccessLog(logger, cfg.get("access_log_format") or DEFAULT_ACCESS_FORMAT)
+
+
 class Server:
-    def __init__(self, conn, app, cfg, log, hooks=None):
+    def __init__(self, conn, app, cfg, log, hooks=None, access=None):
         self.conn = conn
         self.app = app
         self.log = log
         self.hooks = hooks
         if hooks is not None and (hooks.has("pre_request") or hooks.has("post_request")):
             self.handle = self.handle_hooked
+        self.access = access
+        if access is not None:
+            self.respond = self.handle
+            self.handle = self.handle_logged
         self.threads = max(1, int(cfg.get("threads", 1)))
         wsgi_vars = {
             "wsgi.version": (1, 0),
@@ -1338,13 +1478,30 @@ class Server:
         conn.environ_template = environ_template(wsgi_vars)
 
     def handle(self, req):
+        """Runs the app for req; returns its Responder, None if the app did
+        not run."""
         try:
             if req.cancelled:  # the client left before the app started
                 self.conn.send(pack_frame(T_ERROR, 0, req.sid, b"client disconnected"))
-                return
-            Responder(self, req).run(self.app)
+                return None
+            responder = Responder(self, req)
+            responder.run(self.app)
+            return responder
         finally:
             self.conn.finish(req)
+
+    def handle_logged(self, req):
+        """handle (or handle_hooked), then the request's access log record,
+        when the app's response went out (else the worker logs what it
+        answered)."""
+        start = time.monotonic()
+        environ = req.environ
+        responder = self.respond(req)
+        if responder is not None and responder.headers_sent:
+            try:
+                self.access.log(environ, responder, time.monotonic() - start)
+            except Exception:
+                self.log.error("Cannot log the access of %s" % environ.get("RAW_URI", ""), exc=True)
 
     def handle_hooked(self, req):
         """handle, with the pre_request and post_request hooks around the
@@ -1355,7 +1512,7 @@ class Server:
         try:
             if req.cancelled:
                 self.conn.send(pack_frame(T_ERROR, 0, req.sid, b"client disconnected"))
-                return
+                return None
             worker = hooks.worker
             environ = req.environ
             hreq = HookRequest(environ)
@@ -1366,13 +1523,14 @@ class Server:
                 msg = ("%s: %s" % (type(e).__name__, e)).encode("utf-8", "replace")
                 self.conn.send(pack_frame(T_ERROR, 0, req.sid, msg))
                 hooks.call_logged("post_request", worker, hreq, {}, None)
-                return
+                return None
             worker.nr += 1
             responder = Responder(self, req)
             try:
                 responder.run(self.app)
             finally:
                 hooks.call_logged("post_request", worker, hreq, environ, HookResponse(responder))
+            return responder
         finally:
             self.conn.finish(req)
 
@@ -1434,7 +1592,12 @@ def main(argv):
     app_path(cfg)
 
     hooks = None
+    access_logger = None
     try:
+        if cfg.get("log_config_dict") is not None or cfg.get("log_config_json") or cfg.get("log_config"):
+            # As gunicorn: with a logging configuration, requests are
+            # logged through the gunicorn.access logger.
+            access_logger = setup_access_logger(cfg, int(cfg.get("log_pid") or os.getpid()))
         configure_logging(cfg)
         if cfg.get("hooks_file"):
             hooks = Hooks(cfg["hooks_file"], log.logger, cfg)
@@ -1465,11 +1628,13 @@ def main(argv):
                                int(cfg.get("shared_body_slots", 0)))
         except (OSError, ValueError) as e:
             log.warning("Bodies go through the pipes only: %s" % e)
-    server = Server(conn, app, cfg, log, hooks)
+    access = access_log(cfg, access_logger)
+    server = Server(conn, app, cfg, log, hooks, access)
     info = {
         "protocol": PROTOCOL_VERSION,
         "python": "%d.%d.%d" % sys.version_info[:3],
         "pid": os.getpid(),
+        "access": access is not None,
     }
     conn.send(pack_frame(T_READY, 0, 0, json.dumps(info).encode()))
     try:

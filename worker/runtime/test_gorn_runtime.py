@@ -1509,5 +1509,74 @@ class LoggingConfigTests(unittest.TestCase):
         self.assertEqual(rt.LOGGING_DEFAULTS["root"], {"level": "INFO", "handlers": ["console"]})
 
 
+class AccessLogTests(unittest.TestCase):
+    """The gunicorn.access records: gunicorn's atoms, formatted as
+    --access-logformat says."""
+
+    class Responder:
+        def __init__(self, status, headers, sent):
+            self.status, self.headers, self.sent = status, headers, sent
+
+    def test_atoms(self):
+        environ = {"REQUEST_METHOD": "POST", "RAW_URI": "/a%20b?x=1", "PATH_INFO": "/a b", "QUERY_STRING": "x=1",
+                   "SERVER_PROTOCOL": "HTTP/1.1", "REMOTE_ADDR": "10.0.0.1", "HTTP_USER_AGENT": 'say "hi"',
+                   "HTTP_X_FORWARDED_FOR": "10.0.0.9", "CONTENT_TYPE": "text/plain",
+                   "HTTP_AUTHORIZATION": "Basic Ym9iOnNlY3JldA=="}
+        resp = self.Responder("201 Created", [("Content-Type", "text/html"), ("X-Id", "7")], 12)
+        cases = [
+            # (format, line)
+            (rt.DEFAULT_ACCESS_FORMAT, None),  # checked below: it holds the time
+            ('%(h)s %(l)s %(u)s "%(r)s" %(s)s %(b)s %(B)s "%(f)s" "%(a)s"',
+             '10.0.0.1 - bob "POST /a%20b?x=1 HTTP/1.1" 201 12 12 "-" "say \\"hi\\""'),
+            ("%(m)s %(U)s %(q)s %(H)s %(T)s %(D)s %(M)s %(L)s", "POST /a b x=1 HTTP/1.1 1 1500000 1500 1.500000"),
+            ("%({X-Forwarded-For}i)s %({content-type}i)s %({X-ID}o)s %({remote_addr}e)s %({nope}i)s %(nope)s",
+             "10.0.0.9 text/plain 7 10.0.0.1 - -"),
+        ]
+        for fmt, line in cases:
+            with self.subTest(fmt=fmt):
+                atoms = rt.AccessLog(None, fmt).atoms(environ, resp, 1.5)
+                text = fmt % atoms
+                if line is None:
+                    self.assertRegex(text, r'^10\.0\.0\.1 - bob \[\d{2}/\w{3}/\d{4}:\d{2}:\d{2}:\d{2} [+-]\d{4}\] '
+                                           r'"POST /a%20b\?x=1 HTTP/1\.1" 201 12 "-" "say \\"hi\\""$')
+                else:
+                    self.assertEqual(text, line)
+        self.assertEqual(rt.AccessLog(None, "").atoms(environ, resp, 0)["p"], "<%d>" % os.getpid())
+
+    def test_basic_user(self):
+        cases = [
+            ("Basic Ym9iOnNlY3JldA==", "bob"),
+            ("basic  Ym9i", "bob"),  # no password
+            ("Bearer abc", None),
+            ("Basic !!!", None),
+            ("Basic", None),
+            ("", None),
+        ]
+        for header, user in cases:
+            with self.subTest(header=header):
+                self.assertEqual(rt.basic_user({"HTTP_AUTHORIZATION": header}), user)
+
+    def test_logged_record(self):
+        import logging
+        logger = logging.getLogger("gorn-test-access")
+        logger.propagate = False
+        records = []
+
+        class Keep(logging.Handler):
+            def emit(self, record):
+                records.append(record)
+
+        logger.addHandler(Keep())
+        logger.setLevel(logging.INFO)
+        self.assertIsNotNone(rt.access_log({}, logger))
+        logger.disabled = True
+        self.assertIsNone(rt.access_log({}, logger))
+        logger.disabled = False
+        log = rt.access_log({"access_log_format": "%(s)s %(b)s"}, logger)
+        log.log({"REQUEST_METHOD": "GET"}, self.Responder("404 Not Found", [], 3), 0.01)
+        self.assertEqual(records[0].getMessage(), "404 3")
+        self.assertEqual(records[0].args["s"], "404")  # the atoms, for formatters that read them
+
+
 if __name__ == "__main__":
     unittest.main()
