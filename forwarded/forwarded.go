@@ -32,11 +32,8 @@ type AllowList struct {
 // peer). Blank entries are ignored; an empty list trusts no IP peer.
 func ParseAllowList(s string) (*AllowList, error) {
 	l := &AllowList{text: s}
-	for _, item := range strings.Split(s, ",") {
-		item = strings.TrimSpace(item)
+	for _, item := range listItems(s) {
 		switch {
-		case item == "":
-			continue
 		case item == "*":
 			l.all = true
 		case strings.Contains(item, "/"):
@@ -265,11 +262,8 @@ type HeaderNames struct {
 // holds no name. A name that is not an HTTP token is an error.
 func ParseHeaderNames(s string) (*HeaderNames, error) {
 	n := &HeaderNames{}
-	for _, item := range strings.Split(s, ",") {
-		item = strings.TrimSpace(item)
+	for _, item := range listItems(s) {
 		switch {
-		case item == "":
-			continue
 		case item == "*":
 			n.all = true
 		case !isToken(item):
@@ -301,6 +295,18 @@ func (n *HeaderNames) Has(name string) bool {
 // Empty reports whether the list holds no name.
 func (n *HeaderNames) Empty() bool {
 	return n == nil || !n.all && len(n.names) == 0
+}
+
+// listItems splits a comma-separated list into its items, trimmed of
+// blanks, leaving out empty ones.
+func listItems(s string) []string {
+	var items []string
+	for _, item := range strings.Split(s, ",") {
+		if item = strings.TrimSpace(item); item != "" {
+			items = append(items, item)
+		}
+	}
+	return items
 }
 
 // isToken reports whether s is an HTTP token (RFC 9110 section 5.6.2),
