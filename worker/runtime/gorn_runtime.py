@@ -1336,21 +1336,46 @@ def master_hooks_main(cfg):
 
 class SafeAtoms(dict):
     """gunicorn's access log atoms, as --access-logformat's %-formatting
-    reads them: an atom that is not there is "-", and {name}i, {name}o and
-    {name}e atoms are found whatever the case of name. Double quotes in
-    text values are escaped."""
+    reads them: an atom that is not there is "-", double quotes in text
+    values are escaped, and {name}i, {name}o and {name}e atoms (a request
+    header, a response header, an environ variable, name in any case) are
+    looked up in the request's environ and response headers when a format
+    asks for them, which spares building them for every request."""
 
-    def __init__(self, atoms):
-        dict.__init__(self, ((k, v.replace('"', '\\"') if isinstance(v, str) else v)
-                             for k, v in atoms.items()))
+    __slots__ = ("environ", "headers")
+
+    def __init__(self, atoms, environ=None, headers=()):
+        dict.__init__(self, atoms)
+        self.environ = environ if environ is not None else {}
+        self.headers = headers
 
     def __getitem__(self, key):
-        if key[:1] == "{":
-            key = key.lower()
         try:
-            return dict.__getitem__(self, key)
+            value = dict.__getitem__(self, key)
         except KeyError:
+            value = self._braced(key) if key[:1] == "{" else None
+        if value is None:
             return "-"
+        if type(value) is str and '"' in value:
+            value = value.replace('"', '\\"')
+        return value
+
+    def _braced(self, key):
+        name, kind = key[1:-2].lower(), key[-2:]
+        if kind == "}i":
+            var = name.upper().replace("-", "_")
+            return self.environ.get(var if var in ("CONTENT_TYPE", "CONTENT_LENGTH") else "HTTP_" + var)
+        if kind == "}o":
+            value = None
+            for k, v in self.headers or ():
+                if k.lower() == name:
+                    value = v  # the last one, as gunicorn's dict of them
+            return value
+        if kind == "}e":
+            for k, v in self.environ.items():
+                if k.lower() == name:
+                    return v
+        return None
 
 
 def basic_user(environ):
@@ -1373,7 +1398,8 @@ class AccessLog:
     gives the gunicorn.access logger somewhere to write: each request the
     app answered becomes an INFO record whose message is the
     --access-logformat and whose argument is gunicorn's atoms (SafeAtoms),
-    as gunicorn logs it, so formatters see both."""
+    as gunicorn logs it, so formatters see both (the {name} atoms only by
+    lookup)."""
 
     def __init__(self, logger, fmt):
         self.logger = logger
@@ -1384,7 +1410,7 @@ class AccessLog:
         sec, frac = divmod(us, 1000000)
         method = environ.get("REQUEST_METHOD", "")
         proto = environ.get("SERVER_PROTOCOL", "")
-        atoms = {
+        return SafeAtoms({
             "h": environ.get("REMOTE_ADDR") or "-",
             "l": "-",
             "u": basic_user(environ) or "-",
@@ -1404,16 +1430,7 @@ class AccessLog:
             "M": us // 1000,
             "L": "%d.%06d" % (sec, frac),
             "p": "<%d>" % os.getpid(),
-        }
-        for key, value in environ.items():
-            atoms["{%s}e" % key.lower()] = value
-            if key.startswith("HTTP_"):
-                atoms["{%s}i" % key[5:].lower().replace("_", "-")] = value
-            elif key in ("CONTENT_TYPE", "CONTENT_LENGTH"):
-                atoms["{%s}i" % key.lower().replace("_", "-")] = value
-        for name, value in responder.headers or ():
-            atoms["{%s}o" % name.lower()] = value
-        return SafeAtoms(atoms)
+        }, environ, responder.headers)
 
     def log(self, environ, responder, seconds):
         self.logger.info(self.fmt, self.atoms(environ, responder, seconds))

@@ -1522,7 +1522,8 @@ class AccessLogTests(unittest.TestCase):
                    "SERVER_PROTOCOL": "HTTP/1.1", "REMOTE_ADDR": "10.0.0.1", "HTTP_USER_AGENT": 'say "hi"',
                    "HTTP_X_FORWARDED_FOR": "10.0.0.9", "CONTENT_TYPE": "text/plain",
                    "HTTP_AUTHORIZATION": "Basic Ym9iOnNlY3JldA=="}
-        resp = self.Responder("201 Created", [("Content-Type", "text/html"), ("X-Id", "7")], 12)
+        resp = self.Responder("201 Created", [("Content-Type", "text/html"), ("X-Id", "7"),
+                                              ("Set-Cookie", "a=1"), ("Set-Cookie", 'b="2"')], 12)
         cases = [
             # (format, line)
             (rt.DEFAULT_ACCESS_FORMAT, None),  # checked below: it holds the time
@@ -1531,6 +1532,9 @@ class AccessLogTests(unittest.TestCase):
             ("%(m)s %(U)s %(q)s %(H)s %(T)s %(D)s %(M)s %(L)s", "POST /a b x=1 HTTP/1.1 1 1500000 1500 1.500000"),
             ("%({X-Forwarded-For}i)s %({content-type}i)s %({X-ID}o)s %({remote_addr}e)s %({nope}i)s %(nope)s",
              "10.0.0.9 text/plain 7 10.0.0.1 - -"),
+            # The last of a repeated response header, as gunicorn's dict of
+            # them keeps; quotes escaped there too.
+            ("%({set-cookie}o)s %({Path_Info}e)s", 'b=\\"2\\" /a b'),
         ]
         for fmt, line in cases:
             with self.subTest(fmt=fmt):
