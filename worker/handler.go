@@ -121,6 +121,21 @@ type requestState struct {
 	env *protocol.Environ
 }
 
+// runtimeLogged reports whether the runtime logged the request to Python's
+// gunicorn.access: it does for what its app answered, when it logs there
+// at all, unless it died before the response was over.
+func (st *requestState) runtimeLogged() bool {
+	if !st.appHead || st.rt == nil || !st.rt.info.Access {
+		return false
+	}
+	select {
+	case <-st.rt.done:
+		return false
+	default:
+		return true
+	}
+}
+
 // newState returns a requestState for a request, reused from an earlier
 // one when possible.
 func (h *handler) newState(rw http.ResponseWriter, r *http.Request) *requestState {
@@ -180,9 +195,7 @@ func (h *handler) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 		dur := time.Duration(monoClock() - began)
 		h.metrics.End(r.Method, st.status, dur, reqBytes, st.written)
 		h.stats.Request(st.status, dur)
-		// A runtime that logs to gunicorn.access has logged what its
-		// app answered.
-		if h.access != nil && !(st.appHead && st.rt != nil && st.rt.info.Access) {
+		if h.access != nil && !st.runtimeLogged() {
 			h.logAccess(rw, r, start, dur, st.status, st.written)
 		}
 		h.putState(st)

@@ -471,3 +471,29 @@ func TestSharesVariable(t *testing.T) {
 		}
 	}
 }
+
+func TestRuntimeLogged(t *testing.T) {
+	dead := make(chan struct{})
+	close(dead)
+	tests := []struct {
+		name    string
+		appHead bool
+		access  bool
+		done    chan struct{}
+		want    bool
+	}{
+		{"the app answered; the runtime logs to gunicorn.access", true, true, make(chan struct{}), true},
+		{"the runtime does not log", true, false, make(chan struct{}), false},
+		{"gorn answered", false, true, make(chan struct{}), false},
+		{"the runtime died during the response", true, true, dead, false},
+	}
+	for _, tt := range tests {
+		st := &requestState{appHead: tt.appHead, rt: &runtimeProc{info: ReadyInfo{Access: tt.access}, done: tt.done}}
+		if got := st.runtimeLogged(); got != tt.want {
+			t.Errorf("%s: runtimeLogged() = %v, want %v", tt.name, got, tt.want)
+		}
+	}
+	if (&requestState{appHead: true}).runtimeLogged() {
+		t.Error("a request without a runtime was logged by one")
+	}
+}
