@@ -96,7 +96,8 @@ func TestProxyProtocol(t *testing.T) {
 	py := python(t)
 	// The bare flag means auto, as in gunicorn; the default
 	// --proxy-allow-from is 127.0.0.1,::1.
-	s := start(t, py, "--proxy-protocol", "--access-logfile", "-", "--log-level", "debug", "basic:app")
+	s := start(t, py, "--proxy-protocol", "--access-logfile", "-", "--log-level", "debug",
+		"--access-logformat", `%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s" proxy=%({proxy_addr}e)s:%({proxy_port}e)s`, "basic:app")
 	s.ready("/environ")
 
 	src4 := netip.MustParseAddrPort("192.0.2.1:12345")
@@ -147,6 +148,8 @@ func TestProxyProtocol(t *testing.T) {
 	// The access log names the client the header gave.
 	s.waitLog(`(?m)^192\.0\.2\.1 - - \[.*"GET /environ HTTP/1\.1" 200`, 10*time.Second)
 	s.waitLog(`(?m)^203\.0\.113\.9 - - \[`, 10*time.Second)
+	s.waitLog(`(?m)^192\.0\.2\.1 - - \[.*" proxy=198\.51\.100\.7:443$`, 10*time.Second)
+	s.waitLog(`(?m)^127\.0\.0\.1 - - \[.*" proxy=-:-$`, 10*time.Second)
 
 	// A malformed header, or one cut short, closes the connection
 	// without an answer, and is logged at debug.

@@ -237,6 +237,12 @@ func (e *AccessEntry) environ(name string) string {
 		return dash(e.Scheme)
 	case "content_type", "content_length":
 		return lastValue(e.Header, strings.ReplaceAll(name, "_", "-"))
+	case "proxy_protocol":
+		return dash(e.ProxyProtocol)
+	case "proxy_addr":
+		return dash(e.ProxyAddr)
+	case "proxy_port":
+		return dash(e.ProxyPort)
 	}
 	if h, ok := strings.CutPrefix(name, "http_"); ok {
 		return lastValue(e.Header, strings.ReplaceAll(h, "_", "-"))

@@ -48,6 +48,10 @@ func TestAccessFormatAppend(t *testing.T) {
 		{format: "%({x-forwarded-for}i)s %({X-FORWARDED-FOR}i)s %({x-missing}i)s [%({x-empty}i)s]", want: `2.2.2.2 2.2.2.2 - []`},
 		{format: "%({content-type}o)s %({x-quote}o)s %({x-missing}o)s", want: `application/json say \"hi\" -`},
 		{format: "%({remote_addr}e)s:%({REMOTE_PORT}e)s %({wsgi.url_scheme}e)s %({script_name}e)s%({path_info}e)s", want: `10.0.0.7:51234 https /app/items x`},
+		{format: "%({proxy_protocol}e)s %({PROXY_ADDR}e)s %({proxy_port}e)s", want: `- - -`},
+		{format: "%({proxy_protocol}e)s %({PROXY_ADDR}e)s %({proxy_port}e)s", edit: func(e *AccessEntry) {
+			e.ProxyProtocol, e.ProxyAddr, e.ProxyPort = "TCP6", "2001:db8::2", "443"
+		}, want: `TCP6 2001:db8::2 443`},
 		{format: "%({http_x_forwarded_for}e)s %({content_type}e)s %({raw_uri}e)s %({query_string}e)s", want: `2.2.2.2 text/plain /app/items%20x?id=3 id=3`},
 		{format: "%({server_software}e)s %({no_such}e)s", want: `- -`},
 		{format: "%(z)s %(hh)s %({x}z)s %()s", want: `- - - -`},

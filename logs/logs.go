@@ -173,6 +173,10 @@ type AccessEntry struct {
 	Pid            int           // the worker's
 	Header         http.Header   // the request's headers
 	ResponseHeader http.Header   // the response's headers
+	// ProxyProtocol, ProxyAddr and ProxyPort are the environ's
+	// PROXY_PROTOCOL, PROXY_ADDR and PROXY_PORT: a PROXY header's
+	// protocol and destination; "" without one.
+	ProxyProtocol, ProxyAddr, ProxyPort string
 }
 
 // AppendAccess appends the entry in gunicorn's default access log format,

@@ -959,15 +959,20 @@ func sharesVariable(hdr http.Header, k string) bool {
 // (TCP4 or TCP6), and PROXY_ADDR and PROXY_PORT, the address the client
 // connected to on the proxy. REMOTE_ADDR is already the client's.
 func (h *handler) proxyEnviron(e *protocol.Environ, r *http.Request) {
-	sc, ok := r.Context().Value(ctxKey{}).(*slotConn)
-	if !ok {
-		return
-	}
-	if ph := proxyproto.HeaderOf(sc.outer); ph.HasAddrs() {
+	if ph := h.proxyHeader(r); ph.HasAddrs() {
 		e.Add("PROXY_PROTOCOL", ph.Protocol)
 		e.Add("PROXY_ADDR", ph.Destination.Addr().String())
 		e.Add("PROXY_PORT", strconv.Itoa(int(ph.Destination.Port())))
 	}
+}
+
+// proxyHeader is the PROXY header the request's connection began with;
+// nil if none.
+func (h *handler) proxyHeader(r *http.Request) *proxyproto.Header {
+	if sc, ok := r.Context().Value(ctxKey{}).(*slotConn); ok {
+		return proxyproto.HeaderOf(sc.outer)
+	}
+	return nil
 }
 
 // environKey appends HTTP_NAME, the CGI variable of header name k.
@@ -1202,6 +1207,11 @@ func (h *handler) logAccess(rw http.ResponseWriter, r *http.Request, start time.
 	if a.format != nil {
 		e.RemotePort = port
 		e.ScriptName = h.requestScriptName(r)
+		if h.proxyProtocol {
+			if ph := h.proxyHeader(r); ph.HasAddrs() {
+				e.ProxyProtocol, e.ProxyAddr, e.ProxyPort = ph.Protocol, ph.Destination.Addr().String(), strconv.Itoa(int(ph.Destination.Port()))
+			}
+		}
 		if r.URL != nil {
 			e.Path = strings.TrimPrefix(r.URL.Path, e.ScriptName)
 			e.Query = r.URL.RawQuery
