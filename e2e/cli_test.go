@@ -1672,8 +1672,10 @@ func TestReloadLogFiles(t *testing.T) {
 	waitFile(t, errA, "Reload: the error log moves to "+errB)
 	waitFile(t, errB, "Reload: generation 2 is serving")
 	waitFile(t, errB, "Retiring worker")
-	// Once the generation 1 worker has stopped accepting, requests reach
-	// the new one, whose runtime logs (logging, gunicorn.error) to errB.
+	// The generation 1 worker writes its last line to the file it has;
+	// once it is gone, requests reach the new one, whose runtime logs
+	// (logging, gunicorn.error) to errB.
+	waitFile(t, errA, "Worker exiting")
 	getJSON(t, noKeepAlive, s.URL+"/log?m=after-hup")
 	getJSON(t, noKeepAlive, s.URL+"/glog?m=glog-after-hup")
 	waitFile(t, errB, "after-hup")
