@@ -438,7 +438,8 @@ func TestMetricsBindRefused(t *testing.T) {
 
 // TestStatsd: --statsd-host gets gunicorn's statsd metrics from the master
 // (gunicorn.workers, warnings) and the workers (each request's count,
-// duration and status, a refused request's too), prefixed and tagged.
+// duration and status, a refused request's too, and the app's exceptions),
+// prefixed and tagged.
 func TestStatsd(t *testing.T) {
 	py := python(t)
 	udp := collectUDP(t)
@@ -471,12 +472,17 @@ func TestStatsd(t *testing.T) {
 			t.Fatalf("GET /pid = %d", code)
 		}
 	}
+	if code, _ := s.get("/raise"); code != 500 {
+		t.Fatalf("GET /raise = %d, want 500", code)
+	}
+	waitLine("shop.gunicorn.log.exception:1|c|@1.0|#env:test", 1)
+	waitLine("shop.gunicorn.request.status.500:1|c|@1.0|#env:test", 1)
 	c, r := s.rawConn()
 	fmt.Fprintf(c, "GET / HTTP/1.1\r\nHost: x\r\nBad Header: x\r\n\r\n") // refused by gorn: 400
 	if line, _ := r.ReadString('\n'); !strings.Contains(line, " 400 ") {
 		t.Fatalf("a malformed request got %q", line)
 	}
-	waitLine("shop.gunicorn.requests:1|c|@1.0|#env:test", 5) // ready's, 3, the 400
+	waitLine("shop.gunicorn.requests:1|c|@1.0|#env:test", 6) // ready's, 3, the 500, the 400
 	waitLine("shop.gunicorn.request.status.400:1|c|@1.0|#env:test", 1)
 	if n := count("shop.gunicorn.request.status.200:1|c|@1.0|#env:test"); n < 4 {
 		t.Errorf("%d 200s counted, want at least 4", n)
@@ -487,7 +493,7 @@ func TestStatsd(t *testing.T) {
 			durations++
 		}
 	}
-	if durations < 5 {
+	if durations < 6 {
 		t.Errorf("%d request durations, want one per request", durations)
 	}
 }

@@ -530,6 +530,8 @@ func (h *handler) handle(st *requestState, events []protocol.Frame) bool {
 			}
 		case protocol.Error:
 			h.metrics.Exception()
+			// gunicorn counts its "Error handling request" traceback.
+			h.stats.Incr("gunicorn.log.exception", 1)
 			if !st.headersSent {
 				h.plainError(st, http.StatusInternalServerError)
 				return true
