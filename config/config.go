@@ -243,6 +243,12 @@ type Config struct {
 	PermitObsoleteFolding bool `json:"permit_obsolete_folding,omitempty"`
 }
 
+// AccessToSyslog says the access log goes to syslog too: --log-syslog
+// without --disable-redirect-access-to-syslog.
+func (c *Config) AccessToSyslog() bool {
+	return c.Syslog && !c.DisableRedirectAccessToSyslog
+}
+
 // URLScheme is wsgi.url_scheme for requests on this configuration's
 // binds: "https" when TLS is on (gunicorn serves TLS on every bind).
 func (c *Config) URLScheme() string {

@@ -152,7 +152,7 @@ const DefaultSchemeHeadersJSON = `{"X-FORWARDED-PROTOCOL": "ssl", "X-FORWARDED-P
 // DefaultSchemeHeaders are gunicorn's default secure_scheme_headers:
 // X-Forwarded-Protocol: ssl, X-Forwarded-Proto: https and
 // X-Forwarded-Ssl: on.
-var DefaultSchemeHeaders = MustParseSchemeHeaders(DefaultSchemeHeadersJSON)
+var DefaultSchemeHeaders = mustParseSchemeHeaders(DefaultSchemeHeadersJSON)
 
 // ParseSchemeHeaders parses secure scheme headers given as a JSON object
 // of header names (in any case) to values; "" means DefaultSchemeHeaders
@@ -165,9 +165,9 @@ func ParseSchemeHeaders(s string) (*SchemeHeaders, error) {
 	return parseSchemeHeaders(s)
 }
 
-// MustParseSchemeHeaders parses a JSON object of headers known to be
+// mustParseSchemeHeaders parses a JSON object of headers known to be
 // valid; it panics on an error.
-func MustParseSchemeHeaders(s string) *SchemeHeaders {
+func mustParseSchemeHeaders(s string) *SchemeHeaders {
 	sh, err := parseSchemeHeaders(s)
 	if err != nil {
 		panic(err)
@@ -200,17 +200,6 @@ func parseSchemeHeaders(s string) (*SchemeHeaders, error) {
 		sh.values = append(sh.values, canon[name])
 	}
 	return sh, nil
-}
-
-// Each calls f with each header name, in canonical form and sorted, and
-// the value meaning https.
-func (sh *SchemeHeaders) Each(f func(name, value string)) {
-	if sh == nil {
-		return
-	}
-	for i, name := range sh.names {
-		f(name, sh.values[i])
-	}
 }
 
 // ErrConflictingSchemeHeaders is returned by Scheme when the secure scheme

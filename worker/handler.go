@@ -881,7 +881,7 @@ func (h *handler) buildEnviron(e *protocol.Environ, r *http.Request, scriptName,
 	var key []byte
 	var underBuf [2]string
 	under := underBuf[:0] // names with "_" that reach the app, when merge is nil
-	trusted := -1         // whether the peer is trusted: not yet known
+	var trust peerTrust
 	for k, vs := range r.Header {
 		switch k {
 		case "Content-Type":
@@ -892,18 +892,8 @@ func (h *handler) buildEnviron(e *protocol.Environ, r *http.Request, scriptName,
 			continue
 		}
 		if strings.IndexByte(k, '_') >= 0 {
-			if merge == nil && h.headerMap == httpguard.HeaderMapDangerous {
+			if merge == nil && (h.headerMap == httpguard.HeaderMapDangerous || h.forwarders.Has(k) && trust.of(h, r)) {
 				under = append(under, k)
-			} else if merge == nil && h.forwarders.Has(k) {
-				if trusted < 0 {
-					trusted = 0
-					if h.trustedPeer(r) {
-						trusted = 1
-					}
-				}
-				if trusted == 1 {
-					under = append(under, k)
-				}
 			}
 			continue // X_Forwarded_For must not pose as X-Forwarded-For: see underscoreHeaders
 		}
@@ -1034,21 +1024,10 @@ func (h *handler) underscoreHeaders(r *http.Request) map[string]string {
 // guard refused the other names already; an HTTP/2 request passes it
 // untouched. False if it answered the request.
 func (h *handler) refuseUnderscore(rw http.ResponseWriter, r *http.Request) bool {
-	trusted := -1 // not yet known
+	var trust peerTrust
 	for k := range r.Header {
-		if strings.IndexByte(k, '_') < 0 {
+		if strings.IndexByte(k, '_') < 0 || h.forwarders.Has(k) && trust.of(h, r) {
 			continue
-		}
-		if h.forwarders.Has(k) {
-			if trusted < 0 {
-				trusted = 0
-				if h.trustedPeer(r) {
-					trusted = 1
-				}
-			}
-			if trusted == 1 {
-				continue
-			}
 		}
 		h.reject(rw, r, http.StatusBadRequest, "Invalid HTTP header name: '"+strings.ToUpper(k)+"'")
 		return false
@@ -1117,6 +1096,20 @@ func (h *handler) urlScheme(r *http.Request) (string, error) {
 		return scheme, nil
 	}
 	return h.schemeHeaders.Scheme(r.Header, scheme)
+}
+
+// peerTrust is trustedPeer for one request, asked at most once: 0 until
+// then, 1 trusted, -1 not.
+type peerTrust int8
+
+func (p *peerTrust) of(h *handler, r *http.Request) bool {
+	if *p == 0 {
+		*p = -1
+		if h.trustedPeer(r) {
+			*p = 1
+		}
+	}
+	return *p == 1
 }
 
 // trustedPeer reports whether the request's real peer (the proxy, not a

@@ -366,7 +366,7 @@ func startRuntime(cfg *config.Config, log *slog.Logger, argv []string, age int, 
 		if rc.AccessLogFormat == "" {
 			rc.AccessLogFormat = logs.DefaultAccessFormat
 		}
-		if cfg.Syslog && !cfg.DisableRedirectAccessToSyslog && rc.Syslog != nil {
+		if cfg.AccessToSyslog() && rc.Syslog != nil {
 			as := *rc.Syslog
 			as.Tag = logs.SyslogTag(cfg.SyslogPrefix, cfg.Name, "access")
 			rc.AccessSyslog = &as

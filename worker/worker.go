@@ -221,7 +221,7 @@ func Main(spec *Spec, log *slog.Logger) int {
 	go sup.run(ctx)
 
 	var access *accessLog
-	accessSyslog := cfg.Syslog && !cfg.DisableRedirectAccessToSyslog
+	accessSyslog := cfg.AccessToSyslog()
 	if cfg.AccessLog != "" || accessSyslog {
 		var f *logs.File // nil: syslog only, as gunicorn logs access with --log-syslog alone
 		if cfg.AccessLog != "" {
