@@ -1796,6 +1796,17 @@ func TestAccessLogThroughLogging(t *testing.T) {
 		s.ready("/environ")
 		request(s, "GET /environ?x=1 HTTP/1.1\r\nHost: h\r\nUser-Agent: ua/1\r\nAuthorization: Basic Ym9iOnB3\r\nConnection: close\r\n\r\n")
 		s.waitLog(`ACCESS gunicorn.access 127\.0\.0\.1 bob "GET /environ\?x=1 HTTP/1\.1" 200 \d+ "ua/1" application/json /environ <\d+>`, 10*time.Second)
+		// The configuration is not in the runtime's command line, which
+		// any user can read.
+		runtimes := s.runtimePids()
+		if len(runtimes) == 0 {
+			t.Error("no runtime runs")
+		}
+		for _, pid := range runtimes {
+			if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid)); err != nil || bytes.Contains(b, []byte("ACCESS %(name)s")) {
+				t.Errorf("runtime %d's command line: %q (%v)", pid, b, err)
+			}
+		}
 		// gorn's own answer: the worker's line, in the file.
 		request(s, "GET /environ HTTP/1.1\r\nHost: h\r\nX-A: b\r\n c\r\n\r\n")
 		waitFile(t, file, `HTTP/1.1" 400 `)

@@ -206,7 +206,6 @@ type runtimeConfig struct {
 	CaptureOutput bool `json:"capture_output,omitempty"`
 	InFD          int  `json:"in_fd"`  // the runtime reads frames from the worker here
 	OutFD         int  `json:"out_fd"` // and writes its frames to the worker here
-	SourceFD      int  `json:"source_fd"`
 	// LogConfig, LogConfigJSON and LogConfigDict are --log-config,
 	// --log-config-json and --log-config-dict.
 	LogConfig     string          `json:"log_config,omitempty"`
@@ -292,19 +291,18 @@ func runtimeHooksFile(cfg *config.Config) string {
 // each on stdout, and writes its log lines to stderr (the error log). pid
 // is the master's, for those lines. The caller waits for the process.
 func StartHooksProcess(cfg *config.Config, pid int, stdin, stdout, stderr *os.File) (*exec.Cmd, error) {
-	src, err := sourceFile()
-	if err != nil {
-		return nil, err
-	}
-	defer src.Close()
 	rc := pythonConfig(cfg, pid)
-	rc.SourceFD, rc.HooksFile = 3, cfg.HooksFile
-	js, _ := json.Marshal(struct {
+	rc.HooksFile = cfg.HooksFile
+	boot, err := bootFile(struct {
 		runtimeConfig
 		MasterHooks bool `json:"master_hooks"`
 	}{rc, true})
-	cmd := exec.Command(cfg.Python, "-c", pyruntime.Loader, string(js))
-	cmd.ExtraFiles = []*os.File{src}
+	if err != nil {
+		return nil, err
+	}
+	defer boot.Close()
+	cmd := exec.Command(cfg.Python, "-c", pyruntime.Loader, "3")
+	cmd.ExtraFiles = []*os.File{boot}
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdin, stdout, stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := proc.Start(cmd); err != nil {
@@ -346,13 +344,6 @@ func startRuntime(cfg *config.Config, log *slog.Logger, argv []string, age int, 
 	defer childIn.Close()
 	defer childOut.Close()
 
-	src, err := sourceFile()
-	if err != nil {
-		pp.Close()
-		return nil, err
-	}
-	defer src.Close()
-
 	rc := pythonConfig(cfg, os.Getpid())
 	rc.App = cfg.App
 	rc.Threads = cfg.Threads
@@ -376,19 +367,25 @@ func startRuntime(cfg *config.Config, log *slog.Logger, argv []string, age int, 
 	rc.WorkerAge = age
 	rc.Paste = cfg.Paste
 	rc.PasteGlobal = pasteGlobal(cfg.PasteGlobal)
-	rc.InFD, rc.SourceFD, rc.OutFD = 3, 4, 5
-	cmd := exec.Command(cfg.Python, "-c", pyruntime.Loader)
-	cmd.ExtraFiles = []*os.File{childIn, src, childOut}
+	rc.InFD, rc.OutFD = 3, 5
+	files := []*os.File{childIn, nil, childOut} // 4: the boot file
 	shared, sharedFile, err := newSharedBodies()
 	if err != nil {
 		log.Warn("Bodies go through the runtime pipes only", "err", err)
 	} else {
 		defer sharedFile.Close()
-		cmd.ExtraFiles = append(cmd.ExtraFiles, sharedFile)
+		files = append(files, sharedFile)
 		rc.SharedFD, rc.SharedHeader, rc.SharedSlots, rc.SharedBodySlots, rc.SharedSlotSize = 6, sharedHeader, sharedSlots, sharedBodySlots, sharedSlotSize
 	}
-	js, _ := json.Marshal(rc)
-	cmd.Args = append(cmd.Args, string(js))
+	boot, err := bootFile(rc)
+	if err != nil {
+		pp.Close()
+		return nil, err
+	}
+	defer boot.Close()
+	files[1] = boot
+	cmd := exec.Command(cfg.Python, "-c", pyruntime.Loader, "4")
+	cmd.ExtraFiles = files
 	cmd.Stdout = os.Stdout
 	cmd.Stderr = os.Stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
@@ -396,7 +393,7 @@ func startRuntime(cfg *config.Config, log *slog.Logger, argv []string, age int, 
 	// Only the runtime may hold the other ends: its exit must read as EOF.
 	childIn.Close()
 	childOut.Close()
-	src.Close()
+	boot.Close()
 	if err != nil {
 		pp.Close()
 		return nil, fmt.Errorf("starting the app runtime %s: %w", cfg.Python, err)
@@ -578,23 +575,22 @@ func pasteGlobal(kvs []string) map[string]string {
 // else an error holding the traceback or gunicorn's message. Bounded by
 // --boot-timeout.
 func CheckApp(cfg *config.Config, argv []string) error {
-	src, err := sourceFile()
+	rc := pythonConfig(cfg, os.Getpid())
+	rc.App, rc.Argv, rc.Paste, rc.PasteGlobal = cfg.App, argv, cfg.Paste, pasteGlobal(cfg.PasteGlobal)
+	rc.Check = true
+	boot, err := bootFile(rc)
 	if err != nil {
 		return err
 	}
-	defer src.Close()
-	rc := pythonConfig(cfg, os.Getpid())
-	rc.App, rc.Argv, rc.Paste, rc.PasteGlobal = cfg.App, argv, cfg.Paste, pasteGlobal(cfg.PasteGlobal)
-	rc.SourceFD, rc.Check = 3, true
-	js, _ := json.Marshal(rc)
+	defer boot.Close()
 	ctx := context.Background()
 	if cfg.BootTimeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, cfg.BootTimeout)
 		defer cancel()
 	}
-	cmd := exec.CommandContext(ctx, cfg.Python, "-c", pyruntime.Loader, string(js))
-	cmd.ExtraFiles = []*os.File{src}
+	cmd := exec.CommandContext(ctx, cfg.Python, "-c", pyruntime.Loader, "3")
+	cmd.ExtraFiles = []*os.File{boot}
 	var stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = os.Stdout, &stderr
 	err = cmd.Run()
@@ -609,21 +605,30 @@ func CheckApp(cfg *config.Config, argv []string) error {
 	return fmt.Errorf("%s: %s", cfg.Python, describeExit(err))
 }
 
-// sourceFile returns a memfd holding the runtime's source, positioned at 0,
-// so nothing is written to disk.
-func sourceFile() (*os.File, error) {
+// bootFile returns a memfd, positioned at 0, holding what a Python process
+// gorn starts reads first (pyruntime.Loader): its configuration rc as one
+// line of JSON, then the runtime's source. Nothing is written to disk, and
+// the configuration stays out of the process's argv, which every user of
+// the machine can read (ps, /proc/PID/cmdline): a logging configuration or
+// the settings server hooks see may hold secrets.
+func bootFile(rc any) (*os.File, error) {
+	js, err := json.Marshal(rc)
+	if err != nil {
+		return nil, fmt.Errorf("encoding the runtime's configuration: %w", err)
+	}
 	fd, err := unix.MemfdCreate("gorn_runtime.py", unix.MFD_CLOEXEC)
 	if err != nil {
-		return nil, fmt.Errorf("creating a memfd for the runtime source: %w", err)
+		return nil, fmt.Errorf("creating a memfd for the runtime: %w", err)
 	}
 	f := os.NewFile(uintptr(fd), "gorn_runtime.py")
-	if _, err := f.Write(pyruntime.Source); err != nil {
+	js = append(js, '\n')
+	if _, err := f.Write(append(js, pyruntime.Source...)); err != nil {
 		f.Close()
-		return nil, fmt.Errorf("writing the runtime source: %w", err)
+		return nil, fmt.Errorf("writing the runtime: %w", err)
 	}
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		f.Close()
-		return nil, fmt.Errorf("rewinding the runtime source: %w", err)
+		return nil, fmt.Errorf("rewinding the runtime: %w", err)
 	}
 	return f, nil
 }
