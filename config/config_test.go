@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"os"
 	"os/user"
 	"path/filepath"
@@ -303,7 +304,7 @@ func TestPrint(t *testing.T) {
 		App: "shop.wsgi", Binds: []string{"0.0.0.0:80", "unix:/run/it's.sock"}, Workers: 4, Threads: 1, ThreadWorker: true,
 		Timeout: 1500 * time.Millisecond, Env: []string{"A=1"}, ForwardedAllowIPs: "10.0.0.1,10.0.0.2", ErrorLog: "-",
 		ProxyAllowFrom: "", ForwarderHeaders: "SCRIPT_NAME, remote_user,",
-		AccessLogFormat: "", DogstatsdTags: "", LogLevel: "info",
+		AccessLogFormat: "", DogstatsdTags: "", LogLevel: "info", UID: -1, GID: -1, PasteGlobal: []string{"k=v"},
 		LogConfigDict: `{"version": 1, "root": {"level": "DEBUG", "handlers": ["h"], "x": null, "y": [true, 1.5]}}`,
 	}
 	var b strings.Builder
@@ -314,27 +315,51 @@ func TestPrint(t *testing.T) {
 	if !slices.IsSorted(lines) {
 		t.Errorf("lines are not sorted:\n%s", b.String())
 	}
-	for _, want := range []string{
-		`access_log_format        = '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s"'`,
-		`bind                     = ['0.0.0.0:80', 'unix:/run/it\'s.sock']`,
-		`certfile                 = None`,
-		`dogstatsd_tags           = ''`,
-		`forwarded_allow_ips      = ['10.0.0.1', '10.0.0.2']`,
-		`forwarder_headers        = ['SCRIPT_NAME', 'remote_user']`,
-		`secure_scheme_headers    = {'X-FORWARDED-PROTO': 'https', 'X-FORWARDED-PROTOCOL': 'ssl', 'X-FORWARDED-SSL': 'on'}`,
-		`proxy_allow_ips          = []`,
-		`logconfig                = None`,
-		`logconfig_dict           = {'root': {'handlers': ['h'], 'level': 'DEBUG', 'x': None, 'y': [True, 1.5]}, 'version': 1}`,
-		`raw_env                  = ['A=1']`,
-		`reload                   = False`,
-		`timeout                  = 1.5`,
-		`worker_class             = 'gthread'`,
-		`workers                  = 4`,
-		`wsgi_app                 = 'shop.wsgi'`,
+	width := strings.Index(lines[0], " = ")
+	for _, line := range lines {
+		if strings.Index(line, " = ") != width {
+			t.Errorf("line %q is not aligned at column %d", line, width)
+		}
+	}
+	settings := c.Settings()
+	if len(settings) != len(lines) {
+		t.Errorf("%d lines for %d settings", len(lines), len(settings))
+	}
+	for _, tt := range []struct{ name, value string }{
+		{"access_log_format", `'%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s"'`},
+		{"bind", `['0.0.0.0:80', 'unix:/run/it\'s.sock']`},
+		{"certfile", `None`},
+		{"dogstatsd_tags", `''`},
+		{"forwarded_allow_ips", `['10.0.0.1', '10.0.0.2']`},
+		{"forwarder_headers", `['SCRIPT_NAME', 'remote_user']`},
+		{"secure_scheme_headers", `{'X-FORWARDED-PROTO': 'https', 'X-FORWARDED-PROTOCOL': 'ssl', 'X-FORWARDED-SSL': 'on'}`},
+		{"proxy_allow_ips", `[]`},
+		{"logconfig", `None`},
+		{"logconfig_dict", `{'root': {'handlers': ['h'], 'level': 'DEBUG', 'x': None, 'y': [True, 1.5]}, 'version': 1}`},
+		{"raw_env", `['A=1']`},
+		{"reload", `False`},
+		{"timeout", `1.5`},
+		{"worker_class", `'gthread'`},
+		{"workers", `4`},
+		{"wsgi_app", `'shop.wsgi'`},
+		// gunicorn's defaults: the effective ids, the local syslog.
+		{"user", strconv.Itoa(os.Geteuid())},
+		{"group", strconv.Itoa(os.Getegid())},
+		{"syslog", `False`},
+		{"syslog_addr", `'udp://localhost:514'`},
+		{"syslog_facility", `'user'`},
+		{"raw_paste_global_conf", `['k=v']`},
 	} {
-		if !slices.Contains(lines, want) {
+		if got := settings[tt.name]; got != tt.value {
+			t.Errorf("setting %s = %s, want %s", tt.name, got, tt.value)
+		}
+		if want := fmt.Sprintf("%-*s = %s", width, tt.name, tt.value); !slices.Contains(lines, want) {
 			t.Errorf("no line %q in:\n%s", want, b.String())
 		}
+	}
+	c.UID, c.GID = 33, 34
+	if got := c.Settings(); got["user"] != "33" || got["group"] != "34" {
+		t.Errorf("with --user: user %s, group %s; want 33, 34", got["user"], got["group"])
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -15,10 +16,31 @@ import (
 )
 
 // Print writes the settings as gunicorn's --print-config does: one
-// "name = value" line per setting, by gunicorn's names (gorn's own
-// settings by their flag's name, with "_" for "-"), sorted, values in
-// Python's notation.
+// "name = value" line per setting (Settings), sorted by name.
 func (c *Config) Print(w io.Writer) error {
+	settings := c.Settings()
+	names := make([]string, 0, len(settings))
+	width := 0
+	for name := range settings {
+		names = append(names, name)
+		width = max(width, len(name))
+	}
+	slices.Sort(names)
+	for _, name := range names {
+		if _, err := fmt.Fprintf(w, "%-*s = %s\n", width, name, settings[name]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Settings returns the settings by gunicorn's names (gorn's own settings
+// by their flag's name, with "_" for "-"), each value a Python literal of
+// what gunicorn's validated setting holds (ast.literal_eval reads it back):
+// what --print-config prints, and what server hooks read from server.cfg.
+// user and group are the ids the workers run as (gunicorn's defaults, the
+// effective ids, without --user and --group).
+func (c *Config) Settings() map[string]string {
 	str := func(s string) string {
 		if s == "" {
 			return "None"
@@ -58,81 +80,88 @@ func (c *Config) Print(w io.Writer) error {
 	if schemeHeaders == "" {
 		schemeHeaders = forwarded.DefaultSchemeHeadersJSON
 	}
+	syslogAddr, facility := c.SyslogTo, c.SyslogFacility
+	if syslogAddr == "" {
+		syslogAddr = logs.DefaultSyslogAddr
+	}
+	if facility == "" {
+		facility = "user"
+	}
 	workerClass := "sync"
 	if c.Threads > 1 || c.ThreadWorker {
 		workerClass = "gthread"
 	}
-	settings := map[string]string{
-		"access_log_format":        str(format),
-		"accesslog":                str(c.AccessLog),
-		"backlog":                  strconv.Itoa(c.Backlog),
-		"bind":                     list(c.Binds),
-		"body_timeout":             secs(c.BodyTimeout),
-		"boot_timeout":             secs(c.BootTimeout),
-		"ca_certs":                 str(c.CACerts),
-		"capture_output":           boolean(c.CaptureOutput),
-		"cert_reqs":                strconv.Itoa(c.CertReqs),
-		"certfile":                 str(c.CertFile),
-		"chdir":                    str(c.Chdir),
-		"ciphers":                  str(c.Ciphers),
-		"dogstatsd_tags":           pyString(c.DogstatsdTags),
-		"errorlog":                 str(c.ErrorLog),
-		"forwarded_allow_ips":      commaList(c.ForwardedAllowIPs),
-		"forwarder_headers":        commaList(c.ForwarderHeaders),
-		"graceful_timeout":         secs(c.GracefulTimeout),
-		"group":                    str(c.Group),
-		"header_map":               str(c.HeaderMap),
-		"header_timeout":           secs(c.HeaderTimeout),
-		"keepalive":                secs(c.KeepAlive),
-		"keyfile":                  str(c.KeyFile),
-		"limit_request_body":       strconv.FormatInt(c.LimitRequestBody, 10),
-		"limit_request_field_size": strconv.Itoa(c.LimitRequestFieldSize),
-		"limit_request_fields":     strconv.Itoa(c.LimitRequestFields),
-		"limit_request_line":       strconv.Itoa(c.LimitRequestLine),
-		"logconfig":                str(c.LogConfig),
-		"logconfig_dict":           pyJSON(c.LogConfigDict),
-		"logconfig_json":           str(c.LogConfigJSON),
-		"loglevel":                 str(c.LogLevel),
-		"max_requests":             strconv.Itoa(c.MaxRequests),
-		"max_requests_jitter":      strconv.Itoa(c.MaxRequestsJitter),
-		"max_worker_memory":        strconv.FormatInt(c.MaxWorkerMemory, 10),
-		"metrics_bind":             str(c.MetricsBind),
-		"permit_obsolete_folding":  boolean(c.PermitObsoleteFolding),
-		"pidfile":                  str(c.PidFile),
-		"proc_name":                str(c.Name),
-		"proxy_allow_ips":          commaList(c.ProxyAllowFrom),
-		"proxy_protocol":           str(c.ProxyProtocol),
-		"python":                   str(c.Python),
-		"pythonpath":               str(strings.Join(c.PythonPath, ",")),
-		"secure_scheme_headers":    pyJSON(schemeHeaders),
-		"raw_env":                  list(c.Env),
-		"reload":                   boolean(c.Reload),
-		"reload_extra_files":       list(c.ReloadExtraFiles),
-		"reuse_port":               boolean(c.ReusePort),
-		"statsd_host":              str(c.StatsdHost),
-		"statsd_prefix":            pyString(c.StatsdPrefix),
-		"threads":                  strconv.Itoa(c.Threads),
-		"timeout":                  secs(c.Timeout),
-		"umask":                    strconv.Itoa(c.Umask),
-		"user":                     str(c.User),
-		"worker_class":             pyString(workerClass),
-		"worker_connections":       strconv.Itoa(c.WorkerConnections),
-		"workers":                  strconv.Itoa(c.Workers),
-		"wsgi_app":                 str(c.App),
-	}
-	names := make([]string, 0, len(settings))
-	width := 0
-	for name := range settings {
-		names = append(names, name)
-		width = max(width, len(name))
-	}
-	slices.Sort(names)
-	for _, name := range names {
-		if _, err := fmt.Fprintf(w, "%-*s = %s\n", width, name, settings[name]); err != nil {
-			return err
+	id := func(id, own int) string {
+		if id < 0 {
+			id = own
 		}
+		return strconv.Itoa(id)
 	}
-	return nil
+	return map[string]string{
+		"access_log_format":                 str(format),
+		"accesslog":                         str(c.AccessLog),
+		"backlog":                           strconv.Itoa(c.Backlog),
+		"bind":                              list(c.Binds),
+		"body_timeout":                      secs(c.BodyTimeout),
+		"boot_timeout":                      secs(c.BootTimeout),
+		"ca_certs":                          str(c.CACerts),
+		"capture_output":                    boolean(c.CaptureOutput),
+		"cert_reqs":                         strconv.Itoa(c.CertReqs),
+		"certfile":                          str(c.CertFile),
+		"chdir":                             str(c.Chdir),
+		"ciphers":                           str(c.Ciphers),
+		"disable_redirect_access_to_syslog": boolean(c.DisableRedirectAccessToSyslog),
+		"dogstatsd_tags":                    pyString(c.DogstatsdTags),
+		"errorlog":                          str(c.ErrorLog),
+		"forwarded_allow_ips":               commaList(c.ForwardedAllowIPs),
+		"forwarder_headers":                 commaList(c.ForwarderHeaders),
+		"graceful_timeout":                  secs(c.GracefulTimeout),
+		"group":                             id(c.GID, os.Getegid()),
+		"header_map":                        str(c.HeaderMap),
+		"header_timeout":                    secs(c.HeaderTimeout),
+		"keepalive":                         secs(c.KeepAlive),
+		"keyfile":                           str(c.KeyFile),
+		"limit_request_body":                strconv.FormatInt(c.LimitRequestBody, 10),
+		"limit_request_field_size":          strconv.Itoa(c.LimitRequestFieldSize),
+		"limit_request_fields":              strconv.Itoa(c.LimitRequestFields),
+		"limit_request_line":                strconv.Itoa(c.LimitRequestLine),
+		"logconfig":                         str(c.LogConfig),
+		"logconfig_dict":                    pyJSON(c.LogConfigDict),
+		"logconfig_json":                    str(c.LogConfigJSON),
+		"loglevel":                          str(c.LogLevel),
+		"max_requests":                      strconv.Itoa(c.MaxRequests),
+		"max_requests_jitter":               strconv.Itoa(c.MaxRequestsJitter),
+		"max_worker_memory":                 strconv.FormatInt(c.MaxWorkerMemory, 10),
+		"metrics_bind":                      str(c.MetricsBind),
+		"paste":                             str(c.Paste),
+		"permit_obsolete_folding":           boolean(c.PermitObsoleteFolding),
+		"pidfile":                           str(c.PidFile),
+		"proc_name":                         str(c.Name),
+		"proxy_allow_ips":                   commaList(c.ProxyAllowFrom),
+		"proxy_protocol":                    str(c.ProxyProtocol),
+		"python":                            str(c.Python),
+		"pythonpath":                        str(strings.Join(c.PythonPath, ",")),
+		"secure_scheme_headers":             pyJSON(schemeHeaders),
+		"raw_env":                           list(c.Env),
+		"raw_paste_global_conf":             list(c.PasteGlobal),
+		"reload":                            boolean(c.Reload),
+		"reload_extra_files":                list(c.ReloadExtraFiles),
+		"reuse_port":                        boolean(c.ReusePort),
+		"statsd_host":                       str(c.StatsdHost),
+		"syslog":                            boolean(c.Syslog),
+		"syslog_addr":                       str(syslogAddr),
+		"syslog_facility":                   str(facility),
+		"syslog_prefix":                     str(c.SyslogPrefix),
+		"statsd_prefix":                     pyString(c.StatsdPrefix),
+		"threads":                           strconv.Itoa(c.Threads),
+		"timeout":                           secs(c.Timeout),
+		"umask":                             strconv.Itoa(c.Umask),
+		"user":                              id(c.UID, os.Geteuid()),
+		"worker_class":                      pyString(workerClass),
+		"worker_connections":                strconv.Itoa(c.WorkerConnections),
+		"workers":                           strconv.Itoa(c.Workers),
+		"wsgi_app":                          str(c.App),
+	}
 }
 
 // pyJSON is a JSON object (--log-config-dict) in Python's notation, keys

@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"slices"
 	"strconv"
@@ -596,8 +597,8 @@ func TestCLICheckConfig(t *testing.T) {
 	}{{"lc_util:app", 0}, {"lc_noattr:app", 1}} {
 		stdout, stderr, code := runGorn(t, nil, "--python", py, "--print-config", "-w", "3", "-b", busy.Addr().String(), tt.app)
 		out := stdout + stderr
-		for _, want := range []string{"\nworkers                  = 3\n", "\nbind                     = ['" + busy.Addr().String() + "']\n", "\nwsgi_app                 = '" + tt.app + "'\n"} {
-			if !strings.Contains(string(out), want) {
+		for _, want := range []string{`workers += 3`, `bind += \['` + regexp.QuoteMeta(busy.Addr().String()) + `'\]`, `wsgi_app += '` + tt.app + `'`} {
+			if !regexp.MustCompile(`(?m)^` + want + `$`).MatchString(out) {
 				t.Errorf("--print-config %s lacks %q:\n%s", tt.app, want, out)
 			}
 		}
@@ -1481,6 +1482,117 @@ def on_exit(server):
 	if code != 1 || !regexp.MustCompile(`\[ERROR\] Exception in on_starting hook\nTraceback[\s\S]*RuntimeError: not today\n[\s\S]*\[ERROR\] Shutting down: the on_starting hook failed\n$`).MatchString(errOut) {
 		t.Errorf("an on_starting that raises: exit %d, want 1, with its traceback:\n%s", code, errOut)
 	}
+}
+
+// TestServerHooksConfig: server.cfg and worker.cfg carry the settings gorn
+// runs with, by gunicorn's names and in gunicorn's types, in the runtimes'
+// hooks and the master's, and follow a HUP. The configuration they come
+// from never shows in any process's command line.
+func TestServerHooksConfig(t *testing.T) {
+	py := python(t)
+	dir := t.TempDir()
+	out := filepath.Join(dir, "hooks.out")
+	conf := filepath.Join(dir, "gunicorn.conf.py")
+	const secret = "s3cr3t-4f9e1c"
+	file := func(timeout int) []byte {
+		return []byte(fmt.Sprintf(`import json
+OUT = %q
+workers = 2
+timeout = %d
+max_requests = 1000
+raw_env = ["GORN_TEST_TOKEN=%s"]
+logconfig_dict = {"version": 1, "disable_existing_loggers": False, "loggers": {"%s": {"level": "INFO"}}}
+
+def note(hook, server, worker=None):
+    cfg = server.cfg
+    with open(OUT, "a") as f:
+        f.write(json.dumps({"hook": hook, "same": worker is None or worker.cfg is cfg,
+            "bind": cfg.bind, "address": cfg.address, "workers": cfg.workers,
+            "timeout": cfg.timeout, "max_requests": cfg.max_requests, "token": cfg.env.get("GORN_TEST_TOKEN"),
+            "preload_app": cfg.preload_app, "workers_setting": cfg.settings["workers"].value,
+            "worker_class_str": cfg.worker_class_str, "uid": cfg.uid}) + "\n")
+
+def when_ready(server):
+    note("when_ready", server)
+
+def on_reload(server):
+    note("on_reload", server)
+
+def post_fork(server, worker):
+    note("post_fork", server, worker)
+`, out, timeout, secret, secret))
+	}
+	if err := os.WriteFile(conf, file(45), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s := start(t, py, "-c", conf, "lc_util:app")
+	s.ready("/pid")
+	host, port, _ := net.SplitHostPort(s.Addr)
+	portNum, _ := strconv.Atoi(port)
+	notes := func(hook string, n int) []map[string]any {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			b, _ := os.ReadFile(out)
+			var got []map[string]any
+			for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+				var note map[string]any
+				if json.Unmarshal([]byte(line), &note) == nil && note["hook"] == hook {
+					got = append(got, note)
+				}
+			}
+			if len(got) >= n {
+				return got
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%d %s lines, want %d:\n%s", len(got), hook, n, b)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	check := func(note map[string]any, timeout int) {
+		t.Helper()
+		want := map[string]any{
+			"same": true, "bind": []any{s.Addr}, "address": []any{[]any{host, float64(portNum)}}, "workers": 2.0,
+			"timeout": float64(timeout), "max_requests": 1000.0, "token": secret, "preload_app": false,
+			"workers_setting": 2.0, "worker_class_str": "sync", "uid": float64(os.Geteuid()),
+		}
+		for k, v := range want {
+			if !reflect.DeepEqual(note[k], v) {
+				t.Errorf("%s: cfg %s = %v, want %v", note["hook"], k, note[k], v)
+			}
+		}
+	}
+	check(notes("when_ready", 1)[0], 45)
+	for _, note := range notes("post_fork", 2) {
+		check(note, 45)
+	}
+
+	// Not in any process's command line: the master's, its workers', their
+	// runtimes' and the master hooks' process.
+	pids := []int{s.cmd.Process.Pid}
+	for i := 0; i < len(pids); i++ {
+		pids = append(pids, childrenOf(pids[i])...)
+	}
+	if len(pids) < 6 { // master, hooks' process, 2 workers, 2 runtimes
+		t.Fatalf("gorn runs %d processes (%v), want at least 6", len(pids), pids)
+	}
+	for _, pid := range pids {
+		if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid)); err == nil && bytes.Contains(b, []byte(secret)) {
+			t.Errorf("process %d shows the configuration in its command line: %q", pid, b)
+		}
+	}
+
+	if err := os.WriteFile(conf, file(50), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s.signal(syscall.SIGHUP)
+	s.waitLog(`Reload: generation 2 is serving`, 30*time.Second)
+	check(notes("on_reload", 1)[0], 50)
+	for _, note := range notes("post_fork", 4)[2:] {
+		check(note, 50)
+	}
+	stopTerm(t, s)
 }
 
 // TestMasterHooksReopenLog: USR1 has the master hooks' process write to a

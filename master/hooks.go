@@ -42,9 +42,12 @@ type HookCall struct {
 	Hook string `json:"hook"`
 	// Reload: run the configuration file again first, for its hooks as
 	// they are now (HUP).
-	Reload bool        `json:"reload,omitempty"`
-	Server HookServer  `json:"server"`
-	Worker *HookWorker `json:"worker,omitempty"`
+	Reload bool `json:"reload,omitempty"`
+	// Settings, with Reload, are the reloaded settings by gunicorn's
+	// names (config.Config.Settings), for the hooks' server.cfg.
+	Settings map[string]string `json:"settings,omitempty"`
+	Server   HookServer        `json:"server"`
+	Worker   *HookWorker       `json:"worker,omitempty"`
 	// Extra are the arguments after server (nworkers_changed's new and old
 	// numbers of workers; old is None the first time).
 	Extra []any `json:"extra,omitempty"`

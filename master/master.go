@@ -420,7 +420,7 @@ func (m *Master) reload() {
 		m.desired = cfg.Workers
 		m.log.Info(fmt.Sprintf("Number of workers: %d (--workers is now %d)", m.desired, cfg.Workers))
 		if m.desired != prev && m.opts.Hooks != nil && cfg.HasHook("nworkers_changed") {
-			m.opts.Hooks.Call(HookCall{Hook: "nworkers_changed", Reload: true, Server: m.hookServer(), Extra: []any{m.desired, prev}}, false)
+			m.opts.Hooks.Call(HookCall{Hook: "nworkers_changed", Reload: true, Settings: cfg.Settings(), Server: m.hookServer(), Extra: []any{m.desired, prev}}, false)
 			reread = false
 		}
 	}
@@ -435,7 +435,11 @@ func (m *Master) reload() {
 	m.gens[m.gen] = cfg
 	if m.opts.Hooks != nil {
 		// on_reload if the file defines it (a call either way, for reread).
-		m.opts.Hooks.Call(HookCall{Hook: "on_reload", Reload: reread, Server: m.hookServer()}, false)
+		call := HookCall{Hook: "on_reload", Reload: reread, Server: m.hookServer()}
+		if reread {
+			call.Settings = cfg.Settings()
+		}
+		m.opts.Hooks.Call(call, false)
 	}
 	m.failures, m.holdTill = 0, time.Time{}
 	m.log.Info(fmt.Sprintf("Reloading: starting %d new workers (generation %d)", m.desired, m.gen))

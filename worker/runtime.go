@@ -218,9 +218,13 @@ type runtimeConfig struct {
 	// HooksPath is the directory a python:MODULE HooksFile is imported
 	// from (added to the end of sys.path).
 	HooksPath string `json:"hooks_path,omitempty"`
-	MasterPid int    `json:"master_pid,omitempty"`
-	Workers   int    `json:"workers,omitempty"`
-	WorkerAge int    `json:"worker_age,omitempty"`
+	// Settings are the settings by gunicorn's names, as Python literals
+	// (config.Config.Settings): the hooks' server.cfg and worker.cfg. Only
+	// with HooksFile.
+	Settings  map[string]string `json:"settings,omitempty"`
+	MasterPid int               `json:"master_pid,omitempty"`
+	Workers   int               `json:"workers,omitempty"`
+	WorkerAge int               `json:"worker_age,omitempty"`
 	// Syslog is where --log-syslog sends the runtime's error log lines;
 	// nil without --log-syslog.
 	Syslog *runtimeSyslog `json:"syslog,omitempty"`
@@ -292,7 +296,7 @@ func runtimeHooksFile(cfg *config.Config) string {
 // is the master's, for those lines. The caller waits for the process.
 func StartHooksProcess(cfg *config.Config, pid int, stdin, stdout, stderr *os.File) (*exec.Cmd, error) {
 	rc := pythonConfig(cfg, pid)
-	rc.HooksFile = cfg.HooksFile
+	rc.HooksFile, rc.Settings = cfg.HooksFile, cfg.Settings()
 	boot, err := bootFile(struct {
 		runtimeConfig
 		MasterHooks bool `json:"master_hooks"`
@@ -351,7 +355,9 @@ func startRuntime(cfg *config.Config, log *slog.Logger, argv []string, age int, 
 	rc.URLScheme = cfg.URLScheme()
 	rc.Argv = argv
 	rc.CaptureOutput = cfg.CaptureOutput
-	rc.HooksFile = runtimeHooksFile(cfg)
+	if rc.HooksFile = runtimeHooksFile(cfg); rc.HooksFile != "" {
+		rc.Settings = cfg.Settings()
+	}
 	if cfg.LogConfig != "" || cfg.LogConfigJSON != "" || cfg.LogConfigDict != "" {
 		rc.AccessLog, rc.AccessLogFormat = cfg.AccessLog, cfg.AccessLogFormat
 		if rc.AccessLogFormat == "" {

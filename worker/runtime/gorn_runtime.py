@@ -1123,22 +1123,162 @@ class HookLog(logging.LoggerAdapter):
         super().log(lvl, msg, *args, **kwargs)
 
 
+# gunicorn's settings gorn does not have, with gunicorn's defaults, so that
+# server.cfg reads them as under gunicorn.
+GUNICORN_ONLY_SETTINGS = {
+    "casefold_http_method": False, "check_config": False, "daemon": False,
+    "do_handshake_on_connect": False, "enable_stdio_inheritance": False, "initgroups": False,
+    "logger_class": "gunicorn.glogging.Logger", "permit_unconventional_http_method": False,
+    "permit_unconventional_http_version": False, "preload_app": False, "print_config": False,
+    "reload_engine": "auto", "sendfile": None, "spew": False, "ssl_version": 2,
+    "strip_header_spaces": False, "suppress_ragged_eofs": True, "tmp_upload_dir": None,
+    "tolerate_dangerous_framing": False, "worker_tmp_dir": None,
+}
+
+
+class HookSetting:
+    """One of server.cfg.settings, as gunicorn's Setting: name, value and
+    get()."""
+
+    def __init__(self, name, value):
+        self.name = name
+        self.value = value
+
+    def get(self):
+        return self.value
+
+    def __repr__(self):
+        return "<HookSetting %s=%r>" % (self.name, self.value)
+
+
+class HookConfig:
+    """server.cfg and worker.cfg in a hook: gunicorn's Config, read-only.
+    Each setting is an attribute by gunicorn's name (cfg.workers,
+    cfg.bind, ...), holding what gorn runs with, in gunicorn's types;
+    settings gorn does not have hold gunicorn's defaults. settings maps the
+    names to HookSettings, and address, uid, gid, proc_name, env, is_ssl,
+    ssl_options, worker_class_str and sendfile are gunicorn's properties.
+    worker_class is the worker class's name, not a class. set() changes
+    nothing in gorn and says so in the log.
+
+    literals are the settings as gorn's Config.Settings gives them: Python
+    literals by name."""
+
+    def __init__(self, literals, log, config_path=None):
+        import ast
+        values = dict(GUNICORN_ONLY_SETTINGS)
+        values["config"] = config_path
+        values["default_proc_name"] = literals.get("wsgi_app") and ast.literal_eval(literals["wsgi_app"]) or "gunicorn"
+        for name, literal in literals.items():
+            try:
+                values[name] = ast.literal_eval(literal)
+            except (ValueError, SyntaxError):
+                values[name] = literal
+        object.__setattr__(self, "settings", {name: HookSetting(name, v) for name, v in values.items()})
+        object.__setattr__(self, "_log", log)
+
+    def __getattr__(self, name):
+        try:
+            return self.settings[name].get()
+        except KeyError:
+            raise AttributeError("No configuration setting for: %s" % name) from None
+
+    def __setattr__(self, name, value):
+        raise AttributeError("Invalid access!")
+
+    def set(self, name, value):
+        if name not in self.settings:
+            raise AttributeError("No configuration setting for: %s" % name)
+        self._log.warning("cfg.set(%r, ...) in a server hook changes nothing in gorn: "
+                          "set %s in the configuration file or on the command line", name, name)
+
+    def __str__(self):
+        return "\n".join("%s = %r" % (name, self.settings[name].get()) for name in sorted(self.settings))
+
+    @property
+    def address(self):
+        return [parse_address(bind) for bind in self.bind]
+
+    @property
+    def uid(self):
+        return self.user
+
+    @property
+    def gid(self):
+        return self.group
+
+    @property
+    def proc_name(self):
+        name = self.settings["proc_name"].get()
+        return name if name is not None else self.default_proc_name
+
+    @property
+    def worker_class_str(self):
+        return "threads" if self.threads > 1 else self.settings["worker_class"].get()
+
+    @property
+    def worker_class(self):
+        return self.settings["worker_class"].get()
+
+    @property
+    def is_ssl(self):
+        return self.certfile or self.keyfile
+
+    @property
+    def ssl_options(self):
+        return {name: self.settings[name].get() for name in (
+            "keyfile", "certfile", "ssl_version", "cert_reqs", "ca_certs", "suppress_ragged_eofs",
+            "do_handshake_on_connect", "ciphers") if name in self.settings}
+
+    @property
+    def env(self):
+        return dict(kv.split("=", 1) for kv in self.raw_env if "=" in kv)
+
+    @property
+    def sendfile(self):
+        return True
+
+
+def parse_address(bind):
+    """A --bind address as gunicorn's cfg.address holds it: a unix
+    socket's path, an fd:// number, or (host, port)."""
+    if bind.startswith("unix:"):
+        path = bind[len("unix:"):]
+        return path[2:] if path.startswith("//") else path
+    if bind.startswith("fd://"):
+        return int(bind[len("fd://"):])
+    if bind.startswith("tcp://"):
+        bind = bind[len("tcp://"):]
+    host, port = bind, "8000"
+    if bind.startswith("[") and "]" in bind:
+        host, _, rest = bind[1:].partition("]")
+        port = rest[1:] if rest.startswith(":") else port
+    elif ":" in bind:
+        host, port = bind.rsplit(":", 1)
+    elif bind == "":
+        host = "0.0.0.0"
+    return host.lower(), int(port)
+
+
 class HookServer:
     """The server argument of post_fork and worker_exit: what of gunicorn's
-    Arbiter a hook can use here. pid is the master's."""
+    Arbiter a hook can use here. pid is the master's; cfg the settings."""
 
-    def __init__(self, log, pid, workers):
+    def __init__(self, log, pid, workers, cfg):
         self.log = log
         self.pid = pid
         self.num_workers = workers
+        self.cfg = cfg
 
 
 class HookWorker:
     """The worker argument of the hooks: pid is the process the app runs in
     (gorn's worker is its parent, ppid), age the worker's spawn number, nr
-    the requests it has handled, wsgi the app once it is loaded."""
+    the requests it has handled, wsgi the app once it is loaded, cfg the
+    settings."""
 
-    def __init__(self, log, ppid, age):
+    def __init__(self, log, ppid, age, cfg):
+        self.cfg = cfg
         self.log = log
         self.pid = os.getpid()
         self.ppid = ppid
@@ -1209,8 +1349,9 @@ class Hooks:
     def __init__(self, path, logger, cfg):
         self.funcs = load_hooks(path, RUNTIME_HOOKS, cfg.get("hooks_path"))
         log = HookLog(logger)
-        self.server = HookServer(log, int(cfg.get("master_pid") or os.getppid()), int(cfg.get("workers") or 1))
-        self.worker = HookWorker(log, int(cfg.get("log_pid") or os.getppid()), int(cfg.get("worker_age") or 0))
+        settings = HookConfig(cfg.get("settings") or {}, log, path)
+        self.server = HookServer(log, int(cfg.get("master_pid") or os.getppid()), int(cfg.get("workers") or 1), settings)
+        self.worker = HookWorker(log, int(cfg.get("log_pid") or os.getppid()), int(cfg.get("worker_age") or 0), settings)
         self.log = logger
 
     def has(self, name):
@@ -1275,12 +1416,13 @@ def load_hooks(path, names, import_path=None):
 
 class HookArgs:
     """The server or worker argument of a master hook: a stand-in for
-    gunicorn's Arbiter or Worker, with the attributes gorn's master sent
-    and log."""
+    gunicorn's Arbiter or Worker, with the attributes gorn's master sent,
+    log and cfg (a HookConfig)."""
 
-    def __init__(self, log, attrs):
+    def __init__(self, log, attrs, cfg):
         self.__dict__.update(attrs)
         self.log = log
+        self.cfg = cfg
 
 
 def master_hooks_main(cfg):
@@ -1298,6 +1440,7 @@ def master_hooks_main(cfg):
     hook_log = HookLog(log.logger)
     app_path(cfg)
     path = cfg["hooks_file"]
+    settings = HookConfig(cfg.get("settings") or {}, hook_log, path)
     try:
         configure_logging(cfg)
         funcs = load_hooks(path, MASTER_HOOKS, cfg.get("hooks_path"))
@@ -1307,6 +1450,8 @@ def master_hooks_main(cfg):
     for line in sys.stdin:
         call = json.loads(line)
         name = call["hook"]
+        if call.get("settings"):  # HUP: the settings as they are now
+            settings = HookConfig(call["settings"], hook_log, path)
         if call.get("reload"):  # HUP: the file as it is now
             try:
                 funcs = load_hooks(path, MASTER_HOOKS, cfg.get("hooks_path"))
@@ -1315,9 +1460,9 @@ def master_hooks_main(cfg):
         ok = True
         fn = funcs.get(name)
         if fn is not None:
-            args = [HookArgs(hook_log, call.get("server") or {})]
+            args = [HookArgs(hook_log, call.get("server") or {}, settings)]
             if "worker" in call:
-                args.append(HookArgs(hook_log, call["worker"]))
+                args.append(HookArgs(hook_log, call["worker"], settings))
             args += call.get("extra") or []
             try:
                 fn(*args)

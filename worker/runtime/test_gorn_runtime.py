@@ -1470,6 +1470,77 @@ class HookArgumentTests(unittest.TestCase):
                 self.assertEqual(resp.headers, list(headers or ()))
 
 
+class HookConfigTests(unittest.TestCase):
+    """server.cfg and worker.cfg: gunicorn's Config, read from the settings
+    gorn's Config.Settings gives as Python literals."""
+
+    LITERALS = {
+        "bind": "['127.0.0.1:8000', 'unix:/run/app.sock', '[::1]:9000', 'fd://3']",
+        "workers": "4", "threads": "1", "timeout": "30", "keepalive": "2.5",
+        "raw_env": "['A=1', 'B=x=y']", "wsgi_app": "'shop.wsgi:app'", "proc_name": "None",
+        "worker_class": "'sync'", "user": "1000", "group": "1001",
+        "certfile": "None", "keyfile": "None", "secure_scheme_headers": "{'X-FORWARDED-PROTO': 'https'}",
+    }
+
+    def config(self, **literals):
+        logs = []
+
+        class Log:
+            def warning(self, msg, *args):
+                logs.append(msg % args)
+
+        cfg = rt.HookConfig(dict(self.LITERALS, **literals), Log(), "gunicorn.conf.py")
+        return cfg, logs
+
+    def test_settings(self):
+        cfg, _ = self.config()
+        cases = [
+            # (attribute, value)
+            ("workers", 4), ("timeout", 30), ("keepalive", 2.5), ("bind", ["127.0.0.1:8000", "unix:/run/app.sock", "[::1]:9000", "fd://3"]),
+            ("secure_scheme_headers", {"X-FORWARDED-PROTO": "https"}),
+            ("address", [("127.0.0.1", 8000), "/run/app.sock", ("::1", 9000), 3]),
+            ("env", {"A": "1", "B": "x=y"}), ("uid", 1000), ("gid", 1001),
+            ("proc_name", "shop.wsgi:app"), ("worker_class", "sync"), ("worker_class_str", "sync"),
+            ("is_ssl", None), ("config", "gunicorn.conf.py"),
+            ("preload_app", False), ("worker_tmp_dir", None), ("spew", False),  # gunicorn's, gorn has none
+        ]
+        for name, want in cases:
+            with self.subTest(name=name):
+                self.assertEqual(getattr(cfg, name), want)
+        self.assertEqual(cfg.settings["workers"].value, 4)
+        self.assertEqual(cfg.settings["workers"].get(), 4)
+        self.assertEqual(cfg.ssl_options["certfile"], None)
+
+    def test_derived(self):
+        cases = [
+            # (literals, attribute, value)
+            ({"threads": "4"}, "worker_class_str", "threads"),
+            ({"proc_name": "'billing'"}, "proc_name", "billing"),
+            ({"wsgi_app": "None"}, "proc_name", "gunicorn"),
+            ({"certfile": "'/etc/c.pem'"}, "is_ssl", "/etc/c.pem"),
+            ({"bind": "['example.com', 'tcp://LocalHost:81', '']"}, "address", [("example.com", 8000), ("localhost", 81), ("0.0.0.0", 8000)]),
+        ]
+        for literals, name, want in cases:
+            with self.subTest(literals=literals):
+                cfg, _ = self.config(**literals)
+                self.assertEqual(getattr(cfg, name), want)
+
+    def test_read_only(self):
+        cfg, logs = self.config()
+        with self.assertRaisesRegex(AttributeError, "No configuration setting for: nope"):
+            cfg.nope
+        self.assertFalse(hasattr(cfg, "nope"))
+        with self.assertRaisesRegex(AttributeError, "Invalid access"):
+            cfg.workers = 8
+        cfg.set("workers", 8)
+        self.assertEqual(cfg.workers, 4)
+        self.assertEqual(len(logs), 1)
+        self.assertIn("changes nothing in gorn", logs[0])
+        with self.assertRaisesRegex(AttributeError, "No configuration setting for: nope"):
+            cfg.set("nope", 1)
+        self.assertIn("workers = 4", str(cfg))
+
+
 class LoggingConfigTests(unittest.TestCase):
     """configure_logging: one configuration, the dict before the JSON file
     before the ini, the dicts laid over gunicorn's defaults."""
