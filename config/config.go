@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/gorn-project/gorn/forwarded"
 	"github.com/gorn-project/gorn/httpguard"
@@ -139,11 +140,19 @@ type Config struct {
 	LogConfig     string `json:"log_config,omitempty"`
 	LogConfigJSON string `json:"log_config_json,omitempty"`
 	LogConfigDict string `json:"log_config_dict,omitempty"`
-	// HooksFile is the gunicorn configuration file (an absolute path, or
-	// python:MODULE for a module imported from the directory HooksPath)
-	// whose server hooks gorn runs, Hooks their names: RuntimeHooks in
-	// each app runtime, MasterHooks in the master's hook process. Empty
-	// when the file defines none.
+	// LoggerClass is --logger-class (gunicorn.conf.py's logger_class): a
+	// Python class, module.Class, that each runtime instantiates with the
+	// settings, as gunicorn's arbiter does, and logs the app's requests
+	// through (its access method) and the runtime's gunicorn.error lines;
+	// __config__.NAME is NAME in the configuration file. "" (after
+	// Finish, also for gunicorn's own gunicorn.glogging.Logger, "simple"
+	// and gunicorn.instrument.statsd.Statsd): gorn's own logging.
+	LoggerClass string `json:"logger_class,omitempty"`
+	// HooksFile is the gunicorn configuration file read (an absolute
+	// path, or python:MODULE for a module imported from the directory
+	// HooksPath), whose server hooks gorn runs, Hooks their names:
+	// RuntimeHooks in each app runtime, MasterHooks in the master's hook
+	// process. Empty when no file was read.
 	HooksFile string   `json:"hooks_file,omitempty"`
 	HooksPath string   `json:"hooks_path,omitempty"`
 	Hooks     []string `json:"hooks,omitempty"`
@@ -336,6 +345,9 @@ func (c *Config) Finish(getenv func(string) string) error {
 		return err
 	}
 	c.HeaderMap = string(hm)
+	if err := c.finishLoggerClass(); err != nil {
+		return err
+	}
 	for _, kv := range c.Env {
 		if k, _, ok := strings.Cut(kv, "="); !ok || k == "" {
 			return fmt.Errorf("--env wants KEY=VALUE, not %q", kv)
@@ -456,6 +468,46 @@ func jsonObject(b []byte) error {
 		return errors.New("not a JSON object: null")
 	}
 	return nil
+}
+
+// gunicornLoggers are the --logger-class values that name gunicorn's own
+// Logger, which gorn's logging is (statsd included).
+var gunicornLoggers = []string{"simple", "egg:gunicorn#simple", "gunicorn.glogging.Logger", "gunicorn.instrument.statsd.Statsd"}
+
+// finishLoggerClass checks --logger-class: a dotted path of Python names,
+// one in the configuration file (__config__.NAME) only when one was read.
+// gunicorn's own Logger becomes "".
+func (c *Config) finishLoggerClass() error {
+	if slices.Contains(gunicornLoggers, c.LoggerClass) {
+		c.LoggerClass = ""
+	}
+	if c.LoggerClass == "" {
+		return nil
+	}
+	parts := strings.Split(c.LoggerClass, ".")
+	for _, part := range parts {
+		if !pythonName(part) {
+			return fmt.Errorf("--logger-class %q: not a Python module.Class path", c.LoggerClass)
+		}
+	}
+	if len(parts) < 2 {
+		return fmt.Errorf("--logger-class %q: not a Python module.Class path", c.LoggerClass)
+	}
+	if parts[0] == "__config__" && c.HooksFile == "" {
+		return fmt.Errorf("--logger-class %s names the configuration file, and none was read", c.LoggerClass)
+	}
+	return nil
+}
+
+// pythonName reports whether s looks like a Python identifier (letters,
+// digits and "_", not starting with a digit).
+func pythonName(s string) bool {
+	for i, r := range s {
+		if !(r == '_' || unicode.IsLetter(r) || i > 0 && unicode.IsDigit(r)) {
+			return false
+		}
+	}
+	return s != ""
 }
 
 // HasHook reports whether the configuration file defines one of names.

@@ -29,6 +29,15 @@ func env(m map[string]string) func(string) string {
 	return func(k string) string { return m[k] }
 }
 
+// wantLogger checks Config.LoggerClass after Finish.
+func wantLogger(want string) func(t *testing.T, c *Config) {
+	return func(t *testing.T, c *Config) {
+		if c.LoggerClass != want {
+			t.Errorf("LoggerClass = %q, want %q", c.LoggerClass, want)
+		}
+	}
+}
+
 func TestFinish(t *testing.T) {
 	python := fakeExecutable(t, filepath.Join(t.TempDir(), "python"))
 	base := func() *Config {
@@ -142,6 +151,16 @@ func TestFinish(t *testing.T) {
 		{name: "log config json", edit: func(c *Config) { c.LogConfigJSON = writeFile(t, `{"version": 1}`) }},
 		{name: "log config json not JSON", edit: func(c *Config) { c.LogConfigJSON = writeFile(t, "version = 1\n") }, wantErr: "--log-config-json: not a JSON object: invalid character"},
 		{name: "log config json missing", edit: func(c *Config) { c.LogConfigJSON = filepath.Join(t.TempDir(), "none.json") }, wantErr: "--log-config-json: stat "},
+		{name: "logger class", edit: func(c *Config) { c.LoggerClass = "myapp.log.JSONLogger" }, check: wantLogger("myapp.log.JSONLogger")},
+		{name: "logger class gunicorn's", edit: func(c *Config) { c.LoggerClass = "gunicorn.glogging.Logger" }, check: wantLogger("")},
+		{name: "logger class simple", edit: func(c *Config) { c.LoggerClass = "simple" }, check: wantLogger("")},
+		{name: "logger class statsd", edit: func(c *Config) { c.LoggerClass = "gunicorn.instrument.statsd.Statsd" }, check: wantLogger("")},
+		{name: "logger class in the file", edit: func(c *Config) { c.LoggerClass, c.HooksFile = "__config__.logger_class", "/srv/gunicorn.conf.py" }, check: wantLogger("__config__.logger_class")},
+		{name: "logger class in no file", edit: func(c *Config) { c.LoggerClass = "__config__.logger_class" }, wantErr: "--logger-class __config__.logger_class names the configuration file, and none was read"},
+		{name: "logger class without module", edit: func(c *Config) { c.LoggerClass = "JSONLogger" }, wantErr: `--logger-class "JSONLogger": not a Python module.Class path`},
+		{name: "logger class not a path", edit: func(c *Config) { c.LoggerClass = "myapp:JSONLogger" }, wantErr: `--logger-class "myapp:JSONLogger": not a Python module.Class path`},
+		{name: "logger class empty part", edit: func(c *Config) { c.LoggerClass = "myapp..Logger" }, wantErr: `not a Python module.Class path`},
+		{name: "logger class digit first", edit: func(c *Config) { c.LoggerClass = "myapp.2Logger" }, wantErr: `not a Python module.Class path`},
 		{name: "python missing", edit: func(c *Config) { c.Python = filepath.Join(t.TempDir(), "nope") }, wantErr: "cannot find the Python interpreter"},
 	}
 	for _, tt := range tests {

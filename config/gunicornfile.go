@@ -130,6 +130,7 @@ var fileFlags = map[string]fileFlag{
 	"logconfig":                         {"log-config", 's'},
 	"logconfig_json":                    {"log-config-json", 's'},
 	"logconfig_dict":                    {"log-config-dict", 'd'},
+	"logger_class":                      {"logger-class", 's'},
 	"paste":                             {"paste", 's'},
 	"check_config":                      {"check-config", 'b'},
 	"print_config":                      {"print-config", 'b'},
@@ -152,8 +153,6 @@ var fileFlags = map[string]fileFlag{
 var fileIgnored = map[string]any{
 	// Runtime behaviour gorn has no equivalent for.
 	"preload_app": nil, "sendfile": nil, "tmp_upload_dir": nil, "spew": nil, "default_proc_name": nil,
-	// Logging gorn does its own way.
-	"logger_class": "gunicorn.glogging.Logger",
 	// Request handling: gorn's is fixed (and strict).
 	"strip_header_spaces":                nil,
 	"tolerate_dangerous_framing":         nil,
@@ -220,6 +219,10 @@ func (fs *FileSettings) Args(skip map[string]bool) (args, warnings []string, err
 			}
 		}
 	}
+	if slices.Contains(fs.Objects, "logger_class") {
+		// A class the file defines: the runtimes take it from the file.
+		args = append(args, "--logger-class=__config__.logger_class")
+	}
 	if app, ok := fs.Settings["wsgi_app"]; ok && !skip["wsgi_app"] && app != nil {
 		s, ok := app.(string)
 		if !ok {
@@ -238,7 +241,7 @@ func (fs *FileSettings) Args(skip map[string]bool) (args, warnings []string, err
 	for _, name := range fs.Objects {
 		_, flag := fileFlags[name]
 		_, ignored := fileIgnored[name]
-		if (flag || ignored || name == "wsgi_app" || name == "worker_class") && !skip[name] {
+		if (flag || ignored || name == "wsgi_app" || name == "worker_class") && name != "logger_class" && !skip[name] {
 			objects = append(objects, name)
 		}
 	}

@@ -69,12 +69,12 @@ func TestFileSettingsArgs(t *testing.T) {
 		},
 		{
 			name:     "settings at their defaults say nothing",
-			settings: map[string]any{"user": nil, "group": nil, "paste": nil, "worker_class": "sync", "preload_app": false, "logger_class": "gunicorn.glogging.Logger", "helper_value": 7.0},
+			settings: map[string]any{"user": nil, "group": nil, "paste": nil, "worker_class": "sync", "preload_app": false, "helper_value": 7.0},
 		},
 		{
 			name:     "settings gorn can do without are ignored, with a warning",
-			settings: map[string]any{"preload_app": true, "worker_tmp_dir": "/dev/shm", "logger_class": "myapp.Logger", "sendfile": false},
-			warnings: []string{"Settings gorn does not have are ignored: logger_class, preload_app"}, // worker_tmp_dir means nothing to gorn
+			settings: map[string]any{"preload_app": true, "worker_tmp_dir": "/dev/shm", "sendfile": false},
+			warnings: []string{"Settings gorn does not have are ignored: preload_app"}, // worker_tmp_dir means nothing to gorn
 		},
 		{
 			name:     "logconfig_dict, as JSON",
@@ -87,9 +87,20 @@ func TestFileSettingsArgs(t *testing.T) {
 		},
 		{
 			name:     "settings holding Python objects are ignored, with a warning",
-			objects:  []string{"Helper", "bind", "logconfig_dict", "logger_class"},
+			objects:  []string{"Helper", "bind", "logconfig_dict"},
 			skip:     map[string]bool{"bind": true},
-			warnings: []string{"Settings holding Python objects are ignored (gorn reads str, int, float, bool, None, and lists and dicts of them): logconfig_dict, logger_class"},
+			warnings: []string{"Settings holding Python objects are ignored (gorn reads str, int, float, bool, None, and lists and dicts of them): logconfig_dict"},
+		},
+		{
+			name:     "logger_class by name",
+			settings: map[string]any{"logger_class": "myapp.log.JSONLogger", "wsgi_app": "app:app"},
+			want:     []string{"--logger-class=myapp.log.JSONLogger", "app:app"},
+		},
+		{
+			name:     "logger_class, a class the file defines, before the app",
+			settings: map[string]any{"wsgi_app": "app:app"},
+			objects:  []string{"logger_class"},
+			want:     []string{"--logger-class=__config__.logger_class", "app:app"},
 		},
 		{
 			name:     "ssl_context is not run",

@@ -87,6 +87,10 @@ func (c *Config) Settings() map[string]string {
 	if facility == "" {
 		facility = "user"
 	}
+	loggerClass := c.LoggerClass
+	if loggerClass == "" {
+		loggerClass = "gunicorn.glogging.Logger"
+	}
 	workerClass := "sync"
 	if c.Threads > 1 || c.ThreadWorker {
 		workerClass = "gthread"
@@ -126,6 +130,7 @@ func (c *Config) Settings() map[string]string {
 		"limit_request_fields":              strconv.Itoa(c.LimitRequestFields),
 		"limit_request_line":                strconv.Itoa(c.LimitRequestLine),
 		"logconfig":                         str(c.LogConfig),
+		"logger_class":                      pyString(loggerClass),
 		"logconfig_dict":                    pyJSON(c.LogConfigDict),
 		"logconfig_json":                    str(c.LogConfigJSON),
 		"loglevel":                          str(c.LogLevel),

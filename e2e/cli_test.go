@@ -1875,24 +1875,27 @@ def on_reload(server):
 // configuration may replace or keep. What gorn answers itself (a refused
 // request) the worker logs to --access-logfile; and once the app's own
 // logging configuration has disabled the logger, the worker logs it all.
+// rawRequest sends raw on a new connection to s and reads the response.
+func rawRequest(t *testing.T, s *server, raw string) {
+	t.Helper()
+	c, br := s.rawConn()
+	defer c.Close()
+	if _, err := io.WriteString(c, raw); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+}
+
 func TestAccessLogThroughLogging(t *testing.T) {
 	py := python(t)
 	dir := t.TempDir()
 	format := `%(h)s %(u)s "%(r)s" %(s)s %(b)s "%({user-agent}i)s" %({content-type}o)s %({path_info}e)s %(p)s`
-	request := func(s *server, raw string) {
-		t.Helper()
-		c, br := s.rawConn()
-		defer c.Close()
-		if _, err := io.WriteString(c, raw); err != nil {
-			t.Fatal(err)
-		}
-		resp, err := http.ReadResponse(br, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-	}
+	request := func(s *server, raw string) { rawRequest(t, s, raw) }
 	lines := func(path, substr string) int {
 		b, _ := os.ReadFile(path)
 		return strings.Count(string(b), substr)
@@ -1962,6 +1965,90 @@ func TestAccessLogThroughLogging(t *testing.T) {
 		stopTerm(t, s)
 		if n := lines(file, `"ua/3"`); n != 1 {
 			t.Errorf("%s has %d lines for one request, want 1", file, n)
+		}
+	})
+}
+
+// TestLoggerClass: --logger-class (logger_class) has each runtime log the
+// app's requests and its own error lines through the class, as gunicorn's
+// workers do: a class of the app's, given by name, and a subclass of
+// gunicorn's Logger the configuration file defines. gorn's worker still
+// logs what it answers itself.
+func TestLoggerClass(t *testing.T) {
+	dir := t.TempDir()
+	t.Run("by name", func(t *testing.T) {
+		py := python(t)
+		events, access := filepath.Join(dir, "events.json"), filepath.Join(dir, "access.log")
+		s := start(t, py, "--logger-class", "lc_logger.JSONLogger", "-e", "ACCESS_JSON="+events, "--access-logfile", access, "basic:app")
+		s.ready("/pid")
+		rawRequest(t, s, "GET /pid HTTP/1.1\r\nHost: h\r\nUser-Agent: ua/1\r\nConnection: close\r\n\r\n")
+		rawRequest(t, s, "GET /raise HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
+		rawRequest(t, s, "GET /pid HTTP/1.1\r\nHost: h\r\nX-A: b\r\n c\r\n\r\n") // folded: gorn's 400
+		waitFile(t, events, `"agent": "ua/1"`)
+		waitFile(t, events, `{"setup": true, "workers": 1, "class": "JSONLogger"}`)
+		s.waitLog(`JSONLOGGER ERROR Error handling request /raise\nTraceback`, 10*time.Second)
+		// What gorn answers itself, its worker logs: a request it refused,
+		// and the 500 for an app that raised before its response began.
+		waitFile(t, access, `HTTP/1.1" 400 `)
+		waitFile(t, access, `"GET /raise HTTP/1.1" 500 `)
+		s.signal(syscall.SIGUSR1)
+		waitFile(t, events, `{"reopened": true}`)
+		stopTerm(t, s)
+		b, _ := os.ReadFile(events)
+		for _, line := range strings.Split(string(b), "\n") {
+			var e struct {
+				Path, Method, Status, Agent string
+				Sent                        int
+				Seconds                     float64
+			}
+			if json.Unmarshal([]byte(line), &e) == nil && e.Agent == "ua/1" &&
+				(e.Path != "/pid" || e.Method != "GET" || e.Status != "200 OK" || e.Sent < 10 || e.Seconds <= 0) {
+				t.Errorf("the class got %+v for GET /pid", e)
+			}
+		}
+		if b, _ := os.ReadFile(access); bytes.Contains(b, []byte(" 200 ")) {
+			t.Errorf("gorn's access log has the app's requests, which the class logs:\n%s", b)
+		}
+	})
+
+	t.Run("a gunicorn Logger the file defines", func(t *testing.T) {
+		py := python(t, "gunicorn")
+		access := filepath.Join(dir, "filtered.log")
+		conf := filepath.Join(dir, "gunicorn.conf.py")
+		if err := os.WriteFile(conf, []byte(fmt.Sprintf(`from gunicorn import glogging
+accesslog = %q
+access_log_format = '%%(h)s "%%(r)s" %%(s)s'
+
+class HealthChecksOff(glogging.Logger):
+    error_fmt = "FILTERED [%%(levelname)s] %%(message)s"
+
+    def access(self, resp, req, environ, request_time):
+        if req.path != "/pid":
+            super().access(resp, req, environ, request_time)
+
+logger_class = HealthChecksOff
+`, access)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		s := start(t, py, "-c", conf, "basic:app")
+		s.ready("/environ")
+		for _, path := range []string{"/pid", "/environ", "/raise"} {
+			rawRequest(t, s, "GET "+path+" HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
+		}
+		waitFile(t, access, `127.0.0.1 "GET /raise HTTP/1.1" 500`)
+		s.waitLog(`FILTERED \[ERROR\] Error handling request /raise`, 10*time.Second)
+		stopTerm(t, s)
+		b, _ := os.ReadFile(access)
+		if !bytes.Contains(b, []byte(`127.0.0.1 "GET /environ HTTP/1.1" 200`)) || bytes.Contains(b, []byte("/pid")) {
+			t.Errorf("the access log, without /pid, should have /environ:\n%s", b)
+		}
+	})
+
+	t.Run("a class that is not there", func(t *testing.T) {
+		py := python(t)
+		_, stderr, code := runGorn(t, nil, "--python", py, "-b", fmt.Sprintf("127.0.0.1:%d", freePort(t)), "--logger-class", "lc_logger.Nope", "basic:app")
+		if code != 3 || !strings.Contains(stderr, "RuntimeError: --logger-class lc_logger.Nope: module lc_logger has no Nope") {
+			t.Errorf("exit %d, want 3 and the reason:\n%s", code, stderr)
 		}
 	})
 }

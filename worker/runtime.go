@@ -218,9 +218,13 @@ type runtimeConfig struct {
 	// HooksPath is the directory a python:MODULE HooksFile is imported
 	// from (added to the end of sys.path).
 	HooksPath string `json:"hooks_path,omitempty"`
+	// LoggerClass is --logger-class; ConfigFile the configuration file a
+	// __config__.NAME class is in (config.Config.HooksFile).
+	LoggerClass string `json:"logger_class,omitempty"`
+	ConfigFile  string `json:"config_file,omitempty"`
 	// Settings are the settings by gunicorn's names, as Python literals
-	// (config.Config.Settings): the hooks' server.cfg and worker.cfg. Only
-	// with HooksFile.
+	// (config.Config.Settings): the hooks' server.cfg and worker.cfg, and
+	// the logger class's cfg. Only with HooksFile or LoggerClass.
 	Settings  map[string]string `json:"settings,omitempty"`
 	MasterPid int               `json:"master_pid,omitempty"`
 	Workers   int               `json:"workers,omitempty"`
@@ -355,7 +359,11 @@ func startRuntime(cfg *config.Config, log *slog.Logger, argv []string, age int, 
 	rc.URLScheme = cfg.URLScheme()
 	rc.Argv = argv
 	rc.CaptureOutput = cfg.CaptureOutput
-	if rc.HooksFile = runtimeHooksFile(cfg); rc.HooksFile != "" {
+	rc.HooksFile = runtimeHooksFile(cfg)
+	if rc.LoggerClass = cfg.LoggerClass; strings.HasPrefix(rc.LoggerClass, "__config__.") {
+		rc.ConfigFile = cfg.HooksFile
+	}
+	if rc.HooksFile != "" || rc.LoggerClass != "" {
 		rc.Settings = cfg.Settings()
 	}
 	if cfg.LogConfig != "" || cfg.LogConfigJSON != "" || cfg.LogConfigDict != "" {

@@ -84,6 +84,7 @@ type cli struct {
 	DisableRedirectAccessToSyslog bool     `name:"disable-redirect-access-to-syslog" group:"Logging" help:"With --log-syslog, keep the access log out of syslog."`
 	LogConfig                     string   `name:"log-config" group:"Logging" placeholder:"FILE" help:"A Python logging configuration file (ini) applied in each app runtime before the app is imported (logging.config.fileConfig)."`
 	LogConfigJSON                 string   `name:"log-config-json" group:"Logging" placeholder:"FILE" help:"A Python logging configuration in a JSON file (logging.config.dictConfig), laid over gunicorn's logging defaults and applied as --log-config is. It takes precedence over --log-config."`
+	LoggerClass                   string   `name:"logger-class" group:"Logging" placeholder:"STRING" help:"A Python logger class (module.Class, usually a subclass of gunicorn.glogging.Logger) that each worker's Python runtime logs the app's requests and its own error lines through, as gunicorn's --logger-class. gunicorn.glogging.Logger, 'simple' and gunicorn.instrument.statsd.Statsd mean gorn's own logging, the default."`
 	LogConfigDict                 string   `name:"log-config-dict" group:"Logging" placeholder:"JSON" help:"A Python logging configuration as a JSON object, as gunicorn.conf.py's logconfig_dict: laid over gunicorn's logging defaults and applied as --log-config is. It takes precedence over --log-config-json, which takes precedence over --log-config."`
 	Paste                         string   `name:"paste" group:"Server mechanics" aliases:"paster" placeholder:"STRING" help:"Load the app from a PasteDeploy ini file (FILE or FILE#name) instead of APP; its [loggers], if any, configure the app's logging."`
 	PasteGlobal                   []string `name:"paste-global" group:"Server mechanics" sep:"none" placeholder:"CONF" help:"A KEY=VALUE of --paste's global configuration. Repeatable."`
@@ -389,8 +390,9 @@ type confFile struct {
 	path string   // as -c gave it, or gunicorn.conf.py; "" for none
 	args []string // the arguments its settings make
 	// hooksFile and hooksPath say where the runtimes and the master hooks'
-	// process find the server hooks, hooks: the file's absolute path, or
-	// python:MODULE and the directory to import it from.
+	// process find the server hooks, hooks, and the file's logger class:
+	// the file's absolute path, or python:MODULE and the directory to
+	// import it from.
 	hooksFile, hooksPath string
 	hooks                []string
 	warnings             []string
@@ -421,13 +423,13 @@ func configFile(c *cli) (*confFile, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", conf.path, err)
 	}
-	if conf.hooks = fs.RunHooks(); len(conf.hooks) > 0 {
-		// The runtimes and the hooks' process run from --chdir: they take
-		// the file by its absolute path, a module from where it was found.
-		conf.hooksFile = fs.File
-		if fs.Module != "" {
-			conf.hooksFile, conf.hooksPath = "python:"+fs.Module, fs.ImportPath
-		}
+	// The runtimes and the hooks' process (for the server hooks, or a
+	// logger class the file defines) run from --chdir: they take the file
+	// by its absolute path, a module from where it was found.
+	conf.hooks = fs.RunHooks()
+	conf.hooksFile = fs.File
+	if fs.Module != "" {
+		conf.hooksFile, conf.hooksPath = "python:"+fs.Module, fs.ImportPath
 	}
 	return conf, nil
 }
@@ -518,6 +520,7 @@ func (c *cli) config() (*config.Config, error) {
 		LogConfig:                     c.LogConfig,
 		LogConfigJSON:                 c.LogConfigJSON,
 		LogConfigDict:                 c.LogConfigDict,
+		LoggerClass:                   c.LoggerClass,
 		HooksFile:                     c.hooksFile,
 		HooksPath:                     c.hooksPath,
 		Hooks:                         c.hooks,

@@ -843,6 +843,9 @@ class Connection:
         self.shutdown = False
         self.error_log = None
         self.capture_output = False
+        # USR1 (a Reopen frame): reopens the loggers' files; a
+        # --logger-class instance's reopen_files when there is one.
+        self.reopen_logs = reopen_log_files
         # Memory shared with the worker for large response chunks (see
         # attach_shared); None when the worker gave none.
         self.shared = None
@@ -1015,7 +1018,7 @@ class Connection:
                 dump_stacks()
             elif ftype == T_REOPEN:
                 reopen_error_log(self.error_log, self.capture_output)
-                reopen_log_files()
+                self.reopen_logs()
             else:
                 raise ProtocolError("unexpected frame type 0x%02x" % ftype)
 
@@ -1346,10 +1349,13 @@ class Hooks:
     post_worker_init after, pre_request and post_request around each
     request, worker_exit when the runtime stops serving."""
 
-    def __init__(self, path, logger, cfg):
-        self.funcs = load_hooks(path, RUNTIME_HOOKS, cfg.get("hooks_path"))
-        log = HookLog(logger)
-        settings = HookConfig(cfg.get("settings") or {}, log, path)
+    def __init__(self, path, logger, cfg, namespace=None, settings=None, glog=None):
+        if namespace is None:
+            namespace = config_namespace(path, cfg.get("hooks_path"))
+        self.funcs = hook_functions(namespace, RUNTIME_HOOKS)
+        log = glog if glog is not None else HookLog(logger)
+        if settings is None:
+            settings = HookConfig(cfg.get("settings") or {}, log, path)
         self.server = HookServer(log, int(cfg.get("master_pid") or os.getppid()), int(cfg.get("workers") or 1), settings)
         self.worker = HookWorker(log, int(cfg.get("log_pid") or os.getppid()), int(cfg.get("worker_age") or 0), settings)
         self.log = logger
@@ -1394,24 +1400,35 @@ class Hooks:
 
 
 def load_hooks(path, names, import_path=None):
+    """The server hooks of names the configuration file at path defines,
+    by name (config_namespace)."""
+    return hook_functions(config_namespace(path, import_path), names)
+
+
+def hook_functions(namespace, names):
+    """The server hooks of names a configuration file's namespace defines."""
+    return {name: namespace[name] for name in names if callable(namespace.get(name))}
+
+
+def config_namespace(path, import_path=None):
     """Runs the configuration file as gunicorn does (as __config__), or
     imports the module of a python:MODULE path (found in import_path, if
     the directory is given, or else on sys.path; reloaded if imported
-    already), and returns the server hooks of names it defines, by name."""
+    already), and returns its namespace."""
     if path.startswith("python:"):
         if import_path and import_path not in sys.path:
             sys.path.append(import_path)
         name = path[len("python:"):]
         module = sys.modules.get(name)
         module = importlib.reload(module) if module is not None else importlib.import_module(name)
-        namespace = vars(module)
+        return vars(module)
     else:
         namespace = {"__builtins__": __builtins__, "__name__": "__config__", "__file__": path,
                      "__doc__": None, "__package__": None}
         with open(path, "rb") as f:
             code = compile(f.read(), path, "exec")
         exec(code, namespace)
-    return {name: namespace[name] for name in names if callable(namespace.get(name))}
+    return namespace
 
 
 class HookArgs:
@@ -1603,6 +1620,50 @@ def setup_access_logger(cfg, pid):
     return logger
 
 
+class ClassAccessLog:
+    """The access log of a --logger-class: each request the app answered
+    goes to the instance's access(resp, req, environ, request_time), with
+    stand-ins for gunicorn's Response and Request, as gunicorn's workers
+    call it. The class decides what to log, and where."""
+
+    def __init__(self, glog):
+        self.glog = glog
+
+    def log(self, environ, responder, seconds):
+        import datetime
+        self.glog.access(HookResponse(responder), HookRequest(environ), environ,
+                         datetime.timedelta(seconds=seconds))
+
+
+def logger_class(path, namespace):
+    """The class --logger-class names: module.Class, imported as the app
+    is; __config__.NAME is NAME in the configuration file's namespace."""
+    module, _, name = path.rpartition(".")
+    if module == "__config__":
+        if namespace is None or name not in namespace:
+            raise RuntimeError("--logger-class %s: the configuration file defines no %s" % (path, name))
+        return namespace[name]
+    if not module:
+        raise RuntimeError("--logger-class %s: not a module.Class path" % path)
+    try:
+        return getattr(importlib.import_module(module), name)
+    except AttributeError:
+        raise RuntimeError("--logger-class %s: module %s has no %s" % (path, module, name))
+
+
+def setup_logger_class(cfg, log, settings, namespace):
+    """Instantiates --logger-class with the settings (a HookConfig), as
+    gunicorn's arbiter does: its setup(cfg) takes over the gunicorn.error
+    and gunicorn.access loggers (gorn's handlers on gunicorn.error are
+    removed first, as gunicorn's own setup replaces its handler) and
+    applies a logging configuration. Returns the instance."""
+    cls = logger_class(cfg["logger_class"], namespace)
+    for handler in list(log.logger.handlers):
+        log.logger.removeHandler(handler)
+    settings.settings["logger_class"] = HookSetting("logger_class", cls)  # as gunicorn's cfg.logger_class
+    return cls(settings)
+
+
 def access_log(cfg, logger):
     """The AccessLog that logs each request through logger, when it would
     write records somewhere; else None, and the worker logs requests."""
@@ -1755,14 +1816,24 @@ def main(argv):
 
     hooks = None
     access_logger = None
+    glog = None
     try:
-        if cfg.get("log_config_dict") is not None or cfg.get("log_config_json") or cfg.get("log_config"):
-            # As gunicorn: with a logging configuration, requests are
-            # logged through the gunicorn.access logger.
-            access_logger = setup_access_logger(cfg, int(cfg.get("log_pid") or os.getpid()))
-        configure_logging(cfg)
+        # The configuration file, for its server hooks or its logger class.
+        conf_path = cfg.get("hooks_file") or cfg.get("config_file")
+        namespace = config_namespace(conf_path, cfg.get("hooks_path")) if conf_path else None
+        settings = None
+        if cfg.get("settings") is not None:
+            settings = HookConfig(cfg["settings"], HookLog(log.logger), conf_path)
+        if cfg.get("logger_class"):
+            glog = setup_logger_class(cfg, log, settings, namespace)
+        else:
+            if cfg.get("log_config_dict") is not None or cfg.get("log_config_json") or cfg.get("log_config"):
+                # As gunicorn: with a logging configuration, requests are
+                # logged through the gunicorn.access logger.
+                access_logger = setup_access_logger(cfg, int(cfg.get("log_pid") or os.getpid()))
+            configure_logging(cfg)
         if cfg.get("hooks_file"):
-            hooks = Hooks(cfg["hooks_file"], log.logger, cfg)
+            hooks = Hooks(cfg["hooks_file"], log.logger, cfg, namespace, settings, glog)
             hooks.call("post_fork", hooks.server, hooks.worker)
         app = load(cfg)
         # An app whose logging configuration disables the loggers it does
@@ -1790,7 +1861,11 @@ def main(argv):
                                int(cfg.get("shared_body_slots", 0)))
         except (OSError, ValueError) as e:
             log.warning("Bodies go through the pipes only: %s" % e)
-    access = access_log(cfg, access_logger)
+    if glog is not None:
+        access = ClassAccessLog(glog)
+        conn.reopen_logs = getattr(glog, "reopen_files", reopen_log_files)
+    else:
+        access = access_log(cfg, access_logger)
     server = Server(conn, app, cfg, log, hooks, access)
     info = {
         "protocol": PROTOCOL_VERSION,

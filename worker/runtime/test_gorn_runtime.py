@@ -1541,6 +1541,38 @@ class HookConfigTests(unittest.TestCase):
         self.assertIn("workers = 4", str(cfg))
 
 
+class LoggerClassTests(unittest.TestCase):
+    """logger_class: where --logger-class's class comes from."""
+
+    def test_found(self):
+        class Mine:
+            pass
+
+        cases = [
+            # (path, namespace, class)
+            ("json.JSONDecoder", None, json.JSONDecoder),
+            ("__config__.logger_class", {"logger_class": Mine}, Mine),
+            ("__config__.Mine", {"Mine": Mine, "logger_class": None}, Mine),
+        ]
+        for path, namespace, want in cases:
+            with self.subTest(path=path):
+                self.assertIs(rt.logger_class(path, namespace), want)
+
+    def test_not_found(self):
+        cases = [
+            # (path, namespace, error)
+            ("json.Nope", None, (RuntimeError, "--logger-class json.Nope: module json has no Nope")),
+            ("Nope", None, (RuntimeError, "not a module.Class path")),
+            ("__config__.logger_class", {}, (RuntimeError, "the configuration file defines no logger_class")),
+            ("__config__.logger_class", None, (RuntimeError, "the configuration file defines no logger_class")),
+            ("no_such_module_here.Logger", None, (ImportError, "no_such_module_here")),
+        ]
+        for path, namespace, (exc, msg) in cases:
+            with self.subTest(path=path):
+                with self.assertRaisesRegex(exc, msg):
+                    rt.logger_class(path, namespace)
+
+
 class LoggingConfigTests(unittest.TestCase):
     """configure_logging: one configuration, the dict before the JSON file
     before the ini, the dicts laid over gunicorn's defaults."""
