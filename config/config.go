@@ -148,6 +148,9 @@ type Config struct {
 	// Finish, also for gunicorn's own gunicorn.glogging.Logger, "simple"
 	// and gunicorn.instrument.statsd.Statsd): gorn's own logging.
 	LoggerClass string `json:"logger_class,omitempty"`
+	// Spew is --spew: each runtime traces every line of Python it runs to
+	// standard output (sys.settrace), as gunicorn's workers do.
+	Spew bool `json:"spew,omitempty"`
 	// HooksFile is the gunicorn configuration file read (an absolute
 	// path, or python:MODULE for a module imported from the directory
 	// HooksPath), whose server hooks gorn runs, Hooks their names:

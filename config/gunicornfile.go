@@ -131,6 +131,7 @@ var fileFlags = map[string]fileFlag{
 	"logconfig_json":                    {"log-config-json", 's'},
 	"logconfig_dict":                    {"log-config-dict", 'd'},
 	"logger_class":                      {"logger-class", 's'},
+	"spew":                              {"spew", 'b'},
 	"paste":                             {"paste", 's'},
 	"check_config":                      {"check-config", 'b'},
 	"print_config":                      {"print-config", 'b'},
@@ -152,7 +153,7 @@ var fileFlags = map[string]fileFlag{
 // anything else, they are ignored with a warning.
 var fileIgnored = map[string]any{
 	// Runtime behaviour gorn has no equivalent for.
-	"preload_app": nil, "sendfile": nil, "tmp_upload_dir": nil, "spew": nil, "default_proc_name": nil,
+	"preload_app": nil, "sendfile": nil, "tmp_upload_dir": nil, "default_proc_name": nil,
 	// Request handling: gorn's is fixed (and strict).
 	"strip_header_spaces":                nil,
 	"tolerate_dangerous_framing":         nil,

@@ -152,6 +152,7 @@ func (c *Config) Settings() map[string]string {
 		"reload":                            boolean(c.Reload),
 		"reload_extra_files":                list(c.ReloadExtraFiles),
 		"reuse_port":                        boolean(c.ReusePort),
+		"spew":                              boolean(c.Spew),
 		"statsd_host":                       str(c.StatsdHost),
 		"syslog":                            boolean(c.Syslog),
 		"syslog_addr":                       str(syslogAddr),

@@ -2052,3 +2052,16 @@ logger_class = HealthChecksOff
 		}
 	})
 }
+
+// TestSpew: --spew prints every line of Python each runtime runs, the
+// app's and the runtime's, to standard output, as gunicorn's does.
+func TestSpew(t *testing.T) {
+	py := python(t)
+	s := start(t, py, "--spew", "basic:app")
+	s.ready("/pid")
+	getJSON(t, noKeepAlive, s.URL+"/pid")
+	stopTerm(t, s)
+	s.waitLog(`(?m)^basic:\d+:     path = environ\["PATH_INFO"\]$`, 5*time.Second)
+	s.waitLog(`(?m)^basic:\d+:         return _json\(start_response, \{"pid": os\.getpid\(\)\}\)$`, 5*time.Second)
+	s.waitLog(`(?m)^__main__:\d+: `, 5*time.Second) // gorn_runtime.py, run as __main__
+}

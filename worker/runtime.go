@@ -242,6 +242,8 @@ type runtimeConfig struct {
 	// Paste and PasteGlobal are --paste and --paste-global.
 	Paste       string            `json:"paste,omitempty"`
 	PasteGlobal map[string]string `json:"paste_global,omitempty"`
+	// Spew: trace every line of Python to standard output (--spew).
+	Spew bool `json:"spew,omitempty"`
 	// Check: import the app and exit (--check-config).
 	Check bool `json:"check,omitempty"`
 	// The shared body memory (see sharedBodies); SharedFD 0 if none.
@@ -360,6 +362,7 @@ func startRuntime(cfg *config.Config, log *slog.Logger, argv []string, age int, 
 	rc.Argv = argv
 	rc.CaptureOutput = cfg.CaptureOutput
 	rc.HooksFile = runtimeHooksFile(cfg)
+	rc.Spew = cfg.Spew
 	if rc.LoggerClass = cfg.LoggerClass; strings.HasPrefix(rc.LoggerClass, "__config__.") {
 		rc.ConfigFile = cfg.HooksFile
 	}

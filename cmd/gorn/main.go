@@ -73,6 +73,7 @@ type cli struct {
 	StatsdPrefix                  string   `name:"statsd-prefix" group:"Metrics" placeholder:"STRING" help:"A prefix for the statsd metric names (a '.' is added)."`
 	DogstatsdTags                 string   `name:"dogstatsd-tags" group:"Metrics" placeholder:"DOGSTATSD_TAGS" help:"DogStatsD tags added to every statsd line, e.g. env:prod,app:shop."`
 	PrintConfig                   bool     `name:"print-config" group:"Debugging" help:"Print the settings, one name = value line each (gunicorn's names), check that the app imports, and exit."`
+	Spew                          bool     `name:"spew" group:"Debugging" help:"Print every line of Python each worker's runtime executes (the app's and gorn's), with its module and line number, to standard output, as gunicorn's --spew. The nuclear option: for debugging only."`
 	CheckConfig                   bool     `name:"check-config" group:"Debugging" help:"Check the configuration and that the app imports, then exit: 0 if both are good, else 1 with the reason."`
 	Daemon                        bool     `short:"D" name:"daemon" group:"Server mechanics" help:"Daemonize the gorn process: it detaches from the terminal and its session, and the command returns at once. Log to files (--error-logfile) and write a --pid file."`
 	EnableStdioInheritance        bool     `short:"R" name:"enable-stdio-inheritance" group:"Server mechanics" help:"With --daemon, keep standard output and error (unless they are a terminal) instead of /dev/null."`
@@ -521,6 +522,7 @@ func (c *cli) config() (*config.Config, error) {
 		LogConfigJSON:                 c.LogConfigJSON,
 		LogConfigDict:                 c.LogConfigDict,
 		LoggerClass:                   c.LoggerClass,
+		Spew:                          c.Spew,
 		HooksFile:                     c.hooksFile,
 		HooksPath:                     c.hooksPath,
 		Hooks:                         c.hooks,

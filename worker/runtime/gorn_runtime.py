@@ -1094,6 +1094,24 @@ def reopen_log_files():
                     handler.release()
 
 
+def spew():
+    """--spew: from now on every line of Python this process runs, in every
+    thread, is printed to standard output as "module:line: source", as
+    gunicorn's --spew prints it."""
+    import linecache
+
+    def trace(frame, event, arg):
+        if event == "line":
+            g = frame.f_globals
+            name, lineno = g.get("__name__", "[unknown]"), frame.f_lineno
+            line = linecache.getline(g.get("__file__") or frame.f_code.co_filename, lineno)
+            print("%s:%s: %s" % (name, lineno, line.rstrip()))
+        return trace
+
+    threading.settrace(trace)
+    sys.settrace(trace)
+
+
 def dump_stacks():
     import faulthandler
     faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
@@ -1133,7 +1151,7 @@ GUNICORN_ONLY_SETTINGS = {
     "do_handshake_on_connect": False, "enable_stdio_inheritance": False, "initgroups": False,
     "logger_class": "gunicorn.glogging.Logger", "permit_unconventional_http_method": False,
     "permit_unconventional_http_version": False, "preload_app": False, "print_config": False,
-    "reload_engine": "auto", "sendfile": None, "spew": False, "ssl_version": 2,
+    "reload_engine": "auto", "sendfile": None, "ssl_version": 2,
     "strip_header_spaces": False, "suppress_ragged_eofs": True, "tmp_upload_dir": None,
     "tolerate_dangerous_framing": False, "worker_tmp_dir": None,
 }
@@ -1814,6 +1832,8 @@ def main(argv):
     os.set_inheritable(wfd, False)
     app_path(cfg)
 
+    if cfg.get("spew"):
+        spew()
     hooks = None
     access_logger = None
     glog = None

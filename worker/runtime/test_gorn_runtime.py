@@ -1502,7 +1502,7 @@ class HookConfigTests(unittest.TestCase):
             ("env", {"A": "1", "B": "x=y"}), ("uid", 1000), ("gid", 1001),
             ("proc_name", "shop.wsgi:app"), ("worker_class", "sync"), ("worker_class_str", "sync"),
             ("is_ssl", None), ("config", "gunicorn.conf.py"),
-            ("preload_app", False), ("worker_tmp_dir", None), ("spew", False),  # gunicorn's, gorn has none
+            ("preload_app", False), ("worker_tmp_dir", None), ("sendfile", True),  # gunicorn's, gorn has none
         ]
         for name, want in cases:
             with self.subTest(name=name):
