@@ -114,6 +114,7 @@ type requestState struct {
 	frame       []byte // the Request frame, when it carries the whole body (for retry)
 	retried     bool
 	appHead     bool        // the app's response head went out (not gorn's own answer)
+	appRaised   bool        // the app raised before its head: gorn answered 500
 	slotless    bool        // a body read found no free shared slot (logged once)
 	timer       *time.Timer // --timeout's; kept with the state when it is reused
 	// env builds the request's environ; kept with the state when it is
@@ -122,10 +123,11 @@ type requestState struct {
 }
 
 // runtimeLogged reports whether the runtime logged the request to Python's
-// gunicorn.access: it does for what its app answered, when it logs there
-// at all, unless it died before the response was over.
+// gunicorn.access (or a --logger-class): it does for what its app answered
+// and for the 500 of an app that raised before its response began, when
+// it logs there at all, unless it died before the response was over.
 func (st *requestState) runtimeLogged() bool {
-	if !st.appHead || st.rt == nil || !st.rt.info.Access {
+	if !(st.appHead || st.appRaised) || st.rt == nil || !st.rt.info.Access {
 		return false
 	}
 	select {
@@ -534,6 +536,7 @@ func (h *handler) handle(st *requestState, events []protocol.Frame) bool {
 			h.stats.Incr("gunicorn.log.exception", 1)
 			if !st.headersSent {
 				h.plainError(st, http.StatusInternalServerError)
+				st.appRaised = true
 				return true
 			}
 			// Headers are out: the only honest signal left is to cut

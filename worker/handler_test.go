@@ -8,6 +8,7 @@ import (
 	"maps"
 	"net/http"
 	"net/http/httptest"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -17,6 +18,7 @@ import (
 	"github.com/gorn-project/gorn/forwarded"
 	"github.com/gorn-project/gorn/httpguard"
 	"github.com/gorn-project/gorn/protocol"
+	pyruntime "github.com/gorn-project/gorn/worker/runtime"
 )
 
 // readRequest parses a raw HTTP/1.1 request as the server would.
@@ -476,24 +478,42 @@ func TestRuntimeLogged(t *testing.T) {
 	dead := make(chan struct{})
 	close(dead)
 	tests := []struct {
-		name    string
-		appHead bool
-		access  bool
-		done    chan struct{}
-		want    bool
+		name      string
+		appHead   bool
+		appRaised bool
+		access    bool
+		done      chan struct{}
+		want      bool
 	}{
-		{"the app answered; the runtime logs to gunicorn.access", true, true, make(chan struct{}), true},
-		{"the runtime does not log", true, false, make(chan struct{}), false},
-		{"gorn answered", false, true, make(chan struct{}), false},
-		{"the runtime died during the response", true, true, dead, false},
+		{"the app answered; the runtime logs to gunicorn.access", true, false, true, make(chan struct{}), true},
+		{"the app raised; gorn's 500 is the runtime's to log", false, true, true, make(chan struct{}), true},
+		{"the app raised; the runtime does not log", false, true, false, make(chan struct{}), false},
+		{"the runtime does not log", true, false, false, make(chan struct{}), false},
+		{"gorn answered", false, false, true, make(chan struct{}), false},
+		{"the runtime died during the response", true, false, true, dead, false},
 	}
 	for _, tt := range tests {
-		st := &requestState{appHead: tt.appHead, rt: &runtimeProc{info: ReadyInfo{Access: tt.access}, done: tt.done}}
+		st := &requestState{appHead: tt.appHead, appRaised: tt.appRaised, rt: &runtimeProc{info: ReadyInfo{Access: tt.access}, done: tt.done}}
 		if got := st.runtimeLogged(); got != tt.want {
 			t.Errorf("%s: runtimeLogged() = %v, want %v", tt.name, got, tt.want)
 		}
 	}
 	if (&requestState{appHead: true}).runtimeLogged() {
 		t.Error("a request without a runtime was logged by one")
+	}
+}
+
+// TestRuntimeKnowsErrorPage: the runtime logs the worker's 500 for an app
+// that raised before its response began (with a logging configuration or a
+// logger class) with the length of the page errorPage writes, which it
+// holds as ERROR_PAGE_500_BYTES.
+func TestRuntimeKnowsErrorPage(t *testing.T) {
+	m := regexp.MustCompile(`(?m)^ERROR_PAGE_500_BYTES = (\d+)$`).FindSubmatch(pyruntime.Source)
+	if m == nil {
+		t.Fatal("gorn_runtime.py has no ERROR_PAGE_500_BYTES")
+	}
+	rec := httptest.NewRecorder()
+	if n := errorPage(rec, http.StatusInternalServerError, ""); strconv.Itoa(n) != string(m[1]) || rec.Body.Len() != n {
+		t.Errorf("errorPage writes %d bytes (%d in the body) for a 500; gorn_runtime.py says %s", n, rec.Body.Len(), m[1])
 	}
 }

@@ -543,7 +543,7 @@ class Responder:
     """Runs the app for one request and streams its response."""
 
     __slots__ = ("server", "req", "status", "headers", "head", "headers_sent", "length",
-                 "sent", "ended", "excess", "slotless", "__weakref__")
+                 "sent", "ended", "excess", "slotless", "raised", "__weakref__")
 
     def __init__(self, server, req):
         self.server = server
@@ -561,6 +561,7 @@ class Responder:
         self.ended = False  # the stream's last frame is out
         self.excess = 0  # bytes the app wrote past its Content-Length
         self.slotless = False  # a chunk found no free shared slot (logged once)
+        self.raised = False  # the app raised before its head: the worker answers 500
 
     def start_response(self, status, headers, exc_info=None):
         global head_cache, head_cache_hits
@@ -780,6 +781,7 @@ class Responder:
                 req.conn.send(pack_frame(T_ERROR, 0, req.sid, b"client disconnected"))
         except Exception as e:
             server.log.error("Error handling request %s" % environ.get("RAW_URI", ""), exc=True)
+            self.raised = not self.headers_sent
             self._close(result)
             if not self.ended:  # else the client already has the whole response
                 msg = ("%s: %s" % (type(e).__name__, e)).encode("utf-8", "replace")
@@ -1690,6 +1692,24 @@ def access_log(cfg, logger):
     return AccessLog(logger, cfg.get("access_log_format") or DEFAULT_ACCESS_FORMAT)
 
 
+class WorkerAnswer:
+    """A response the worker writes for the runtime, as the access log
+    sees it (status, headers, sent and length, as a Responder's)."""
+
+    def __init__(self, status, page_bytes):
+        self.status = status
+        self.headers = [("Content-Type", "text/html"), ("Content-Length", str(page_bytes))]
+        self.sent = page_bytes
+        self.length = str(page_bytes)
+
+
+# The worker's 500 for an app that raised before its response began: its
+# error page is this many bytes (worker/handler.go's errorPage; a Go test
+# holds the two together).
+ERROR_PAGE_500_BYTES = 136
+WORKER_500 = WorkerAnswer("500 Internal Server Error", ERROR_PAGE_500_BYTES)
+
+
 class Server:
     def __init__(self, conn, app, cfg, log, hooks=None, access=None):
         self.conn = conn
@@ -1738,7 +1758,9 @@ class Server:
         start = time.monotonic()
         environ = req.environ
         responder = self.respond(req)
-        if responder is not None and responder.headers_sent:
+        if responder is not None and (responder.headers_sent or responder.raised):
+            if not responder.headers_sent:
+                responder = WORKER_500  # what the worker answers for it
             try:
                 self.access.log(environ, responder, time.monotonic() - start)
             except Exception:
