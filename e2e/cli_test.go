@@ -1754,6 +1754,99 @@ func TestReloadPidFile(t *testing.T) {
 	}
 }
 
+// TestReloadBind: a HUP that changes the addresses (the configuration
+// file's bind) listens on the new ones, keeps the socket of an address
+// that stays, and closes the old ones once the new generation serves, as
+// gunicorn's reload does; the accept-queue metrics follow. An address that
+// cannot be bound fails the reload and changes nothing.
+func TestReloadBind(t *testing.T) {
+	py := python(t)
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "gunicorn.conf.py")
+	a, b := fmt.Sprintf("127.0.0.1:%d", freePort(t)), fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	sock := filepath.Join(dir, "app.sock")
+	write := func(tcp string, extra ...string) {
+		t.Helper()
+		text := fmt.Sprintf("bind = [%q, %q]\n", tcp, "unix:"+sock) + strings.Join(extra, "")
+		if err := os.WriteFile(conf, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	inode := func() uint64 {
+		t.Helper()
+		fi, err := os.Stat(sock)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fi.Sys().(*syscall.Stat_t).Ino
+	}
+	metricsAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	write(a)
+	s := launchAt(t, gornBin, "", py, false, a, "-c", conf, "--metrics-bind", metricsAddr, "lc_util:app")
+	s.ready("/pid")
+	before := inode()
+
+	write(b)
+	s.signal(syscall.SIGHUP)
+	s.waitLog(`Listening at: http://`+regexp.QuoteMeta(b)+` \(\d+\)`, 30*time.Second)
+	s.waitLog(`Reload: generation 2 is serving`, 30*time.Second)
+	getJSON(t, noKeepAlive, "http://"+b+"/pid")
+	getJSON(t, unixClient(sock), "http://gorn/pid")
+	if inode() != before {
+		t.Error("the unix socket, bound by both generations, was bound again")
+	}
+	// The old address closes once the old worker has exited.
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		c, err := net.DialTimeout("tcp", a, time.Second)
+		if err != nil {
+			break
+		}
+		c.Close()
+		if time.Now().After(deadline) {
+			t.Fatalf("%s still accepts connections after the reload", a)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	resp, err := noKeepAlive.Get("http://" + metricsAddr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !bytes.Contains(body, []byte(`gorn_listener_accept_queue_limit{listener="http://`+b+`"}`)) || bytes.Contains(body, []byte(`listener="http://`+a+`"`)) {
+		t.Errorf("the accept-queue metrics are not the new listeners':\n%s", body)
+	}
+
+	// An address taken by another socket: the reload fails, nothing moves.
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	write(busy.Addr().String())
+	s.signal(syscall.SIGHUP)
+	s.waitLog(`Reload failed: .*`+regexp.QuoteMeta(busy.Addr().String())+`.*; keeping the current workers`, 30*time.Second)
+	getJSON(t, noKeepAlive, "http://"+b+"/pid")
+
+	// A new generation that does not boot: the serving one keeps its
+	// addresses, and the new address is closed again.
+	c := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	write(c, "def post_fork(server, worker):\n    raise RuntimeError('broken on purpose')\n")
+	s.signal(syscall.SIGHUP)
+	s.waitLog(`Listening at: http://`+regexp.QuoteMeta(c)+` \(\d+\)`, 30*time.Second)
+	s.waitLog(`Reload failed: generation 3 did not boot .*; generation 2 keeps serving`, 30*time.Second)
+	getJSON(t, noKeepAlive, "http://"+b+"/pid")
+	if conn, err := net.DialTimeout("tcp", c, time.Second); err == nil {
+		conn.Close()
+		t.Errorf("%s, bound for the generation that did not boot, still accepts connections", c)
+	}
+	stopTerm(t, s)
+	if _, err := os.Stat(sock); !os.IsNotExist(err) {
+		t.Errorf("the unix socket file outlived gorn: %v", err)
+	}
+}
+
 // TestReloadLogFiles: a HUP that names other log files moves the error log
 // (the master's lines, and what new workers and their runtimes write) and
 // the access log, as gunicorn's does; the old files get nothing more once

@@ -176,11 +176,19 @@ func startIn(t *testing.T, dir, py string, args ...string) *server {
 // they hold open would keep cmd.Wait from returning when the master exits.
 func launch(t *testing.T, bin, dir, py string, toFile bool, args ...string) *server {
 	t.Helper()
+	return launchAt(t, bin, dir, py, toFile, "", args...)
+}
+
+// launchAt is launch for a gorn whose configuration file binds addr (the
+// server's Addr and URL), which no -b on the command line may override;
+// with addr "", launch's.
+func launchAt(t *testing.T, bin, dir, py string, toFile bool, addr string, args ...string) *server {
+	t.Helper()
 	if dir == "" {
 		dir = appsDir(t)
 	}
-	s := &server{t: t, log: &syncBuffer{}, done: make(chan struct{})}
-	hasBind := false
+	s := &server{t: t, log: &syncBuffer{}, done: make(chan struct{}), Addr: addr}
+	hasBind := addr != ""
 	for _, a := range args {
 		if a == "-b" || a == "--bind" || strings.HasPrefix(a, "--bind=") {
 			hasBind = true

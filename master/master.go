@@ -104,13 +104,17 @@ type ctrlEvent struct {
 
 // Master runs the worker pool.
 type Master struct {
-	opts      Options
-	log       *slog.Logger
-	exe       string // what workers run: this master's own binary
-	listeners []*listener
-	workers   map[int]*workerProc
-	events    chan any
-	nextID    int
+	opts Options
+	log  *slog.Logger
+	exe  string // what workers run: this master's own binary
+	// listeners are the current generation's app listeners, in --bind
+	// order; goodListeners goodGen's (the same, unless a HUP changed
+	// --bind and the new generation is not serving yet). See rebind.
+	listeners     []*listener
+	goodListeners []*listener
+	workers       map[int]*workerProc
+	events        chan any
+	nextID        int
 
 	gens     map[int]*config.Config // configuration of each live generation
 	gen      int                    // generation new workers get
@@ -188,6 +192,7 @@ func New(cfg *config.Config, opts Options) (*Master, error) {
 		}
 		m.listeners = append(m.listeners, l)
 	}
+	m.goodListeners = m.listeners
 	if err := m.setupMetrics(cfg, ho); err != nil {
 		m.closeListeners()
 		return nil, err
@@ -211,10 +216,85 @@ func (m *Master) cfg() *config.Config { return m.gens[m.gen] }
 // removed unless another master shares it).
 func (m *Master) closeListeners() {
 	m.keepSharedSockets()
-	for _, l := range m.listeners {
+	for _, l := range m.allListeners() {
 		l.close()
 	}
-	m.listeners = nil
+	m.listeners, m.goodListeners = nil, nil
+}
+
+// allListeners are the current generation's listeners and the serving
+// generation's, each once.
+func (m *Master) allListeners() []*listener {
+	all := slices.Clone(m.listeners)
+	for _, l := range m.goodListeners {
+		if !slices.Contains(all, l) {
+			all = append(all, l)
+		}
+	}
+	return all
+}
+
+// rebind opens the listeners of a reload whose --bind changed: those of the
+// current generation (or the serving one) with the same address are kept,
+// the others bound afresh (with the new --backlog and --reuse-port, a unix
+// socket's file given its mode and owner). fresh are the new ones, which
+// the caller closes if the reload fails. The old listeners stay open until
+// the new generation serves (keepListeners): if it fails to boot, the old
+// one goes on with them.
+func (m *Master) rebind(cfg *config.Config) (lns, fresh []*listener, err error) {
+	have := m.allListeners()
+	for _, b := range cfg.Binds {
+		i := slices.IndexFunc(have, func(l *listener) bool { return l.spec == b })
+		if i >= 0 {
+			lns = append(lns, have[i])
+			continue
+		}
+		l, err := bind(b, listenOpts{backlog: cfg.Backlog, reusePort: cfg.ReusePort}, nil)
+		if err == nil {
+			fresh = append(fresh, l)
+			err = ownSocket(l, cfg)
+		}
+		if err != nil {
+			closeAll(fresh)
+			return nil, nil, err
+		}
+		lns = append(lns, l)
+	}
+	return lns, fresh, nil
+}
+
+// useListeners makes lns the current generation's listeners. Listeners
+// neither lns nor the serving generation has are closed: a generation
+// that never served is gone.
+func (m *Master) useListeners(lns []*listener) {
+	for _, l := range m.listeners {
+		if !slices.Contains(lns, l) && !slices.Contains(m.goodListeners, l) {
+			l.close()
+		}
+	}
+	m.listeners = lns
+	if m.mx.collector != nil {
+		m.mx.collector.SetListeners(queues(lns))
+	}
+}
+
+// keepListeners is called when the current generation serves: it closes
+// the listeners only older generations had. Their workers, retiring, keep
+// their own copies until they exit; then the kernel closes the sockets.
+func (m *Master) keepListeners() {
+	for _, l := range m.goodListeners {
+		if !slices.Contains(m.listeners, l) {
+			l.close()
+		}
+	}
+	m.goodListeners = m.listeners
+}
+
+// closeAll closes listeners.
+func closeAll(listeners []*listener) {
+	for _, l := range listeners {
+		l.close()
+	}
 }
 
 // Run serves until a stop signal or a fatal boot error and returns the
@@ -382,6 +462,7 @@ func (m *Master) signal(s os.Signal) (code int, stop bool) {
 func (m *Master) reload() {
 	old := m.cfg()
 	cfg := old
+	var lns []*listener // the new generation's listeners, when --bind changed
 	if m.opts.Reload != nil {
 		start := time.Now()
 		next, err := m.opts.Reload()
@@ -393,11 +474,19 @@ func (m *Master) reload() {
 			m.mx.pool.Reloaded(false, time.Now())
 			return
 		}
+		var fresh []*listener
 		if !slices.Equal(next.Binds, cfg.Binds) {
-			m.log.Warn("Changing --bind needs a restart; keeping the current listeners")
-			next.Binds = cfg.Binds
+			if m.opts.Activated {
+				m.log.Warn("Changing --bind needs a restart under systemd socket activation; keeping the sockets systemd passed")
+				next.Binds = cfg.Binds
+			} else if lns, fresh, err = m.rebind(next); err != nil {
+				m.log.Error("Reload failed: " + err.Error() + "; keeping the current workers")
+				m.mx.pool.Reloaded(false, time.Now())
+				return
+			}
 		}
 		if err := m.switchLogs(old, next); err != nil {
+			closeAll(fresh)
 			m.log.Error("Reload failed: " + err.Error() + "; keeping the current workers")
 			m.mx.pool.Reloaded(false, time.Now())
 			return
@@ -433,6 +522,12 @@ func (m *Master) reload() {
 	m.lastGen++
 	m.gen = m.lastGen
 	m.gens[m.gen] = cfg
+	if lns != nil {
+		m.useListeners(lns)
+		for _, l := range lns {
+			m.log.Info(fmt.Sprintf("Listening at: %s (%d)", l.url, os.Getpid()))
+		}
+	}
 	if m.opts.Hooks != nil {
 		// on_reload if the file defines it (a call either way, for reread).
 		call := HookCall{Hook: "on_reload", Reload: reread, Server: m.hookServer()}
@@ -786,6 +881,7 @@ func (m *Master) control(ev ctrlEvent) {
 				m.mx.pool.Reloaded(true, time.Now())
 			}
 			m.goodGen = m.gen
+			m.keepListeners()
 		}
 		m.log.Debug("Worker ready", "pid", w.pid, "runtime_pid", info.Pid, "python", info.Python)
 	case protocol.WorkerBootError:
@@ -880,6 +976,7 @@ func (m *Master) reap(ev exitEvent) (code int, reason string, halt bool) {
 		m.mx.pool.Reloaded(false, time.Now())
 		m.log.Error(fmt.Sprintf("Reload failed: generation %d did not boot (%s); generation %d keeps serving", m.gen, why, m.goodGen))
 		m.gen = m.goodGen
+		m.useListeners(m.goodListeners)
 		m.lastErr = ""
 		return 0, "", false
 	}

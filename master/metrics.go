@@ -26,6 +26,9 @@ type masterMetrics struct {
 	ln    *listener           // the admin listener
 	srv   *http.Server
 	full  bool // all scoreboard slots taken has been logged
+	// collector exports the accept queues of the current listeners; nil
+	// unless --metrics-bind.
+	collector *metrics.Collector
 }
 
 // setupMetrics binds --metrics-bind and builds the scoreboard and the
@@ -55,18 +58,13 @@ func (m *Master) setupMetrics(cfg *config.Config, ho *handover) error {
 		ln.close()
 		return err
 	}
-	var lns []metrics.Listener
-	for _, l := range m.listeners {
-		if rc, err := l.file.SyscallConn(); err == nil {
-			lns = append(lns, metrics.Listener{Name: l.url, Queue: metrics.AcceptQueue(rc)})
-		}
-	}
-	reg := metrics.NewRegistry(metrics.NewCollector(metrics.Options{
+	m.mx.collector = metrics.NewCollector(metrics.Options{
 		Board:     board,
 		Pool:      m.mx.pool,
-		Listeners: lns,
+		Listeners: queues(m.listeners),
 		Version:   config.Version,
-	}))
+	})
+	reg := metrics.NewRegistry(m.mx.collector)
 	m.mx.board, m.mx.ln = board, ln
 	m.mx.srv = &http.Server{
 		Handler:           metrics.Handler(reg, m.mx.pool),
@@ -74,6 +72,17 @@ func (m *Master) setupMetrics(cfg *config.Config, ho *handover) error {
 		ErrorLog:          slog.NewLogLogger(m.log.Handler(), slog.LevelDebug),
 	}
 	return nil
+}
+
+// queues are the accept queues of listeners, for the metrics.
+func queues(listeners []*listener) []metrics.Listener {
+	var lns []metrics.Listener
+	for _, l := range listeners {
+		if rc, err := l.file.SyscallConn(); err == nil {
+			lns = append(lns, metrics.Listener{Name: l.url, Queue: metrics.AcceptQueue(rc)})
+		}
+	}
+	return lns
 }
 
 // serveMetrics starts the admin server, if any.

@@ -49,19 +49,28 @@ func credential(cfg *config.Config) *syscall.Credential {
 // may open it.
 func (m *Master) ownFiles(cfg *config.Config) error {
 	for _, l := range m.listeners {
-		if l.unlink == "" {
-			continue
-		}
-		if err := os.Chmod(l.unlink, 0o777&^os.FileMode(cfg.Umask)); err != nil {
-			return fmt.Errorf("setting the mode of %s: %w", l.unlink, err)
-		}
-		if cfg.UID >= 0 {
-			if err := os.Chown(l.unlink, cfg.UID, cfg.GID); err != nil {
-				return fmt.Errorf("handing %s to --user: %w", l.unlink, err)
-			}
+		if err := ownSocket(l, cfg); err != nil {
+			return err
 		}
 	}
 	return ownLogs(cfg)
+}
+
+// ownSocket gives the file of a unix socket gorn bound the mode --umask
+// leaves and, with --user, hands it to the workers' user.
+func ownSocket(l *listener, cfg *config.Config) error {
+	if l.unlink == "" {
+		return nil
+	}
+	if err := os.Chmod(l.unlink, 0o777&^os.FileMode(cfg.Umask)); err != nil {
+		return fmt.Errorf("setting the mode of %s: %w", l.unlink, err)
+	}
+	if cfg.UID >= 0 {
+		if err := os.Chown(l.unlink, cfg.UID, cfg.GID); err != nil {
+			return fmt.Errorf("handing %s to --user: %w", l.unlink, err)
+		}
+	}
+	return nil
 }
 
 // ownLogs hands the log files to --user, if set, creating them; a HUP

@@ -211,7 +211,7 @@ func (m *Master) keepSharedSockets() {
 	if m.child == 0 && m.parent == 0 {
 		return
 	}
-	for _, l := range m.listeners {
+	for _, l := range m.allListeners() {
 		l.unlink = ""
 	}
 	if m.mx.ln != nil {

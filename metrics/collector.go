@@ -5,6 +5,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -25,7 +26,8 @@ type Options struct {
 	Board *Scoreboard
 	// Pool is the master's state.
 	Pool *Pool
-	// Listeners are the app listeners.
+	// Listeners are the app listeners at the start; SetListeners replaces
+	// them.
 	Listeners []Listener
 	// Version is gorn's version.
 	Version string
@@ -42,6 +44,9 @@ type Options struct {
 // Descriptors are built once, in NewCollector.
 type Collector struct {
 	opts Options
+
+	mu        sync.Mutex
+	listeners []Listener // the app listeners; replaced by SetListeners
 
 	requests, duration, reqSize, respSize, inFlight, exceptions, timeouts *prometheus.Desc
 	workers, desired, spawns, exits, boot                                 *prometheus.Desc
@@ -65,6 +70,7 @@ func NewCollector(opts Options) *Collector {
 	d := prometheus.NewDesc
 	return &Collector{
 		opts:       opts,
+		listeners:  opts.Listeners,
 		requests:   d("gorn_http_requests_total", "HTTP requests completed, by method and status code (methods outside the standard nine are OTHER; a client that went away before the response is 499).", []string{"method", "code"}, nil),
 		duration:   d("gorn_http_request_duration_seconds", "Time from reading a request's headers to the end of its response.", nil, nil),
 		reqSize:    d("gorn_http_request_size_bytes", "Request body sizes: Content-Length, or the bytes read from a chunked body.", nil, nil),
@@ -88,6 +94,14 @@ func NewCollector(opts Options) *Collector {
 		workerState: d("gorn_worker_state", "The state of the worker in a slot: 1 for its state, 0 for the others.", []string{"worker", "state"}, nil),
 		buildInfo:   d("gorn_build_info", "Always 1; the labels are gorn's version, the Go version it was built with and the app runtime's Python version.", []string{"version", "goversion", "pythonversion"}, nil),
 	}
+}
+
+// SetListeners replaces the app listeners whose accept queues are
+// exported (a HUP that changed --bind). Safe to call during a scrape.
+func (c *Collector) SetListeners(listeners []Listener) {
+	c.mu.Lock()
+	c.listeners = listeners
+	c.mu.Unlock()
 }
 
 // Describe implements prometheus.Collector.
@@ -159,7 +173,10 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	gauge(c.reloadTime, at)
 
 	// Listeners.
-	for _, l := range c.opts.Listeners {
+	c.mu.Lock()
+	listeners := c.listeners
+	c.mu.Unlock()
+	for _, l := range listeners {
 		if l.Queue == nil {
 			continue
 		}
