@@ -299,3 +299,23 @@ func TestMetricsAcceptQueue(t *testing.T) {
 		t.Error("a closed listener reported an accept queue")
 	}
 }
+
+// TestMetricsSetListeners: after a HUP that changed --bind, the accept
+// queues exported are the new listeners', and only theirs.
+func TestMetricsSetListeners(t *testing.T) {
+	c, _ := fixture(t)
+	c.SetListeners([]Listener{{Name: "http://127.0.0.1:9000", Queue: func() (uint32, uint32, bool) { return 7, 128, true }}})
+	out := string(render(t, c, expfmt.NewFormat(expfmt.TypeTextPlain)))
+	for _, tt := range []struct {
+		line string
+		want bool
+	}{
+		{`gorn_listener_accept_queue_length{listener="http://127.0.0.1:9000"} 7`, true},
+		{`gorn_listener_accept_queue_limit{listener="http://127.0.0.1:9000"} 128`, true},
+		{`listener="http://127.0.0.1:8000"`, false},
+	} {
+		if strings.Contains(out, tt.line) != tt.want {
+			t.Errorf("%q in the metrics: %v, want %v\n%s", tt.line, !tt.want, tt.want, out)
+		}
+	}
+}
