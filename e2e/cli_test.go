@@ -1782,7 +1782,7 @@ func TestReloadBind(t *testing.T) {
 	}
 	metricsAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	write(a)
-	s := launchAt(t, gornBin, "", py, false, a, "-c", conf, "--metrics-bind", metricsAddr, "lc_util:app")
+	s := launchAt(t, gornBin, "", py, false, a, nil, "-c", conf, "--metrics-bind", metricsAddr, "lc_util:app")
 	s.ready("/pid")
 	before := inode()
 

@@ -176,13 +176,14 @@ func startIn(t *testing.T, dir, py string, args ...string) *server {
 // they hold open would keep cmd.Wait from returning when the master exits.
 func launch(t *testing.T, bin, dir, py string, toFile bool, args ...string) *server {
 	t.Helper()
-	return launchAt(t, bin, dir, py, toFile, "", args...)
+	return launchAt(t, bin, dir, py, toFile, "", nil, args...)
 }
 
 // launchAt is launch for a gorn whose configuration file binds addr (the
 // server's Addr and URL), which no -b on the command line may override;
-// with addr "", launch's.
-func launchAt(t *testing.T, bin, dir, py string, toFile bool, addr string, args ...string) *server {
+// with addr "", launch's. With tty, gorn runs with that terminal as its
+// controlling terminal and standard input.
+func launchAt(t *testing.T, bin, dir, py string, toFile bool, addr string, tty *os.File, args ...string) *server {
 	t.Helper()
 	if dir == "" {
 		dir = appsDir(t)
@@ -205,6 +206,13 @@ func launchAt(t *testing.T, bin, dir, py string, toFile bool, addr string, args 
 	full = append(full, args...)
 	s.URL = "http://" + s.Addr
 	s.cmd = exec.Command(bin, full...)
+	// A session of its own, without the terminal the tests may run in:
+	// gorn ignores WINCH from a controlling terminal (TestWinchTerminal).
+	s.cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if tty != nil {
+		s.cmd.Stdin = tty
+		s.cmd.SysProcAttr.Setctty, s.cmd.SysProcAttr.Ctty = true, 0
+	}
 	s.cmd.Dir = dir
 	s.cmd.Stdout = s.log
 	s.cmd.Stderr = s.log

@@ -18,6 +18,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // The worker pool's life under signals, reloads and faults (issue 3), with
@@ -1027,4 +1029,50 @@ func TestPoolReload(t *testing.T) {
 	}
 	s.waitLog(`Worker reloading: `+regexp.QuoteMeta(extra)+` modified`, 10*time.Second)
 	s.waitLog(`Reload: generation 5 is serving`, 30*time.Second)
+}
+
+// TestWinchTerminal: a gorn whose controlling terminal is a terminal, which
+// sends WINCH whenever it is resized, ignores WINCH, as gunicorn does
+// outside --daemon; the workers keep serving. (TestPoolWinch: without a
+// terminal, WINCH stops them.)
+func TestWinchTerminal(t *testing.T) {
+	py := python(t)
+	ptmx, err := os.OpenFile("/dev/ptmx", os.O_RDWR|syscall.O_NOCTTY, 0)
+	if err != nil {
+		t.Skipf("no pseudo-terminal to run gorn in: %v", err)
+	}
+	defer ptmx.Close()
+	if err := unix.IoctlSetPointerInt(int(ptmx.Fd()), unix.TIOCSPTLCK, 0); err != nil {
+		t.Fatal(err)
+	}
+	n, err := unix.IoctlGetInt(int(ptmx.Fd()), unix.TIOCGPTN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tty, err := os.OpenFile(fmt.Sprintf("/dev/pts/%d", n), os.O_RDWR|syscall.O_NOCTTY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tty.Close()
+	go io.Copy(io.Discard, ptmx) // what gorn might write to the terminal
+
+	s := launchAt(t, gornBin, "", py, false, "", tty, "--log-level", "debug", "-w", "1", "pool_app:app")
+	s.ready("/")
+	live := poolWaitLive(t, s, 1, nil, 30*time.Second)
+	// A resize: the kernel sends WINCH to the terminal's foreground
+	// process group, which is gorn's master alone.
+	if err := unix.IoctlSetWinsize(int(ptmx.Fd()), unix.TIOCSWINSZ, &unix.Winsize{Row: 40, Col: 100}); err != nil {
+		t.Fatal(err)
+	}
+	s.waitLog(`SIGWINCH ignored: the master runs in a terminal`, 10*time.Second)
+	poolSignal(t, s, syscall.SIGWINCH, "winch") // sent by hand: the same
+	time.Sleep(500 * time.Millisecond)
+	if got := poolLive(s); !slices.Equal(got, live) {
+		t.Errorf("workers %v after WINCH in a terminal, want %v", got, live)
+	}
+	poolMustPost(t, s.URL+"/")
+	if strings.Contains(s.log.String(), "Stopping all workers") {
+		t.Errorf("WINCH in a terminal stopped the workers:\n%s", s.log.String())
+	}
+	stopTerm(t, s)
 }

@@ -60,6 +60,10 @@ type Options struct {
 	// Dir is the directory gorn started in (before --chdir): a new master
 	// started by USR2 starts there, with Argv.
 	Dir string
+	// Terminal reports whether the master has a controlling terminal,
+	// which sends WINCH to it whenever the terminal is resized: WINCH
+	// then leaves the workers alone. nil: never.
+	Terminal func() bool
 	// Activated says the binds are sockets systemd passed (LISTEN_FDS),
 	// which a new master started by USR2 would not find.
 	Activated bool
@@ -446,6 +450,11 @@ func (m *Master) signal(s os.Signal) (code int, stop bool) {
 			m.opts.Hooks.ReopenLogs()
 		}
 	case signals.StopWorkers:
+		if m.opts.Terminal != nil && m.opts.Terminal() {
+			// As gunicorn outside --daemon: a resized terminal sends it.
+			m.log.Debug("SIGWINCH ignored: the master runs in a terminal, which sends it when it is resized")
+			break
+		}
 		if m.desired > 0 {
 			m.winched = m.desired
 		}

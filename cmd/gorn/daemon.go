@@ -64,3 +64,16 @@ func isTerminal(f *os.File) bool {
 	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
 	return err == nil
 }
+
+// hasTerminal reports whether gorn has a controlling terminal (it can open
+// /dev/tty), which sends it WINCH whenever the terminal is resized. A gorn
+// started with --daemon, by a service manager or in a container without a
+// tty has none.
+func hasTerminal() bool {
+	fd, err := syscall.Open("/dev/tty", syscall.O_RDONLY|syscall.O_NOCTTY|syscall.O_CLOEXEC, 0)
+	if err != nil {
+		return false
+	}
+	syscall.Close(fd)
+	return true
+}

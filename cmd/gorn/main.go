@@ -270,7 +270,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	reload := func() (*config.Config, error) { return reloadConfig(args) }
-	m, err := master.New(cfg, master.Options{Log: log, ErrorLog: errFile, Argv: args, Reload: reload, Dir: startDir, Activated: len(systemdBinds) > 0, Statsd: stats, Hooks: hooks})
+	m, err := master.New(cfg, master.Options{Log: log, ErrorLog: errFile, Argv: args, Reload: reload, Dir: startDir, Terminal: hasTerminal, Activated: len(systemdBinds) > 0, Statsd: stats, Hooks: hooks})
 	if err != nil {
 		log.Error(err.Error())
 		if hooks != nil {
