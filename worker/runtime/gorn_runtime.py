@@ -1191,12 +1191,13 @@ class HookConfig:
         import ast
         values = dict(GUNICORN_ONLY_SETTINGS)
         values["config"] = config_path
-        values["default_proc_name"] = literals.get("wsgi_app") and ast.literal_eval(literals["wsgi_app"]) or "gunicorn"
         for name, literal in literals.items():
             try:
                 values[name] = ast.literal_eval(literal)
             except (ValueError, SyntaxError):
                 values[name] = literal
+        # gunicorn sets it to the APP argument.
+        values["default_proc_name"] = values.get("wsgi_app") or "gunicorn"
         object.__setattr__(self, "settings", {name: HookSetting(name, v) for name, v in values.items()})
         object.__setattr__(self, "_log", log)
 
@@ -1237,7 +1238,8 @@ class HookConfig:
 
     @property
     def worker_class_str(self):
-        return "threads" if self.threads > 1 else self.settings["worker_class"].get()
+        uri = self.settings["worker_class"].get()
+        return "threads" if uri == "sync" and self.threads > 1 else uri
 
     @property
     def worker_class(self):
