@@ -638,8 +638,11 @@ func bootFile(rc any) (*os.File, error) {
 		return nil, fmt.Errorf("creating a memfd for the runtime: %w", err)
 	}
 	f := os.NewFile(uintptr(fd), "gorn_runtime.py")
-	js = append(js, '\n')
-	if _, err := f.Write(append(js, pyruntime.Source...)); err != nil {
+	if _, err := f.Write(append(js, '\n')); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("writing the runtime's configuration: %w", err)
+	}
+	if _, err := f.Write(pyruntime.Source); err != nil {
 		f.Close()
 		return nil, fmt.Errorf("writing the runtime: %w", err)
 	}
