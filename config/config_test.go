@@ -1,8 +1,11 @@
 package config
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"os/user"
 	"path/filepath"
 	"reflect"
@@ -411,5 +414,37 @@ func TestHasHook(t *testing.T) {
 	}
 	if (&Config{}).HasHook(MasterHooks...) {
 		t.Error("a configuration without hooks has one")
+	}
+}
+
+// TestSettingsArePythonLiterals: every value Settings gives is a Python
+// literal (the runtime's server.cfg reads them with ast.literal_eval),
+// for a configuration with every kind of value set, and for the defaults.
+func TestSettingsArePythonLiterals(t *testing.T) {
+	py := testPython(t)
+	full := &Config{
+		App: "shop.wsgi:app", Binds: []string{"0.0.0.0:80", "unix:/run/it's.sock"}, Workers: 4, Threads: 8,
+		Env: []string{"A=1", "B=\"quoted\"\n"}, Timeout: 1500 * time.Millisecond, ForwardedAllowIPs: "*",
+		AccessLog: "-", AccessLogFormat: `%(h)s "%(r)s" \ %%`, ErrorLog: "/var/log/é.log", LogLevel: "debug",
+		LogConfigDict:       `{"version": 1, "root": {"level": "DEBUG", "x": null, "y": [true, 1.5, 1e300]}}`,
+		SecureSchemeHeaders: `{"X-Scheme": "https"}`, StatsdPrefix: "\x00\t", UID: 33, GID: 34,
+		LoggerClass: "myapp.JSONLogger", Spew: true, Syslog: true, PasteGlobal: []string{"k=v"},
+	}
+	for _, c := range []*Config{full, {UID: -1, GID: -1}} {
+		js, err := json.Marshal(c.Settings())
+		if err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.Command(py, "-c", `import ast, json, sys
+for name, literal in json.load(sys.stdin).items():
+    try:
+        ast.literal_eval(literal)
+    except (ValueError, SyntaxError) as e:
+        print("%s = %s: %s" % (name, literal, e))`)
+		cmd.Stdin = bytes.NewReader(js)
+		out, err := cmd.CombinedOutput()
+		if err != nil || len(out) > 0 {
+			t.Errorf("settings that are not Python literals (%v):\n%s", err, out)
+		}
 	}
 }
