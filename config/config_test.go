@@ -328,6 +328,7 @@ func TestPrint(t *testing.T) {
 		ProxyAllowFrom: "", ForwarderHeaders: "SCRIPT_NAME, remote_user,",
 		AccessLogFormat: "", DogstatsdTags: "", LogLevel: "info", UID: -1, GID: -1, PasteGlobal: []string{"k=v"},
 		LogConfigDict: `{"version": 1, "root": {"level": "DEBUG", "handlers": ["h"], "x": null, "y": [true, 1.5]}}`,
+		Hooks:         []string{"when_ready", "post_fork"},
 	}
 	var b strings.Builder
 	if err := c.Print(&b); err != nil {
@@ -344,8 +345,16 @@ func TestPrint(t *testing.T) {
 		}
 	}
 	settings := c.Settings()
-	if len(settings) != len(lines) {
-		t.Errorf("%d lines for %d settings", len(lines), len(settings))
+	if len(settings)+len(c.Hooks) != len(lines) {
+		t.Errorf("%d lines for %d settings and %d hooks", len(lines), len(settings), len(c.Hooks))
+	}
+	for _, hook := range c.Hooks {
+		if want := fmt.Sprintf("%-*s = <function %s>", width, hook, hook); !slices.Contains(lines, want) {
+			t.Errorf("no line %q in:\n%s", want, b.String())
+		}
+		if _, ok := settings[hook]; ok {
+			t.Errorf("Settings has the hook %s, which is not a Python literal", hook)
+		}
 	}
 	for _, tt := range []struct{ name, value string }{
 		{"access_log_format", `'%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s"'`},

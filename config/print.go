@@ -16,9 +16,14 @@ import (
 )
 
 // Print writes the settings as gunicorn's --print-config does: one
-// "name = value" line per setting (Settings), sorted by name.
+// "name = value" line per setting (Settings), and one per server hook the
+// configuration file defines ("post_fork = <function post_fork>"), sorted
+// by name.
 func (c *Config) Print(w io.Writer) error {
 	settings := c.Settings()
+	for _, hook := range c.Hooks {
+		settings[hook] = "<function " + hook + ">"
+	}
 	names := make([]string, 0, len(settings))
 	width := 0
 	for name := range settings {
