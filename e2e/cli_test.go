@@ -606,6 +606,15 @@ func TestCLICheckConfig(t *testing.T) {
 			t.Errorf("--print-config %s: exit %d, want %d\n%s", tt.app, code, tt.code, out)
 		}
 	}
+	// ... and the server hooks of the configuration file.
+	conf := filepath.Join(t.TempDir(), "hooks.py")
+	if err := os.WriteFile(conf, []byte("def post_fork(server, worker):\n    pass\n\ndef helper():\n    pass\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	stdout, stderr, code := runGorn(t, nil, "--python", py, "--print-config", "-c", conf, "-b", busy.Addr().String(), "lc_util:app")
+	if code != 0 || !regexp.MustCompile(`(?m)^post_fork += <function post_fork>$`).MatchString(stdout) || strings.Contains(stdout, "helper") {
+		t.Errorf("--print-config with a hook: exit %d, want 0 and a post_fork line (no helper):\n%s%s", code, stdout, stderr)
+	}
 }
 
 // TestCLILogConfig: --log-config (ini), --log-config-json and
