@@ -337,15 +337,22 @@ func TestProxyForwarderHeaders(t *testing.T) {
 
 	s := start(t, py, "--access-logfile", "-", "--access-logformat", "mounted %({script_name}e)s %({path_info}e)s", "basic:app")
 	s.ready("/environ")
-	for _, tt := range tests {
-		c, br := proxyConn(t, s, tt.local)
-		resp, env, err := proxyGet(t, c, br, nil, tt.path, tt.headers...)
+	// get sends a GET of path from local with the header lines and checks
+	// the status.
+	get := func(s *server, name, local, path string, headers []string, status int) (*http.Response, map[string]any) {
+		t.Helper()
+		c, br := proxyConn(t, s, local)
+		resp, env, err := proxyGet(t, c, br, nil, path, headers...)
 		if err != nil {
-			t.Fatalf("%s: %v", tt.name, err)
+			t.Fatalf("%s: %v", name, err)
 		}
-		if resp.StatusCode != tt.status {
-			t.Fatalf("%s: status %d, want %d", tt.name, resp.StatusCode, tt.status)
+		if resp.StatusCode != status {
+			t.Fatalf("%s: status %d, want %d", name, resp.StatusCode, status)
 		}
+		return resp, env
+	}
+	for _, tt := range tests {
+		_, env := get(s, tt.name, tt.local, tt.path, tt.headers, tt.status)
 		if tt.status != 200 {
 			continue
 		}
@@ -368,14 +375,7 @@ func TestProxyForwarderHeaders(t *testing.T) {
 	s = start(t, py, "--header-map", "refuse", "--forwarder-headers", "script_name, REMOTE_USER", "basic:app")
 	s.ready("/environ")
 	for _, tt := range refuse {
-		c, br := proxyConn(t, s, tt.local)
-		resp, env, err := proxyGet(t, c, br, nil, tt.path, tt.headers...)
-		if err != nil {
-			t.Fatalf("refuse, %s: %v", tt.name, err)
-		}
-		if resp.StatusCode != tt.status {
-			t.Fatalf("refuse, %s: status %d, want %d", tt.name, resp.StatusCode, tt.status)
-		}
+		resp, env := get(s, "refuse, "+tt.name, tt.local, tt.path, tt.headers, tt.status)
 		if tt.status == 200 {
 			wantEnv(t, "refuse, "+tt.name, env, map[string]string{"SCRIPT_NAME": "/app", "PATH_INFO": "/environ", "HTTP_REMOTE_USER": "bob"})
 		} else if !resp.Close {

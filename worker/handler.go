@@ -954,11 +954,22 @@ func sharesVariable(hdr http.Header, k string) bool {
 // (TCP4 or TCP6), and PROXY_ADDR and PROXY_PORT, the address the client
 // connected to on the proxy. REMOTE_ADDR is already the client's.
 func (h *handler) proxyEnviron(e *protocol.Environ, r *http.Request) {
-	if ph := h.proxyHeader(r); ph.HasAddrs() {
-		e.Add("PROXY_PROTOCOL", ph.Protocol)
-		e.Add("PROXY_ADDR", ph.Destination.Addr().String())
-		e.Add("PROXY_PORT", strconv.Itoa(int(ph.Destination.Port())))
+	if proto, addr, port, ok := h.proxyVars(r); ok {
+		e.Add("PROXY_PROTOCOL", proto)
+		e.Add("PROXY_ADDR", addr)
+		e.Add("PROXY_PORT", port)
 	}
+}
+
+// proxyVars are the values of PROXY_PROTOCOL, PROXY_ADDR and PROXY_PORT
+// for the request (proxyEnviron); ok is false, and they are "", when its
+// connection began with no PROXY header carrying addresses.
+func (h *handler) proxyVars(r *http.Request) (proto, addr, port string, ok bool) {
+	ph := h.proxyHeader(r)
+	if !ph.HasAddrs() {
+		return "", "", "", false
+	}
+	return ph.Protocol, ph.Destination.Addr().String(), strconv.Itoa(int(ph.Destination.Port())), true
 }
 
 // proxyHeader is the PROXY header the request's connection began with;
@@ -1206,9 +1217,7 @@ func (h *handler) logAccess(rw http.ResponseWriter, r *http.Request, start time.
 		e.RemotePort = port
 		e.ScriptName = h.requestScriptName(r)
 		if h.proxyProtocol {
-			if ph := h.proxyHeader(r); ph.HasAddrs() {
-				e.ProxyProtocol, e.ProxyAddr, e.ProxyPort = ph.Protocol, ph.Destination.Addr().String(), strconv.Itoa(int(ph.Destination.Port()))
-			}
+			e.ProxyProtocol, e.ProxyAddr, e.ProxyPort, _ = h.proxyVars(r)
 		}
 		if r.URL != nil {
 			e.Path = strings.TrimPrefix(r.URL.Path, e.ScriptName)

@@ -1371,13 +1371,12 @@ class Hooks:
     post_worker_init after, pre_request and post_request around each
     request, worker_exit when the runtime stops serving."""
 
-    def __init__(self, path, logger, cfg, namespace=None, settings=None, glog=None):
-        if namespace is None:
-            namespace = config_namespace(path, cfg.get("hooks_path"))
+    def __init__(self, namespace, settings, logger, cfg, glog=None):
+        """namespace is the configuration file's (config_namespace),
+        settings the hooks' cfg (a HookConfig), logger gunicorn.error, glog
+        the --logger-class instance, if any, which is then the hooks' log."""
         self.funcs = hook_functions(namespace, RUNTIME_HOOKS)
         log = glog if glog is not None else HookLog(logger)
-        if settings is None:
-            settings = HookConfig(cfg.get("settings") or {}, log, path)
         self.server = HookServer(log, int(cfg.get("master_pid") or os.getppid()), int(cfg.get("workers") or 1), settings)
         self.worker = HookWorker(log, int(cfg.get("log_pid") or os.getppid()), int(cfg.get("worker_age") or 0), settings)
         self.log = logger
@@ -1649,12 +1648,13 @@ class ClassAccessLog:
     call it. The class decides what to log, and where."""
 
     def __init__(self, glog):
+        import datetime
         self.glog = glog
+        self.timedelta = datetime.timedelta
 
     def log(self, environ, responder, seconds):
-        import datetime
         self.glog.access(HookResponse(responder), HookRequest(environ), environ,
-                         datetime.timedelta(seconds=seconds))
+                         self.timedelta(seconds=seconds))
 
 
 def logger_class(path, namespace):
@@ -1866,8 +1866,8 @@ def main(argv):
         conf_path = cfg.get("hooks_file") or cfg.get("config_file")
         namespace = config_namespace(conf_path, cfg.get("hooks_path")) if conf_path else None
         settings = None
-        if cfg.get("settings") is not None:
-            settings = HookConfig(cfg["settings"], HookLog(log.logger), conf_path)
+        if conf_path or cfg.get("logger_class"):
+            settings = HookConfig(cfg.get("settings") or {}, HookLog(log.logger), conf_path)
         if cfg.get("logger_class"):
             glog = setup_logger_class(cfg, log, settings, namespace)
         else:
@@ -1877,7 +1877,7 @@ def main(argv):
                 access_logger = setup_access_logger(cfg, int(cfg.get("log_pid") or os.getpid()))
             configure_logging(cfg)
         if cfg.get("hooks_file"):
-            hooks = Hooks(cfg["hooks_file"], log.logger, cfg, namespace, settings, glog)
+            hooks = Hooks(namespace, settings, log.logger, cfg, glog)
             hooks.call("post_fork", hooks.server, hooks.worker)
         app = load(cfg)
         # An app whose logging configuration disables the loggers it does
