@@ -1197,13 +1197,18 @@ func TestGunicornErrorLogger(t *testing.T) {
 // post_worker_init after, pre_request and post_request around each
 // request (an exception in pre_request is a 500, one in post_request is
 // logged), worker_exit at a graceful stop. ssl_context gets a warning.
+// With the access log through Python's logging, each request is logged
+// once, the 500 of a pre_request that raised too.
 func TestServerHooks(t *testing.T) {
 	py := python(t)
 	dir := t.TempDir()
 	out := filepath.Join(dir, "hooks.out")
+	access := filepath.Join(dir, "access.log")
 	conf := filepath.Join(dir, "gunicorn.conf.py")
 	if err := os.WriteFile(conf, []byte(fmt.Sprintf(`import sys
 OUT = %q
+accesslog = %q
+logconfig_dict = {"version": 1, "loggers": {"other": {"level": "INFO"}}}
 
 def note(*words):
     with open(OUT, "a") as f:
@@ -1232,7 +1237,7 @@ def worker_exit(server, worker):
 
 def ssl_context(config, default_ssl_context_factory):
     return default_ssl_context_factory()
-`, out)), 0o644); err != nil {
+`, out, access)), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	s := start(t, py, "-c", conf, "lc_util:app")
@@ -1271,6 +1276,15 @@ def ssl_context(config, default_ssl_context_factory):
 	} {
 		if !regexp.MustCompile(re).Match(b) {
 			t.Errorf("the hooks' lines do not match %s:\n%s", re, b)
+		}
+	}
+	b, err = os.ReadFile(access)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range []string{`"GET /pid?x=1 HTTP/1.1" 200 `, `"GET /cwd HTTP/1.1" 500 136 `, `"GET /exe HTTP/1.1" 200 `} {
+		if n := strings.Count(string(b), line); n != 1 {
+			t.Errorf("%d access lines with %s, want 1:\n%s", n, line, b)
 		}
 	}
 }
@@ -1970,13 +1984,6 @@ def on_reload(server):
 	}
 }
 
-// TestAccessLogThroughLogging: with a logging configuration, requests the
-// app answers are logged through Python's gunicorn.access logger, as
-// gunicorn logs them: a record whose message is --access-logformat and
-// whose argument is gunicorn's atoms, with --access-logfile a handler the
-// configuration may replace or keep. What gorn answers itself (a refused
-// request) the worker logs to --access-logfile; and once the app's own
-// logging configuration has disabled the logger, the worker logs it all.
 // rawRequest sends raw on a new connection to s and reads the response.
 func rawRequest(t *testing.T, s *server, raw string) {
 	t.Helper()
@@ -1993,6 +2000,13 @@ func rawRequest(t *testing.T, s *server, raw string) {
 	resp.Body.Close()
 }
 
+// TestAccessLogThroughLogging: with a logging configuration, requests the
+// app answers are logged through Python's gunicorn.access logger, as
+// gunicorn logs them: a record whose message is --access-logformat and
+// whose argument is gunicorn's atoms, with --access-logfile a handler the
+// configuration may replace or keep. What gorn answers itself (a refused
+// request) the worker logs to --access-logfile; and once the app's own
+// logging configuration has disabled the logger, the worker logs it all.
 func TestAccessLogThroughLogging(t *testing.T) {
 	py := python(t)
 	dir := t.TempDir()

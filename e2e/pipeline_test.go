@@ -6,6 +6,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -190,6 +192,50 @@ func TestPipelinedUploads(t *testing.T) {
 		code, got := k.read(t)
 		if code != 200 || got != string(bodies[i]) {
 			t.Fatalf("upload %d (%d bytes): status %d, %d bytes back, equal %v", i, len(bodies[i]), code, len(got), got == string(bodies[i]))
+		}
+	}
+}
+
+// TestPipelinedCrashLogsOnce: with the access log through Python's
+// logging, the runtime logs each request its app answered; when the next
+// request in its pipeline kills it at once, the worker may learn of the
+// death before it has finished the requests answered just before. Each of
+// those must still be logged once: not again by the worker.
+func TestPipelinedCrashLogsOnce(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "access.log")
+	s := start(t, python(t), "-w", "1", "--threads", "1",
+		"--log-config-dict", `{"version": 1, "loggers": {"other": {"level": "INFO"}}}`,
+		"--access-logfile", file, "basic:app")
+	s.ready("/pid")
+	crash := openKeepAlive(t, s)
+	fast := openKeepAlives(t, s, 3)
+	const rounds = 20
+	for round := range rounds {
+		for i, k := range fast {
+			k.send(t, fmt.Sprintf("/pid?r%d-%d", round, i))
+		}
+		crash.send(t, "/crash")
+		for i, k := range fast {
+			if code, body := k.read(t); code != 200 {
+				t.Fatalf("round %d: request %d: status %d %s", round, i, code, body)
+			}
+		}
+		if code, _ := crash.read(t); code != http.StatusBadGateway {
+			t.Fatalf("round %d: the crashing request: status %d, want 502", round, code)
+		}
+		crash = openKeepAlive(t, s) // gorn closed it after the 502
+	}
+	stopTerm(t, s)
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for round := range rounds {
+		for i := range fast {
+			req := fmt.Sprintf(`"GET /pid?r%d-%d HTTP/1.1" 200 `, round, i)
+			if n := strings.Count(string(b), req); n != 1 {
+				t.Errorf("%d access lines for %s, want 1", n, req)
+			}
 		}
 	}
 }

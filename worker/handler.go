@@ -115,6 +115,7 @@ type requestState struct {
 	retried     bool
 	appHead     bool        // the app's response head went out (not gorn's own answer)
 	appRaised   bool        // the app raised before its head: gorn answered 500
+	appDone     bool        // the runtime's last frame for the request arrived
 	slotless    bool        // a body read found no free shared slot (logged once)
 	timer       *time.Timer // --timeout's; kept with the state when it is reused
 	// env builds the request's environ; kept with the state when it is
@@ -125,10 +126,16 @@ type requestState struct {
 // runtimeLogged reports whether the runtime logged the request to Python's
 // gunicorn.access (or a --logger-class): it does for what its app answered
 // and for the 500 of an app that raised before its response began, when
-// it logs there at all, unless it died before the response was over.
+// it logs there at all, unless it died before the response was over. It
+// logs right after its last frame for the request, so a runtime that sent
+// that frame has logged even if it died since (the next request in its
+// pipeline may kill it before this worker finishes this one).
 func (st *requestState) runtimeLogged() bool {
 	if !(st.appHead || st.appRaised) || st.rt == nil || !st.rt.info.Access {
 		return false
+	}
+	if st.appDone {
+		return true
 	}
 	select {
 	case <-st.rt.done:
@@ -502,6 +509,7 @@ func (h *handler) handle(st *requestState, events []protocol.Frame) bool {
 				h.plainError(st, http.StatusInternalServerError)
 				return true
 			}
+			st.appDone = f.End()
 			if !h.writeBody(st, body, f.End(), flush) {
 				return true
 			}
@@ -515,6 +523,7 @@ func (h *handler) handle(st *requestState, events []protocol.Frame) bool {
 				h.plainError(st, http.StatusBadGateway)
 				return true
 			}
+			st.appDone = f.End()
 			if !h.writeBody(st, body, f.End(), flush) {
 				return true
 			}
@@ -531,6 +540,7 @@ func (h *handler) handle(st *requestState, events []protocol.Frame) bool {
 				return true
 			}
 		case protocol.Error:
+			st.appDone = true
 			h.metrics.Exception()
 			// gunicorn counts its "Error handling request" traceback.
 			h.stats.Incr("gunicorn.log.exception", 1)

@@ -1788,7 +1788,9 @@ class Server:
                 msg = ("%s: %s" % (type(e).__name__, e)).encode("utf-8", "replace")
                 self.conn.send(pack_frame(T_ERROR, 0, req.sid, msg))
                 hooks.call_logged("post_request", worker, hreq, {}, None)
-                return None
+                refused = Responder(self, req)
+                refused.raised = True  # the worker answers 500: handle_logged logs it
+                return refused
             worker.nr += 1
             responder = Responder(self, req)
             try:
