@@ -3,31 +3,59 @@ package runtime
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
 
 // interpreters returns the Python interpreters to run the runtime's unit
-// tests under: /usr/bin/python3 and python3 on PATH, each once.
+// tests under: /usr/bin/python3, python3 on PATH and pythonX.Y on PATH for
+// every minor version gorn supports (3.9 on), and each pyenv build of those
+// versions, so that a machine with several Pythons tests them all. Each once.
 func interpreters(t *testing.T) []string {
 	var out []string
 	seen := map[string]bool{}
-	for _, name := range []string{"/usr/bin/python3", "python3"} {
-		p, err := exec.LookPath(name)
+	// add keeps p under the name of the interpreter it runs: a pyenv shim
+	// runs the build pyenv selects, or fails for a version not selected.
+	add := func(p string) {
+		real, err := exec.Command(p, "-c", "import sys; print(sys.executable)").Output()
 		if err != nil {
-			continue
+			return
 		}
-		if abs, err := filepath.Abs(p); err == nil {
+		p = strings.TrimSpace(string(real))
+		if abs, err := filepath.EvalSymlinks(p); err == nil {
 			p = abs
 		}
-		if seen[p] {
-			continue
+		if !seen[p] {
+			seen[p] = true
+			out = append(out, p)
 		}
-		seen[p] = true
-		out = append(out, p)
+	}
+	names := []string{"/usr/bin/python3", "python3"}
+	for minor := 9; minor <= 14; minor++ {
+		names = append(names, fmt.Sprintf("python3.%d", minor))
+	}
+	for _, name := range names {
+		if p, err := exec.LookPath(name); err == nil {
+			add(p)
+		}
+	}
+	pyenv := os.Getenv("PYENV_ROOT")
+	if pyenv == "" {
+		home, _ := os.UserHomeDir()
+		pyenv = filepath.Join(home, ".pyenv")
+	}
+	builds, _ := filepath.Glob(filepath.Join(pyenv, "versions", "3.*", "bin", "python3"))
+	for _, p := range builds {
+		var minor int
+		version := filepath.Base(filepath.Dir(filepath.Dir(p)))
+		if _, err := fmt.Sscanf(version, "3.%d", &minor); err == nil && minor >= 9 {
+			add(p)
+		}
 	}
 	if len(out) == 0 {
 		if os.Getenv("CI") == "true" {
