@@ -957,6 +957,28 @@ func TestCLIDaemonStdio(t *testing.T) {
 	}
 }
 
+// TestCLIUserCannotRunPython: a --user that cannot run the interpreter
+// (one under a directory only root may enter, as a pyenv or a virtualenv
+// in root's home) fails the boot with exit 3 and a message that says so.
+func TestCLIUserCannotRunPython(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("switching workers to another user needs root")
+	}
+	nobody, err := user.Lookup("nobody")
+	if err != nil {
+		t.Skip("no user nobody")
+	}
+	link := filepath.Join(t.TempDir(), "python3") // the directory is 0700
+	if err := os.Symlink(python(t), link); err != nil {
+		t.Fatal(err)
+	}
+	_, stderr, code := runGorn(t, nil, "--python", link, "-u", "nobody", "-b", fmt.Sprintf("127.0.0.1:%d", freePort(t)), "lc_util:app")
+	want := fmt.Sprintf("starting the app runtime %s: fork/exec %s: permission denied (the workers run as uid %s, gid %s: that user must be able to run the interpreter;", link, link, nobody.Uid, nobody.Gid)
+	if code != 3 || !strings.Contains(stderr, want) || !strings.Contains(stderr, "Reason: Worker failed to boot.") {
+		t.Errorf("exit %d, want 3 and %q:\n%s", code, want, stderr)
+	}
+}
+
 // TestCLIUser: with --user, workers and their runtimes run as that user
 // (and its group), the master stays root, and the unix socket and log
 // files are the user's; --umask sets the socket's mode. Needs root.

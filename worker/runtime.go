@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"os"
@@ -413,6 +414,12 @@ func startRuntime(cfg *config.Config, log *slog.Logger, argv []string, age int, 
 	boot.Close()
 	if err != nil {
 		pp.Close()
+		if errors.Is(err, fs.ErrPermission) {
+			// Typically a --user that cannot reach an interpreter in
+			// root's home (a pyenv or a virtualenv under /root).
+			return nil, fmt.Errorf("starting the app runtime %s: %w (the workers run as uid %d, gid %d: that user must be able to run the interpreter; give it access, or pick one it can run with --python)",
+				cfg.Python, err, os.Getuid(), os.Getgid())
+		}
 		return nil, fmt.Errorf("starting the app runtime %s: %w", cfg.Python, err)
 	}
 	rt := &runtimeProc{
