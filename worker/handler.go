@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"slices"
 	"sort"
@@ -246,6 +247,9 @@ func (h *handler) serve(st *requestState) {
 	}
 	if sc, ok := ctx.Value(ctxKey{}).(*slotConn); ok {
 		sc.begin() // the accept loop may go on: this slot is now taken
+	}
+	if strings.IndexByte(r.RequestURI, '#') >= 0 {
+		dropFragment(r)
 	}
 	pathInfo := r.URL.Path
 	scriptName := h.requestScriptName(r)
@@ -839,6 +843,20 @@ func (h *handler) putFrameBuf(b *[]byte) {
 		*b = (*b)[:0]
 		h.frameBufs.Put(b)
 	}
+}
+
+// dropFragment takes a fragment ("#..." in the request target: browsers
+// do not send one, but a client may) out of r.URL's path and query, as
+// gunicorn splits it off: "/a?x=1#f" is PATH_INFO "/a" and QUERY_STRING
+// "x=1", and "/a#f?x" has no query. RAW_URI (r.RequestURI) keeps it. A
+// "%23" in the path is a "#" of the path, not a fragment, and stays.
+func dropFragment(r *http.Request) {
+	target, _, _ := strings.Cut(r.RequestURI, "#")
+	u, err := url.ParseRequestURI(target)
+	if err != nil {
+		return // "#" right after the scheme, say: the parse of the whole stands
+	}
+	r.URL.Path, r.URL.RawPath, r.URL.RawQuery, r.URL.ForceQuery = u.Path, u.RawPath, u.RawQuery, u.ForceQuery
 }
 
 // environ adds the CGI variables of PEP 3333 and gunicorn to e; the runtime

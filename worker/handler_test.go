@@ -481,25 +481,53 @@ func TestRuntimeLogged(t *testing.T) {
 		name      string
 		appHead   bool
 		appRaised bool
+		appDone   bool
 		access    bool
 		done      chan struct{}
 		want      bool
 	}{
-		{"the app answered; the runtime logs to gunicorn.access", true, false, true, make(chan struct{}), true},
-		{"the app raised; gorn's 500 is the runtime's to log", false, true, true, make(chan struct{}), true},
-		{"the app raised; the runtime does not log", false, true, false, make(chan struct{}), false},
-		{"the runtime does not log", true, false, false, make(chan struct{}), false},
-		{"gorn answered", false, false, true, make(chan struct{}), false},
-		{"the runtime died during the response", true, false, true, dead, false},
+		{"the app answered; the runtime logs to gunicorn.access", true, false, true, true, make(chan struct{}), true},
+		{"the app raised; gorn's 500 is the runtime's to log", false, true, true, true, make(chan struct{}), true},
+		{"the app raised; the runtime does not log", false, true, true, false, make(chan struct{}), false},
+		{"the runtime does not log", true, false, true, false, make(chan struct{}), false},
+		{"gorn answered", false, false, false, true, make(chan struct{}), false},
+		{"the runtime died during the response", true, false, false, true, dead, false},
+		{"the runtime died after the response's last frame", true, false, true, true, dead, true},
+		{"the response left unfinished (client gone); the runtime lives to log it", true, false, false, true, make(chan struct{}), true},
 	}
 	for _, tt := range tests {
-		st := &requestState{appHead: tt.appHead, appRaised: tt.appRaised, rt: &runtimeProc{info: ReadyInfo{Access: tt.access}, done: tt.done}}
+		st := &requestState{appHead: tt.appHead, appRaised: tt.appRaised, appDone: tt.appDone,
+			rt: &runtimeProc{info: ReadyInfo{Access: tt.access}, done: tt.done}}
 		if got := st.runtimeLogged(); got != tt.want {
 			t.Errorf("%s: runtimeLogged() = %v, want %v", tt.name, got, tt.want)
 		}
 	}
 	if (&requestState{appHead: true}).runtimeLogged() {
 		t.Error("a request without a runtime was logged by one")
+	}
+}
+
+func TestDropFragment(t *testing.T) {
+	tests := []struct {
+		target, path, rawPath, query string
+	}{
+		{"/a?x=1#f", "/a", "", "x=1"},
+		{"/a#f?x=1", "/a", "", ""},
+		{"/a%23b?q=%23#f", "/a#b", "", "q=%23"},
+		{"/p%2Fq#", "/p/q", "/p%2Fq", ""},
+		{"http://example.org/abs?x=y#top", "/abs", "", "x=y"},
+		{"/#", "/", "", ""},
+	}
+	for _, tt := range tests {
+		r, err := http.ReadRequest(bufio.NewReader(strings.NewReader("GET " + tt.target + " HTTP/1.1\r\nHost: h\r\n\r\n")))
+		if err != nil {
+			t.Fatalf("%s: %v", tt.target, err)
+		}
+		dropFragment(r)
+		if r.URL.Path != tt.path || r.URL.RawPath != tt.rawPath || r.URL.RawQuery != tt.query || r.RequestURI != tt.target {
+			t.Errorf("%s: path %q raw %q query %q uri %q, want %q %q %q and the target", tt.target,
+				r.URL.Path, r.URL.RawPath, r.URL.RawQuery, r.RequestURI, tt.path, tt.rawPath, tt.query)
+		}
 	}
 }
 
