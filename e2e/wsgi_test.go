@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -518,6 +519,25 @@ func TestWSGIResponseRules(t *testing.T) {
 			resp, body, err = wcExchange(t, c, br, "GET", "GET /path?after HTTP/1.1\r\nHost: h\r\n\r\n")
 			if err != nil || resp.StatusCode != 200 || string(body) != "/path?after" {
 				t.Fatalf("the request after %s %s = %d %q %v", tt.method, tt.path, resp.StatusCode, body, err)
+			}
+		}
+	})
+
+	t.Run("the app's status line", func(t *testing.T) {
+		// As gunicorn: the app's reason phrase, whatever the code, and a
+		// bare code gets the standard one.
+		c, br := s.rawConn()
+		for _, tt := range []struct{ status, want string }{
+			{"299 Custom Thing", "299 Custom Thing"},
+			{"200 Tr\u00e8s bien", "200 Tr\xe8s bien"},
+			{"404 Not Found", "404 Not Found"},
+			{"200", "200 OK"},
+			{"201 ", "201 Created"},
+		} {
+			target := "/reason?status=" + url.QueryEscape(tt.status)
+			resp, body, err := wcExchange(t, c, br, "GET", "GET "+target+" HTTP/1.1\r\nHost: h\r\n\r\n")
+			if err != nil || resp.Status != tt.want || string(body) != "ok" {
+				t.Errorf("status %q: the client got %q %q %v, want %q", tt.status, resp.Status, body, err, tt.want)
 			}
 		}
 	})

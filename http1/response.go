@@ -32,9 +32,10 @@ type response struct {
 	body *body // nil: no request body
 	hdr  http.Header
 
-	status        int   // 0 until WriteHeader
-	contentLength int64 // -1: not known
-	written       int64 // body bytes the handler wrote
+	status        int    // 0 until WriteHeader
+	reason        string // the status line's text; "" for the standard one
+	contentLength int64  // -1: not known
+	written       int64  // body bytes the handler wrote
 	buf           []byte
 	wroteHead     bool // the head is in the write buffer
 	chunked       bool
@@ -78,7 +79,7 @@ func (w *response) WriteHeader(code int) {
 		return
 	}
 	if code >= 100 && code < 200 && code != http.StatusSwitchingProtocols {
-		b := appendStatusLine(w.scratch[:0], w.req, code)
+		b := appendStatusLine(w.scratch[:0], w.req, code, "")
 		b = w.appendHeader(b)
 		b = append(b, "\r\n"...)
 		w.scratch = b
@@ -96,6 +97,25 @@ func (w *response) WriteHeader(code int) {
 			delete(w.hdr, "Content-Length")
 		}
 	}
+}
+
+// WriteHeaderReason is WriteHeader with the reason phrase of the status
+// line ("Custom Thing" in "299 Custom Thing"), which net/http's
+// ResponseWriter cannot send; "" means the standard phrase. A phrase with
+// a control character other than HTAB is replaced by the standard one.
+func (w *response) WriteHeaderReason(code int, reason string) {
+	if w.status != 0 || code < 200 {
+		w.WriteHeader(code)
+		return
+	}
+	for i := 0; i < len(reason); i++ {
+		if c := reason[i]; (c < ' ' && c != '\t') || c == 0x7f {
+			reason = ""
+			break
+		}
+	}
+	w.WriteHeader(code)
+	w.reason = reason
 }
 
 // Write writes body bytes, holding back the first bufferBeforeChunking
@@ -277,7 +297,7 @@ func (w *response) writeHead(done bool, next []byte) {
 		}
 	}
 
-	b := appendStatusLine(w.scratch[:0], req, code)
+	b := appendStatusLine(w.scratch[:0], req, code, w.reason)
 	b = w.appendHeader(b)
 	if setType != "" {
 		b = append(b, "Content-Type: "...)
@@ -308,8 +328,9 @@ func (w *response) writeHead(done bool, next []byte) {
 }
 
 // appendStatusLine appends "HTTP/1.x CODE TEXT\r\n": HTTP/1.0 to an
-// HTTP/1.0 request, as net/http.
-func appendStatusLine(b []byte, req *http.Request, code int) []byte {
+// HTTP/1.0 request, as net/http. TEXT is reason, or the code's standard
+// text when reason is "".
+func appendStatusLine(b []byte, req *http.Request, code int, reason string) []byte {
 	if req.ProtoMinor == 0 {
 		b = append(b, "HTTP/1.0 "...)
 	} else {
@@ -317,7 +338,9 @@ func appendStatusLine(b []byte, req *http.Request, code int) []byte {
 	}
 	b = strconv.AppendInt(b, int64(code), 10)
 	b = append(b, ' ')
-	if text := http.StatusText(code); text != "" {
+	if reason != "" {
+		b = append(b, reason...)
+	} else if text := http.StatusText(code); text != "" {
 		b = append(b, text...)
 	} else {
 		b = append(b, "status code "...)

@@ -164,6 +164,24 @@ func TestResponses(t *testing.T) {
 			func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(299) },
 			"GET / HTTP/1.1\r\nHost: h\r\n\r\n", "HTTP/1.1 299 status code 299",
 			nil, "", true},
+		{"the handler's reason phrase",
+			func(w http.ResponseWriter, r *http.Request) { w.(*response).WriteHeaderReason(299, "Custom Thing") },
+			"GET / HTTP/1.1\r\nHost: h\r\n\r\n", "HTTP/1.1 299 Custom Thing",
+			nil, "", true},
+		{"the handler's reason phrase to HTTP/1.0, with a tab and latin-1",
+			func(w http.ResponseWriter, r *http.Request) { w.(*response).WriteHeaderReason(200, "Tr\xe8s\tbien") },
+			"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n", "HTTP/1.0 200 Tr\xe8s\tbien",
+			nil, "", true},
+		{"no reason phrase: the standard one",
+			func(w http.ResponseWriter, r *http.Request) { w.(*response).WriteHeaderReason(404, "") },
+			"GET / HTTP/1.1\r\nHost: h\r\n\r\n", "HTTP/1.1 404 Not Found",
+			nil, "", true},
+		{"a reason phrase with CR LF: the standard one",
+			func(w http.ResponseWriter, r *http.Request) {
+				w.(*response).WriteHeaderReason(200, "OK\r\nSet-Cookie: x")
+			},
+			"GET / HTTP/1.1\r\nHost: h\r\n\r\n", "HTTP/1.1 200 OK",
+			map[string]string{"Set-Cookie": ""}, "", true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -561,6 +561,12 @@ func (h *handler) handle(st *requestState, events []protocol.Frame) bool {
 	return false
 }
 
+// reasonWriter is a ResponseWriter that can send a status line's reason
+// phrase of the app's choosing (http1's; net/http's cannot).
+type reasonWriter interface {
+	WriteHeaderReason(code int, reason string)
+}
+
 // writeHead sets the response status and headers; false if they are not
 // valid to send.
 func (h *handler) writeHead(st *requestState, head protocol.ResponseHead) bool {
@@ -606,7 +612,12 @@ func (h *handler) writeHead(st *requestState, head protocol.ResponseHead) bool {
 			return false
 		}
 	}
-	st.rw.WriteHeader(head.Code)
+	// The app's reason phrase, where the writer can send one (http1's).
+	if rw, ok := st.rw.(reasonWriter); ok && len(head.Status) > 4 && head.Status[4:] != http.StatusText(head.Code) {
+		rw.WriteHeaderReason(head.Code, head.Status[4:])
+	} else {
+		st.rw.WriteHeader(head.Code)
+	}
 	st.status = head.Code
 	st.headersSent = true
 	st.appHead = true

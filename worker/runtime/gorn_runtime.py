@@ -225,9 +225,11 @@ def check_head(status, headers):
     cannot send."""
     if type(status) is not str:
         raise TypeError("status must be a str, not %s" % type(status).__name__)
-    if (len(status) < 4 or not status[:3].isdigit() or status[3] != " "
+    # "200" alone passes, as under gunicorn: the worker adds the reason.
+    if (len(status) < 3 or not status[:3].isdigit() or not status[:3].isascii()
+            or (len(status) > 3 and status[3] != " ")
             or "\r" in status or "\n" in status or "\0" in status):
-        raise ValueError("invalid status %r: want a 3-digit code, a space and a reason" % status)
+        raise ValueError("invalid status %r: want a 3-digit code, then a space and a reason" % status)
     if type(headers) is not list:
         raise TypeError("headers must be a list, not %s" % type(headers).__name__)
     for item in headers:
@@ -605,7 +607,8 @@ class Responder:
                 else:
                     head = "\0".join(flat)
                     if (head.count("\0") != 2 * len(headers) or "\r" in head or "\n" in head
-                            or len(status) < 4 or not status[:3].isdigit() or status[3] != " "):
+                            or len(status) < 4 or not status[:3].isdigit() or status[3] != " "
+                            or not status[:3].isascii()):
                         head = None
         except TypeError:
             head = None

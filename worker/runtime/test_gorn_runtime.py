@@ -649,6 +649,9 @@ class StartResponseTests(unittest.TestCase):
             ("200 OK", []),
             ("404 Not Found", [("Content-Type", "text/plain")]),
             ("500 \u00e9rror", [("X-A", "caf\u00e9"), ("X-Empty", ""), ("X-Tab", "a\tb")]),
+            ("200", []),  # as gunicorn: the worker adds the reason
+            ("299 Custom Thing", []),
+            ("204 ", []),
         ]:
             with self.subTest(status=status):
                 r = self.sr()
@@ -659,8 +662,9 @@ class StartResponseTests(unittest.TestCase):
         for status, headers, exc in [
             (b"200 OK", [], TypeError),
             (200, [], TypeError),
-            ("200", [], ValueError),
+            ("20", [], ValueError),
             ("20 OK", [], ValueError),
+            ("\uff12\uff10\uff10 OK", [], ValueError),  # fullwidth digits
             ("abc OK", [], ValueError),
             ("200OK", [], ValueError),
             ("200 OK", (), TypeError),

@@ -262,6 +262,10 @@ def app(environ, start_response):
         start_response("%s Whatever" % code, [("X-Status", code)])
         return [b"this body must never reach the client"]
 
+    if path == "/reason":
+        start_response(q.get("status", "200 OK"), [("Content-Length", "2")])
+        return [b"ok"]
+
     if path == "/untyped":
         body = b"<html><body>no Content-Type</body></html>"
         start_response("200 OK", [("Content-Length", str(len(body)))])
