@@ -957,10 +957,10 @@ func TestCLIDaemonStdio(t *testing.T) {
 	}
 }
 
-// TestCLIUserCannotRunPython: a --user that cannot run the interpreter
-// (one under a directory only root may enter, as a pyenv or a virtualenv
-// in root's home) fails the boot with exit 3 and a message that says so.
-func TestCLIUserCannotRunPython(t *testing.T) {
+// userNobody returns the user nobody, skipping the test when there is none
+// or when gorn cannot switch to it (the tests do not run as root).
+func userNobody(t *testing.T) *user.User {
+	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("switching workers to another user needs root")
 	}
@@ -968,6 +968,14 @@ func TestCLIUserCannotRunPython(t *testing.T) {
 	if err != nil {
 		t.Skip("no user nobody")
 	}
+	return nobody
+}
+
+// TestCLIUserCannotRunPython: a --user that cannot run the interpreter
+// (one under a directory only root may enter, as a pyenv or a virtualenv
+// in root's home) fails the boot with exit 3 and a message that says so.
+func TestCLIUserCannotRunPython(t *testing.T) {
+	nobody := userNobody(t)
 	link := filepath.Join(t.TempDir(), "python3") // the directory is 0700
 	if err := os.Symlink(python(t), link); err != nil {
 		t.Fatal(err)
@@ -983,13 +991,7 @@ func TestCLIUserCannotRunPython(t *testing.T) {
 // (and its group), the master stays root, and the unix socket and log
 // files are the user's; --umask sets the socket's mode. Needs root.
 func TestCLIUser(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("switching workers to another user needs root")
-	}
-	nobody, err := user.Lookup("nobody")
-	if err != nil {
-		t.Skip("no user nobody")
-	}
+	nobody := userNobody(t)
 	py := python(t)
 	// A directory nobody can read, with the app in it.
 	dir, err := os.MkdirTemp("", "gorn-user-")

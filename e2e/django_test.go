@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"io"
 	"mime/multipart"
 	"net/http"
 	"net/http/cookiejar"
@@ -44,16 +43,7 @@ func TestDjango(t *testing.T) {
 
 	do := func(req *http.Request) (*http.Response, []byte) {
 		t.Helper()
-		resp, err := client.Do(req)
-		if err != nil {
-			t.Fatalf("%s %s: %v", req.Method, req.URL, err)
-		}
-		defer resp.Body.Close()
-		b, err := io.ReadAll(resp.Body)
-		if err != nil {
-			t.Fatalf("%s %s: reading: %v", req.Method, req.URL, err)
-		}
-		return resp, b
+		return doRequest(t, client, req)
 	}
 	get := func(path string) (*http.Response, []byte) {
 		t.Helper()

@@ -21,16 +21,7 @@ func TestFlask(t *testing.T) {
 
 	do := func(req *http.Request) (*http.Response, []byte) {
 		t.Helper()
-		resp, err := client.Do(req)
-		if err != nil {
-			t.Fatalf("%s %s: %v", req.Method, req.URL, err)
-		}
-		defer resp.Body.Close()
-		b, err := io.ReadAll(resp.Body)
-		if err != nil {
-			t.Fatalf("%s %s: reading: %v", req.Method, req.URL, err)
-		}
-		return resp, b
+		return doRequest(t, client, req)
 	}
 	decode := func(b []byte) map[string]any {
 		t.Helper()
@@ -130,4 +121,20 @@ func TestFlask(t *testing.T) {
 			}
 		}
 	})
+}
+
+// doRequest sends req with client and reads the whole response body; any error
+// fails the test.
+func doRequest(t *testing.T, client *http.Client, req *http.Request) (*http.Response, []byte) {
+	t.Helper()
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", req.Method, req.URL, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("%s %s: reading: %v", req.Method, req.URL, err)
+	}
+	return resp, b
 }
