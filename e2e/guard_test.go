@@ -4,27 +4,30 @@ import (
 	"io"
 	"net/http"
 	"os/exec"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
 )
 
 // TestGuardRejection checks what a refused request gets, as gunicorn sends
-// it: the status, a page with the reason, Connection: close; and that the
-// app never saw it (the access log has the refusal, the app's next request
-// on a fresh connection is served normally).
+// it: the status, a page with the reason, Connection: close; that the
+// access log shows the refusal with the request line the client sent; and
+// that the app never saw it (its next request on a fresh connection is
+// served normally).
 func TestGuardRejection(t *testing.T) {
 	py := python(t)
 	s := start(t, py, "--access-logfile", "-", "guard_app:app")
 	s.ready("/")
 	tests := []struct {
-		raw, status, reason string
+		raw, status, reason, logged string
 	}{
-		{"GET / HTTP/2.0\r\nHost: x\r\n\r\n", "400 Bad Request", "Invalid HTTP Version &#39;Invalid HTTP Version: &#39;HTTP/2.0&#39;&#39;"},
-		{"GET / HTTP/1.1\r\nHost: x\r\nX-A: <b>\r\n b\r\n\r\n", "400 Bad Request", "Obsolete line folding is unacceptable: &#39;X-A&#39;"},
-		{"GET / HTTP/1.1\r\nHost: x\r\n" + strings.Repeat("X-A: b\r\n", 100) + "\r\n", "431 Request Header Fields Too Large", "Error parsing headers: &#39;limit request headers fields&#39;"},
-		{"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n", "501 Not Implemented", "Unsupported transfer coding: &#39;gzip&#39;"},
-		{"POST / HTTP/1.1\r\nHost: x\r\nExpect: 200-ok\r\n\r\n", "417 Expectation Failed", "Unsupported expectation: &#39;200-ok&#39;"},
+		{"GET /v HTTP/2.0\r\nHost: x\r\n\r\n", "400 Bad Request", "Invalid HTTP Version &#39;Invalid HTTP Version: &#39;HTTP/2.0&#39;&#39;", `"GET /v HTTP/2.0" 400 `},
+		{"GET /fold HTTP/1.1\r\nHost: x\r\nX-A: <b>\r\n b\r\n\r\n", "400 Bad Request", "Obsolete line folding is unacceptable: &#39;X-A&#39;", `"GET /fold HTTP/1.1" 400 `},
+		{"GET /many HTTP/1.1\r\nHost: x\r\n" + strings.Repeat("X-A: b\r\n", 100) + "\r\n", "431 Request Header Fields Too Large", "Error parsing headers: &#39;limit request headers fields&#39;", `"GET /many HTTP/1.1" 431 `},
+		{"POST /te HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n", "501 Not Implemented", "Unsupported transfer coding: &#39;gzip&#39;", `"POST /te HTTP/1.1" 501 `},
+		{"POST /expect HTTP/1.1\r\nHost: x\r\nExpect: 200-ok\r\n\r\n", "417 Expectation Failed", "Unsupported expectation: &#39;200-ok&#39;", `"POST /expect HTTP/1.1" 417 `},
+		{"GET /ctl\x01\"q\" HTTP/1.1\r\nHost: x\r\n\r\n", "400 Bad Request", "Invalid Request Line", `"GET /ctl\x01\"q\" HTTP/1.1" 400 `},
 	}
 	for _, tt := range tests {
 		c, br := s.rawConn()
@@ -43,7 +46,12 @@ func TestGuardRejection(t *testing.T) {
 			t.Errorf("%q: body %q, want it to hold %q", tt.raw, body, tt.reason)
 		}
 	}
-	s.waitLog(`"GET / HTTP/1.1" 431 `, 10*time.Second)
+	for _, tt := range tests {
+		s.waitLog(regexp.QuoteMeta(tt.logged), 10*time.Second)
+	}
+	if strings.Contains(s.log.String(), `"GET / HTTP/1.1" 4`) {
+		t.Errorf("a refusal logged as the guard's stand-in request:\n%s", s.log.String())
+	}
 	if code, _ := s.get("/after"); code != 200 {
 		t.Fatalf("a normal request after the refusals got %d", code)
 	}

@@ -154,6 +154,23 @@ var rejectName = func() string {
 	return http.CanonicalHeaderKey(rejectPrefix + "r" + hex.EncodeToString(b[:]))
 }()
 
+// rejectLineName is the header of a synthetic rejection that carries the
+// refused request's line (Reject.Line), Go-quoted.
+var rejectLineName = rejectName + "-Line"
+
+// RejectedLine is the request line a synthetic rejection's headers carry:
+// the refused request's, as the client sent it (at most maxLogLine bytes;
+// "" when the guard refused before a line ended); ok is false for the
+// headers of any other request.
+func RejectedLine(h http.Header) (line string, ok bool) {
+	vs := h[rejectLineName]
+	if len(vs) == 0 {
+		return "", false
+	}
+	line, err := strconv.Unquote(vs[0])
+	return line, err == nil
+}
+
 // Rejected reports whether a request's headers mark it as a synthetic
 // rejection, and if so the status to answer with and gunicorn's message.
 func Rejected(h http.Header) (status int, msg string, ok bool) {
@@ -171,16 +188,26 @@ func Rejected(h http.Header) (status int, msg string, ok bool) {
 
 // syntheticRequest is the request net/http reads in place of a bad one.
 func syntheticRequest(r *Reject) []byte {
+	// The line is quoted to ASCII: no byte of it can end or fold the field.
 	return []byte("GET / HTTP/1.1\r\nHost: localhost\r\n" + rejectName + ": " +
-		strconv.Itoa(r.Status) + " " + r.Msg + "\r\nConnection: close\r\n\r\n")
+		strconv.Itoa(r.Status) + " " + r.Msg + "\r\n" + rejectLineName + ": " + strconv.QuoteToASCII(r.Line) +
+		"\r\nConnection: close\r\n\r\n")
 }
 
 // Reject is a request head the guard refused: the status and the message
-// gunicorn would send.
+// gunicorn would send, and the request line for the access log.
 type Reject struct {
 	Status int
 	Msg    string
+	// Line is the refused request's line as the client sent it, without
+	// its line break, cut to maxLogLine bytes; "" when the guard refused
+	// the connection's bytes before a line ended (a line too long is
+	// cut).
+	Line string
 }
+
+// maxLogLine bounds Reject.Line, in bytes.
+const maxLogLine = 1024
 
 func (r *Reject) Error() string { return strconv.Itoa(r.Status) + " " + r.Msg }
 

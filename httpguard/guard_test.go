@@ -49,6 +49,7 @@ func (c *tlsConn) NegotiatedProtocol() string { return c.alpn }
 type outcome struct {
 	status int    // 200: net/http read it and its body; else the guard's status
 	msg    string // the guard's message
+	line   string // the refused request's line (RejectedLine)
 	path   string
 	body   string
 	header http.Header
@@ -70,7 +71,11 @@ func replay(t *testing.T, cfg *Config, raw []byte, step int) []outcome {
 			t.Fatalf("net/http refused what the guard passed: %v (after %d requests)", err, len(outs))
 		}
 		if status, msg, ok := Rejected(req.Header); ok {
-			outs = append(outs, outcome{status: status, msg: msg})
+			line, ok := RejectedLine(req.Header)
+			if !ok {
+				t.Fatalf("a rejection without its line: %v", req.Header)
+			}
+			outs = append(outs, outcome{status: status, msg: msg, line: line})
 			if _, err := br.Peek(1); err != io.EOF {
 				t.Fatalf("bytes after a rejection: %v", err)
 			}
@@ -170,6 +175,47 @@ func TestGuard(t *testing.T) {
 				t.Errorf("%s: message %q, want it to contain %q", tt.name, outs[len(outs)-1].msg, tt.msg)
 			}
 		}
+	}
+}
+
+// TestRejectLine: a rejection carries the refused request's line, as the
+// client sent it, for the access log: the line the guard refused, or the
+// request line of a head refused for a field or for what the fields say;
+// cut to maxLogLine bytes, whatever the reads.
+func TestRejectLine(t *testing.T) {
+	long := "GET /" + strings.Repeat("a", 8200) + " HTTP/1.1"
+	tests := []struct {
+		name, raw, line string
+	}{
+		{"control byte in the target", "GET /bad\x01 HTTP/1.1\r\nHost: h\r\n\r\n", "GET /bad\x01 HTTP/1.1"},
+		{"bad version", "GET / HTTP/1.2\r\nHost: h\r\n\r\n", "GET / HTTP/1.2"},
+		{"not HTTP", "\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n", "\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03"},
+		{"bare LF", "GET /lf HTTP/1.1\nHost: h\n\n", "GET /lf HTTP/1.1"},
+		{"a bad field", "GET /f?q=1 HTTP/1.1\r\nHost: h\r\nA: b\r\n c\r\n\r\n", "GET /f?q=1 HTTP/1.1"},
+		{"no Host", "GET /x HTTP/1.1\r\n\r\n", "GET /x HTTP/1.1"},
+		{"a transfer coding", "POST /te HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n", "POST /te HTTP/1.1"},
+		{"too long", long + "\r\nHost: h\r\n\r\n", long[:maxLogLine]},
+		{"empty lines only", strings.Repeat("\r\n", 9) + "GET / HTTP/1.1\r\n\r\n", ""},
+		{"after a good request", "GET /a HTTP/1.1\r\nHost: h\r\n\r\nGET /b HTTP/1.7\r\nHost: h\r\n\r\n", "GET /b HTTP/1.7"},
+	}
+	for _, tt := range tests {
+		for _, step := range []int{0, 1, 7} {
+			outs := replay(t, cfgWith(nil), []byte(tt.raw), step)
+			if len(outs) == 0 || outs[len(outs)-1].status < 400 {
+				t.Fatalf("%s (step %d): not refused: %+v", tt.name, step, outs)
+			}
+			if got := outs[len(outs)-1].line; got != tt.line {
+				t.Errorf("%s (step %d): line %q, want %q", tt.name, step, got, tt.line)
+			}
+		}
+	}
+	// A client cannot send a line of its own choosing.
+	outs := replay(t, cfgWith(nil), []byte("GET / HTTP/1.1\r\nHost: h\r\n"+rejectLineName+": \"GET /x HTTP/1.1\"\r\n\r\n"), 0)
+	if len(outs) != 1 || outs[0].status != 200 {
+		t.Fatalf("a request with the line's header: %+v", outs)
+	}
+	if line, ok := RejectedLine(outs[0].header); ok {
+		t.Errorf("the client's %s header reached the app as %q", rejectLineName, line)
 	}
 }
 

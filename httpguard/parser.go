@@ -152,7 +152,7 @@ func (p *parser) feed(in, out []byte) (int, []byte, error) {
 				first = p.line[0]
 			}
 			if err := p.checkLength(len(p.line)+end-n, first); err != nil {
-				return n, out, err
+				return n, out, p.withLine(err, p.line, in[n:end])
 			}
 			p.line = append(p.line, in[n:end]...)
 			n = end
@@ -161,6 +161,9 @@ func (p *parser) feed(in, out []byte) (int, []byte, error) {
 			}
 			var err error
 			out, err = p.onLine(p.line, out)
+			if err != nil {
+				err = p.withLine(err, p.line, nil)
+			}
 			p.line = p.line[:0]
 			if err != nil {
 				return n, out, err
@@ -168,6 +171,29 @@ func (p *parser) feed(in, out []byte) (int, []byte, error) {
 		}
 	}
 	return n, out, nil
+}
+
+// withLine records in a *Reject the request line it refuses: the head's
+// first line once the request line was read, else the line being read
+// (line and then more, which may be a part of it), without its line break
+// and cut to maxLogLine bytes.
+func (p *parser) withLine(err error, line, more []byte) error {
+	r, ok := err.(*Reject)
+	if !ok || r.Line != "" {
+		return err
+	}
+	if p.sawLine {
+		line, _, _ = bytes.Cut(p.head, []byte("\n"))
+		more = nil
+	}
+	b := make([]byte, 0, min(len(line)+len(more), maxLogLine))
+	b = append(b, line[:min(len(line), maxLogLine)]...)
+	b = append(b, more[:min(len(more), maxLogLine-len(b))]...)
+	if i := bytes.IndexByte(b, '\n'); i >= 0 {
+		b = b[:i]
+	}
+	r.Line = string(bytes.TrimSuffix(b, []byte("\r")))
+	return err
 }
 
 // checkLength bounds the line being read, which has size bytes so far
@@ -180,7 +206,7 @@ func (p *parser) checkLength(size int, first byte) error {
 		}
 		if !p.sawLine {
 			if size > p.lim.line+2 {
-				return &Reject{http.StatusBadRequest, "Request Line is too large (" + strconv.Itoa(size-2) + " > " + strconv.Itoa(p.lim.line) + ")"}
+				return &Reject{Status: http.StatusBadRequest, Msg: "Request Line is too large (" + strconv.Itoa(size-2) + " > " + strconv.Itoa(p.lim.line) + ")"}
 			}
 		} else if size > 2 {
 			// A field line, or a continuation counted with its field.
@@ -205,11 +231,11 @@ func (p *parser) checkLength(size int, first byte) error {
 }
 
 func tooLarge(what string) *Reject {
-	return &Reject{http.StatusRequestHeaderFieldsTooLarge, "Error parsing headers: '" + what + "'"}
+	return &Reject{Status: http.StatusRequestHeaderFieldsTooLarge, Msg: "Error parsing headers: '" + what + "'"}
 }
 
 func badHeader(name []byte) *Reject {
-	return &Reject{http.StatusBadRequest, "Invalid HTTP Header: " + repr(name)}
+	return &Reject{Status: http.StatusBadRequest, Msg: "Invalid HTTP Header: " + repr(name)}
 }
 
 // onLine handles one complete line, its LF included.
@@ -230,18 +256,18 @@ func (p *parser) onLine(line, out []byte) ([]byte, error) {
 	}
 	if !p.sawLine {
 		if !crlf {
-			return out, &Reject{http.StatusBadRequest, "Invalid Request Line 'Invalid HTTP request line: " + repr(content) + " (bare LF)'"}
+			return out, &Reject{Status: http.StatusBadRequest, Msg: "Invalid Request Line 'Invalid HTTP request line: " + repr(content) + " (bare LF)'"}
 		}
 		if len(content) == 0 {
 			// RFC 9112 section 2.2: ignore empty lines before a request.
 			if p.empty++; p.empty > 8 {
-				return out, &Reject{http.StatusBadRequest, "Invalid Request Line 'Invalid HTTP request line: '''"}
+				return out, &Reject{Status: http.StatusBadRequest, Msg: "Invalid Request Line 'Invalid HTTP request line: '''"}
 			}
 			p.raw += len(line)
 			return out, nil
 		}
 		if len(content) > p.lim.line {
-			return out, &Reject{http.StatusBadRequest, "Request Line is too large (" + strconv.Itoa(len(content)) + " > " + strconv.Itoa(p.lim.line) + ")"}
+			return out, &Reject{Status: http.StatusBadRequest, Msg: "Request Line is too large (" + strconv.Itoa(len(content)) + " > " + strconv.Itoa(p.lim.line) + ")"}
 		}
 		if err := p.requestLine(content); err != nil {
 			return out, err
@@ -268,7 +294,7 @@ func (p *parser) onLine(line, out []byte) ([]byte, error) {
 // gunicorn: single spaces, a conventional method, HTTP/1.0 or HTTP/1.1.
 func (p *parser) requestLine(content []byte) error {
 	bad := func() error {
-		return &Reject{http.StatusBadRequest, "Invalid Request Line 'Invalid HTTP request line: " + repr(content) + "'"}
+		return &Reject{Status: http.StatusBadRequest, Msg: "Invalid Request Line 'Invalid HTTP request line: " + repr(content) + "'"}
 	}
 	method, rest, ok1 := bytes.Cut(content, []byte(" "))
 	target, version, ok2 := bytes.Cut(rest, []byte(" "))
@@ -278,7 +304,7 @@ func (p *parser) requestLine(content []byte) error {
 	// gunicorn refuses lower case and "#" in a method, and methods shorter
 	// than 3 or longer than 20 characters; RFC 9110 wants a token.
 	if len(method) < 3 || len(method) > 20 || !isToken(method) || bytes.ContainsAny(method, "#abcdefghijklmnopqrstuvwxyz") {
-		return &Reject{http.StatusBadRequest, "Invalid Method 'Invalid HTTP method: " + repr(method) + "'"}
+		return &Reject{Status: http.StatusBadRequest, Msg: "Invalid Method 'Invalid HTTP method: " + repr(method) + "'"}
 	}
 	if len(target) == 0 {
 		return bad()
@@ -294,7 +320,7 @@ func (p *parser) requestLine(content []byte) error {
 	case "HTTP/1.0":
 		p.minor = 0
 	default:
-		return &Reject{http.StatusBadRequest, "Invalid HTTP Version 'Invalid HTTP Version: " + repr(version) + "'"}
+		return &Reject{Status: http.StatusBadRequest, Msg: "Invalid HTTP Version 'Invalid HTTP Version: " + repr(version) + "'"}
 	}
 	// The four request-target forms of RFC 9112 section 3.2, parsed as
 	// net/http will: "*" only for OPTIONS (the app gets it, PATH_INFO
@@ -340,14 +366,14 @@ func (p *parser) field(line, content []byte) error {
 	// A token: no whitespace before the colon (RFC 9112 section 5.1), no
 	// control characters, no NUL, no non-ASCII.
 	if !isToken(name) {
-		return &Reject{http.StatusBadRequest, "Invalid HTTP header name: " + repr(name)}
+		return &Reject{Status: http.StatusBadRequest, Msg: "Invalid HTTP header name: " + repr(name)}
 	}
 	value = trimOWS(value)
 	if !validValue(value) {
 		return badHeader(upper(name))
 	}
 	if p.lim.refuseUnderscore && bytes.IndexByte(name, '_') >= 0 && (p.lim.forwarder == nil || !p.lim.forwarder(string(name))) {
-		return &Reject{http.StatusBadRequest, "Invalid HTTP header name: " + repr(upper(name))}
+		return &Reject{Status: http.StatusBadRequest, Msg: "Invalid HTTP header name: " + repr(upper(name))}
 	}
 	p.lastName = append(p.lastName[:0], name...)
 	p.lastField = -1
@@ -388,7 +414,7 @@ func (p *parser) fold(line, content []byte) error {
 		return badHeader(content)
 	}
 	if !p.lim.obsFold {
-		return &Reject{http.StatusBadRequest, "Obsolete line folding is unacceptable: " + repr(upper(p.lastName))}
+		return &Reject{Status: http.StatusBadRequest, Msg: "Obsolete line folding is unacceptable: " + repr(upper(p.lastName))}
 	}
 	p.fieldLen += len(line)
 	if p.fieldLen > p.lim.fieldSize {
@@ -428,7 +454,7 @@ func (p *parser) endHead(out []byte) ([]byte, error) {
 			// RFC 9110 section 10.1.1: 100-continue is the only
 			// expectation; anything else gets 417.
 			if expects > 1 || !equalFold(f.val, "100-continue") {
-				return out, &Reject{http.StatusExpectationFailed, "Unsupported expectation: " + repr(f.val)}
+				return out, &Reject{Status: http.StatusExpectationFailed, Msg: "Unsupported expectation: " + repr(f.val)}
 			}
 		case kindContentLength:
 			// RFC 9110 section 8.6: 1*DIGIT; duplicates must agree.
@@ -453,7 +479,7 @@ func (p *parser) endHead(out []byte) ([]byte, error) {
 				if chunked { // chunked must be the last coding
 					return out, badHeader(f.name)
 				}
-				return out, &Reject{http.StatusNotImplemented, "Unsupported transfer coding: " + repr(f.val)}
+				return out, &Reject{Status: http.StatusNotImplemented, Msg: "Unsupported transfer coding: " + repr(f.val)}
 			}
 		}
 	}
@@ -462,7 +488,7 @@ func (p *parser) endHead(out []byte) ([]byte, error) {
 	}
 	if hosts == 0 && p.minor == 1 {
 		// RFC 9112 section 3.2: a server MUST answer 400.
-		return out, &Reject{http.StatusBadRequest, "Missing Host header"}
+		return out, &Reject{Status: http.StatusBadRequest, Msg: "Missing Host header"}
 	}
 	var length int64
 	if te {
@@ -481,7 +507,7 @@ func (p *parser) endHead(out []byte) ([]byte, error) {
 		}
 		length = int64(n)
 		if p.lim.body > 0 && length > p.lim.body {
-			return out, &Reject{http.StatusRequestEntityTooLarge, "Request body is too large (" + strconv.FormatInt(length, 10) + " > " + strconv.FormatInt(p.lim.body, 10) + ")"}
+			return out, &Reject{Status: http.StatusRequestEntityTooLarge, Msg: "Request body is too large (" + strconv.FormatInt(length, 10) + " > " + strconv.FormatInt(p.lim.body, 10) + ")"}
 		}
 	}
 	out = append(out, p.head...)

@@ -170,7 +170,7 @@ func (e *AccessEntry) atom(atom, name string) (string, bool) {
 	case "t":
 		return e.Time.Format("[02/Jan/2006:15:04:05 -0700]"), false
 	case "r":
-		return e.Method + " " + e.RequestURI + " " + e.Proto, false
+		return e.requestLine(), false
 	case "s":
 		return strconv.Itoa(e.Status), true
 	case "m":

@@ -61,6 +61,9 @@ func TestAccessFormatAppend(t *testing.T) {
 		{format: "[%(a).4s] [%(a)8.4s] [%(a)-8.4s] [%(a).0s]", want: `[curl] [    curl] [curl    ] []`},
 		{format: "%(a).2s", edit: func(e *AccessEntry) { e.UserAgent = "ünï" }, want: `ün`},
 		{format: "%(s)ld %(s)hs", want: `201 201`},
+		{format: `"%(r)s" %(m)s %(H)s`, edit: func(e *AccessEntry) {
+			e.RequestLine, e.Method, e.Proto = "BAD LINE\x01", "BAD", ""
+		}, want: `"BAD LINE\x01" BAD `},
 		{format: "no atoms at all", want: `no atoms at all`},
 		{format: "", want: ``},
 		{format: "%(a)s", edit: func(e *AccessEntry) { e.UserAgent = "x\n10.0.0.1 - - \"forged\"" }, want: `x\x0a10.0.0.1 - - \"forged\"`},

@@ -177,6 +177,18 @@ type AccessEntry struct {
 	// PROXY_PROTOCOL, PROXY_ADDR and PROXY_PORT: a PROXY header's
 	// protocol and destination; "" without one.
 	ProxyProtocol, ProxyAddr, ProxyPort string
+	// RequestLine is the request line as the client sent it, for a
+	// request refused before it could be parsed; %(r)s shows it in place
+	// of Method, RequestURI and Proto. "" for others.
+	RequestLine string
+}
+
+// requestLine is %(r)s: "METHOD URI PROTO", or the refused request's line.
+func (e *AccessEntry) requestLine() string {
+	if e.RequestLine != "" {
+		return e.RequestLine
+	}
+	return e.Method + " " + e.RequestURI + " " + e.Proto
 }
 
 // AppendAccess appends the entry in gunicorn's default access log format,
@@ -191,7 +203,7 @@ func AppendAccess(dst []byte, e *AccessEntry) []byte {
 	dst = append(dst, ' ')
 	dst = e.Time.AppendFormat(append(dst, '['), "02/Jan/2006:15:04:05 -0700")
 	dst = append(dst, "] \""...)
-	dst = appendEscaped(dst, e.Method+" "+e.RequestURI+" "+e.Proto)
+	dst = appendEscaped(dst, e.requestLine())
 	dst = fmt.Appendf(dst, "\" %d ", e.Status)
 	if e.Bytes > 0 {
 		dst = fmt.Appendf(dst, "%d", e.Bytes)

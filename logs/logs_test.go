@@ -269,6 +269,11 @@ func TestAppendAccess(t *testing.T) {
 			want: `127.0.0.1 - - [24/Nov/2026:08:15:20 +0000] "GET /\"x\"?q=\\ HTTP/1.1" 200 12 "http://example.com/" "curl/8.5.0"` + "\n",
 		},
 		{
+			name: "a refused request's line, escaped",
+			edit: func(e *AccessEntry) { e.RequestLine, e.Status = "GET /bad\x01\"x\" HTTP/1.1", 400 },
+			want: `127.0.0.1 - - [24/Nov/2026:08:15:20 +0000] "GET /bad\x01\"x\" HTTP/1.1" 400 12 "http://example.com/" "curl/8.5.0"` + "\n",
+		},
+		{
 			name: "non-ASCII bytes kept",
 			edit: func(e *AccessEntry) { e.UserAgent = "naïve" },
 			want: `127.0.0.1 - - [24/Nov/2026:08:15:20 +0000] "GET /a?b=1 HTTP/1.1" 200 12 "http://example.com/" "naïve"` + "\n",

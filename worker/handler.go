@@ -1132,8 +1132,33 @@ func (h *handler) reject(rw http.ResponseWriter, r *http.Request, status int, ms
 	dur := time.Since(start)
 	h.stats.Request(status, dur)
 	if h.access != nil {
-		h.logAccess(rw, r, start, dur, status, int64(n))
+		shown, line := refusedRequest(r)
+		h.logAccessLine(rw, shown, line, start, dur, status, int64(n))
 	}
+}
+
+// refusedRequest is the request the access log shows for one the guard
+// refused: the synthetic r (GET /) carries the client's request line,
+// whose method, target and version then stand in for r's.
+func refusedRequest(r *http.Request) (*http.Request, string) {
+	line, ok := httpguard.RejectedLine(r.Header)
+	if !ok {
+		return r, ""
+	}
+	if line == "" {
+		line = "-" // refused before a line ended
+	}
+	shown := *r
+	shown.Method, shown.RequestURI, shown.Proto = line, "", ""
+	if method, rest, ok := strings.Cut(line, " "); ok {
+		shown.Method, shown.RequestURI = method, rest
+		if i := strings.LastIndexByte(rest, ' '); i >= 0 {
+			shown.RequestURI, shown.Proto = rest[:i], rest[i+1:]
+		}
+	}
+	path, query, _ := strings.Cut(shown.RequestURI, "?")
+	shown.URL = &url.URL{Path: path, RawQuery: query}
+	return &shown, line
 }
 
 // urlScheme is the request's wsgi.url_scheme: h.scheme, unless the real
@@ -1233,21 +1258,29 @@ type accessLog struct {
 // wall clock) and took dur, and its response, with status and written body
 // bytes, had the headers of rw.
 func (h *handler) logAccess(rw http.ResponseWriter, r *http.Request, start time.Time, dur time.Duration, status int, written int64) {
+	h.logAccessLine(rw, r, "", start, dur, status, written)
+}
+
+// logAccessLine is logAccess for a request whose line as received,
+// requestLine, the line shows instead of r's method, URI and version ("":
+// r's).
+func (h *handler) logAccessLine(rw http.ResponseWriter, r *http.Request, requestLine string, start time.Time, dur time.Duration, status int, written int64) {
 	a := h.access
 	host, port, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {
 		host = unixPeer(r.RemoteAddr)
 	}
 	e := logs.AccessEntry{
-		RemoteAddr: host,
-		Time:       start,
-		Method:     r.Method,
-		RequestURI: r.RequestURI,
-		Proto:      r.Proto,
-		Status:     status,
-		Bytes:      written,
-		Referer:    r.Header.Get("Referer"),
-		UserAgent:  r.Header.Get("User-Agent"),
+		RemoteAddr:  host,
+		Time:        start,
+		Method:      r.Method,
+		RequestURI:  r.RequestURI,
+		Proto:       r.Proto,
+		Status:      status,
+		Bytes:       written,
+		Referer:     r.Header.Get("Referer"),
+		UserAgent:   r.Header.Get("User-Agent"),
+		RequestLine: requestLine,
 	}
 	if auth := r.Header.Get("Authorization"); auth != "" {
 		e.User = logs.BasicUser(auth)
