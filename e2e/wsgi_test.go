@@ -523,6 +523,21 @@ func TestWSGIResponseRules(t *testing.T) {
 		}
 	})
 
+	t.Run("Server and Date", func(t *testing.T) {
+		// gorn names no Server; the app's own Server and Date go out as
+		// it set them (gunicorn replaces both with its own).
+		c, br := s.rawConn()
+		resp, _, err := wcExchange(t, c, br, "GET", "GET /path HTTP/1.1\r\nHost: h\r\n\r\n")
+		if err != nil || resp.Header.Values("Server") != nil || resp.Header.Get("Date") == "" {
+			t.Errorf("a response of gorn's: Server %q, Date %q, %v", resp.Header.Values("Server"), resp.Header.Get("Date"), err)
+		}
+		resp, _, err = wcExchange(t, c, br, "GET", "GET /server-date HTTP/1.1\r\nHost: h\r\n\r\n")
+		if err != nil || strings.Join(resp.Header.Values("Server"), ",") != "app/1.0" ||
+			strings.Join(resp.Header.Values("Date"), ",") != "Thu, 01 Jan 1970 00:00:00 GMT" {
+			t.Errorf("the app's Server %q and Date %q, %v", resp.Header.Values("Server"), resp.Header.Values("Date"), err)
+		}
+	})
+
 	t.Run("the app's status line", func(t *testing.T) {
 		// As gunicorn: the app's reason phrase, whatever the code, and a
 		// bare code gets the standard one.

@@ -262,6 +262,11 @@ def app(environ, start_response):
         start_response("%s Whatever" % code, [("X-Status", code)])
         return [b"this body must never reach the client"]
 
+    if path == "/server-date":
+        start_response("200 OK", [("Server", "app/1.0"), ("Date", "Thu, 01 Jan 1970 00:00:00 GMT"),
+                                  ("Content-Length", "2")])
+        return [b"ok"]
+
     if path == "/reason":
         start_response(q.get("status", "200 OK"), [("Content-Length", "2")])
         return [b"ok"]
