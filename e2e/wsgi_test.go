@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"errors"
 	"io"
@@ -535,6 +536,20 @@ func TestWSGIResponseRules(t *testing.T) {
 		if err != nil || strings.Join(resp.Header.Values("Server"), ",") != "app/1.0" ||
 			strings.Join(resp.Header.Values("Date"), ",") != "Thu, 01 Jan 1970 00:00:00 GMT" {
 			t.Errorf("the app's Server %q and Date %q, %v", resp.Header.Values("Server"), resp.Header.Values("Date"), err)
+		}
+	})
+
+	t.Run("header names as the app spelled them", func(t *testing.T) {
+		c, _ := s.rawConn()
+		if _, err := io.WriteString(c, "GET /server-date HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n"); err != nil {
+			t.Fatal(err)
+		}
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		raw, _ := io.ReadAll(c)
+		for _, field := range []string{"\r\nETag: \"v1\"\r\n", "\r\nWWW-Authenticate: Basic\r\n", "\r\nContent-Length: 2\r\n"} {
+			if !bytes.Contains(raw, []byte(field)) {
+				t.Errorf("no %q in the response:\n%s", field, raw)
+			}
 		}
 	})
 

@@ -255,7 +255,16 @@ func (e *AccessEntry) environ(name string) string {
 func lastValue(h http.Header, name string) string {
 	vs := h.Values(name)
 	if len(vs) == 0 {
-		return "-"
+		// A response header keeps the app's spelling (ETag): look for
+		// it in any case.
+		for k, kvs := range h {
+			if strings.EqualFold(k, name) && len(kvs) > 0 {
+				vs = kvs
+			}
+		}
+		if len(vs) == 0 {
+			return "-"
+		}
 	}
 	return vs[len(vs)-1]
 }

@@ -567,6 +567,34 @@ type reasonWriter interface {
 	WriteHeaderReason(code int, reason string)
 }
 
+// serverReadHeaders are the response header fields the HTTP servers
+// (http1's and net/http's) read themselves, by their canonical names.
+var serverReadHeaders = [...]string{"Content-Type", "Content-Length", "Content-Encoding", "Date"}
+
+// responseHeaderKey is the response header map's key for a header name
+// of the app's: the name as the app spelled it, so that it goes out so
+// (ETag, WWW-Authenticate, as gunicorn sends them, not Etag and
+// Www-Authenticate), but the canonical name of the fields the servers
+// read, which they look up so. Hop-by-hop fields never get here.
+func responseHeaderKey(name string) string {
+	for _, k := range serverReadHeaders {
+		if len(k) == len(name) && strings.EqualFold(k, name) {
+			return k
+		}
+	}
+	return name
+}
+
+// otherSpelling finds the key of hdr that is name in another case.
+func otherSpelling(hdr http.Header, name string) (string, bool) {
+	for k := range hdr {
+		if len(k) == len(name) && strings.EqualFold(k, name) {
+			return k, true
+		}
+	}
+	return "", false
+}
+
 // writeHead sets the response status and headers; false if they are not
 // valid to send.
 func (h *handler) writeHead(st *requestState, head protocol.ResponseHead) bool {
@@ -588,9 +616,13 @@ func (h *handler) writeHead(st *requestState, head protocol.ResponseHead) bool {
 			}
 			continue
 		}
-		key := http.CanonicalHeaderKey(name) // no copy when already canonical
+		key := responseHeaderKey(name)
 		if old, ok := hdr[key]; ok {
 			hdr[key] = append(old, kv[1])
+			continue
+		}
+		if k, ok := otherSpelling(hdr, key); ok { // set-cookie after Set-Cookie: one field, in order
+			hdr[k] = append(hdr[k], kv[1])
 			continue
 		}
 		hdr[key] = kv[1:2:2]

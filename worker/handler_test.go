@@ -334,6 +334,18 @@ func TestWriteHead(t *testing.T) {
 			want:    http.Header{"X-A": {"1", "3"}, "X-B": {"2", "5"}, "X-C": {"4"}},
 		},
 		{
+			name: "the app's spelling kept, but for the fields the server reads", code: 200, ok: true,
+			headers: [][2]string{{"ETag", `"x"`}, {"WWW-Authenticate", "Basic"}, {"content-type", "text/html"},
+				{"x-lower", "v"}, {"content-encoding", "gzip"}, {"DATE", "Thu, 01 Jan 1970 00:00:00 GMT"}},
+			want: http.Header{"ETag": {`"x"`}, "WWW-Authenticate": {"Basic"}, "Content-Type": {"text/html"},
+				"x-lower": {"v"}, "Content-Encoding": {"gzip"}, "Date": {"Thu, 01 Jan 1970 00:00:00 GMT"}},
+		},
+		{
+			name: "another spelling joins the first, in order", code: 200, ok: true,
+			headers: [][2]string{{"set-cookie", "a=1"}, {"X", "y"}, {"Set-Cookie", "a=2"}},
+			want:    http.Header{"set-cookie": {"a=1", "a=2"}, "X": {"y"}},
+		},
+		{
 			name: "hop-by-hop dropped", code: 200, ok: true,
 			headers: [][2]string{
 				{"Connection", "keep-alive"}, {"Keep-Alive", "timeout=5"}, {"Transfer-Encoding", "chunked"},

@@ -264,7 +264,7 @@ def app(environ, start_response):
 
     if path == "/server-date":
         start_response("200 OK", [("Server", "app/1.0"), ("Date", "Thu, 01 Jan 1970 00:00:00 GMT"),
-                                  ("Content-Length", "2")])
+                                  ("ETag", '"v1"'), ("WWW-Authenticate", "Basic"), ("content-length", "2")])
         return [b"ok"]
 
     if path == "/reason":
