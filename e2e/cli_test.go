@@ -993,6 +993,14 @@ func TestCLIUserCannotRunPython(t *testing.T) {
 func TestCLIUser(t *testing.T) {
 	nobody := userNobody(t)
 	py := python(t)
+	// $GORN_TEST_PYTHON may name one in root's home (a pyenv build).
+	check := exec.Command(py, "-c", "pass")
+	uid, _ := strconv.Atoi(nobody.Uid)
+	gid, _ := strconv.Atoi(nobody.Gid)
+	check.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}}
+	if err := check.Run(); err != nil {
+		t.Skipf("nobody cannot run %s: %v", py, err)
+	}
 	// A directory nobody can read, with the app in it.
 	dir, err := os.MkdirTemp("", "gorn-user-")
 	if err != nil {
