@@ -220,6 +220,54 @@ func TestCLISystemdSockets(t *testing.T) {
 	stopTerm(t, s)
 }
 
+// TestCLISystemdNotify: under a systemd unit of Type=notify
+// ($NOTIFY_SOCKET), the master tells systemd READY=1 once a worker has
+// loaded the app, and not while the app is still importing; STOPPING=1
+// when TERM stops it. Neither the workers nor the app see $NOTIFY_SOCKET.
+func TestCLISystemdNotify(t *testing.T) {
+	py := python(t)
+	dir := t.TempDir()
+	sock, gate := filepath.Join(dir, "notify"), filepath.Join(dir, "gate")
+	c, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	next := func(wait time.Duration) (string, error) {
+		c.SetReadDeadline(time.Now().Add(wait))
+		b := make([]byte, 4096)
+		n, err := c.Read(b)
+		return string(b[:n]), err
+	}
+	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	s := startLC(t, lcOpts{env: []string{"NOTIFY_SOCKET=" + sock, "GATE_FILE=" + gate}}, "--python", py, "-b", addr, "lc_gate:app")
+	s.setAddr(addr)
+	waitFile(t, gate+".importing", "")
+	// The import cannot end before the gate opens: anything sent now
+	// was sent too early.
+	if got, err := next(300 * time.Millisecond); err == nil {
+		t.Fatalf("systemd was told %q while the app was importing", got)
+	}
+	if err := os.WriteFile(gate, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	got, err := next(30 * time.Second)
+	if err != nil || !strings.HasPrefix(got, "READY=1\nSTATUS=") {
+		t.Fatalf("after the import: %q, %v; want READY=1 and a STATUS", got, err)
+	}
+	env := getJSON(t, noKeepAlive, s.URL+"/osenv")
+	if v, ok := env["NOTIFY_SOCKET"]; ok {
+		t.Errorf("the app sees NOTIFY_SOCKET=%v", v)
+	}
+	s.signal(syscall.SIGTERM)
+	if got, err := next(30 * time.Second); err != nil || got != "STOPPING=1" {
+		t.Errorf("on TERM: %q, %v; want STOPPING=1", got, err)
+	}
+	if code := s.wait(30 * time.Second); code != 0 {
+		t.Errorf("exit code %d, want 0", code)
+	}
+}
+
 func TestCLIBindTCP(t *testing.T) {
 	py := python(t)
 	v6 := func() string {

@@ -74,6 +74,10 @@ type Options struct {
 	// (StartHooks); nil when it defines none. The master closes it, after
 	// on_exit.
 	Hooks Hooks
+	// Notify tells systemd the service's state (sd_notify(3): READY=1
+	// once the first worker has loaded the app, STOPPING=1 when the master
+	// starts to stop); nil when systemd did not ask ($NOTIFY_SOCKET).
+	Notify func(state string) error
 }
 
 // workerProc is one worker in the table.
@@ -879,6 +883,9 @@ func (m *Master) control(ev ctrlEvent) {
 			w.phase = Ready
 			m.mx.pool.Booted(time.Since(w.started), info.Python)
 		}
+		if !m.served {
+			m.notify("READY=1\nSTATUS=Serving: a worker has loaded the app")
+		}
 		m.served = true
 		m.failures, m.holdTill = 0, time.Time{}
 		if w.gen == m.gen && m.goodGen != m.gen {
@@ -995,9 +1002,21 @@ func (m *Master) reap(ev exitEvent) (code int, reason string, halt bool) {
 	return 0, "", false
 }
 
+// notify tells systemd state (Options.Notify), if it asked; a failure is
+// logged at debug level, as gunicorn does.
+func (m *Master) notify(state string) {
+	if m.opts.Notify == nil {
+		return
+	}
+	if err := m.opts.Notify(state); err != nil {
+		m.log.Debug("Cannot notify systemd", "err", err)
+	}
+}
+
 // stop ends every worker, gracefully (TERM, then KILL after
 // --graceful-timeout) or quickly (QUIT), and returns code.
 func (m *Master) stop(graceful bool, code int, reason string) int {
+	m.notify("STOPPING=1")
 	m.mx.pool.Stop()
 	m.desired = 0
 	// Whether another master still shares the sockets (closeListeners).

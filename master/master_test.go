@@ -3,6 +3,7 @@ package master
 import (
 	"bytes"
 	"errors"
+	"io"
 	"log/slog"
 	"os/exec"
 	"strings"
@@ -120,6 +121,32 @@ func TestReloadServingLogged(t *testing.T) {
 				t.Errorf("goodGen %d, phase %v; want %d and Ready", m.goodGen, w.phase, tt.gen)
 			}
 		})
+	}
+}
+
+// TestNotifyReadyOnce: systemd hears READY=1 once, when the first worker
+// has loaded the app: not for the next workers, nor for a reload's.
+func TestNotifyReadyOnce(t *testing.T) {
+	var told []string
+	m := &Master{
+		opts: Options{Notify: func(s string) error { told = append(told, s); return nil }},
+		log:  slog.New(slog.NewTextHandler(io.Discard, nil)), mx: masterMetrics{pool: metrics.NewPool()},
+		gen: 1, workers: map[int]*workerProc{},
+	}
+	ready := func(pid, gen int) {
+		w := &workerProc{pid: pid, gen: gen, phase: Booting}
+		m.workers[pid] = w
+		m.control(ctrlEvent{w: w, f: protocol.Frame{Type: protocol.WorkerReady, Payload: []byte(`{"pid": 1}`)}})
+	}
+	ready(7, 1)
+	if len(told) != 1 || !strings.HasPrefix(told[0], "READY=1\n") {
+		t.Fatalf("after the first worker: %q, want one READY=1", told)
+	}
+	ready(8, 1)
+	m.gen = 2
+	ready(9, 2)
+	if len(told) != 1 {
+		t.Errorf("after more workers and a reload's: %q, want the one READY=1", told)
 	}
 }
 

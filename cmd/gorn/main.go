@@ -25,6 +25,7 @@ import (
 	"github.com/gorn-project/gorn/logs"
 	"github.com/gorn-project/gorn/master"
 	"github.com/gorn-project/gorn/proxyproto"
+	"github.com/gorn-project/gorn/sdnotify"
 	"github.com/gorn-project/gorn/statsd"
 	"github.com/gorn-project/gorn/tlsconf"
 	"github.com/gorn-project/gorn/worker"
@@ -199,6 +200,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "gorn: error: %v\n", err)
 		return 1
 	}
+	// Type=notify units: taken out of the environment before anything is
+	// started, so only the master tells systemd.
+	notifier := sdnotify.TakeEnv()
 	cfg, err := c.config()
 	if err != nil {
 		fmt.Fprintf(stderr, "gorn: error: %v\n", err)
@@ -270,7 +274,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	reload := func() (*config.Config, error) { return reloadConfig(args) }
-	m, err := master.New(cfg, master.Options{Log: log, ErrorLog: errFile, Argv: args, Reload: reload, Dir: startDir, Terminal: hasTerminal, Activated: len(systemdBinds) > 0, Statsd: stats, Hooks: hooks})
+	m, err := master.New(cfg, master.Options{Log: log, ErrorLog: errFile, Argv: args, Reload: reload, Dir: startDir, Terminal: hasTerminal, Activated: len(systemdBinds) > 0, Statsd: stats, Hooks: hooks, Notify: notifier.Notify})
 	if err != nil {
 		log.Error(err.Error())
 		if hooks != nil {
