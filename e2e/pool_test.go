@@ -333,6 +333,10 @@ func TestPoolReloadUnderLoad(t *testing.T) {
 	}
 	load.stop()
 	t.Logf("load: %s", load)
+	// As gunicorn's arbiter, each HUP is also logged as a hang-up.
+	if hup, hang := poolCount(s, `Handling signal: hup\b`), poolCount(s, `\[INFO\] Hang up: Master\n`); hup != 3 || hang != hup {
+		t.Errorf("%d HUPs handled, %d logged as \"Hang up: Master\"; want 3 of each", hup, hang)
+	}
 
 	if load.failures() != 0 || load.ok < 50 {
 		t.Fatalf("a reload lost requests: %s", load)

@@ -431,6 +431,7 @@ func (m *Master) signal(s os.Signal) (code int, stop bool) {
 	case signals.QuickStop:
 		return m.stop(false, ExitOK, ""), true
 	case signals.Reload:
+		m.log.Info("Hang up: Master") // as gunicorn's arbiter
 		m.reload()
 	case signals.AddWorker:
 		m.desired++
