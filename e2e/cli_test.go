@@ -222,8 +222,9 @@ func TestCLISystemdSockets(t *testing.T) {
 
 // TestCLISystemdNotify: under a systemd unit of Type=notify
 // ($NOTIFY_SOCKET), the master tells systemd READY=1 once a worker has
-// loaded the app, and not while the app is still importing; STOPPING=1
-// when TERM stops it. Neither the workers nor the app see $NOTIFY_SOCKET.
+// loaded the app, and not while the app is still importing; RELOADING=1
+// and READY=1 around a HUP's reload; STOPPING=1 when TERM stops it.
+// Neither the workers nor the app see $NOTIFY_SOCKET.
 func TestCLISystemdNotify(t *testing.T) {
 	py := python(t)
 	dir := t.TempDir()
@@ -259,6 +260,16 @@ func TestCLISystemdNotify(t *testing.T) {
 	if v, ok := env["NOTIFY_SOCKET"]; ok {
 		t.Errorf("the app sees NOTIFY_SOCKET=%v", v)
 	}
+	// A reload: RELOADING=1 (with the monotonic time systemd wants), then
+	// READY=1 once the new generation serves.
+	s.signal(syscall.SIGHUP)
+	if got, err := next(30 * time.Second); err != nil || !regexp.MustCompile(`^RELOADING=1\nMONOTONIC_USEC=[1-9][0-9]*$`).MatchString(got) {
+		t.Errorf("on HUP: %q, %v; want RELOADING=1 and MONOTONIC_USEC", got, err)
+	}
+	if got, err := next(30 * time.Second); err != nil || got != "READY=1\nSTATUS=Reloaded: a new generation serves" {
+		t.Errorf("after the reload: %q, %v; want READY=1", got, err)
+	}
+	s.waitLog(`Reload: generation 2 is serving`, 10*time.Second)
 	s.signal(syscall.SIGTERM)
 	if got, err := next(30 * time.Second); err != nil || got != "STOPPING=1" {
 		t.Errorf("on TERM: %q, %v; want STOPPING=1", got, err)

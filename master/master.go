@@ -21,6 +21,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -75,8 +76,10 @@ type Options struct {
 	// on_exit.
 	Hooks Hooks
 	// Notify tells systemd the service's state (sd_notify(3): READY=1
-	// once the first worker has loaded the app, STOPPING=1 when the master
-	// starts to stop); nil when systemd did not ask ($NOTIFY_SOCKET).
+	// once the first worker has loaded the app, RELOADING=1 at a reload's
+	// start and READY=1 at its end, whatever the outcome, STOPPING=1 when
+	// the master starts to stop); nil when systemd did not ask
+	// ($NOTIFY_SOCKET).
 	Notify func(state string) error
 }
 
@@ -474,6 +477,9 @@ func (m *Master) signal(s os.Signal) (code int, stop bool) {
 // reload starts a new generation of workers with a freshly read
 // configuration. The old generation serves until new workers are ready.
 func (m *Master) reload() {
+	// Every reload ends in reloaded (a new generation serves, or the
+	// current one keeps serving), which says READY=1 again.
+	m.notify("RELOADING=1\nMONOTONIC_USEC=" + strconv.FormatInt(monotonicUsec(), 10))
 	old := m.cfg()
 	cfg := old
 	var lns []*listener // the new generation's listeners, when --bind changed
@@ -485,7 +491,7 @@ func (m *Master) reload() {
 		m.excuse(time.Since(start))
 		if err != nil {
 			m.log.Error("Reload failed: cannot read the configuration; keeping the current workers", "err", err)
-			m.mx.pool.Reloaded(false, time.Now())
+			m.reloaded(false)
 			return
 		}
 		var fresh []*listener
@@ -495,14 +501,14 @@ func (m *Master) reload() {
 				next.Binds = cfg.Binds
 			} else if lns, fresh, err = m.rebind(next); err != nil {
 				m.log.Error("Reload failed: " + err.Error() + "; keeping the current workers")
-				m.mx.pool.Reloaded(false, time.Now())
+				m.reloaded(false)
 				return
 			}
 		}
 		if err := m.switchLogs(old, next); err != nil {
 			closeAll(fresh)
 			m.log.Error("Reload failed: " + err.Error() + "; keeping the current workers")
-			m.mx.pool.Reloaded(false, time.Now())
+			m.reloaded(false)
 			return
 		}
 		cfg = next
@@ -895,7 +901,7 @@ func (m *Master) control(ev ctrlEvent) {
 			// ready (goodGen still 0).
 			if m.gen > 1 {
 				m.log.Info(fmt.Sprintf("Reload: generation %d is serving", m.gen))
-				m.mx.pool.Reloaded(true, time.Now())
+				m.reloaded(true)
 			}
 			m.goodGen = m.gen
 			m.keepListeners()
@@ -990,7 +996,7 @@ func (m *Master) reap(ev exitEvent) (code int, reason string, halt bool) {
 		if lines := strings.Split(strings.TrimSpace(m.lastErr), "\n"); m.lastErr != "" {
 			why = lines[len(lines)-1] // the exception; its traceback is logged above
 		}
-		m.mx.pool.Reloaded(false, time.Now())
+		m.reloaded(false)
 		m.log.Error(fmt.Sprintf("Reload failed: generation %d did not boot (%s); generation %d keeps serving", m.gen, why, m.goodGen))
 		m.gen = m.goodGen
 		m.useListeners(m.goodListeners)
@@ -1001,6 +1007,27 @@ func (m *Master) reap(ev exitEvent) (code int, reason string, halt bool) {
 		m.hold()
 	}
 	return 0, "", false
+}
+
+// reloaded records the end of a reload, which ok says succeeded, in the
+// metrics, and tells systemd that the service is ready again.
+func (m *Master) reloaded(ok bool) {
+	m.mx.pool.Reloaded(ok, time.Now())
+	status := "Reloaded: a new generation serves"
+	if !ok {
+		status = "Reload failed: the current workers keep serving"
+	}
+	m.notify("READY=1\nSTATUS=" + status)
+}
+
+// monotonicUsec is CLOCK_MONOTONIC in microseconds, which systemd wants
+// with RELOADING=1.
+func monotonicUsec() int64 {
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
+		return 0
+	}
+	return ts.Nano() / 1e3
 }
 
 // notify tells systemd state (Options.Notify), if it asked; a failure is

@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"os/exec"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -124,9 +125,10 @@ func TestReloadServingLogged(t *testing.T) {
 	}
 }
 
-// TestNotifyReadyOnce: systemd hears READY=1 once, when the first worker
-// has loaded the app: not for the next workers, nor for a reload's.
-func TestNotifyReadyOnce(t *testing.T) {
+// TestNotifyReady: systemd hears READY=1 when the first worker has loaded
+// the app, not for the next workers; and again when a reload ends, with
+// its outcome in STATUS.
+func TestNotifyReady(t *testing.T) {
 	var told []string
 	m := &Master{
 		opts: Options{Notify: func(s string) error { told = append(told, s); return nil }},
@@ -139,14 +141,18 @@ func TestNotifyReadyOnce(t *testing.T) {
 		m.control(ctrlEvent{w: w, f: protocol.Frame{Type: protocol.WorkerReady, Payload: []byte(`{"pid": 1}`)}})
 	}
 	ready(7, 1)
-	if len(told) != 1 || !strings.HasPrefix(told[0], "READY=1\n") {
-		t.Fatalf("after the first worker: %q, want one READY=1", told)
-	}
 	ready(8, 1)
-	m.gen = 2
+	m.gen = 2 // a reload's generation
 	ready(9, 2)
-	if len(told) != 1 {
-		t.Errorf("after more workers and a reload's: %q, want the one READY=1", told)
+	ready(10, 2)
+	m.reloaded(false)
+	want := []string{
+		"READY=1\nSTATUS=Serving: a worker has loaded the app",
+		"READY=1\nSTATUS=Reloaded: a new generation serves",
+		"READY=1\nSTATUS=Reload failed: the current workers keep serving",
+	}
+	if !slices.Equal(told, want) {
+		t.Errorf("systemd was told %q, want %q", told, want)
 	}
 }
 
