@@ -197,6 +197,7 @@ func TestRejectLine(t *testing.T) {
 		{"too long", long + "\r\nHost: h\r\n\r\n", long[:maxLogLine]},
 		{"empty lines only", strings.Repeat("\r\n", 9) + "GET / HTTP/1.1\r\n\r\n", ""},
 		{"after a good request", "GET /a HTTP/1.1\r\nHost: h\r\n\r\nGET /b HTTP/1.7\r\nHost: h\r\n\r\n", "GET /b HTTP/1.7"},
+		{"a bad field after a good request", "GET /a HTTP/1.1\r\nHost: h\r\n\r\nGET /c HTTP/1.1\r\nHost: h\r\nA: b\r\n c\r\n\r\n", "GET /c HTTP/1.1"},
 	}
 	for _, tt := range tests {
 		for _, step := range []int{0, 1, 7} {
