@@ -575,14 +575,15 @@ var serverReadHeaders = [...]string{"Content-Type", "Content-Length", "Content-E
 // of the app's: the name as the app spelled it, so that it goes out so
 // (ETag, WWW-Authenticate, as gunicorn sends them, not Etag and
 // Www-Authenticate), but the canonical name of the fields the servers
-// read, which they look up so. Hop-by-hop fields never get here.
-func responseHeaderKey(name string) string {
+// read, which they look up so; server says it is one of those, which every
+// spelling reaches by that one key. Hop-by-hop fields never get here.
+func responseHeaderKey(name string) (key string, server bool) {
 	for _, k := range serverReadHeaders {
 		if len(k) == len(name) && strings.EqualFold(k, name) {
-			return k
+			return k, true
 		}
 	}
-	return name
+	return name, false
 }
 
 // otherSpelling finds the key of hdr that is name in another case.
@@ -616,14 +617,18 @@ func (h *handler) writeHead(st *requestState, head protocol.ResponseHead) bool {
 			}
 			continue
 		}
-		key := responseHeaderKey(name)
+		key, server := responseHeaderKey(name)
 		if old, ok := hdr[key]; ok {
 			hdr[key] = append(old, kv[1])
 			continue
 		}
-		if k, ok := otherSpelling(hdr, key); ok { // set-cookie after Set-Cookie: one field, in order
-			hdr[k] = append(hdr[k], kv[1])
-			continue
+		// set-cookie after Set-Cookie: one field, in order. The fields the
+		// servers read have one key whatever the spelling: no scan.
+		if !server {
+			if k, ok := otherSpelling(hdr, key); ok {
+				hdr[k] = append(hdr[k], kv[1])
+				continue
+			}
 		}
 		hdr[key] = kv[1:2:2]
 	}
