@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -278,6 +279,37 @@ func TestWSGIEnviron(t *testing.T) {
 		}
 		if sw, _ := env["SERVER_SOFTWARE"].(string); !strings.HasPrefix(sw, "gorn/") {
 			t.Errorf("SERVER_SOFTWARE = %#v, want gorn/...", env["SERVER_SOFTWARE"])
+		}
+	})
+
+	t.Run("header order", func(t *testing.T) {
+		// The variables come in the order the fields came, as gunicorn's
+		// (more than eight names: a Go map's order would show).
+		names := []string{"X-Zulu", "Accept", "X-Alpha", "Content-Type", "X-Mike", "Cookie", "X-Bravo",
+			"Accept-Language", "X-Yankee", "Referer", "X-Charlie", "X-Xray"}
+		raw := "GET /app/env HTTP/1.1\r\nHost: h\r\n"
+		var want []string
+		for i, n := range names {
+			raw += n + ": " + strconv.Itoa(i) + "\r\n"
+			if n == "Content-Type" {
+				want = append(want, "CONTENT_TYPE")
+			} else {
+				want = append(want, "HTTP_"+strings.ToUpper(strings.ReplaceAll(n, "-", "_")))
+			}
+		}
+		raw += "Cookie: again\r\n\r\n" // a repeated name counts where it first came
+		for range 3 {
+			env, _ := wcEnviron(t, s, raw)
+			keys, _ := env["keys"].([]any)
+			var got []string
+			for _, k := range keys {
+				if k, _ := k.(string); k == "CONTENT_TYPE" || strings.HasPrefix(k, "HTTP_") && k != "HTTP_HOST" {
+					got = append(got, k)
+				}
+			}
+			if !slices.Equal(got, want) {
+				t.Fatalf("the environ's header variables come in the order %q, want %q", got, want)
+			}
 		}
 	})
 

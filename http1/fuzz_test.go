@@ -74,6 +74,7 @@ func differential(t *testing.T, raw []byte, step int, fold bool) {
 				t.Fatalf("%s: %#v, net/http %#v\ninput %q", f.name, f.got, f.want, out)
 			}
 		}
+		checkOrder(t, reuse.order, got.Header, out)
 		wantBody, wantErr := io.ReadAll(want.Body)
 		var gotBody []byte
 		if b := newBody(c, got); b != nil {
@@ -84,6 +85,27 @@ func differential(t *testing.T, raw []byte, step int, fold bool) {
 		}
 		if err != nil {
 			return
+		}
+	}
+}
+
+// checkOrder checks a request's field order against its Header: each
+// key once, and nothing else but the fields newRequest takes out.
+func checkOrder(t *testing.T, order []string, hdr http.Header, input []byte) {
+	t.Helper()
+	seen := make(map[string]bool, len(order))
+	for _, k := range order {
+		if seen[k] {
+			t.Fatalf("field order %q names %q twice\ninput %q", order, k, input)
+		}
+		seen[k] = true
+		if _, ok := hdr[k]; !ok && k != "Host" && k != "Transfer-Encoding" && k != "Content-Length" {
+			t.Fatalf("field order %q names %q, not in the header %v\ninput %q", order, k, hdr, input)
+		}
+	}
+	for k := range hdr {
+		if !seen[k] {
+			t.Fatalf("field order %q lacks %q\ninput %q", order, k, input)
 		}
 	}
 }

@@ -29,13 +29,17 @@ type reqBuf struct {
 	u    url.URL
 	hdr  http.Header
 	strs []string
+	// order is the head's field names, canonical, in the order the first
+	// field of each came (Host and Transfer-Encoding too, which the
+	// request's Header no longer holds): see response.FieldOrder.
+	order []string
 }
 
 // readRequest reads a request head from br. The head is expected to be
 // valid HTTP/1 (httpguard checked it); an error is a head it cannot parse,
 // or errNoRequest when br ends before any byte. The request is a copy of
 // tmpl (for its context; nil means none) with the head's fields, built in
-// into (nil: in new memory).
+// into, which also gets the order of the fields.
 func readRequest(br *bufio.Reader, remote string, tmpl *http.Request, into *reqBuf) (*http.Request, error) {
 	if br.Buffered() == 0 {
 		// The guard passes on whole heads: one read brings the head in.
@@ -67,11 +71,33 @@ func readRequest(br *bufio.Reader, remote string, tmpl *http.Request, into *reqB
 			return nil, errors.New("http1: too many empty lines")
 		}
 	}
-	hdr, err := tp.ReadMIMEHeader()
-	if err != nil {
-		return nil, err
+	// As textproto's ReadMIMEHeader, keeping the order of the names.
+	if into.hdr == nil {
+		into.hdr = make(http.Header)
 	}
-	return newRequest(line, http.Header(hdr), remote, tmpl, into)
+	hdr := into.hdr
+	clear(hdr)
+	into.order = into.order[:0]
+	for {
+		kv, err := tp.ReadContinuedLine()
+		if err != nil {
+			return nil, err
+		}
+		if kv == "" {
+			break
+		}
+		k, v, found := strings.Cut(kv, ":")
+		if !found || k == "" {
+			return nil, fmt.Errorf("http1: malformed header line %q", kv)
+		}
+		k = textproto.CanonicalMIMEHeaderKey(k)
+		vs, seen := hdr[k]
+		if !seen {
+			into.order = append(into.order, k)
+		}
+		hdr[k] = append(vs, strings.Trim(v, " \t"))
+	}
+	return newRequest(line, hdr, remote, tmpl, into)
 }
 
 // maxFastFields is the most header fields a head may have for
@@ -109,19 +135,13 @@ func readBufferedHead(br *bufio.Reader, remote string, tmpl *http.Request, into 
 	}
 	// The map and one slab for its values, as textproto: most names
 	// appear once. Both are the previous request's, when there is one.
-	var hdr http.Header
-	var strs []string
-	switch {
-	case into == nil:
-		hdr, strs = make(http.Header, n), make([]string, n)
-	case into.hdr == nil || cap(into.strs) < n:
+	if into.hdr == nil || cap(into.strs) < n {
 		into.hdr, into.strs = make(http.Header, max(n, 8)), make([]string, max(n, 8))
-		fallthrough
-	default:
-		hdr, strs = into.hdr, into.strs[:n]
-		clear(hdr)
-		clear(strs)
 	}
+	hdr, strs := into.hdr, into.strs[:n]
+	clear(hdr)
+	clear(strs)
+	into.order = into.order[:0]
 	for i, f := range fields[:n] {
 		if vs, dup := hdr[f[0]]; dup {
 			hdr[f[0]] = append(vs, f[1])
@@ -129,6 +149,7 @@ func readBufferedHead(br *bufio.Reader, remote string, tmpl *http.Request, into 
 		}
 		strs[i] = f[1]
 		hdr[f[0]] = strs[i : i+1 : i+1]
+		into.order = append(into.order, f[0])
 	}
 	br.Discard(end + 4)
 	r, err = newRequest(line, hdr, remote, tmpl, into)
@@ -136,7 +157,7 @@ func readBufferedHead(br *bufio.Reader, remote string, tmpl *http.Request, into 
 }
 
 // newRequest builds the request of a request line and its header fields,
-// in into (nil: in new memory).
+// in into.
 func newRequest(line string, hdr http.Header, remote string, tmpl *http.Request, into *reqBuf) (*http.Request, error) {
 	method, rest, ok1 := strings.Cut(line, " ")
 	target, proto, ok2 := strings.Cut(rest, " ")
@@ -147,13 +168,7 @@ func newRequest(line string, hdr http.Header, remote string, tmpl *http.Request,
 	if !ok || major != 1 {
 		return nil, fmt.Errorf("http1: unsupported version %q", proto)
 	}
-	var r *http.Request
-	var u *url.URL
-	if into != nil {
-		r, u = &into.r, &into.u
-	} else {
-		r, u = new(http.Request), new(url.URL)
-	}
+	r, u := &into.r, &into.u
 	if err := parseTarget(method, target, u); err != nil {
 		return nil, err
 	}

@@ -3,7 +3,9 @@ package http1
 import (
 	"bufio"
 	"io"
+	"net/textproto"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -60,7 +62,8 @@ func TestReadBufferedHead(t *testing.T) {
 			// The textproto path, on the same bytes, with the fast path
 			// out of the way (a reader that hands over a byte at a time
 			// never holds the whole head).
-			want, err := readRequest(bufio.NewReaderSize(&oneByte{s: tt.raw}, 16), "peer", nil, nil)
+			wantIn := new(reqBuf)
+			want, err := readRequest(bufio.NewReaderSize(&oneByte{s: tt.raw}, 16), "peer", nil, wantIn)
 			if err != nil {
 				t.Fatalf("readRequest (textproto): %v", err)
 			}
@@ -86,6 +89,9 @@ func TestReadBufferedHead(t *testing.T) {
 			if got.Header == nil {
 				t.Error("nil Header")
 			}
+			if !slices.Equal(into.order, wantIn.order) {
+				t.Errorf("field order: %q, textproto path %q", into.order, wantIn.order)
+			}
 			// The head, and only the head, was read.
 			rest, _ := br.Peek(br.Buffered())
 			if !strings.HasSuffix(tt.raw, string(rest)) || !strings.HasSuffix(tt.raw[:len(tt.raw)-len(rest)], "\r\n\r\n") {
@@ -108,4 +114,62 @@ func (r *oneByte) Read(p []byte) (int, error) {
 	p[0] = r.s[0]
 	r.s = r.s[1:]
 	return 1, nil
+}
+
+// TestFieldOrder checks the field order readRequest records, on the
+// buffered fast path and on the textproto path alike.
+func TestFieldOrder(t *testing.T) {
+	many := "GET / HTTP/1.1\r\n"
+	var manyOrder []string
+	for i := range maxFastFields + 3 {
+		name := "X-" + strings.Repeat("a", i+1)
+		many += name + ": 1\r\n"
+		manyOrder = append(manyOrder, textproto.CanonicalMIMEHeaderKey(name))
+	}
+	many += "Host: h\r\n\r\n"
+	manyOrder = append(manyOrder, "Host")
+	tests := []struct {
+		name string
+		raw  string
+		want []string
+	}{
+		{"no fields", "GET / HTTP/1.0\r\n\r\n", nil},
+		{"as sent, canonical", "GET / HTTP/1.1\r\nuser-agent: u\r\nHost: h\r\nX-B: 1\r\nx-a: 2\r\nAccept: a\r\n\r\n",
+			[]string{"User-Agent", "Host", "X-B", "X-A", "Accept"}},
+		{"a repeated name counts where it first came", "GET / HTTP/1.1\r\nCookie: a=1\r\nHost: h\r\nX-A: 1\r\ncookie: b=2\r\nX-A: 2\r\n\r\n",
+			[]string{"Cookie", "Host", "X-A"}},
+		{"chunked", "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nHost: h\r\nContent-Type: t\r\n\r\n0\r\n\r\n",
+			[]string{"Transfer-Encoding", "Host", "Content-Type"}},
+		{"obsolete folding", "GET / HTTP/1.1\r\nX-Z: 1\r\n 2\r\nHost: h\r\nX-Y: 3\r\n\r\n", []string{"X-Z", "Host", "X-Y"}},
+		{"more fields than the fast path takes", many, manyOrder},
+	}
+	for _, tt := range tests {
+		for _, path := range []struct {
+			name string
+			br   func() *bufio.Reader
+		}{
+			{"buffered", func() *bufio.Reader { return bufio.NewReaderSize(strings.NewReader(tt.raw), 4<<10) }},
+			{"a byte at a time", func() *bufio.Reader { return bufio.NewReaderSize(&oneByte{s: tt.raw}, 16) }},
+		} {
+			t.Run(tt.name+"/"+path.name, func(t *testing.T) {
+				into := new(reqBuf)
+				// An earlier request on the connection leaves nothing behind.
+				if _, err := readRequest(bufio.NewReader(strings.NewReader("GET / HTTP/1.1\r\nHost: j\r\nX-Old: 1\r\n\r\n")), "p", nil, into); err != nil {
+					t.Fatal(err)
+				}
+				r, err := readRequest(path.br(), "peer", nil, into)
+				if err != nil {
+					t.Fatalf("readRequest: %v", err)
+				}
+				if !slices.Equal(into.order, tt.want) {
+					t.Errorf("order %q, want %q", into.order, tt.want)
+				}
+				for k := range r.Header {
+					if !slices.Contains(into.order, k) {
+						t.Errorf("Header key %q is not in the order", k)
+					}
+				}
+			})
+		}
+	}
 }

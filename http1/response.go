@@ -69,6 +69,15 @@ func (w *response) reset(c *conn, req *http.Request) {
 // Header returns the response header map, as net/http's.
 func (w *response) Header() http.Header { return w.hdr }
 
+// FieldOrder returns the names of the request's header fields, in the
+// canonical form of its Header's keys, in the order the first field of
+// each name came on the wire, which net/http's Header map forgets. It
+// names every key of the request's Header as the server built it, and
+// also Host and Transfer-Encoding, which the Header does not hold. The
+// slice is the connection's: valid until ServeHTTP returns, not to be
+// changed.
+func (w *response) FieldOrder() []string { return w.c.reqs.order }
+
 // WriteHeader sets the status; later calls are ignored. An informational
 // status (1xx but 101) is written at once, as an interim response.
 func (w *response) WriteHeader(code int) {

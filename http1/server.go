@@ -15,7 +15,9 @@
 // written whole, else chunked on HTTP/1.1, else close-delimited),
 // HTTP/1.0 keep-alive, Expect: 100-continue, HEAD, the Date header,
 // Content-Type sniffing, ConnState and ConnContext, and a request context
-// cancelled when the client hangs up.
+// cancelled when the client hangs up. It also keeps what net/http's
+// header map forgets: the order the request's fields came in (the
+// ResponseWriter's FieldOrder method).
 //
 // What it does not do: HTTP/2, TLS, Hijack, trailers in responses, and
 // any check of the request head beyond what it needs to parse it. Put it

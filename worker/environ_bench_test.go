@@ -33,12 +33,13 @@ func BenchmarkHandlerEnviron(b *testing.B) {
 					b.Fatal(err)
 				}
 				r.RemoteAddr = "127.0.0.1:5000"
+				names := sortedNames(r.Header, nil)
 				var e protocol.Environ
 				b.ReportAllocs()
 				for b.Loop() {
 					e.Reset()
 					s := h.requestScriptName(r)
-					h.environ(&e, r, s, strings.TrimPrefix(r.URL.Path, s))
+					h.environ(&e, r, request{scriptName: s, pathInfo: strings.TrimPrefix(r.URL.Path, s), scheme: "http", names: names})
 				}
 			})
 		}

@@ -122,6 +122,9 @@ type requestState struct {
 	// env builds the request's environ; kept with the state when it is
 	// reused, for its buffer.
 	env *protocol.Environ
+	// names holds the header's names, sorted, for a request from a server
+	// that cannot tell their order; kept with the state when it is reused.
+	names []string
 }
 
 // runtimeLogged reports whether the runtime logged the request to Python's
@@ -153,7 +156,7 @@ func (h *handler) newState(rw http.ResponseWriter, r *http.Request) *requestStat
 	if st == nil {
 		st = &requestState{}
 	}
-	*st = requestState{rw: rw, r: r, timer: st.timer, env: st.env}
+	*st = requestState{rw: rw, r: r, timer: st.timer, env: st.env, names: st.names}
 	return st
 }
 
@@ -165,7 +168,8 @@ func (h *handler) putState(st *requestState) {
 	if st.env != nil {
 		st.env.Reset() // lets go of the request's strings
 	}
-	*st = requestState{timer: st.timer, env: st.env}
+	clear(st.names)
+	*st = requestState{timer: st.timer, env: st.env, names: st.names[:0]}
 	h.states.Put(st)
 }
 
@@ -285,7 +289,12 @@ func (h *handler) serve(st *requestState) {
 	}
 	env := st.env
 	env.Reset()
-	h.environ(env, r, scriptName, pathInfo)
+	names := fieldOrder(st.rw)
+	if names == nil {
+		st.names = sortedNames(r.Header, st.names[:0])
+		names = st.names
+	}
+	h.environ(env, r, request{scriptName: scriptName, pathInfo: pathInfo, scheme: scheme, names: names})
 	env.Add("wsgi.url_scheme", scheme) // the runtime's default gives way to it
 	frame := env.AppendTo((*fb)[:protocol.HeaderSize+4])
 	envLen := len(frame) - protocol.HeaderSize - 4
@@ -907,26 +916,54 @@ func dropFragment(r *http.Request) {
 	r.URL.Path, r.URL.RawPath, r.URL.RawQuery, r.URL.ForceQuery = u.Path, u.RawPath, u.RawQuery, u.ForceQuery
 }
 
-// environ adds the CGI variables of PEP 3333 and gunicorn to e; the runtime
-// adds the wsgi.* entries.
-func (h *handler) environ(e *protocol.Environ, r *http.Request, scriptName, pathInfo string) {
-	if h.buildEnviron(e, r, scriptName, pathInfo, nil) {
+// request is what the handler has worked out of a request for its environ.
+type request struct {
+	scriptName, pathInfo string
+	scheme               string   // wsgi.url_scheme
+	names                []string // the header's names in the order the environ gets them (see fieldOrder)
+}
+
+// fieldOrder is the order of the request's header fields, as they came,
+// from gorn's HTTP/1 server; nil from net/http's (over TLS), whose header
+// map forgot it.
+func fieldOrder(rw http.ResponseWriter) []string {
+	if o, ok := rw.(interface{ FieldOrder() []string }); ok {
+		return o.FieldOrder()
+	}
+	return nil
+}
+
+// sortedNames appends the names of hdr to buf, sorted: the environ's order
+// when the server cannot tell the order the fields came in, the same for
+// every request rather than the map's random one.
+func sortedNames(hdr http.Header, buf []string) []string {
+	for k := range hdr {
+		buf = append(buf, k)
+	}
+	slices.Sort(buf)
+	return buf
+}
+
+// environ adds the CGI variables of PEP 3333 and gunicorn to e, the
+// header's in the order of q.names; the runtime adds the wsgi.* entries.
+func (h *handler) environ(e *protocol.Environ, r *http.Request, q request) {
+	if h.buildEnviron(e, r, q, nil) {
 		return
 	}
 	// A header name with "_" that reaches the app shares its variable
 	// with another header's, which is rare: build again, joining them.
 	e.Reset()
-	h.buildEnviron(e, r, scriptName, pathInfo, h.underscoreHeaders(r))
+	h.buildEnviron(e, r, q, h.underscoreHeaders(r))
 }
 
 // buildEnviron is environ, with merge the values of the header names
 // containing "_" that reach the app (see underscoreHeaders). With merge
 // nil, it adds such names itself, unless one shares its variable with
 // another header's: then it gives up, returning false.
-func (h *handler) buildEnviron(e *protocol.Environ, r *http.Request, scriptName, pathInfo string, merge map[string]string) bool {
+func (h *handler) buildEnviron(e *protocol.Environ, r *http.Request, q request, merge map[string]string) bool {
 	e.Add("REQUEST_METHOD", r.Method)
-	e.Add("SCRIPT_NAME", scriptName)
-	e.Add("PATH_INFO", pathInfo)
+	e.Add("SCRIPT_NAME", q.scriptName)
+	e.Add("PATH_INFO", q.pathInfo)
 	e.Add("QUERY_STRING", r.URL.RawQuery)
 	e.Add("RAW_URI", r.RequestURI)
 	e.Add("SERVER_PROTOCOL", r.Proto)
@@ -961,20 +998,20 @@ func (h *handler) buildEnviron(e *protocol.Environ, r *http.Request, scriptName,
 	var underBuf [2]string
 	under := underBuf[:0] // names with "_" that reach the app, when merge is nil
 	var trust peerTrust
-	for k, vs := range r.Header {
+	add := func(k string, vs []string) {
 		switch k {
 		case "Content-Type":
 			e.Add("CONTENT_TYPE", strings.Join(vs, ","))
-			continue
+			return
 		case "Content-Length":
 			e.Add("CONTENT_LENGTH", vs[0])
-			continue
+			return
 		}
 		if strings.IndexByte(k, '_') >= 0 {
 			if merge == nil && (h.headerMap == httpguard.HeaderMapDangerous || h.forwarders.Has(k) && trust.of(h, r)) {
 				under = append(under, k)
 			}
-			continue // X_Forwarded_For must not pose as X-Forwarded-For: see underscoreHeaders
+			return // X_Forwarded_For must not pose as X-Forwarded-For: see underscoreHeaders
 		}
 		key = environKey(key[:0], k)
 		v := strings.Join(vs, ",")
@@ -983,6 +1020,20 @@ func (h *handler) buildEnviron(e *protocol.Environ, r *http.Request, scriptName,
 			delete(merge, string(key))
 		}
 		e.Add(string(key), v)
+	}
+	added := 0
+	for _, k := range q.names {
+		if vs, ok := r.Header[k]; ok {
+			add(k, vs)
+			added++
+		}
+	}
+	if added < len(r.Header) { // a name q.names lacks: not lost, if out of order
+		for k, vs := range r.Header {
+			if !slices.Contains(q.names, k) {
+				add(k, vs)
+			}
+		}
 	}
 	for k, v := range merge {
 		e.Add(k, v)

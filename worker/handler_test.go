@@ -101,6 +101,17 @@ func TestEnviron(t *testing.T) {
 			},
 		},
 		{
+			name:   "unix socket, no Host",
+			unix:   true,
+			raw:    "GET / HTTP/1.0\r\n\r\n",
+			remote: "@",
+			want: map[string]string{
+				"REQUEST_METHOD": "GET", "SCRIPT_NAME": "", "PATH_INFO": "/", "QUERY_STRING": "",
+				"RAW_URI": "/", "SERVER_PROTOCOL": "HTTP/1.0", "SERVER_SOFTWARE": software,
+				"REMOTE_ADDR": "", "SERVER_NAME": "/run/gorn.sock", "SERVER_PORT": "80", // gunicorn's port is ""
+			},
+		},
+		{
 			name:       "script name",
 			raw:        "GET /app/x/y?q HTTP/1.1\r\nHost: h\r\n\r\n",
 			remote:     "127.0.0.1:1",
@@ -234,9 +245,14 @@ func TestEnviron(t *testing.T) {
 			if pathInfo == "" {
 				pathInfo = strings.TrimPrefix(r.URL.Path, scriptName)
 			}
+			h.schemeHeaders = forwarded.DefaultSchemeHeaders
+			scheme, err := h.urlScheme(r)
+			if err != nil {
+				t.Fatal(err)
+			}
 			var e protocol.Environ
 			e.Reset()
-			h.environ(&e, r, scriptName, pathInfo)
+			h.environ(&e, r, request{scriptName: scriptName, pathInfo: pathInfo, scheme: scheme, names: sortedNames(r.Header, nil)})
 			pairs, err := protocol.DecodeEnviron(e.AppendTo(nil))
 			if err != nil {
 				t.Fatalf("DecodeEnviron: %v", err)
@@ -555,5 +571,61 @@ func TestRuntimeKnowsErrorPage(t *testing.T) {
 	rec := httptest.NewRecorder()
 	if n := errorPage(rec, http.StatusInternalServerError, ""); strconv.Itoa(n) != string(m[1]) || rec.Body.Len() != n {
 		t.Errorf("errorPage writes %d bytes (%d in the body) for a 500; gorn_runtime.py says %s", n, rec.Body.Len(), m[1])
+	}
+}
+
+// TestEnvironOrder checks that the environ has the header's variables in
+// the order it is given, and every one of them even if that order lacks a
+// name.
+func TestEnvironOrder(t *testing.T) {
+	raw := "GET / HTTP/1.1\r\nHost: h\r\nX-Zeta: 1\r\nContent-Type: t\r\nAccept: a\r\nX-Alpha: 2\r\nCookie: c=1\r\nX-Mid: 3\r\ncookie: d=2\r\n\r\n"
+	tests := []struct {
+		name  string
+		names []string
+		want  []string
+	}{
+		{
+			name:  "as the fields came (gorn's HTTP/1 server)",
+			names: []string{"Host", "X-Zeta", "Content-Type", "Accept", "X-Alpha", "Cookie", "X-Mid"},
+			want:  []string{"HTTP_X_ZETA", "CONTENT_TYPE", "HTTP_ACCEPT", "HTTP_X_ALPHA", "HTTP_COOKIE", "HTTP_X_MID"},
+		},
+		{
+			name: "sorted, when the server cannot tell (net/http)",
+			want: []string{"HTTP_ACCEPT", "CONTENT_TYPE", "HTTP_COOKIE", "HTTP_X_ALPHA", "HTTP_X_MID", "HTTP_X_ZETA"},
+		},
+		{
+			name:  "a name the order lacks still comes, after the others",
+			names: []string{"X-Zeta", "Content-Type", "Accept", "X-Alpha", "X-Mid"},
+			want:  []string{"HTTP_X_ZETA", "CONTENT_TYPE", "HTTP_ACCEPT", "HTTP_X_ALPHA", "HTTP_X_MID", "HTTP_COOKIE"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := &handler{serverName: "127.0.0.1", serverPort: "8000"}
+			r := readRequest(t, raw, "127.0.0.1:1")
+			names := tt.names
+			if names == nil {
+				names = sortedNames(r.Header, nil)
+			}
+			var e protocol.Environ
+			e.Reset()
+			h.environ(&e, r, request{pathInfo: "/", scheme: "http", names: names})
+			pairs, err := protocol.DecodeEnviron(e.AppendTo(nil))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, kv := range pairs {
+				if kv[0] == "CONTENT_TYPE" || strings.HasPrefix(kv[0], "HTTP_") && kv[0] != "HTTP_HOST" {
+					got = append(got, kv[0])
+				}
+				if kv[0] == "HTTP_COOKIE" && kv[1] != "c=1,d=2" {
+					t.Errorf("HTTP_COOKIE = %q, want both fields joined", kv[1])
+				}
+			}
+			if !slices.Equal(got, tt.want) {
+				t.Errorf("order %q, want %q", got, tt.want)
+			}
+		})
 	}
 }

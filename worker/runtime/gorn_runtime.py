@@ -1320,7 +1320,8 @@ class HookWorker:
 class HookRequest:
     """req in pre_request and post_request: the attributes of gunicorn's
     Request, read from the environ. headers are (NAME, value) pairs with
-    upper-case names, as gunicorn's, in no particular order."""
+    upper-case names, as gunicorn's, in the environ's order: as the fields
+    came (sorted over TLS), a repeated name once, its values joined."""
 
     def __init__(self, environ):
         from urllib.parse import urlsplit

@@ -225,6 +225,7 @@ def app(environ, start_response):
         env["has_input"] = hasattr(environ.get("wsgi.input"), "read")
         env["has_errors"] = hasattr(environ.get("wsgi.errors"), "write")
         env["body_len"] = len(environ["wsgi.input"].read())
+        env["keys"] = list(environ)  # the order of the environ's variables
         return _json(start_response, env)
 
     if path == "/fds":
