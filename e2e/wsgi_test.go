@@ -436,6 +436,8 @@ func TestWSGIEnvironUnixSocket(t *testing.T) {
 	tests := []struct{ req, name, port string }{
 		{"GET /env HTTP/1.1\r\nHost: example.com:8080\r\n\r\n", "example.com", "8080"},
 		{"GET /env HTTP/1.1\r\nHost: example.org\r\n\r\n", "example.org", "80"},
+		// nginx ending TLS in front, over the socket: the https port, as gunicorn's
+		{"GET /env HTTP/1.1\r\nHost: example.org\r\nX-Forwarded-Proto: https\r\n\r\n", "example.org", "443"},
 	}
 	for _, tt := range tests {
 		var c net.Conn

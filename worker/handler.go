@@ -978,12 +978,16 @@ func (h *handler) buildEnviron(e *protocol.Environ, r *http.Request, q request, 
 		h.proxyEnviron(e, r)
 	}
 	// As gunicorn: the listener's address on TCP; on a unix socket, which
-	// has no port, the Host header (else the socket path and port 80).
+	// has no port, the Host header, with the scheme's port when it names
+	// none (without Host: the socket path and port 80; gunicorn's is "").
 	name, port := h.serverName, h.serverPort
 	if port == "" {
 		port = "80"
 		if r.Host != "" {
-			name, port = splitHost(r.Host, "80")
+			if q.scheme == "https" {
+				port = "443"
+			}
+			name, port = splitHost(r.Host, port)
 		}
 	}
 	e.Add("SERVER_NAME", name)

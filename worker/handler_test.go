@@ -101,6 +101,32 @@ func TestEnviron(t *testing.T) {
 			},
 		},
 		{
+			name:    "unix socket behind a proxy that ends TLS: the https port",
+			unix:    true,
+			trusted: "127.0.0.1",
+			raw:     "GET / HTTP/1.1\r\nHost: app.example\r\nX-Forwarded-Proto: https\r\n\r\n",
+			remote:  "@",
+			want: map[string]string{
+				"REQUEST_METHOD": "GET", "SCRIPT_NAME": "", "PATH_INFO": "/", "QUERY_STRING": "",
+				"RAW_URI": "/", "SERVER_PROTOCOL": "HTTP/1.1", "SERVER_SOFTWARE": software,
+				"REMOTE_ADDR": "", "SERVER_NAME": "app.example", "SERVER_PORT": "443", "HTTP_HOST": "app.example", // as gunicorn's
+				"HTTP_X_FORWARDED_PROTO": "https",
+			},
+		},
+		{
+			name:    "unix socket behind a proxy that ends TLS, Host with a port",
+			unix:    true,
+			trusted: "127.0.0.1",
+			raw:     "GET / HTTP/1.1\r\nHost: app.example:8443\r\nX-Forwarded-Proto: https\r\n\r\n",
+			remote:  "@",
+			want: map[string]string{
+				"REQUEST_METHOD": "GET", "SCRIPT_NAME": "", "PATH_INFO": "/", "QUERY_STRING": "",
+				"RAW_URI": "/", "SERVER_PROTOCOL": "HTTP/1.1", "SERVER_SOFTWARE": software,
+				"REMOTE_ADDR": "", "SERVER_NAME": "app.example", "SERVER_PORT": "8443", "HTTP_HOST": "app.example:8443",
+				"HTTP_X_FORWARDED_PROTO": "https",
+			},
+		},
+		{
 			name:   "unix socket, no Host",
 			unix:   true,
 			raw:    "GET / HTTP/1.0\r\n\r\n",
