@@ -459,7 +459,9 @@ func parse(c *cli, args []string, stdout, stderr io.Writer) (code int, done bool
 	ctx, err := parser.Parse(args)
 	if err != nil {
 		var pe *kong.ParseError
-		if errors.As(err, &pe) {
+		if flag, why := loosenedParsing(args); flag != "" {
+			fmt.Fprintf(stderr, "gorn: error: %s is gunicorn's, and gorn does not take it: %s (see docs/security.md)\n", flag, why)
+		} else if errors.As(err, &pe) {
 			fmt.Fprintf(stderr, "gorn: error: %v (see gorn --help)\n", pe.Unwrap())
 		} else {
 			fmt.Fprintf(stderr, "gorn: error: %v\n", err)
@@ -468,6 +470,32 @@ func parse(c *cli, args []string, stdout, stderr io.Writer) (code int, done bool
 	}
 	_ = ctx
 	return 0, false
+}
+
+// loosenedFlags are gunicorn's flags that loosen its request parsing,
+// which gorn does not have, with what gorn does instead: a command line
+// that has one gets that rather than "unknown flag".
+var loosenedFlags = map[string]string{
+	"--strip-header-spaces":                "gorn refuses a header with whitespace before its colon (400), a request smuggling vector",
+	"--tolerate-dangerous-framing":         "gorn refuses a request with both Content-Length and Transfer-Encoding (400), a request smuggling vector",
+	"--casefold-http-method":               "gorn refuses a method that is not in upper case (400), as gunicorn does without it",
+	"--permit-unconventional-http-method":  "gorn refuses a method that is not in upper case or longer than 20 characters (400), as gunicorn does without it",
+	"--permit-unconventional-http-version": "gorn refuses a version other than HTTP/1.0 and HTTP/1.1 (400)",
+}
+
+// loosenedParsing returns the first of loosenedFlags in args, alone or as
+// --flag=value, with its reason; "" if there is none.
+func loosenedParsing(args []string) (flag, why string) {
+	for _, a := range args {
+		if a == "--" {
+			break
+		}
+		name, _, _ := strings.Cut(a, "=")
+		if why, ok := loosenedFlags[name]; ok {
+			return name, why
+		}
+	}
+	return "", ""
 }
 
 // runWorker is the worker mode of the binary.
