@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/gorn-project/gorn/httpguard"
@@ -124,6 +125,10 @@ func FuzzReadRequest(f *testing.F) {
 	f.Add([]byte("CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n"), uint8(0), false)
 	f.Add([]byte("GET //a/%2Fb?%20 HTTP/1.1\r\nHost: h\r\nPragma: no-cache\r\n\r\n"), uint8(0), false)
 	f.Add([]byte("GET / HTTP/1.1\r\nHost: h\r\nX-A: 1\r\n  2\r\n\r\n"), uint8(0), true)
+	// Heads the buffered fast path leaves to the textproto one: larger
+	// than the reader's buffer, and more fields than it takes.
+	f.Add([]byte("GET / HTTP/1.1\r\nHost: h\r\nCookie: "+strings.Repeat("c", 5000)+"\r\nX-A: 1\r\ncookie: d\r\n\r\n"), uint8(0), false)
+	f.Add([]byte("GET / HTTP/1.1\r\n"+strings.Repeat("X-B: 2\r\nX-A: 1\r\n", 20)+"Host: h\r\n\r\n"), uint8(7), false)
 	f.Fuzz(func(t *testing.T, raw []byte, step uint8, fold bool) {
 		differential(t, raw, int(step%16), fold)
 	})
