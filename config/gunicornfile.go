@@ -7,12 +7,16 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"math"
+	"os"
 	"os/exec"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // GunicornFile is the configuration file read from the current directory
@@ -43,6 +47,10 @@ type FileSettings struct {
 	Settings   map[string]any `json:"settings"`
 	Hooks      []string       `json:"hooks"`
 	Objects    []string       `json:"objects"`
+	// Stdout and Stderr are what the file wrote to standard output and
+	// standard error, for the caller to pass on as gunicorn, which runs
+	// the file in its own process, shows them.
+	Stdout, Stderr []byte `json:"-"`
 }
 
 // ReadGunicornFile runs the configuration file at path with the Python
@@ -53,9 +61,18 @@ type FileSettings struct {
 func ReadGunicornFile(python, path string) (*FileSettings, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), fileTimeout)
 	defer cancel()
+	// The result comes back in a memory file, descriptor 3: standard
+	// output is the file's.
+	fd, err := unix.MemfdCreate("gorn-conf", unix.MFD_CLOEXEC)
+	if err != nil {
+		return nil, fmt.Errorf("%s: a memory file for its settings: %w", path, err)
+	}
+	result := os.NewFile(uintptr(fd), "gorn-conf")
+	defer result.Close()
 	cmd := exec.CommandContext(ctx, python, "-c", readGunicornConf, path)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	cmd.ExtraFiles = []*os.File{result}
 	if err := cmd.Run(); err != nil {
 		if ctx.Err() != nil {
 			return nil, fmt.Errorf("%s: still running after %s", path, fileTimeout)
@@ -67,9 +84,14 @@ func ReadGunicornFile(python, path string) (*FileSettings, error) {
 		return nil, fmt.Errorf("%s: %s: %w", path, python, err)
 	}
 	var fs FileSettings
-	if err := json.Unmarshal(stdout.Bytes(), &fs); err != nil {
+	b, err := io.ReadAll(io.NewSectionReader(result, 0, math.MaxInt64))
+	if err == nil {
+		err = json.Unmarshal(b, &fs)
+	}
+	if err != nil {
 		return nil, fmt.Errorf("%s: reading its settings: %w", path, err)
 	}
+	fs.Stdout, fs.Stderr = stdout.Bytes(), stderr.Bytes()
 	return &fs, nil
 }
 

@@ -202,6 +202,7 @@ func TestReadGunicornFile(t *testing.T) {
 	}
 	path := write("gunicorn.conf.py", `import multiprocessing, os, sys
 print("printed while loading")
+sys.stderr.write("written to stderr while loading\n")
 bind = ("0.0.0.0:80",)
 workers = multiprocessing.cpu_count() * 0 + 3
 timeout = 1.5
@@ -233,6 +234,13 @@ logger_class = Helper
 	}
 	if fs.File != path {
 		t.Errorf("file = %q, want %q", fs.File, path)
+	}
+	// What the file wrote is the caller's to show, each where it went.
+	if got := string(fs.Stdout); got != "printed while loading\n" {
+		t.Errorf("stdout = %q, want the file's print", got)
+	}
+	if got := string(fs.Stderr); got != "written to stderr while loading\n" {
+		t.Errorf("stderr = %q, want the file's write", got)
 	}
 	if !slices.Equal(fs.Hooks, []string{"_private", "post_fork"}) {
 		t.Errorf("hooks = %q, want _private and post_fork", fs.Hooks)

@@ -2,8 +2,8 @@
 
 Runs the file as gunicorn does (its module-level names are the settings),
 or imports the module a "python:MODULE" location names (from the current
-directory, or wherever sys.path finds it), and prints, as one JSON object
-on standard output:
+directory, or wherever sys.path finds it), and writes, as one JSON object
+to descriptor 3 (standard output and error are the file's own):
 
   file      the file read, as an absolute path (a module's __file__; null
             for a module without one)
@@ -91,14 +91,11 @@ def main(argv):
     if len(argv) != 2:
         sys.stderr.write("usage: read_gunicorn_conf.py FILE|file:FILE|python:MODULE\n")
         return 2
-    # What the file prints goes to standard error: standard output carries
-    # the result alone.
-    out, sys.stdout = sys.stdout, sys.stderr
-    try:
-        result = read(argv[1])
-    finally:
-        sys.stdout = out
-    out.write(json.dumps(result) + "\n")
+    # The result goes to descriptor 3; standard output and error are the
+    # file's, which gorn shows as gunicorn would.
+    result = read(argv[1])
+    with os.fdopen(3, "w") as out:
+        out.write(json.dumps(result) + "\n")
     return 0
 
 

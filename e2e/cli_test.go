@@ -649,6 +649,16 @@ func TestCLICheckConfig(t *testing.T) {
 			t.Errorf("--check-config %s: exit %d, output %q; want exit %d and %q", tt.app, code, out, tt.code, tt.want)
 		}
 	}
+	// What a configuration file prints shows, as gunicorn shows it: on
+	// standard output and standard error, as the file wrote it.
+	conf := filepath.Join(t.TempDir(), "gunicorn.conf.py")
+	if err := os.WriteFile(conf, []byte("import sys\nprint('conf says hello')\nsys.stderr.write('conf warns\\n')\nworkers = 2\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	stdout, stderr, code := runGorn(t, nil, "--python", py, "-c", conf, "--check-config", "-b", busy.Addr().String(), "lc_util:app")
+	if code != 0 || stdout != "conf says hello\n" || stderr != "conf warns\n" {
+		t.Errorf("--check-config with a file that prints: exit %d, stdout %q, stderr %q; want 0, its print and its write", code, stdout, stderr)
+	}
 	// --print-config prints the settings, then checks the app as well.
 	for _, tt := range []struct {
 		app  string
@@ -666,11 +676,11 @@ func TestCLICheckConfig(t *testing.T) {
 		}
 	}
 	// ... and the server hooks of the configuration file.
-	conf := filepath.Join(t.TempDir(), "hooks.py")
+	conf = filepath.Join(t.TempDir(), "hooks.py")
 	if err := os.WriteFile(conf, []byte("def post_fork(server, worker):\n    pass\n\ndef helper():\n    pass\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	stdout, stderr, code := runGorn(t, nil, "--python", py, "--print-config", "-c", conf, "-b", busy.Addr().String(), "lc_util:app")
+	stdout, stderr, code = runGorn(t, nil, "--python", py, "--print-config", "-c", conf, "-b", busy.Addr().String(), "lc_util:app")
 	if code != 0 || !regexp.MustCompile(`(?m)^post_fork += <function post_fork>$`).MatchString(stdout) || strings.Contains(stdout, "helper") {
 		t.Errorf("--print-config with a hook: exit %d, want 0 and a post_fork line (no helper):\n%s%s", code, stdout, stderr)
 	}

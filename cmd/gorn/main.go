@@ -187,7 +187,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if spec := os.Getenv(worker.SpecEnv); spec != "" {
 		return runWorker(spec)
 	}
-	c, confPath, confWarnings, code, done := load(args[1:], stdout, stderr)
+	c, confPath, confWarnings, code, done := load(args[1:], stdout, stderr, stdout, stderr)
 	if done {
 		return code
 	}
@@ -322,8 +322,9 @@ const CmdArgsEnv = "GUNICORN_CMD_ARGS"
 // ./gunicorn.conf.py), $GUNICORN_CMD_ARGS and the command line args. A
 // later source's --bind or -e replaces all of an earlier one's. done means
 // the process should exit with code (help, a bad setting: one line on
-// stderr and exit 1); confPath is the file read, "" for none.
-func load(args []string, stdout, stderr io.Writer) (c *cli, confPath string, warnings []string, code int, done bool) {
+// stderr and exit 1); confPath is the file read, "" for none. What the
+// file writes to its standard output and error goes to fileOut and fileErr.
+func load(args []string, stdout, stderr, fileOut, fileErr io.Writer) (c *cli, confPath string, warnings []string, code int, done bool) {
 	envArgs, err := splitArgs(os.Getenv(CmdArgsEnv))
 	if err != nil {
 		fmt.Fprintf(stderr, "gorn: error: %s: %v\n", CmdArgsEnv, err)
@@ -349,6 +350,8 @@ func load(args []string, stdout, stderr io.Writer) (c *cli, confPath string, war
 		fmt.Fprintf(stderr, "gorn: error: %v\n", err)
 		return nil, "", nil, 1, true
 	}
+	fileOut.Write(conf.stdout)
+	fileErr.Write(conf.stderr)
 	if conf.path == "" {
 		return c, "", nil, 0, false
 	}
@@ -401,6 +404,8 @@ type confFile struct {
 	hooksFile, hooksPath string
 	hooks                []string
 	warnings             []string
+	// stdout and stderr are what the file wrote to them.
+	stdout, stderr []byte
 }
 
 // configFile reads the gunicorn configuration file c names (-c), else
@@ -431,6 +436,7 @@ func configFile(c *cli) (*confFile, error) {
 	// The runtimes and the hooks' process (for the server hooks, or a
 	// logger class the file defines) run from --chdir: they take the file
 	// by its absolute path, a module from where it was found.
+	conf.stdout, conf.stderr = fs.Stdout, fs.Stderr
 	conf.hooks = fs.RunHooks()
 	conf.hooksFile = fs.File
 	if fs.Module != "" {
@@ -683,9 +689,10 @@ func reloadConfig(args []string) (cfg *config.Config, err error) {
 			return nil, fmt.Errorf("returning to the start directory: %w", err)
 		}
 	}
-	// The configuration file is read again, as gunicorn reads it on HUP.
+	// The configuration file is read again, as gunicorn reads it on HUP,
+	// and what it prints shows again.
 	var msg strings.Builder
-	c, _, _, _, done := load(args[1:], io.Discard, &msg)
+	c, _, _, _, done := load(args[1:], io.Discard, &msg, os.Stdout, os.Stderr)
 	if done {
 		return nil, fmt.Errorf("the settings no longer parse: %s", strings.TrimPrefix(strings.TrimSpace(msg.String()), "gorn: error: "))
 	}
