@@ -1766,8 +1766,9 @@ func TestMasterHooksProcessGone(t *testing.T) {
 
 // TestServerHooksSignals: worker_abort runs in the runtime a request timed
 // out in (after faulthandler's stack dump, which still comes first), and
-// worker_int in the runtime a quick stop (QUIT) ends, as gunicorn's worker
-// runs them on SIGABRT and SIGINT/SIGQUIT.
+// worker_int in the runtime a quick stop (QUIT) ends, each followed by
+// worker_exit, as gunicorn's worker runs them on SIGABRT and
+// SIGINT/SIGQUIT and then exits.
 func TestServerHooksSignals(t *testing.T) {
 	py := python(t)
 	dir := t.TempDir()
@@ -1784,6 +1785,9 @@ def worker_abort(worker):
 
 def worker_int(worker):
     note("worker_int", worker.pid, worker.alive)
+
+def worker_exit(server, worker):
+    note("worker_exit", worker.pid, worker.alive)
 `, out)), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -1793,7 +1797,7 @@ def worker_int(worker):
 	if code, _ := s.get("/hold?t=5"); code != 504 {
 		t.Fatalf("a request past --timeout: status %d, want 504", code)
 	}
-	waitFile(t, out, fmt.Sprintf("worker_abort %d False\n", first))
+	waitFile(t, out, fmt.Sprintf("worker_abort %d False\nworker_exit %d False\n", first, first))
 	s.waitLog(`(?s)Current thread.*File ".*lc_util\.py", line \d+ in app`, 10*time.Second)
 	second := int(getJSON(t, noKeepAlive, s.URL+"/pid")["pid"].(float64))
 	if second == first {
@@ -1803,7 +1807,31 @@ def worker_int(worker):
 	if code := s.wait(30 * time.Second); code != 0 {
 		t.Fatalf("exit code %d after QUIT, want 0", code)
 	}
-	waitFile(t, out, fmt.Sprintf("worker_int %d False\n", second))
+	waitFile(t, out, fmt.Sprintf("worker_int %d False\nworker_exit %d False\n", second, second))
+}
+
+// TestServerHooksQuickStopExit: a configuration file with worker_exit
+// alone still has it run at a quick stop (INT), as gunicorn's worker runs
+// it whenever it exits.
+func TestServerHooksQuickStopExit(t *testing.T) {
+	py := python(t)
+	dir := t.TempDir()
+	out := filepath.Join(dir, "hooks.out")
+	conf := filepath.Join(dir, "gunicorn.conf.py")
+	if err := os.WriteFile(conf, []byte(fmt.Sprintf(`def worker_exit(server, worker):
+    with open(%q, "a") as f:
+        f.write("worker_exit %%d %%s\n" %% (worker.pid, worker.alive))
+`, out)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s := start(t, py, "-c", conf, "-w", "1", "lc_util:app")
+	s.ready("/pid")
+	pid := int(getJSON(t, noKeepAlive, s.URL+"/pid")["pid"].(float64))
+	s.signal(syscall.SIGINT)
+	if code := s.wait(30 * time.Second); code != 0 {
+		t.Fatalf("exit code %d after INT, want 0", code)
+	}
+	waitFile(t, out, fmt.Sprintf("worker_exit %d False\n", pid))
 }
 
 // TestReloadWorkers: HUP keeps the worker count TTIN and TTOU made while

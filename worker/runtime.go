@@ -70,7 +70,7 @@ type runtimeProc struct {
 	// abortGrace and intGrace are how long the runtime may take to exit
 	// after SIGUSR1 (--timeout) and SIGINT (a quick stop) before it is
 	// killed: longer when the configuration file's worker_abort or
-	// worker_int hook runs then.
+	// worker_int hook, or its worker_exit, runs then.
 	abortGrace, intGrace time.Duration
 
 	mu      sync.Mutex // guards calls, order and nextID
@@ -433,10 +433,12 @@ func startRuntime(cfg *config.Config, log *slog.Logger, argv []string, age int, 
 		done:       make(chan struct{}),
 		exited:     make(chan struct{}),
 	}
-	if cfg.HasHook("worker_abort") {
+	// The runtime runs worker_exit after worker_abort and worker_int, as
+	// gunicorn's worker: any of them gives it a moment before the kill.
+	if cfg.HasHook("worker_abort", "worker_exit") {
 		rt.abortGrace = hookSignalGrace
 	}
-	if cfg.HasHook("worker_int") {
+	if cfg.HasHook("worker_int", "worker_exit") {
 		rt.intGrace = hookSignalGrace
 	}
 	go func() {

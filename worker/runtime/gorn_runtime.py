@@ -1403,14 +1403,16 @@ class Hooks:
             self.log.exception("Exception in %s hook" % name)
 
     def install_signal_hooks(self):
-        """worker_int and worker_abort, when the file defines them: the
-        worker sends SIGINT on a quick stop (INT or QUIT) and SIGUSR1 on
-        --timeout, and waits a moment before it kills the runtime. As
-        gunicorn's worker, the runtime then runs the hook and exits. On
-        SIGUSR1 faulthandler still writes every thread's stack first."""
-        if self.has("worker_int"):
+        """worker_int and worker_abort, and worker_exit after either, when
+        the file defines them: the worker sends SIGINT on a quick stop (INT
+        or QUIT) and SIGUSR1 on --timeout, and waits a moment before it
+        kills the runtime. As gunicorn's worker, the runtime then runs the
+        hook and exits, which runs worker_exit. On SIGUSR1 faulthandler
+        still writes every thread's stack first."""
+        ends = self.has("worker_exit")
+        if ends or self.has("worker_int"):
             signal.signal(signal.SIGINT, lambda *_: self._end("worker_int", 0))
-        if self.has("worker_abort"):
+        if ends or self.has("worker_abort"):
             import faulthandler
             faulthandler.unregister(signal.SIGUSR1)
             signal.signal(signal.SIGUSR1, lambda *_: self._end("worker_abort", 1))
@@ -1419,6 +1421,7 @@ class Hooks:
     def _end(self, name, code):
         self.worker.alive = False
         self.call_logged(name, self.worker)
+        self.call_logged("worker_exit", self.server, self.worker)
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)
