@@ -235,8 +235,10 @@ func (e *AccessEntry) environ(name string) string {
 		return e.Proto
 	case "wsgi.url_scheme":
 		return dash(e.Scheme)
-	case "content_type", "content_length":
-		return lastValue(e.Header, strings.ReplaceAll(name, "_", "-"))
+	case "content_type":
+		return environValue(e.Header, "Content-Type")
+	case "content_length":
+		return lastValue(e.Header, "Content-Length") // duplicates are identical (the guard checked)
 	case "proxy_protocol":
 		return dash(e.ProxyProtocol)
 	case "proxy_addr":
@@ -245,9 +247,19 @@ func (e *AccessEntry) environ(name string) string {
 		return dash(e.ProxyPort)
 	}
 	if h, ok := strings.CutPrefix(name, "http_"); ok {
-		return lastValue(e.Header, strings.ReplaceAll(h, "_", "-"))
+		return environValue(e.Header, strings.ReplaceAll(h, "_", "-"))
 	}
 	return "-"
+}
+
+// environValue is header name's variable in the environ: its values joined
+// with commas, as the handler joins them; "-" when there is none.
+func environValue(h http.Header, name string) string {
+	vs := h.Values(name)
+	if len(vs) == 0 {
+		return "-"
+	}
+	return strings.Join(vs, ",")
 }
 
 // lastValue is the last value of header name in h, as gunicorn logs it;

@@ -52,7 +52,7 @@ func TestAccessFormatAppend(t *testing.T) {
 		{format: "%({proxy_protocol}e)s %({PROXY_ADDR}e)s %({proxy_port}e)s", edit: func(e *AccessEntry) {
 			e.ProxyProtocol, e.ProxyAddr, e.ProxyPort = "TCP6", "2001:db8::2", "443"
 		}, want: `TCP6 2001:db8::2 443`},
-		{format: "%({http_x_forwarded_for}e)s %({content_type}e)s %({raw_uri}e)s %({query_string}e)s", want: `2.2.2.2 text/plain /app/items%20x?id=3 id=3`},
+		{format: "%({http_x_forwarded_for}e)s %({content_type}e)s %({raw_uri}e)s %({query_string}e)s", want: `1.1.1.1,2.2.2.2 text/plain /app/items%20x?id=3 id=3`}, // the environ's value: both fields, as the app sees it
 		{format: "%({server_software}e)s %({no_such}e)s", want: `- -`},
 		{format: "%(z)s %(hh)s %({x}z)s %()s", want: `- - - -`},
 		{format: "%(u)s %(f)s %(a)s %(h)s", edit: func(e *AccessEntry) { e.User, e.Referer, e.UserAgent, e.RemoteAddr = "", "", "", "" }, want: `- - - -`},
