@@ -182,10 +182,12 @@ func (e *AccessEntry) atom(atom, name string) (string, bool) {
 	case "H":
 		return e.Proto, false
 	case "b":
-		if e.Bytes > 0 {
-			return strconv.FormatInt(e.Bytes, 10), true
+		// gunicorn logs 0 for an empty body; "-" only where no response
+		// went out (a client that left).
+		if e.Status == 499 && e.Bytes == 0 {
+			return "-", false
 		}
-		return "-", false
+		return strconv.FormatInt(e.Bytes, 10), true
 	case "B":
 		return strconv.FormatInt(e.Bytes, 10), true
 	case "f":

@@ -41,7 +41,8 @@ func TestAccessFormatAppend(t *testing.T) {
 		{format: "%(h)s %(l)s %(u)s %(t)s", want: `10.0.0.7 - alice [24/Nov/2026:08:15:20 +0000]`},
 		{format: `"%(r)s" %(s)s %(m)s %(U)s %(q)s %(H)s`, want: `"POST /app/items%20x?id=3 HTTP/1.1" 201 POST /items x id=3 HTTP/1.1`},
 		{format: "%(b)s %(B)s %(f)s %(a)s", want: `1234 1234 http://example.com/ curl/8.5.0`},
-		{format: "%(b)s %(B)s", edit: func(e *AccessEntry) { e.Bytes = 0 }, want: `- 0`},
+		{format: "%(b)s %(B)s", edit: func(e *AccessEntry) { e.Bytes = 0 }, want: `0 0`}, // as gunicorn's, for a 204 or a 304
+		{format: "%(b)s %(B)s", edit: func(e *AccessEntry) { e.Bytes, e.Status = 0, 499 }, want: `- 0`},
 		{format: "%(T)s %(D)s %(M)s %(L)s", want: `2 2345678 2345 2.345678`},
 		{format: "%(L)s", edit: func(e *AccessEntry) { e.Duration = 1500 * time.Nanosecond }, want: `0.000001`},
 		{format: "%(p)s", want: `<4242>`},

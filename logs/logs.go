@@ -205,10 +205,10 @@ func AppendAccess(dst []byte, e *AccessEntry) []byte {
 	dst = append(dst, "] \""...)
 	dst = appendEscaped(dst, e.requestLine())
 	dst = fmt.Appendf(dst, "\" %d ", e.Status)
-	if e.Bytes > 0 {
-		dst = fmt.Appendf(dst, "%d", e.Bytes)
-	} else {
+	if e.Status == 499 && e.Bytes == 0 { // as the b atom
 		dst = append(dst, '-')
+	} else {
+		dst = fmt.Appendf(dst, "%d", e.Bytes)
 	}
 	dst = append(dst, " \""...)
 	dst = appendEscaped(dst, dash(e.Referer))

@@ -238,7 +238,7 @@ func TestAppendAccess(t *testing.T) {
 		{
 			name: "empty fields and zero bytes",
 			edit: func(e *AccessEntry) { e.RemoteAddr, e.Referer, e.UserAgent, e.Bytes, e.Status = "", "", "", 0, 304 },
-			want: `- - - [24/Nov/2026:08:15:20 +0000] "GET /a?b=1 HTTP/1.1" 304 - "-" "-"` + "\n",
+			want: `- - - [24/Nov/2026:08:15:20 +0000] "GET /a?b=1 HTTP/1.1" 304 0 "-" "-"` + "\n",
 		},
 		{
 			name: "client gone",
