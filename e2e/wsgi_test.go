@@ -490,6 +490,18 @@ func TestWSGIScriptName(t *testing.T) {
 	}
 }
 
+// TestWSGIOutsideScriptName: a path outside SCRIPT_NAME gets gorn's 404,
+// and its access line has the whole path as %(U)s (the app saw nothing).
+func TestWSGIOutsideScriptName(t *testing.T) {
+	s := start(t, python(t), "-e", "SCRIPT_NAME=/app", "--access-logfile", "-",
+		"--access-logformat", `%(s)s U=%(U)s r=%(r)s`, "conform:app")
+	s.ready("/app/env")
+	if code, _ := s.get("/application"); code != 404 {
+		t.Fatalf("GET /application under SCRIPT_NAME=/app: %d, want 404", code)
+	}
+	s.waitLog(`404 U=/application r=GET /application HTTP/1\.1`, 10*time.Second)
+}
+
 // TestWSGIEnvironConcurrency checks wsgi.multithread and wsgi.multiprocess
 // against --threads and -w.
 func TestWSGIEnvironConcurrency(t *testing.T) {

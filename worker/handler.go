@@ -255,16 +255,12 @@ func (h *handler) serve(st *requestState) {
 	if strings.IndexByte(r.RequestURI, '#') >= 0 {
 		dropFragment(r)
 	}
-	pathInfo := r.URL.Path
 	scriptName := h.requestScriptName(r)
-	if scriptName != "" {
-		rest, ok := strings.CutPrefix(pathInfo, scriptName)
-		if !ok || (rest != "" && rest[0] != '/') { // /application is not under /app
-			h.slots.release()
-			h.plainError(st, http.StatusNotFound)
-			return
-		}
-		pathInfo = rest
+	pathInfo, ok := underScriptName(r.URL.Path, scriptName)
+	if !ok {
+		h.slots.release()
+		h.plainError(st, http.StatusNotFound)
+		return
 	}
 	scheme, err := h.urlScheme(r)
 	if err != nil { // as gunicorn's InvalidSchemeHeaders
@@ -1313,6 +1309,17 @@ func splitHost(host, defPort string) (string, string) {
 	return host, defPort
 }
 
+// underScriptName is PATH_INFO for path under scriptName (SCRIPT_NAME,
+// without a trailing slash): the rest of path; ok is false for a path
+// outside it (/application is not under /app).
+func underScriptName(path, scriptName string) (pathInfo string, ok bool) {
+	rest, ok := strings.CutPrefix(path, scriptName)
+	if !ok || (rest != "" && rest[0] != '/') {
+		return "", false
+	}
+	return rest, true
+}
+
 // connContext lets the handler find the connection's slotConn, and through
 // it the connection with all its wrappers.
 func connContext(ctx context.Context, c net.Conn) context.Context {
@@ -1384,7 +1391,10 @@ func (h *handler) logAccessLine(rw http.ResponseWriter, r *http.Request, request
 			e.ProxyProtocol, e.ProxyAddr, e.ProxyPort, _ = h.proxyVars(r)
 		}
 		if r.URL != nil {
-			e.Path = strings.TrimPrefix(r.URL.Path, e.ScriptName)
+			var under bool
+			if e.Path, under = underScriptName(r.URL.Path, e.ScriptName); !under {
+				e.Path = r.URL.Path // gorn's 404: the app saw nothing
+			}
 			e.Query = r.URL.RawQuery
 		}
 		e.Scheme, _ = h.urlScheme(r)

@@ -655,3 +655,23 @@ func TestEnvironOrder(t *testing.T) {
 		})
 	}
 }
+
+func TestUnderScriptName(t *testing.T) {
+	tests := []struct {
+		path, scriptName, pathInfo string
+		ok                         bool
+	}{
+		{"/app/x", "/app", "/x", true},
+		{"/app", "/app", "", true},
+		{"/app/", "/app", "/", true},
+		{"/application", "/app", "", false},
+		{"/other/app", "/app", "", false},
+		{"/x", "", "/x", true},
+	}
+	for _, tt := range tests {
+		pathInfo, ok := underScriptName(tt.path, tt.scriptName)
+		if pathInfo != tt.pathInfo || ok != tt.ok {
+			t.Errorf("underScriptName(%q, %q) = %q, %v; want %q, %v", tt.path, tt.scriptName, pathInfo, ok, tt.pathInfo, tt.ok)
+		}
+	}
+}
