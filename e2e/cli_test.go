@@ -2316,3 +2316,29 @@ func TestSpew(t *testing.T) {
 	s.waitLog(`(?m)^basic:\d+:         return _json\(start_response, \{"pid": os\.getpid\(\)\}\)$`, 5*time.Second)
 	s.waitLog(`(?m)^__main__:\d+: `, 5*time.Second) // gorn_runtime.py, run as __main__
 }
+
+// TestReloadAccessLogUnopenable: a HUP that names an access log the workers
+// cannot open fails the new generation's boot, and the serving workers go
+// on serving (they used to count as ready, then exit, again and again).
+func TestReloadAccessLogUnopenable(t *testing.T) {
+	py := python(t)
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "gunicorn.conf.py")
+	write := func(access string) {
+		t.Helper()
+		if err := os.WriteFile(conf, []byte(fmt.Sprintf("accesslog = %q\n", access)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	good := filepath.Join(dir, "access.log")
+	write(good)
+	s := start(t, py, "-c", conf, "-w", "1", "lc_util:app")
+	s.ready("/pid")
+	waitFile(t, good, `"GET /pid HTTP/1.1" 200`)
+	write(filepath.Join(dir, "missing", "access.log"))
+	s.signal(syscall.SIGHUP)
+	s.waitLog(`Cannot open the access log: opening log file: open .*missing/access\.log: no such file or directory`, 30*time.Second)
+	s.waitLog(`Reload failed: generation 2 did not boot .*; generation 1 keeps serving`, 30*time.Second)
+	getJSON(t, noKeepAlive, s.URL+"/pid")
+	stopTerm(t, s)
+}

@@ -214,12 +214,11 @@ func Main(spec *Spec, log *slog.Logger) int {
 	if reopen {
 		reopenLogs(cfg, nil, sup, log)
 	}
-	ctrl.sendJSON(protocol.WorkerReady, rt.info)
 
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go sup.run(ctx)
-
+	// The access log opens before the worker counts as ready: a worker
+	// that cannot write it fails its boot (a HUP that names such a file
+	// keeps the old workers), rather than exiting once ready, again and
+	// again.
 	var access *accessLog
 	accessSyslog := cfg.AccessToSyslog()
 	if cfg.AccessLog != "" || accessSyslog {
@@ -227,8 +226,11 @@ func Main(spec *Spec, log *slog.Logger) int {
 		if cfg.AccessLog != "" {
 			var err error
 			if f, err = logs.OpenFile(cfg.AccessLog, os.Stdout); err != nil {
-				log.Error("Cannot open the access log", "err", err)
-				return ExitError
+				ctrl.sendJSON(protocol.WorkerBootError, &BootError{Code: ExitBootError, Message: fmt.Sprintf("Cannot open the access log: %v", err)})
+				rt.kill()
+				<-rt.exited
+				exiting()
+				return ExitBootError
 			}
 		}
 		var format *logs.AccessFormat
@@ -242,6 +244,11 @@ func Main(spec *Spec, log *slog.Logger) int {
 			access.syslog, access.syslogTag = syslog, logs.SyslogTag(cfg.SyslogPrefix, cfg.Name, "access")
 		}
 	}
+	ctrl.sendJSON(protocol.WorkerReady, rt.info)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go sup.run(ctx)
 
 	st := &state{slots: newSlots(cfg.Threads, pipelineDepth(cfg.Threads, os.Getenv)), maxRequests: int64(spec.MaxRequests), tired: make(chan struct{}),
 		maxConns: int64(cfg.WorkerConnections), closed: make(chan struct{}, 1), seat: seat}

@@ -230,6 +230,17 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "gorn: error: --error-logfile: %v\n", err)
 		return 1
 	}
+	// Each worker opens the access log; as gunicorn, which opens it in its
+	// master, refuse to start when it cannot be opened. (With --user the
+	// master hands the file over, and says so, as it starts.)
+	if p := cfg.AccessLog; p != "" && p != "-" && cfg.UID < 0 {
+		f, err := logs.Open(p, os.Stdout)
+		if err != nil {
+			fmt.Fprintf(stderr, "gorn: error: --access-logfile: %v\n", err)
+			return 1
+		}
+		f.Close()
+	}
 	var stats *statsd.Client
 	if cfg.StatsdHost != "" {
 		if stats, err = statsd.Dial(cfg.StatsdHost, cfg.StatsdPrefix, cfg.DogstatsdTags); err != nil {
@@ -533,6 +544,15 @@ func (c *cli) config() (*config.Config, error) {
 	binds := c.Bind
 	if len(systemdBinds) > 0 {
 		binds = systemdBinds
+	} else {
+		// A bind that cannot parse is a bad value like any other: one line
+		// and exit 1 (and --check-config sees it), not a log line at bind
+		// time.
+		for _, b := range binds {
+			if _, _, err := master.ParseBind(b); err != nil {
+				return nil, err
+			}
+		}
 	}
 	cfg := &config.Config{
 		App:                           c.App,
