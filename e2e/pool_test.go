@@ -1080,3 +1080,42 @@ func TestWinchTerminal(t *testing.T) {
 	}
 	stopTerm(t, s)
 }
+
+// TestReopenLogsEveryProcess: USR1 sent to every process of the tree, as
+// systemctl kill -s USR1 sends it, reopens the logs and does nothing else:
+// the runtime, which dumps its stacks on --timeout's signal, neither dumps
+// them nor dies.
+func TestReopenLogsEveryProcess(t *testing.T) {
+	py := python(t)
+	errLog := filepath.Join(t.TempDir(), "error.log")
+	s := start(t, py, "-w", "1", "--error-logfile", errLog, "lc_util:app")
+	s.ready("/pid")
+	runtime := int(getJSON(t, noKeepAlive, s.URL+"/pid")["pid"].(float64))
+	worker := poolWaitLive(t, s, 1, nil, 30*time.Second)[0]
+	if err := os.Rename(errLog, errLog+".1"); err != nil {
+		t.Fatal(err)
+	}
+	for _, pid := range []int{s.cmd.Process.Pid, worker, runtime} {
+		if err := syscall.Kill(pid, syscall.SIGUSR1); err != nil {
+			t.Fatalf("USR1 to %d: %v", pid, err)
+		}
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if _, err := os.Stat(errLog); err == nil {
+			break // the master reopened it
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("USR1 did not create a new %s", errLog)
+		}
+	}
+	time.Sleep(500 * time.Millisecond) // what a dump would have written by now
+	if got := int(getJSON(t, noKeepAlive, s.URL+"/pid")["pid"].(float64)); got != runtime {
+		t.Errorf("the runtime changed from %d to %d: USR1 ended it", runtime, got)
+	}
+	for _, p := range []string{errLog, errLog + ".1"} {
+		if b, _ := os.ReadFile(p); strings.Contains(string(b), "Current thread") || strings.Contains(string(b), "App runtime died") {
+			t.Errorf("%s has a stack dump or a dead runtime after USR1:\n%s", p, b)
+		}
+	}
+	stopTerm(t, s)
+}

@@ -68,7 +68,7 @@ type runtimeProc struct {
 
 	timeoutOnce sync.Once
 	// abortGrace and intGrace are how long the runtime may take to exit
-	// after SIGUSR1 (--timeout) and SIGINT (a quick stop) before it is
+	// after dumpSignal (--timeout) and SIGINT (a quick stop) before it is
 	// killed: longer when the configuration file's worker_abort or
 	// worker_int hook, or its worker_exit, runs then.
 	abortGrace, intGrace time.Duration
@@ -867,12 +867,18 @@ func (rt *runtimeProc) pid() int { return rt.cmd.Process.Pid }
 
 func (rt *runtimeProc) kill() { rt.cmd.Process.Signal(syscall.SIGKILL) }
 
+// dumpSignal makes the runtime write every thread's Python stack to the
+// error log (faulthandler; it works even while the app holds the
+// interpreter in C code) and run the worker_abort hook. Not SIGUSR1, which
+// logrotate may send to every process of the tree (systemctl kill) to
+// reopen the logs; the runtime ignores that one.
+const dumpSignal = syscall.SIGUSR2
+
 // killForTimeout makes the runtime dump every thread's Python stack to the
-// error log (faulthandler, on SIGUSR1, works even while the app holds the
-// interpreter; the worker_abort hook runs then too), then kills it. Only
-// the first call acts.
+// error log and run worker_abort (dumpSignal), then kills it. Only the
+// first call acts.
 func (rt *runtimeProc) killForTimeout() {
-	rt.timeoutOnce.Do(func() { rt.signalThenKill(syscall.SIGUSR1, rt.abortGrace) })
+	rt.timeoutOnce.Do(func() { rt.signalThenKill(dumpSignal, rt.abortGrace) })
 }
 
 // interrupt ends the runtime at a quick stop: SIGINT first when the

@@ -44,6 +44,12 @@ T_CANCEL = 0x04
 T_SHUTDOWN = 0x05
 T_STACKS = 0x06
 T_REOPEN = 0x07
+
+# The signal on which the runtime writes every thread's stack to the error
+# log (and runs worker_abort): the worker sends it when a request outlives
+# --timeout. Not USR1, which logrotate may send every process to reopen
+# the logs.
+DUMP_SIGNAL = signal.SIGUSR2
 T_SHARED_BODY = 0x08
 # runtime -> worker
 T_READY = 0x10
@@ -1405,18 +1411,18 @@ class Hooks:
     def install_signal_hooks(self):
         """worker_int and worker_abort, and worker_exit after either, when
         the file defines them: the worker sends SIGINT on a quick stop (INT
-        or QUIT) and SIGUSR1 on --timeout, and waits a moment before it
+        or QUIT) and DUMP_SIGNAL on --timeout, and waits a moment before it
         kills the runtime. As gunicorn's worker, the runtime then runs the
-        hook and exits, which runs worker_exit. On SIGUSR1 faulthandler
+        hook and exits, which runs worker_exit. On DUMP_SIGNAL faulthandler
         still writes every thread's stack first."""
         ends = self.has("worker_exit")
         if ends or self.has("worker_int"):
             signal.signal(signal.SIGINT, lambda *_: self._end("worker_int", 0))
         if ends or self.has("worker_abort"):
             import faulthandler
-            faulthandler.unregister(signal.SIGUSR1)
-            signal.signal(signal.SIGUSR1, lambda *_: self._end("worker_abort", 1))
-            faulthandler.register(signal.SIGUSR1, file=sys.stderr, all_threads=True, chain=True)
+            faulthandler.unregister(DUMP_SIGNAL)
+            signal.signal(DUMP_SIGNAL, lambda *_: self._end("worker_abort", 1))
+            faulthandler.register(DUMP_SIGNAL, file=sys.stderr, all_threads=True, chain=True)
 
     def _end(self, name, code):
         self.worker.alive = False
@@ -1854,11 +1860,15 @@ def main(argv):
         master_hooks_main(cfg)
     log = Log(cfg.get("log_level", "info"), int(cfg.get("log_pid") or os.getpid()), cfg.get("syslog"))
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the worker decides when we stop
-    # On --timeout the worker sends SIGUSR1 before it kills us: every
+    # USR1 reopens the logs: the worker tells us (a ReopenLogs frame), so one
+    # sent to every process of the tree (systemctl kill -s USR1) changes
+    # nothing here, where its default action would kill us.
+    signal.signal(signal.SIGUSR1, signal.SIG_IGN)
+    # On --timeout the worker sends DUMP_SIGNAL before it kills us: every
     # thread's Python stack goes to the error log, even while the app holds
     # the interpreter in a long C call.
     import faulthandler
-    faulthandler.register(signal.SIGUSR1, file=sys.stderr, all_threads=True)
+    faulthandler.register(DUMP_SIGNAL, file=sys.stderr, all_threads=True)
     rfd, wfd = int(cfg["in_fd"]), int(cfg["out_fd"])
     # Ours alone: an app's exec'd children do not inherit them.
     os.set_inheritable(rfd, False)
