@@ -37,6 +37,10 @@ type Config struct {
 	// unix:PATH or fd://N. Default 127.0.0.1:8000, or 0.0.0.0:$PORT when
 	// PORT is set.
 	Binds []string `json:"binds"`
+	// AskedBinds are the --bind values as given when Binds are instead the
+	// sockets systemd passed (socket activation), so that a reload can
+	// tell they changed; nil otherwise.
+	AskedBinds []string `json:"-"`
 	// Workers is the number of worker processes. Default 1, or
 	// $WEB_CONCURRENCY.
 	Workers int `json:"workers"`

@@ -181,8 +181,9 @@ func TestCLIBindFD(t *testing.T) {
 
 // TestCLISystemdSockets passes two listening sockets as systemd's socket
 // activation does (LISTEN_PID, LISTEN_FDS): gorn serves both instead of
-// its --bind, as gunicorn does, and neither the app nor a USR2 upgrade
-// sees the variables.
+// its --bind (here the configuration file's), as gunicorn does, neither
+// the app nor a USR2 upgrade sees the variables, and a HUP that changes
+// the bind says it needs a restart and keeps the sockets.
 func TestCLISystemdSockets(t *testing.T) {
 	py := python(t)
 	var files []*os.File
@@ -193,7 +194,15 @@ func TestCLISystemdSockets(t *testing.T) {
 		files = append(files, f)
 	}
 	ignored := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	s := startLC(t, lcOpts{extra: files, systemd: true}, "--python", py, "-b", ignored, "lc_util:app")
+	conf := filepath.Join(t.TempDir(), "gunicorn.conf.py")
+	writeBind := func(bind string) {
+		t.Helper()
+		if err := os.WriteFile(conf, []byte(fmt.Sprintf("bind = %q\n", bind)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	writeBind(ignored)
+	s := startLC(t, lcOpts{extra: files, systemd: true}, "--python", py, "-c", conf, "lc_util:app")
 	for _, f := range files {
 		f.Close()
 	}
@@ -217,6 +226,21 @@ func TestCLISystemdSockets(t *testing.T) {
 	}
 	s.signal(syscall.SIGUSR2)
 	s.waitLog(`USR2 signal ignored: the sockets came from systemd \(LISTEN_FDS\)`, 5*time.Second)
+
+	// A reload that leaves the bind alone says nothing of it; one that
+	// changes it is told it needs a restart, and the sockets stay.
+	s.signal(syscall.SIGHUP)
+	s.waitLog(`Reload: generation 2 is serving`, 30*time.Second)
+	writeBind(fmt.Sprintf("127.0.0.1:%d", freePort(t)))
+	s.signal(syscall.SIGHUP)
+	s.waitLog(`Reload: generation 3 is serving`, 30*time.Second)
+	if n := strings.Count(s.log.String(), "Changing --bind needs a restart under systemd socket activation"); n != 1 {
+		t.Errorf("%d warnings that changing --bind needs a restart, want 1 (for the second reload)", n)
+	}
+	for _, addr := range addrs {
+		s.setAddr(addr)
+		getJSON(t, noKeepAlive, s.URL+"/pid")
+	}
 	stopTerm(t, s)
 }
 

@@ -495,11 +495,15 @@ func (m *Master) reload() {
 			return
 		}
 		var fresh []*listener
-		if !slices.Equal(next.Binds, cfg.Binds) {
-			if m.opts.Activated {
+		if m.opts.Activated {
+			// Binds are systemd's sockets either way: the --bind asked for
+			// says whether the settings changed it.
+			if !slices.Equal(next.AskedBinds, cfg.AskedBinds) {
 				m.log.Warn("Changing --bind needs a restart under systemd socket activation; keeping the sockets systemd passed")
-				next.Binds = cfg.Binds
-			} else if lns, fresh, err = m.rebind(next); err != nil {
+			}
+			next.Binds = cfg.Binds
+		} else if !slices.Equal(next.Binds, cfg.Binds) {
+			if lns, fresh, err = m.rebind(next); err != nil {
 				m.log.Error("Reload failed: " + err.Error() + "; keeping the current workers")
 				m.reloaded(false)
 				return

@@ -541,9 +541,9 @@ func (c *cli) config() (*config.Config, error) {
 	if err != nil {
 		return nil, err
 	}
-	binds := c.Bind
+	binds, asked := c.Bind, []string(nil)
 	if len(systemdBinds) > 0 {
-		binds = systemdBinds
+		binds, asked = systemdBinds, c.Bind
 	} else {
 		// A bind that cannot parse is a bad value like any other: one line
 		// and exit 1 (and --check-config sees it), not a log line at bind
@@ -557,6 +557,7 @@ func (c *cli) config() (*config.Config, error) {
 	cfg := &config.Config{
 		App:                           c.App,
 		Binds:                         binds,
+		AskedBinds:                    asked,
 		Workers:                       c.Workers,
 		Threads:                       c.Threads,
 		Backlog:                       c.Backlog,
