@@ -487,6 +487,50 @@ func TestLifecycleGracefulTerm(t *testing.T) {
 	}
 }
 
+// TestLifecycleDrainClosesInFlight: a request already running when the
+// worker starts to drain (TERM) gets Connection: close on its response, so
+// its keep-alive client does not send another request to a worker on its
+// way out.
+func TestLifecycleDrainClosesInFlight(t *testing.T) {
+	t.Parallel() // mostly waits for processes to exit
+	py := python(t)
+	s := start(t, py, "-w", "1", "--graceful-timeout", "20", "lc_util:app")
+	s.ready("/pid")
+	url, marker := holdURL(t, s, 2)
+	client := &http.Client{Transport: &http.Transport{}, Timeout: 60 * time.Second} // keep-alive
+	defer client.CloseIdleConnections()
+	type result struct {
+		resp *http.Response
+		err  error
+	}
+	done := make(chan result, 1)
+	go func() {
+		resp, err := client.Get(url)
+		if err == nil {
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+		}
+		done <- result{resp, err}
+	}()
+	waitMarker(t, s, marker)
+	s.signal(syscall.SIGTERM)
+	var r result
+	select {
+	case r = <-done:
+	case <-time.After(60 * time.Second):
+		t.Fatal("the in-flight request did not finish within 60s")
+	}
+	if r.err != nil || r.resp.StatusCode != 200 {
+		t.Fatalf("in-flight request: %v %v, want 200", r.resp, r.err)
+	}
+	if !r.resp.Close {
+		t.Errorf("the in-flight request's response lacks Connection: close: %v", r.resp.Header)
+	}
+	if got := s.wait(20 * time.Second); got != 0 {
+		t.Fatalf("exit code %d, want 0\n%s", got, s.log.String())
+	}
+}
+
 func TestLifecycleStopKillsSlowRequests(t *testing.T) {
 	t.Parallel() // mostly waits for processes to exit
 	py := python(t)

@@ -609,6 +609,11 @@ func (h *handler) writeHead(st *requestState, head protocol.ResponseHead) bool {
 		return false
 	}
 	hdr := st.rw.Header()
+	if h.state.draining.Load() {
+		// The worker began to drain while the app ran: this response is
+		// the connection's last, as those of requests that start later.
+		hdr.Set("Connection", "close")
+	}
 	// Each header's values are a one-element window on the head's own
 	// pair (full slice expression: a second value for the same name is
 	// appended elsewhere), so the values take no memory of their own. The

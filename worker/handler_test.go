@@ -410,7 +410,7 @@ func TestWriteHead(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			h := &handler{log: slog.New(slog.DiscardHandler)}
+			h := &handler{log: slog.New(slog.DiscardHandler), state: new(state)}
 			rec := httptest.NewRecorder()
 			st := newTestState(rec)
 			ok := h.writeHead(st, protocol.ResponseHead{Status: strconv.Itoa(tt.code) + " X", Code: tt.code, Headers: tt.headers})
