@@ -398,6 +398,14 @@ func TestMetricsEndpoints(t *testing.T) {
 	if code, _, _ := get("/healthz", ""); code != 200 {
 		t.Errorf("/healthz while stopping = %d, want 200", code)
 	}
+	// The worker, finishing its request, shows as draining, none desired.
+	sc = mxGet(t, admin+"/metrics")
+	draining, _ := sc.value("gorn_workers", "state", "draining")
+	ready, _ := sc.value("gorn_workers", "state", "ready")
+	desired, _ := sc.value("gorn_workers_desired")
+	if draining != 1 || ready != 0 || desired != 0 {
+		t.Errorf("while stopping: gorn_workers draining %v, ready %v, gorn_workers_desired %v; want 1, 0, 0", draining, ready, desired)
+	}
 	if err := <-slow; err != nil {
 		t.Errorf("the in-flight request failed during the graceful stop: %v", err)
 	}

@@ -1049,8 +1049,14 @@ func (m *Master) notify(state string) {
 // --graceful-timeout) or quickly (QUIT), and returns code.
 func (m *Master) stop(graceful bool, code int, reason string) int {
 	m.notify("STOPPING=1")
-	m.mx.pool.Stop()
+	// The metrics show every worker draining and none desired by the time
+	// /readyz fails.
 	m.desired = 0
+	for _, w := range m.workers {
+		w.phase = Draining
+	}
+	m.publish()
+	m.mx.pool.Stop()
 	// Whether another master still shares the sockets (closeListeners).
 	m.reapStrays()
 	m.checkPromoted()
@@ -1073,6 +1079,7 @@ func (m *Master) stop(graceful bool, code int, reason string) int {
 			case exitEvent:
 				delete(m.workers, ev.w.pid)
 				ev.w.ctrl.Close()
+				m.publish()
 				m.childExit(ev.w)
 			case ctrlEvent:
 				if ev.f.Type == protocol.WorkerBootError {
