@@ -1318,6 +1318,9 @@ func splitHost(host, defPort string) (string, string) {
 // without a trailing slash): the rest of path; ok is false for a path
 // outside it (/application is not under /app).
 func underScriptName(path, scriptName string) (pathInfo string, ok bool) {
+	if scriptName == "" {
+		return path, true // "*" of OPTIONS * too
+	}
 	rest, ok := strings.CutPrefix(path, scriptName)
 	if !ok || (rest != "" && rest[0] != '/') {
 		return "", false

@@ -667,6 +667,8 @@ func TestUnderScriptName(t *testing.T) {
 		{"/application", "/app", "", false},
 		{"/other/app", "/app", "", false},
 		{"/x", "", "/x", true},
+		{"*", "", "*", true}, // OPTIONS *
+		{"*", "/app", "", false},
 	}
 	for _, tt := range tests {
 		pathInfo, ok := underScriptName(tt.path, tt.scriptName)
