@@ -85,11 +85,15 @@ func ParseBind(bind string) (network, addr string, err error) {
 	}
 	network = "tcp"
 	if ip := net.ParseIP(host); ip != nil {
-		if ip.To4() != nil {
+		switch {
+		case ip.To4() != nil:
 			network = "tcp4"
-		} else {
+		case !ip.IsUnspecified():
 			network = "tcp6"
 		}
+		// [::] stays "tcp": a dual-stack socket (IPV6_V6ONLY off), which
+		// IPv4 clients reach too, as gunicorn's; Go's tcp6 would be IPv6
+		// only.
 	}
 	return network, net.JoinHostPort(host, port), nil
 }

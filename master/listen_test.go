@@ -11,6 +11,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -33,7 +34,7 @@ func TestParseBind(t *testing.T) {
 		{bind: "example.com", network: "tcp", addr: "example.com:8000"},
 		{bind: "[::1]:8000", network: "tcp6", addr: "[::1]:8000"},
 		{bind: "[::1]", network: "tcp6", addr: "[::1]:8000"},
-		{bind: "[::]:80", network: "tcp6", addr: "[::]:80"},
+		{bind: "[::]:80", network: "tcp", addr: "[::]:80"}, // dual-stack
 		{bind: "[2001:db8::1]:443", network: "tcp6", addr: "[2001:db8::1]:443"},
 		{bind: "tcp://127.0.0.1:9000", network: "tcp4", addr: "127.0.0.1:9000"},
 		{bind: "tcp://[::1]:9000", network: "tcp6", addr: "[::1]:9000"},
@@ -211,6 +212,37 @@ func TestBindTCP(t *testing.T) {
 			checkServes(t, l)
 		})
 	}
+}
+
+// TestBindDualStack: [::] listens for IPv4 clients too, as gunicorn's
+// (Python's IPv6 sockets are dual-stack on Linux).
+func TestBindDualStack(t *testing.T) {
+	probe, err := net.Listen("tcp6", "[::1]:0")
+	if err != nil {
+		t.Skipf("no IPv6: %v", err)
+	}
+	probe.Close()
+	l, err := bind("[::]:0", listenOpts{backlog: 128}, nil)
+	if err != nil {
+		t.Fatalf("bind([::]:0) = %v", err)
+	}
+	defer l.close()
+	if v6only, err := unix.GetsockoptInt(int(l.file.Fd()), unix.IPPROTO_IPV6, unix.IPV6_V6ONLY); err != nil || v6only != 0 {
+		t.Errorf("IPV6_V6ONLY = %d (%v), want 0", v6only, err)
+	}
+	sa, err := unix.Getsockname(int(l.file.Fd()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, ok := sa.(*unix.SockaddrInet6)
+	if !ok {
+		t.Fatalf("bound %T, want an IPv6 socket", sa)
+	}
+	c, err := net.DialTimeout("tcp4", "127.0.0.1:"+strconv.Itoa(a.Port), 5*time.Second)
+	if err != nil {
+		t.Fatalf("an IPv4 client cannot reach [::]:%d: %v", a.Port, err)
+	}
+	c.Close()
 }
 
 func TestBindInUse(t *testing.T) {
