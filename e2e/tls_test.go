@@ -156,6 +156,23 @@ func TestTLSHTTP2(t *testing.T) {
 		}
 	})
 
+	t.Run("connection-specific headers dropped", func(t *testing.T) {
+		resp, err := c.Get(base + "/hop")
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil || resp.StatusCode != 200 || string(b) != "ok" || resp.Proto != "HTTP/2.0" {
+			t.Fatalf("%s %d %q %v", resp.Proto, resp.StatusCode, b, err)
+		}
+		for _, k := range []string{"Connection", "Keep-Alive", "Proxy-Connection"} {
+			if v, ok := resp.Header[k]; ok {
+				t.Errorf("the HTTP/2 response has %s: %q", k, v)
+			}
+		}
+	})
+
 	t.Run("stream", func(t *testing.T) {
 		resp, err := c.Get(base + "/stream?n=200&size=1000")
 		if err != nil {

@@ -44,6 +44,7 @@ const smallBody = 16 << 10
 var hopByHop = []string{
 	"connection", "keep-alive", "proxy-authenticate", "proxy-authorization",
 	"te", "trailers", "trailer", "transfer-encoding", "upgrade",
+	"proxy-connection", // not in RFC 9110, but HTTP/2 forbids it (RFC 9113 section 8.2.2)
 }
 
 // isHopByHop reports whether name (any case) is in hopByHop.

@@ -392,7 +392,7 @@ func TestWriteHead(t *testing.T) {
 			headers: [][2]string{
 				{"Connection", "keep-alive"}, {"Keep-Alive", "timeout=5"}, {"Transfer-Encoding", "chunked"},
 				{"TE", "trailers"}, {"Trailer", "X-Sum"}, {"Trailers", "X-Sum"}, {"Upgrade", "websocket"},
-				{"Proxy-Authenticate", "Basic"}, {"Proxy-Authorization", "Basic eA=="}, {"X-Kept", "1"},
+				{"Proxy-Authenticate", "Basic"}, {"Proxy-Authorization", "Basic eA=="}, {"Proxy-Connection", "keep-alive"}, {"X-Kept", "1"},
 			},
 			want: http.Header{"X-Kept": {"1"}},
 		},

@@ -1,6 +1,7 @@
 """Test app for the TLS and HTTP/2 end-to-end tests: basic.py's routes plus
-/barrier (returns once 4 requests are in the app at once) and /closing
-(a streamed response whose close() writes a marker file)."""
+/barrier (returns once 4 requests are in the app at once), /hop (a
+response with connection-specific headers) and /closing (a streamed
+response whose close() writes a marker file)."""
 import threading
 
 from basic import app as basic_app
@@ -31,6 +32,11 @@ def app(environ, start_response):
             return [b"barrier broken\n"]
         start_response("200 OK", [("Content-Type", "text/plain"), ("Connection", "keep-alive")])
         return [environ["SERVER_PROTOCOL"].encode()]
+    if path == "/hop":
+        # Connection-specific fields, which HTTP/2 forbids in a response.
+        start_response("200 OK", [("Content-Type", "text/plain"), ("Connection", "keep-alive"),
+                                  ("Keep-Alive", "timeout=5"), ("Proxy-Connection", "keep-alive")])
+        return [b"ok"]
     if path == "/closing":
         start_response("200 OK", [("Content-Type", "application/octet-stream")])
         return _Closing(environ["QUERY_STRING"], 20)
