@@ -184,6 +184,21 @@ func TestClientHangsUp(t *testing.T) {
 	time.Sleep(200 * time.Millisecond)
 	upload.Close()
 	s.waitLog(`"POST /echo\?cut HTTP/1.1" 499`, 5*time.Second)
+
+	// A client that half-closes its connection after its request reads
+	// as one that left (as with nginx): no response at all, rather than
+	// the empty 200 both HTTP servers would send for a handler that wrote
+	// nothing.
+	half, halfBR := s.rawConn()
+	fmt.Fprintf(half, "GET /sleep?0.5 HTTP/1.1\r\nHost: h\r\n\r\n")
+	if err := half.(*net.TCPConn).CloseWrite(); err != nil {
+		t.Fatal(err)
+	}
+	half.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if got, err := io.ReadAll(halfBR); len(got) != 0 || err != nil {
+		t.Errorf("a half-closed client's request got %q (%v), want the connection closed with no response", got, err)
+	}
+	s.waitLog(`"GET /sleep\?0.5 HTTP/1.1" 499`, 5*time.Second)
 }
 
 // TestDeferredAccept checks that gorn's listening socket holds a new

@@ -219,6 +219,13 @@ func (h *handler) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 		rw.Header().Set("Connection", "close")
 	}
 	h.serve(st)
+	if st.status == 499 && !st.headersSent {
+		// The client went away (or half-closed its connection, which
+		// reads the same) before its response began: the connection
+		// closes without one, as nginx closes it, where both HTTP servers
+		// would send an empty 200 for a handler that wrote nothing.
+		panic(http.ErrAbortHandler)
+	}
 	h.discardBody(st)
 }
 
