@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -199,6 +200,31 @@ func TestClientHangsUp(t *testing.T) {
 		t.Errorf("a half-closed client's request got %q (%v), want the connection closed with no response", got, err)
 	}
 	s.waitLog(`"GET /sleep\?0.5 HTTP/1.1" 499`, 5*time.Second)
+}
+
+// TestClientLeavesStream: with one thread (the default), a slow stream
+// whose client leaves ends at its next chunk (the app's generator is
+// closed), not when the whole stream is done: an endless one (server-sent
+// events) would otherwise hold the worker's only thread forever.
+func TestClientLeavesStream(t *testing.T) {
+	s := start(t, python(t), "-w", "1", "basic:app")
+	s.ready("/pid")
+	marker := filepath.Join(t.TempDir(), "ended")
+	c, br := s.rawConn()
+	fmt.Fprintf(c, "GET /ticks?n=3000&f=%s HTTP/1.1\r\nHost: h\r\n\r\n", marker) // 300 s of ticks
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("the stream: %v %v", resp, err)
+	}
+	line, err := br.ReadString('\n') // a chunk has come
+	if err != nil {
+		t.Fatalf("the first tick: %q %v", line, err)
+	}
+	c.Close()
+	waitFile(t, marker, "") // the generator was closed
+	if code, _ := s.get("/pid"); code != 200 {
+		t.Errorf("after the stream's client left: %d", code)
+	}
 }
 
 // TestDeferredAccept checks that gorn's listening socket holds a new

@@ -20,6 +20,7 @@ import marshal
 import mmap
 import os
 import queue
+import select
 import signal
 import struct
 import sys
@@ -44,6 +45,12 @@ T_CANCEL = 0x04
 T_SHUTDOWN = 0x05
 T_STACKS = 0x06
 T_REOPEN = 0x07
+
+# With one thread, how often a streamed response looks for frames waiting
+# from the worker between its chunks (a Cancel when the client has gone):
+# at most once per this many seconds, so a stream of many tiny chunks does
+# not make a poll(2) for each.
+POLL_INTERVAL = 0.001
 
 # The signal on which the runtime writes every thread's stack to the error
 # log (and runs worker_abort): the worker sends it when a request outlives
@@ -659,6 +666,8 @@ class Responder:
             return
         req = self.req
         conn = req.conn
+        if self.headers_sent and not conn.threaded:
+            conn.poll_frames()  # a Cancel between two chunks
         if req.cancelled:
             raise ClientDisconnected("client disconnected")
         total = len(data)
@@ -849,6 +858,10 @@ class Connection:
         # server puts its wsgi.* entries in.
         self.environ_template = BARE_TEMPLATE
         self.pending = []  # requests not yet started, single-thread mode
+        # Single-thread mode: poll_frames looks at rfd with this (made on
+        # first use) between the chunks of a streamed response.
+        self.poller = None
+        self.polled = 0.0
         self.on_request = None
         self.closed = False
         self.shutdown = False
@@ -1032,6 +1045,29 @@ class Connection:
                 self.reopen_logs()
             else:
                 raise ProtocolError("unexpected frame type 0x%02x" % ftype)
+
+    def poll_frames(self):
+        """Single-thread mode, between the chunks of a streamed response:
+        reads and applies the frames already waiting, without blocking.
+        Frames are otherwise read only when the app waits (for credit, for
+        its body), which a slow stream of small chunks never does: the
+        Cancel of a client that left would wait behind the whole stream
+        (an endless one would hold the worker's only thread forever). At
+        most once per POLL_INTERVAL."""
+        now = time.monotonic()
+        if now - self.polled < POLL_INTERVAL:
+            return
+        self.polled = now
+        if self.readable():
+            self.read_once()
+
+    def readable(self):
+        """Whether frames wait in the pipe from the worker: one poll(2)
+        that does not wait."""
+        if self.poller is None:
+            self.poller = select.poll()
+            self.poller.register(self.rfd, select.POLLIN)
+        return bool(self.poller.poll(0))
 
     def wait(self, predicate):
         """Returns once predicate() is true, reading frames as needed."""

@@ -18,6 +18,7 @@ import struct
 import sys
 import tempfile
 import threading
+import time
 import unittest
 import uuid
 import weakref
@@ -293,6 +294,17 @@ class FakeConnection(rt.Connection):
         if not frames:
             raise AssertionError("the runtime would wait forever: the worker has nothing to send")
         self.dispatch(frames)
+
+    # Frames the worker has already sent, which poll_frames reads between
+    # a streamed response's chunks without waiting (a test sets them).
+    waiting = ()
+
+    def readable(self):
+        if self.waiting:
+            self.step = lambda c, frames=list(self.waiting): frames
+            self.waiting = ()
+            return True
+        return False
 
     def sent_of(self, ftype):
         return [f for f in self.sent if f[0] == ftype]
@@ -1212,6 +1224,40 @@ class ResponderTests(unittest.TestCase):
                          rt.INITIAL_WINDOW)  # the first chunk, not "never sent"
         self.assertEqual(conn.sent[-1][3], b"client disconnected")
         self.assertEqual(res.closed, 1)
+
+    def test_cancel_between_small_chunks_stops_the_app(self):
+        # One thread, a slow stream of small chunks that never runs out of
+        # credit: the Cancel of a client that left is read between two
+        # chunks, not after the whole (here endless) stream.
+        conn_box = []
+        chunks = []
+
+        def app(environ, start_response):
+            start_response("200 OK", [])
+
+            def stream():
+                try:
+                    for i in range(1000):
+                        if i == 2:  # the client leaves: the worker sends Cancel
+                            conn_box[0].waiting = [(rt.T_CANCEL, 0, 9, b"")]
+                        chunks.append(i)
+                        yield b"data: %d\n\n" % i
+                        time.sleep(2 * rt.POLL_INTERVAL)
+                finally:
+                    chunks.append("closed")
+            return stream()
+
+        conn = FakeConnection()
+        conn_box.append(conn)
+        log = rt.Log("critical", 1)
+        server = rt.Server(conn, app, {"threads": 1}, log)
+        environ = rt.decode_environ(encode_environ({"RAW_URI": "/sse"}), conn.environ_template)
+        req = rt.Request(conn, 9, environ, b"", True)
+        conn.requests[9] = req
+        rt.Responder(server, req).run(app)
+        self.assertEqual(chunks, [0, 1, 2, "closed"])
+        self.assertEqual([f[0] for f in conn.sent], [rt.T_START, rt.T_DATA, rt.T_ERROR])
+        self.assertEqual(conn.sent[-1][3], b"client disconnected")
 
     def test_errors_end_the_stream(self):
         def before_start(environ, start_response):

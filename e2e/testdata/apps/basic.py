@@ -67,6 +67,23 @@ def app(environ, start_response):
         start_response("200 OK", [("Content-Type", "application/octet-stream"),
                                   ("X-Sha256", digest.hexdigest())])
         return iter(chunks)
+    if path == "/ticks":
+        # /ticks?n=COUNT&f=PATH: a slow stream (server-sent events), a short
+        # chunk every 0.1 s; when it ends, however it ends, PATH gets the
+        # number of chunks yielded.
+        q = dict(p.split("=", 1) for p in environ["QUERY_STRING"].split("&") if "=" in p)
+        start_response("200 OK", [("Content-Type", "text/event-stream")])
+
+        def ticks():
+            i = 0
+            try:
+                for i in range(int(q.get("n", "10"))):
+                    yield b"data: %d\n\n" % i
+                    time.sleep(0.1)
+            finally:
+                with open(q["f"], "w") as f:
+                    f.write(str(i))
+        return ticks()
     if path == "/sleep":
         time.sleep(float(environ["QUERY_STRING"] or "1"))
         return _json(start_response, {"slept": environ["QUERY_STRING"], "pid": os.getpid()})
