@@ -585,6 +585,19 @@ func TestWSGIResponseRules(t *testing.T) {
 		}
 	})
 
+	t.Run("the same Content-Length twice", func(t *testing.T) {
+		c, _ := s.rawConn()
+		if _, err := io.WriteString(c, "GET /cl?size=10&dup=1 HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n"); err != nil {
+			t.Fatal(err)
+		}
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		raw, _ := io.ReadAll(c)
+		if !bytes.HasPrefix(raw, []byte("HTTP/1.1 200 ")) || bytes.Count(bytes.ToLower(raw), []byte("\r\ncontent-length: 10\r\n")) != 1 ||
+			!bytes.HasSuffix(raw, []byte("\r\n\r\naaabbbcccc")) {
+			t.Errorf("want a 200 with one Content-Length and the body:\n%s", raw)
+		}
+	})
+
 	t.Run("header names as the app spelled them", func(t *testing.T) {
 		c, _ := s.rawConn()
 		if _, err := io.WriteString(c, "GET /server-date HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n"); err != nil {

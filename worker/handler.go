@@ -659,7 +659,14 @@ func (h *handler) writeHead(st *requestState, head protocol.ResponseHead) bool {
 		// ParseUint, unlike ParseInt, refuses a sign: "+5" is not a valid
 		// Content-Length (RFC 9110: 1*DIGIT) and would be sent as is.
 		cl := cls[0]
-		if _, err := strconv.ParseUint(cl, 10, 63); err != nil || len(cls) > 1 {
+		same := true // the same length twice is one (RFC 9110 section 8.6), as gunicorn passes it
+		for _, v := range cls[1:] {
+			same = same && v == cl
+		}
+		if same {
+			hdr["Content-Length"] = cls[:1]
+		}
+		if _, err := strconv.ParseUint(cl, 10, 63); err != nil || !same {
 			h.log.Error("The app sent an invalid Content-Length; answering 500", "uri", st.r.RequestURI, "content_length", cl)
 			for k := range hdr {
 				delete(hdr, k)

@@ -406,7 +406,12 @@ func TestWriteHead(t *testing.T) {
 		{name: "negative Content-Length", code: 200, headers: [][2]string{{"Content-Length", "-1"}, {"X", "y"}}},
 		{name: "non-numeric Content-Length", code: 200, headers: [][2]string{{"Content-Length", "ten"}}},
 		{name: "signed Content-Length", code: 200, headers: [][2]string{{"Content-Length", "+5"}}},
-		{name: "two Content-Lengths", code: 200, headers: [][2]string{{"Content-Length", "5"}, {"Content-Length", "5"}}},
+		{name: "two different Content-Lengths", code: 200, headers: [][2]string{{"Content-Length", "5"}, {"Content-Length", "6"}}},
+		{
+			name: "the same Content-Length twice is one", code: 200, ok: true,
+			headers: [][2]string{{"Content-Length", "5"}, {"X", "y"}, {"content-length", "5"}},
+			want:    http.Header{"Content-Length": {"5"}, "X": {"y"}},
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

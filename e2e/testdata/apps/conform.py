@@ -371,8 +371,10 @@ def app(environ, start_response):
 
     if path == "/cl":
         size = int(q.get("size", "100000"))
-        start_response("200 OK", [("Content-Type", "application/octet-stream"),
-                                  ("Content-Length", str(size))])
+        headers = [("Content-Type", "application/octet-stream"), ("Content-Length", str(size))]
+        if q.get("dup"):  # the same length twice, as some frameworks send it
+            headers.append(("content-length", str(size)))
+        start_response("200 OK", headers)
         third = size // 3
         return Recorded(environ, [b"a" * third, b"b" * third, b"c" * (size - 2 * third)])
 
