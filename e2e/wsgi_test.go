@@ -610,6 +610,11 @@ func TestWSGIResponseRules(t *testing.T) {
 				t.Errorf("no %q in the response:\n%s", field, raw)
 			}
 		}
+		// In the app's order, as gunicorn writes them (net/http sorts).
+		inOrder := "\r\nServer: app/1.0\r\nDate: Thu, 01 Jan 1970 00:00:00 GMT\r\nETag: \"v1\"\r\nWWW-Authenticate: Basic\r\nContent-Length: 2\r\n"
+		if !bytes.Contains(raw, []byte(inOrder)) {
+			t.Errorf("the app's fields are not in its order %q:\n%s", inOrder, raw)
+		}
 	})
 
 	t.Run("the app's status line", func(t *testing.T) {

@@ -3,6 +3,7 @@ package http1
 import (
 	"bufio"
 	"io"
+	"net/http"
 	"net/textproto"
 	"reflect"
 	"slices"
@@ -171,5 +172,36 @@ func TestFieldOrder(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// TestHeaderOrder checks the order appendHeader writes fields in: those
+// SetHeaderOrder names first, in its order, then the rest sorted.
+func TestHeaderOrder(t *testing.T) {
+	hdr := http.Header{
+		"X-Zeta": {"z"}, "Content-Type": {"text/plain"}, "X-Alpha": {"a"},
+		"Set-Cookie": {"a=1", "b=2"}, "Connection": {"close"}, "Cache-Control": {"no-cache"},
+		"Content-Length": nil, // a key without values writes nothing
+	}
+	tests := []struct {
+		name  string
+		order []string
+		want  string
+	}{
+		{"none: sorted", nil,
+			"Cache-Control: no-cache\r\nConnection: close\r\nContent-Type: text/plain\r\nSet-Cookie: a=1\r\nSet-Cookie: b=2\r\nX-Alpha: a\r\nX-Zeta: z\r\n"},
+		{"the app's, then the rest sorted", []string{"X-Zeta", "Set-Cookie", "Content-Type", "X-Alpha", "Content-Length"},
+			"X-Zeta: z\r\nSet-Cookie: a=1\r\nSet-Cookie: b=2\r\nContent-Type: text/plain\r\nX-Alpha: a\r\nCache-Control: no-cache\r\nConnection: close\r\n"},
+		{"a name the header lacks", []string{"X-Gone", "X-Alpha"},
+			"X-Alpha: a\r\nCache-Control: no-cache\r\nConnection: close\r\nContent-Type: text/plain\r\nSet-Cookie: a=1\r\nSet-Cookie: b=2\r\nX-Zeta: z\r\n"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			w := &response{hdr: hdr}
+			w.SetHeaderOrder(tt.order)
+			if got := string(w.appendHeader(nil)); got != tt.want {
+				t.Errorf("got\n%q\nwant\n%q", got, tt.want)
+			}
+		})
 	}
 }

@@ -44,6 +44,7 @@ type response struct {
 	err           error // a failed write: the client is gone
 	deadlineSet   bool  // the handler set a read deadline
 	keys          []string
+	order         []string // SetHeaderOrder's; empty: every field sorted
 	scratch       []byte
 }
 
@@ -58,7 +59,7 @@ func (w *response) reset(c *conn, req *http.Request) {
 	if cap(scratch) > maxScratch {
 		scratch = nil // an app's huge head once must not stay with the connection
 	}
-	*w = response{c: c, req: req, hdr: w.hdr, contentLength: -1, buf: w.buf[:0], keys: w.keys[:0], scratch: scratch,
+	*w = response{c: c, req: req, hdr: w.hdr, contentLength: -1, buf: w.buf[:0], keys: w.keys[:0], order: w.order[:0], scratch: scratch,
 		isHEAD: req.Method == "HEAD"}
 	w.body = newBody(c, req)
 	if w.body != nil {
@@ -358,26 +359,45 @@ func appendStatusLine(b []byte, req *http.Request, code int, reason string) []by
 	return append(b, "\r\n"...)
 }
 
-// appendHeader appends the handler's header fields, sorted by name as
-// net/http writes them. Fields with invalid names are dropped, and CR or
+// SetHeaderOrder has the head write the header's fields named in keys
+// (keys of Header(), each once) first, in that order, as the app gave them;
+// the others (those the server adds among them) follow, sorted by name.
+// Call it before the head is written; keys is copied (the head may go out
+// only after ServeHTTP returns).
+func (w *response) SetHeaderOrder(keys []string) { w.order = append(w.order[:0], keys...) }
+
+// appendHeader appends the handler's header fields: those SetHeaderOrder
+// named in that order, then the others sorted by name as net/http writes
+// them. Fields with invalid names are dropped, and CR or
 // LF in a value becomes a space, as in net/http.
 func (w *response) appendHeader(b []byte) []byte {
 	keys := w.keys[:0]
 	for k := range w.hdr {
-		keys = append(keys, k)
+		if !slices.Contains(w.order, k) {
+			keys = append(keys, k)
+		}
 	}
 	slices.Sort(keys)
 	w.keys = keys
+	for _, k := range w.order {
+		b = w.appendField(b, k)
+	}
 	for _, k := range keys {
-		if !httpguard.IsToken(k) {
-			continue
-		}
-		for _, v := range w.hdr[k] {
-			b = append(b, k...)
-			b = append(b, ": "...)
-			b = appendValue(b, v)
-			b = append(b, "\r\n"...)
-		}
+		b = w.appendField(b, k)
+	}
+	return b
+}
+
+// appendField appends the lines of header field k, if it has any.
+func (w *response) appendField(b []byte, k string) []byte {
+	if !httpguard.IsToken(k) {
+		return b
+	}
+	for _, v := range w.hdr[k] {
+		b = append(b, k...)
+		b = append(b, ": "...)
+		b = appendValue(b, v)
+		b = append(b, "\r\n"...)
 	}
 	return b
 }

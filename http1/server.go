@@ -250,6 +250,7 @@ func (c *conn) release() {
 	clear(c.reqs.hdr)
 	clear(c.reqs.strs)
 	clear(c.res.hdr)
+	clear(c.res.order)
 	c.res.req, c.res.body, c.res.err = nil, nil, nil
 	c.mu.Lock()
 	c.active, c.inRequest, c.watching, c.watchDone, c.stale, c.hungUp = false, false, false, nil, false, false

@@ -126,6 +126,10 @@ type requestState struct {
 	// names holds the header's names, sorted, for a request from a server
 	// that cannot tell their order; kept with the state when it is reused.
 	names []string
+	// order is the response header's names in the order the app gave
+	// them, for a server that writes them so (headerOrderer); kept with
+	// the state when it is reused.
+	order []string
 }
 
 // runtimeLogged reports whether the runtime logged the request to Python's
@@ -157,7 +161,7 @@ func (h *handler) newState(rw http.ResponseWriter, r *http.Request) *requestStat
 	if st == nil {
 		st = &requestState{}
 	}
-	*st = requestState{rw: rw, r: r, timer: st.timer, env: st.env, names: st.names}
+	*st = requestState{rw: rw, r: r, timer: st.timer, env: st.env, names: st.names, order: st.order}
 	return st
 }
 
@@ -170,7 +174,8 @@ func (h *handler) putState(st *requestState) {
 		st.env.Reset() // lets go of the request's strings
 	}
 	clear(st.names)
-	*st = requestState{timer: st.timer, env: st.env, names: st.names[:0]}
+	clear(st.order)
+	*st = requestState{timer: st.timer, env: st.env, names: st.names[:0], order: st.order[:0]}
 	h.states.Put(st)
 }
 
@@ -617,6 +622,7 @@ func (h *handler) writeHead(st *requestState, head protocol.ResponseHead) bool {
 		return false
 	}
 	hdr := st.rw.Header()
+	order := st.order[:0]
 	if h.state.draining.Load() {
 		// The worker began to drain while the app ran: this response is
 		// the connection's last, as those of requests that start later.
@@ -649,6 +655,11 @@ func (h *handler) writeHead(st *requestState, head protocol.ResponseHead) bool {
 			}
 		}
 		hdr[key] = kv[1:2:2]
+		order = append(order, key)
+	}
+	st.order = order
+	if o, ok := st.rw.(headerOrderer); ok {
+		o.SetHeaderOrder(order) // as gunicorn writes them: in the app's order
 	}
 	if _, ok := hdr["Content-Type"]; !ok {
 		// As gunicorn, no Content-Type when the app sends none: the key
@@ -938,6 +949,10 @@ type request struct {
 	scheme               string   // wsgi.url_scheme
 	names                []string // the header's names in the order the environ gets them (see fieldOrder)
 }
+
+// headerOrderer is gorn's HTTP/1 server's ResponseWriter, which writes the
+// response header's fields in a given order (net/http sorts them).
+type headerOrderer interface{ SetHeaderOrder(keys []string) }
 
 // fieldOrder is the order of the request's header fields, as they came,
 // from gorn's HTTP/1 server; nil from net/http's (over TLS), whose header
