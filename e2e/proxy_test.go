@@ -38,7 +38,8 @@ func proxyEnviron(t *testing.T, c net.Conn, br *bufio.Reader, prefix []byte, hea
 }
 
 // proxyGet is proxyEnviron for a GET of path, which must reach basic:app's
-// /environ for a 200.
+// /environ for a 200. For any other status the map holds the page, as
+// "page".
 func proxyGet(t *testing.T, c net.Conn, br *bufio.Reader, prefix []byte, path string, headers ...string) (*http.Response, map[string]any, error) {
 	t.Helper()
 	req := "GET " + path + " HTTP/1.1\r\nHost: example.com\r\n" + strings.Join(append(headers, ""), "\r\n") + "\r\n"
@@ -51,8 +52,11 @@ func proxyGet(t *testing.T, c net.Conn, br *bufio.Reader, prefix []byte, path st
 	}
 	body, err := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	if err != nil || resp.StatusCode != 200 {
+	if err != nil {
 		return resp, nil, err
+	}
+	if resp.StatusCode != 200 {
+		return resp, map[string]any{"page": string(body)}, nil
 	}
 	var env map[string]any
 	if err := json.Unmarshal(body, &env); err != nil {
@@ -174,12 +178,12 @@ func TestProxyProtocol(t *testing.T) {
 	// it is not parsed, so it is a malformed HTTP request: 400.
 	c, br = proxyConn(t, s, "127.0.0.2")
 	resp, env, err := proxyEnviron(t, c, br, (&proxyproto.Header{Source: src4, Destination: dst4}).AppendV1(nil))
-	if err != nil || resp.StatusCode != http.StatusBadRequest || env != nil {
+	if err != nil || resp.StatusCode != http.StatusBadRequest || env["page"] == nil {
 		t.Fatalf("PROXY v1 from a disallowed peer: %v %v %v, want 400", resp, env, err)
 	}
 	c, br = proxyConn(t, s, "127.0.0.2")
 	resp, env, err = proxyEnviron(t, c, br, (&proxyproto.Header{Source: src4, Destination: dst4}).AppendV2(nil, nil))
-	if err != nil || resp.StatusCode != http.StatusBadRequest || env != nil {
+	if err != nil || resp.StatusCode != http.StatusBadRequest || env["page"] == nil {
 		t.Fatalf("PROXY v2 from a disallowed peer: %v %v %v, want 400", resp, env, err)
 	}
 	// ... and its plain requests are served with its own address.
@@ -225,6 +229,9 @@ func TestProxyForwardedProto(t *testing.T) {
 		if tt.status != 200 {
 			if !resp.Close {
 				t.Errorf("%s: the %d response does not close the connection", tt.name, tt.status)
+			}
+			if page, _ := env["page"].(string); !strings.Contains(page, "Contradictory scheme headers") {
+				t.Errorf("%s: the page does not say why, as gunicorn's does:\n%s", tt.name, page)
 			}
 			continue
 		}

@@ -280,7 +280,7 @@ func (h *handler) serve(st *requestState) {
 		h.slots.release()
 		h.log.Debug("Contradictory scheme headers", "uri", r.RequestURI, "peer", r.RemoteAddr)
 		st.rw.Header().Set("Connection", "close")
-		h.plainError(st, http.StatusBadRequest)
+		h.errorWith(st, http.StatusBadRequest, "Contradictory scheme headers")
 		return
 	}
 
@@ -867,7 +867,10 @@ func (h *handler) runtimeGone(st *requestState) {
 }
 
 // plainError sends a short error page, as gunicorn does.
-func (h *handler) plainError(st *requestState, code int) {
+func (h *handler) plainError(st *requestState, code int) { h.errorWith(st, code, "") }
+
+// errorWith is plainError with msg on the page, as gunicorn words it.
+func (h *handler) errorWith(st *requestState, code int, msg string) {
 	if st.headersSent {
 		panic(http.ErrAbortHandler)
 	}
@@ -877,7 +880,7 @@ func (h *handler) plainError(st *requestState, code int) {
 			delete(hdr, k)
 		}
 	}
-	n := errorPage(st.rw, code, "")
+	n := errorPage(st.rw, code, msg)
 	st.status = code
 	st.written = int64(n)
 	st.headersSent = true
