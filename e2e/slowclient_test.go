@@ -299,3 +299,51 @@ func serverSideState(serverPort, clientPort int) string {
 	}
 	return ""
 }
+
+// TestSilentClientsDoNotStallAccepts: connections that send nothing (a
+// slowloris) do not hold up the accept loop. Each used to cost it
+// firstRequestGrace (10 ms) as it waited for the connection's request to
+// take its slot, so 400 of them held a real request back for 4 s.
+func TestSilentClientsDoNotStallAccepts(t *testing.T) {
+	s := start(t, python(t), "-w", "1", "basic:app")
+	s.ready("/pid")
+	_, port, _ := net.SplitHostPort(s.Addr)
+	serverPort, _ := strconv.Atoi(port)
+	silent := map[string]bool{} // their ports, as /proc/net/tcp shows them
+	for range 400 {
+		c, err := net.DialTimeout("tcp", s.Addr, 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		silent[fmt.Sprintf(":%04X", c.LocalAddr().(*net.TCPAddr).Port)] = true
+	}
+	// Past TCP_DEFER_ACCEPT's second, the kernel queues them for accept(2)
+	// (they leave SYN_RECV) all at once: a request sent now comes after
+	// them.
+	local := fmt.Sprintf(":%04X", serverPort)
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		waiting := 0
+		for _, fs := range tcpSockets() {
+			if fs[3] == "03" && strings.HasSuffix(fs[1], local) && silent[fs[2][strings.LastIndexByte(fs[2], ':'):]] {
+				waiting++
+			}
+		}
+		if waiting == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d silent connections still deferred after 20 s", waiting)
+		}
+	}
+	// A new connection, not one kept alive from s.ready's request.
+	client := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	resp, err := client.Get(s.URL + "/pid")
+	if err != nil {
+		t.Fatalf("a request behind 400 silent connections: %v (each one held the accept loop up)", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("a request behind 400 silent connections: status %d", resp.StatusCode)
+	}
+}

@@ -201,6 +201,26 @@ type Conn struct {
 
 	localOnce sync.Once
 	local     *net.TCPAddr
+
+	// waiter, if set, hears of the first read that finds no bytes and
+	// waits for them (SetReadWaiter); guarded by mu.
+	waiter ReadWaiter
+}
+
+// ReadWaiter is told when a connection's read has to wait for its client.
+type ReadWaiter interface {
+	// ReadWaiting is called, once, from the reading goroutine, when a read
+	// of the connection first finds no bytes and starts to wait for them.
+	ReadWaiting()
+}
+
+// SetReadWaiter has w told the first time a read of c finds no bytes to
+// read before c entered the poller (a client that connected and sent
+// nothing, or only part of its request). Set it before the first read.
+func (c *Conn) SetReadWaiter(w ReadWaiter) {
+	c.mu.Lock()
+	c.waiter = w
+	c.mu.Unlock()
 }
 
 // polled is a Conn in the poller: an *os.File, read and written without
@@ -285,6 +305,10 @@ func (c *Conn) readUnpolled(b []byte) (p *polled, n int, err error) {
 		}
 		return nil, n, nil
 	case unix.EAGAIN:
+		if w := c.waiter; w != nil {
+			c.waiter = nil
+			w.ReadWaiting()
+		}
 		p, err = c.waiting()
 		return p, 0, err
 	}

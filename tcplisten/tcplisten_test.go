@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -553,4 +554,62 @@ func TestHTTPServer(t *testing.T) {
 	if !strings.HasSuffix(got[true][0], "hello") || got[true][1] != "" {
 		t.Errorf("request got %q, silent client got %q; want hello, nothing", got[true][0], got[true][1])
 	}
+}
+
+// waiterCount counts ReadWaiting calls.
+type waiterCount struct{ n atomic.Int32 }
+
+func (w *waiterCount) ReadWaiting() { w.n.Add(1) }
+
+// TestReadWaiter: the waiter hears of the first read that has to wait for
+// the client, once, and of no read that finds bytes at once.
+func TestReadWaiter(t *testing.T) {
+	t.Run("bytes already there", func(t *testing.T) {
+		_, client, c := accepted(t, "127.0.0.1:0")
+		var w waiterCount
+		c.SetReadWaiter(&w)
+		if _, err := client.Write([]byte("GET")); err != nil {
+			t.Fatal(err)
+		}
+		for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
+			if n, err := unix.IoctlGetInt(c.sysfd, unix.SIOCINQ); err == nil && n == 3 {
+				break // the bytes are there before the read
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("the client's bytes did not arrive")
+			}
+		}
+		buf := make([]byte, 3)
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, err := io.ReadFull(c, buf); err != nil || string(buf) != "GET" {
+			t.Fatalf("read %q, %v", buf, err)
+		}
+		if got := w.n.Load(); got != 0 {
+			t.Errorf("ReadWaiting called %d times for a read that found its bytes", got)
+		}
+	})
+	t.Run("a silent client", func(t *testing.T) {
+		_, client, c := accepted(t, "127.0.0.1:0")
+		var w waiterCount
+		c.SetReadWaiter(&w)
+		done := readOne(c)
+		deadline := time.Now().Add(10 * time.Second)
+		for w.n.Load() == 0 {
+			if time.Now().After(deadline) {
+				t.Fatal("the waiter was not told of a read that waits")
+			}
+			time.Sleep(time.Millisecond)
+		}
+		if _, err := client.Write([]byte("x")); err != nil {
+			t.Fatal(err)
+		}
+		if err := waitErr(t, done, "the read"); err != nil {
+			t.Fatal(err)
+		}
+		c.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+		c.Read(make([]byte, 1)) // waits again: no second call
+		if got := w.n.Load(); got != 1 {
+			t.Errorf("ReadWaiting called %d times, want once", got)
+		}
+	})
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/gorn-project/gorn/balance"
 	"github.com/gorn-project/gorn/metrics"
+	"github.com/gorn-project/gorn/tcplisten"
 )
 
 // slots bounds the requests a worker has in its runtime. Up to limit
@@ -249,6 +250,12 @@ type slotConn struct {
 // begin marks the connection's first request as started.
 func (c *slotConn) begin() { c.startOnce.Do(func() { close(c.started) }) }
 
+// ReadWaiting lets the accept loop go on when the connection's first read
+// finds nothing to read: a client that connected and sent nothing (or only
+// part of its head) would otherwise hold the loop up for
+// firstRequestGrace, and many of them (a slowloris) all accepts.
+func (c *slotConn) ReadWaiting() { c.begin() }
+
 // gatedListener accepts only while a slot is free.
 type gatedListener struct {
 	net.Listener
@@ -339,6 +346,9 @@ func (l *gatedListener) Accept() (net.Conn, error) {
 		return nil, err
 	}
 	sc := &slotConn{Conn: c, started: make(chan struct{})}
+	if tc, ok := c.(*tcplisten.Conn); ok {
+		tc.SetReadWaiter(sc) // a silent client lets the loop go on at once
+	}
 	l.last = sc
 	return sc, nil
 }
