@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -346,4 +347,34 @@ func TestSilentClientsDoNotStallAccepts(t *testing.T) {
 	if resp.StatusCode != 200 {
 		t.Fatalf("a request behind 400 silent connections: status %d", resp.StatusCode)
 	}
+}
+
+// TestClientStopsReading: a client that reads nothing of a large response
+// is dropped once a write has waited --timeout for it, and the app's
+// generator is closed; with one thread (the default) the worker was
+// otherwise held for as long as the client kept its connection open.
+func TestClientStopsReading(t *testing.T) {
+	s := start(t, python(t), "-w", "1", "--timeout", "2", "basic:app")
+	s.ready("/pid")
+	marker := filepath.Join(t.TempDir(), "ended")
+	d := net.Dialer{Timeout: 5 * time.Second, Control: func(_, _ string, rc syscall.RawConn) error {
+		var err error
+		rc.Control(func(fd uintptr) { err = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
+		return err
+	}}
+	c, err := d.Dial("tcp", s.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	// 50 000 ticks of 64 KiB (a 3 GiB stream): far more than the socket
+	// buffers hold. The client never reads.
+	fmt.Fprintf(c, "GET /ticks?n=50000&size=65536&every=0&f=%s HTTP/1.1\r\nHost: h\r\n\r\n", marker)
+	waitFile(t, marker, "") // the write gave up; the generator was closed
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	resp, err := client.Get(s.URL + "/pid")
+	if err != nil {
+		t.Fatalf("another client, while one reads nothing: %v", err)
+	}
+	resp.Body.Close()
 }

@@ -245,6 +245,61 @@ type slotConn struct {
 	// idle is the connection's idle word: 0 while it is not idle
 	// (see idleUncountedBit).
 	idle atomic.Int64
+	// stall bounds each write's wait for the client (--timeout); 0: none.
+	stall time.Duration
+	// stallAt is when Write last set the write deadline, in Unix
+	// nanoseconds; pinned is set while a caller's own deadline stands.
+	stallAt atomic.Int64
+	pinned  atomic.Bool
+}
+
+// writePiece is the most a write hands the connection at once when its
+// wait for the client is bounded: a client must take this much per
+// --timeout, about 8 KiB a second by default.
+const writePiece = 256 << 10
+
+// Write writes b, each piece of at most writePiece bytes within stall of
+// the client taking any of it. A client that reads nothing of its response
+// (stalled, or a deliberate slowloris reader) would otherwise block the
+// response's write, the app's thread waiting for credit behind it, for
+// ever: gunicorn's sync worker is killed after --timeout in that case.
+// The deadline is set again for each large piece, and for a small write
+// once it is half spent, so a stream of small writes costs one deadline
+// per half --timeout.
+func (c *slotConn) Write(b []byte) (int, error) {
+	if c.stall <= 0 || c.pinned.Load() {
+		return c.Conn.Write(b)
+	}
+	done := 0
+	for done < len(b) {
+		piece := b[done:min(len(b), done+writePiece)]
+		now := time.Now().UnixNano()
+		if len(piece) > 16<<10 || now-c.stallAt.Load() > int64(c.stall/2) {
+			c.Conn.SetWriteDeadline(time.Unix(0, now).Add(c.stall))
+			c.stallAt.Store(now)
+		}
+		n, err := c.Conn.Write(piece)
+		done += n
+		if err != nil {
+			return done, err
+		}
+	}
+	return done, nil
+}
+
+// SetWriteDeadline sets the connection's write deadline; a deadline set
+// here stands over Write's own until it is cleared (the zero time).
+func (c *slotConn) SetWriteDeadline(t time.Time) error {
+	c.pinned.Store(!t.IsZero())
+	c.stallAt.Store(0)
+	return c.Conn.SetWriteDeadline(t)
+}
+
+// SetDeadline sets both deadlines, as SetReadDeadline and SetWriteDeadline.
+func (c *slotConn) SetDeadline(t time.Time) error {
+	c.pinned.Store(!t.IsZero())
+	c.stallAt.Store(0)
+	return c.Conn.SetDeadline(t)
 }
 
 // begin marks the connection's first request as started.
@@ -275,6 +330,9 @@ type gatedListener struct {
 	// seat, if set, is the worker's line on the connection balance board:
 	// the accept loop steps aside while a peer holds fewer connections.
 	seat *balance.Seat
+	// writeStall is its connections' bound on a write the client takes
+	// nothing of (see slotConn.Write); 0 for none.
+	writeStall time.Duration
 }
 
 // Balancing: while a peer waiting in accept(2) holds fewer connections,
@@ -345,7 +403,7 @@ func (l *gatedListener) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	sc := &slotConn{Conn: c, started: make(chan struct{})}
+	sc := &slotConn{Conn: c, started: make(chan struct{}), stall: l.writeStall}
 	if tc, ok := c.(*tcplisten.Conn); ok {
 		tc.SetReadWaiter(sc) // a silent client lets the loop go on at once
 	}

@@ -301,6 +301,7 @@ func Main(spec *Spec, log *slog.Logger) int {
 		gl := newGatedListener(ln, st.slots)
 		gl.room = st.waitRoom
 		gl.seat = seat
+		gl.writeStall = cfg.Timeout
 		gated = append(gated, gl)
 		serving.Add(1)
 		go func() {

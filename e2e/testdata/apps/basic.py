@@ -68,18 +68,21 @@ def app(environ, start_response):
                                   ("X-Sha256", digest.hexdigest())])
         return iter(chunks)
     if path == "/ticks":
-        # /ticks?n=COUNT&f=PATH: a slow stream (server-sent events), a short
-        # chunk every 0.1 s; when it ends, however it ends, PATH gets the
-        # number of chunks yielded.
+        # /ticks?n=COUNT&f=PATH[&size=BYTES&every=SECS]: a slow stream
+        # (server-sent events), a short chunk (or one of BYTES) every 0.1 s
+        # (or SECS); when it ends, however it ends, PATH gets the number of
+        # chunks yielded.
         q = dict(p.split("=", 1) for p in environ["QUERY_STRING"].split("&") if "=" in p)
         start_response("200 OK", [("Content-Type", "text/event-stream")])
+        size, every = int(q.get("size", "0")), float(q.get("every", "0.1"))
 
         def ticks():
             i = 0
             try:
                 for i in range(int(q.get("n", "10"))):
-                    yield b"data: %d\n\n" % i
-                    time.sleep(0.1)
+                    yield b"x" * size if size else b"data: %d\n\n" % i
+                    if every:
+                        time.sleep(every)
             finally:
                 with open(q["f"], "w") as f:
                     f.write(str(i))
