@@ -2,10 +2,12 @@ package e2e
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -108,6 +110,45 @@ func TestSlowClientTimeouts(t *testing.T) {
 		}
 		if !resp.Close {
 			t.Fatal("the 408 does not close the connection (no Connection: close)")
+		}
+	})
+
+	t.Run("trickled body", func(t *testing.T) {
+		// A byte every 200 ms, each well within --body-timeout 1: without
+		// a minimum rate it would hold the app's thread for ever.
+		c, r := s.rawConn()
+		fmt.Fprint(c, "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\n")
+		c.Write(make([]byte, 100000))
+		stop := make(chan struct{})
+		defer close(stop)
+		go func() {
+			for range 100 { // 20 s at most
+				select {
+				case <-stop:
+					return
+				case <-time.After(200 * time.Millisecond):
+				}
+				if _, err := c.Write([]byte{'x'}); err != nil {
+					return
+				}
+			}
+		}()
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		br := bufio.NewReader(r)
+		// The app echoes what it read: its response starts at once, and
+		// is cut when the body read fails.
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("the trickled upload: %v", err)
+		}
+		if resp.StatusCode == http.StatusRequestTimeout {
+			resp.Body.Close()
+			return
+		}
+		if _, err := io.ReadAll(resp.Body); err == nil {
+			t.Fatal("a trickled body was read to its end")
+		} else if errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Fatal("a body trickled a byte every 200 ms still held its request after 10 s (--body-timeout 1)")
 		}
 	})
 

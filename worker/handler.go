@@ -112,6 +112,7 @@ type requestState struct {
 	bodyRead    int64 // request body bytes read after the first frame
 	unacked     int
 	deadlineSet bool   // bodyDeadline set a read deadline: clear it at the end
+	deadlineAt  int64  // bodyRead when bodyDeadline last set it
 	bodyEOF     bool   // the whole request body has been read
 	frame       []byte // the Request frame, when it carries the whole body (for retry)
 	retried     bool
@@ -831,12 +832,23 @@ func (h *handler) bodyError(st *requestState, err error) {
 	h.plainError(st, http.StatusBadRequest)
 }
 
+// minBodyProgress is how much of its body a client must send per
+// --body-timeout: the deadline of a wait for body bytes moves on only once
+// this much more has come since it was set. A client that trickles its
+// body (a byte every few seconds) would otherwise hold the app's thread
+// for ever, each byte well within --body-timeout. 16 KiB per 30 s is
+// about 550 bytes a second, the minimum rate Apache's mod_reqtimeout
+// asks by default.
+const minBodyProgress = 16 << 10
+
 // bodyDeadline bounds the next read of the request body by --body-timeout,
-// so a client that stops sending mid-body cannot hold a slot forever.
+// so a client that stops sending mid-body cannot hold a slot forever; the
+// bound is set again only once minBodyProgress more bytes have come.
 func (h *handler) bodyDeadline(st *requestState) {
-	if h.bodyTimeout > 0 {
+	if h.bodyTimeout > 0 && (!st.deadlineSet || st.bodyRead-st.deadlineAt >= minBodyProgress) {
 		http.NewResponseController(st.rw).SetReadDeadline(time.Now().Add(h.bodyTimeout))
 		st.deadlineSet = true
+		st.deadlineAt = st.bodyRead
 	}
 }
 
