@@ -70,7 +70,8 @@ type Server struct {
 	// net/http's: New (in the accept loop, before the next accept),
 	// Active, Idle and Closed.
 	ConnState func(net.Conn, http.ConnState)
-	// Log gets panics of the handler (at error level); nil discards them.
+	// Log gets panics of the handler and temporary accept errors (out of
+	// descriptors) at error level; nil discards them.
 	Log *slog.Logger
 
 	mu        sync.Mutex
@@ -102,6 +103,9 @@ func (s *Server) Serve(l net.Listener) error {
 			var te interface{ Temporary() bool }
 			if errors.As(err, &te) && te.Temporary() {
 				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+				if s.Log != nil { // as net/http logs it: out of descriptors says so
+					s.Log.Error(fmt.Sprintf("Accept error: %v; retrying in %v", err, delay))
+				}
 				time.Sleep(delay)
 				continue
 			}

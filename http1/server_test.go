@@ -2,10 +2,12 @@ package http1
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"reflect"
@@ -457,13 +459,16 @@ func (l *flakyListener) Accept() (net.Conn, error) {
 	return l.Listener.Accept()
 }
 
-// TestTemporaryAcceptError: Serve waits out a temporary accept error.
+// TestTemporaryAcceptError: Serve waits out a temporary accept error, and
+// logs it (out of descriptors is an operator's problem to see).
 func TestTemporaryAcceptError(t *testing.T) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := &Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") })}
+	var logged syncBuf
+	srv := &Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }),
+		Log: slog.New(slog.NewTextHandler(&logged, nil))}
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(&flakyListener{Listener: l}) }()
 	defer func() {
@@ -480,6 +485,27 @@ func TestTemporaryAcceptError(t *testing.T) {
 	if err != nil || resp.StatusCode != 200 {
 		t.Fatalf("%v %v", resp, err)
 	}
+	if got := logged.String(); !strings.Contains(got, "level=ERROR") || !strings.Contains(got, "Accept error: too many open files; retrying in 5ms") {
+		t.Errorf("log = %q, want the accept error", got)
+	}
+}
+
+// syncBuf is a bytes.Buffer safe for a logger's goroutines.
+type syncBuf struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuf) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuf) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 // TestAppendDate: the cached Date value is the second's, in HTTP format.
