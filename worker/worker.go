@@ -89,6 +89,13 @@ const SpecEnv = "GORN_WORKER"
 
 // Main runs a worker process and returns its exit code.
 func Main(spec *Spec, log *slog.Logger) int {
+	// Signals are handled from the very start, so a stop during boot is
+	// not lost (a TERM before this kills the worker without its "Worker
+	// exiting" line): TERM drains, INT and QUIT stop at once, USR1 reopens
+	// logs.
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGQUIT, syscall.SIGUSR1)
+	signal.Ignore(syscall.SIGHUP, syscall.SIGTTIN, syscall.SIGTTOU, syscall.SIGWINCH, syscall.SIGUSR2)
 	cfg := spec.Config
 	pid := os.Getpid()
 	// --statsd-host: this worker's requests and log warnings and errors.
@@ -161,11 +168,6 @@ func Main(spec *Spec, log *slog.Logger) int {
 	}
 	defer seat.Close()
 
-	// Signals are handled from the start, so a stop during boot is not
-	// lost: TERM drains, INT and QUIT stop at once, USR1 reopens logs.
-	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGQUIT, syscall.SIGUSR1)
-	signal.Ignore(syscall.SIGHUP, syscall.SIGTTIN, syscall.SIGTTOU, syscall.SIGWINCH, syscall.SIGUSR2)
 	// The control socket's end means the master is gone.
 	masterGone := make(chan struct{})
 	go ctrl.watch(masterGone)
