@@ -1259,6 +1259,15 @@ func TestCLILogLines(t *testing.T) {
 	s.ready("/pid")
 	workers := waitWorkers(t, s, 2)
 	master := s.cmd.Process.Pid
+	// Each worker has started its runtime, so it is past its start: a TERM
+	// before its signal handlers would end it without its exit line.
+	for _, w := range workers {
+		for deadline := time.Now().Add(30 * time.Second); len(childrenOf(w)) == 0; time.Sleep(20 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("worker %d started no runtime within 30 s", w)
+			}
+		}
+	}
 	stopTerm(t, s)
 	out := s.log.String()
 	want := []string{
