@@ -95,7 +95,9 @@ func readRequest(br *bufio.Reader, remote string, tmpl *http.Request, into *reqB
 		if !seen {
 			into.order = append(into.order, k)
 		}
-		hdr[k] = append(vs, strings.Trim(v, " \t"))
+		// TrimLeft, as ReadMIMEHeader: the line is trimmed already, but a
+		// folded continuation of spaces leaves one trailing (net/http's).
+		hdr[k] = append(vs, strings.TrimLeft(v, " \t"))
 	}
 	return newRequest(line, hdr, remote, tmpl, into)
 }
