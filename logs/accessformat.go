@@ -182,9 +182,7 @@ func (e *AccessEntry) atom(atom, name string) (string, bool) {
 	case "H":
 		return e.Proto, false
 	case "b":
-		// gunicorn logs 0 for an empty body; "-" only where no response
-		// went out (a client that left).
-		if e.Status == 499 && e.Bytes == 0 {
+		if e.sentNothing() {
 			return "-", false
 		}
 		return strconv.FormatInt(e.Bytes, 10), true
@@ -253,6 +251,11 @@ func (e *AccessEntry) environ(name string) string {
 	}
 	return "-"
 }
+
+// sentNothing reports whether no response went out at all (a client that
+// left before it: 499), which the b atom logs as "-"; an empty body is 0,
+// as gunicorn logs it.
+func (e *AccessEntry) sentNothing() bool { return e.Status == 499 && e.Bytes == 0 }
 
 // environValue is header name's variable in the environ: its values joined
 // with commas, as the handler joins them; "-" when there is none.

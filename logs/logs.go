@@ -205,7 +205,7 @@ func AppendAccess(dst []byte, e *AccessEntry) []byte {
 	dst = append(dst, "] \""...)
 	dst = appendEscaped(dst, e.requestLine())
 	dst = fmt.Appendf(dst, "\" %d ", e.Status)
-	if e.Status == 499 && e.Bytes == 0 { // as the b atom
+	if e.sentNothing() { // as the b atom
 		dst = append(dst, '-')
 	} else {
 		dst = fmt.Appendf(dst, "%d", e.Bytes)

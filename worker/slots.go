@@ -290,16 +290,21 @@ func (c *slotConn) Write(b []byte) (int, error) {
 // SetWriteDeadline sets the connection's write deadline; a deadline set
 // here stands over Write's own until it is cleared (the zero time).
 func (c *slotConn) SetWriteDeadline(t time.Time) error {
-	c.pinned.Store(!t.IsZero())
-	c.stallAt.Store(0)
+	c.pin(t)
 	return c.Conn.SetWriteDeadline(t)
 }
 
 // SetDeadline sets both deadlines, as SetReadDeadline and SetWriteDeadline.
 func (c *slotConn) SetDeadline(t time.Time) error {
+	c.pin(t)
+	return c.Conn.SetDeadline(t)
+}
+
+// pin records a write deadline set from outside: Write keeps to it, or,
+// for the zero time, sets its own again at its next call.
+func (c *slotConn) pin(t time.Time) {
 	c.pinned.Store(!t.IsZero())
 	c.stallAt.Store(0)
-	return c.Conn.SetDeadline(t)
 }
 
 // begin marks the connection's first request as started.

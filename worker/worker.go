@@ -129,6 +129,13 @@ func Main(spec *Spec, log *slog.Logger) int {
 	}
 	ctrl := &control{conn: ctrlConn}
 	defer ctrlConn.Close()
+	// bootFailed tells the master why the worker could not boot, and exits
+	// with be's code.
+	bootFailed := func(be *BootError) int {
+		ctrl.sendJSON(protocol.WorkerBootError, be)
+		exiting()
+		return be.Code
+	}
 
 	var lns []net.Listener
 	for i, l := range spec.Listeners {
@@ -143,9 +150,7 @@ func Main(spec *Spec, log *slog.Logger) int {
 	// master checked the files; one that broke since is a boot failure.
 	tlsCfg, err := tlsconf.New(cfg)
 	if err != nil {
-		ctrl.sendJSON(protocol.WorkerBootError, &BootError{Code: ExitBootError, Message: err.Error()})
-		exiting()
-		return ExitBootError
+		return bootFailed(&BootError{Code: ExitBootError, Message: err.Error()})
 	}
 	// The proxy settings: config.Finish checked them.
 	trusted, _ := forwarded.ParseAllowList(cfg.ForwardedAllowIPs)
@@ -189,9 +194,7 @@ func Main(spec *Spec, log *slog.Logger) int {
 				// failure, as gunicorn's WORKER_BOOT_ERROR.
 				be = &BootError{Code: ExitBootError, Message: err.Error()}
 			}
-			ctrl.sendJSON(protocol.WorkerBootError, be)
-			exiting()
-			return be.Code
+			return bootFailed(be)
 		case s := <-sigs:
 			if s == syscall.SIGUSR1 {
 				reopen = true
@@ -228,11 +231,9 @@ func Main(spec *Spec, log *slog.Logger) int {
 		if cfg.AccessLog != "" {
 			var err error
 			if f, err = logs.OpenFile(cfg.AccessLog, os.Stdout); err != nil {
-				ctrl.sendJSON(protocol.WorkerBootError, &BootError{Code: ExitBootError, Message: fmt.Sprintf("Cannot open the access log: %v", err)})
 				rt.kill()
 				<-rt.exited
-				exiting()
-				return ExitBootError
+				return bootFailed(&BootError{Code: ExitBootError, Message: fmt.Sprintf("Cannot open the access log: %v", err)})
 			}
 		}
 		var format *logs.AccessFormat
